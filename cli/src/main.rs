@@ -1,1 +1,87 @@
-fn main() {}
+//! `peerhost`: the command-line front of the peerhost node.
+//!
+//! This is the only crate that uses `clap` and `anyhow`: library crates return typed errors, and
+//! here they become one line for a person (what is wrong, and what to do).
+
+mod bench;
+mod demo;
+mod logcmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A node for hypercore logs: publish, verify, and (soon) replicate them with Holepunch peers.
+#[derive(Debug, Parser)]
+#[command(name = "peerhost", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where logs live on disk; every command that touches logs takes it.
+#[derive(Debug, Clone, clap::Args)]
+struct StorageArgs {
+    /// Storage directory [default: $PEERHOST_STORAGE, else the platform data dir + /peerhost]
+    #[arg(long, global = true, value_name = "DIR")]
+    storage: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.storage {
+            return Ok(dir.clone());
+        }
+        if let Some(dir) = std::env::var_os("PEERHOST_STORAGE").filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir));
+        }
+        match dirs::data_dir() {
+            Some(d) => Ok(d.join("peerhost")),
+            None => anyhow::bail!(
+                "no platform data directory is known here: pass --storage DIR or set PEERHOST_STORAGE"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, append to, read and verify signed logs in the local store.
+    Log {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: logcmd::LogCommand,
+    },
+    /// Walk through a signed log in a temporary store (offline).
+    Demo,
+    /// Benchmarks (compare with the JS stack via scripts/bench-log.sh).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Log { storage, command } => {
+            storage.dir().and_then(|dir| logcmd::run(&dir, command))
+        }
+        Command::Demo => demo::run(),
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context, then its causes.
+            let mut line = format!("error: {e}");
+            for cause in e.chain().skip(1) {
+                line.push_str(&format!(": {cause}"));
+            }
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
+    }
+}
