@@ -25,6 +25,9 @@ pub use writer::{Sizer, Writer};
 /// The largest integer JS decodes from a 64-bit varint (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_UINT: u64 = (1 << 53) - 1;
 
+/// The longest `array(enc)` JS decodes (`Array is too big` above it).
+pub const MAX_ARRAY_LEN: usize = 0x10_0000;
+
 /// Why a decode failed. Every variant is caused by the input, never by a bug.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

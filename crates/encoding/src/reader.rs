@@ -1,6 +1,6 @@
 //! The decode step.
 
-use crate::{DecodeError, MAX_SAFE_UINT};
+use crate::{DecodeError, MAX_ARRAY_LEN, MAX_SAFE_UINT};
 
 /// Reads encoded values from a byte slice. Never panics, never allocates.
 #[derive(Debug, Clone)]
@@ -141,6 +141,10 @@ impl<'a> Reader<'a> {
         mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
         let n = self.len_prefix(min_item_len.max(1))?;
+        // > if (len > 0x100000) throw new Error('Array is too big')   (compact-encoding `array`)
+        if n > MAX_ARRAY_LEN {
+            return Err(DecodeError::Invalid("array is too big"));
+        }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(item(self)?);
