@@ -75,10 +75,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the outermost context, then its causes.
+            // One line: the outermost context, then the causes it does not already say.
             let mut line = format!("error: {e}");
             for cause in e.chain().skip(1) {
-                line.push_str(&format!(": {cause}"));
+                let cause = cause.to_string();
+                if !line.contains(&cause) {
+                    line.push_str(": ");
+                    line.push_str(&cause);
+                }
             }
             eprintln!("{line}");
             ExitCode::FAILURE

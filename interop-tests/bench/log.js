@@ -63,7 +63,7 @@ async function main () {
 
     const len = core.length
     let seed = 42
-    const rand = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed }
+    const rand = () => { seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff; return seed }
     ms = await timed(async () => {
       for (let i = 0; i < N_READS; i++) {
         const idx = rand() % len

@@ -1,0 +1,296 @@
+//! `peerhost log …`: create, append to, read, inspect and verify logs in the local store.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_ids::Key;
+use peerhost_store::{Core, CreateOptions, Store};
+
+/// Blocks handed to one `append` call (one signature and one commit per batch).
+const BATCH_BLOCKS: usize = 1024;
+/// Bytes handed to one `append` call.
+const BATCH_BYTES: usize = 8 << 20;
+/// The largest block we append (hypercore has no hard limit; replication frames do).
+const MAX_BLOCK: usize = 15 << 20;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogCommand {
+    /// Create a new writable log and print its key (z-base32).
+    Create {
+        /// Local name of the log.
+        name: String,
+        /// A compat (hypercore 10 style) log: the key is the Ed25519 public key.
+        #[arg(long)]
+        compat: bool,
+    },
+    /// Append blocks: each FILE is one block; `-` or no FILE reads stdin.
+    Append {
+        /// Local name (or key) of a log this store writes.
+        name: String,
+        /// Files to append, one block each (`-` for stdin).
+        files: Vec<PathBuf>,
+        /// One block per line of input (the newline is not part of the block).
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Write blocks START..END to stdout.
+    Cat {
+        /// Key (z-base32, hex, pear://) or local name.
+        log: String,
+        /// First block.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// End (exclusive) [default: the log's length].
+        #[arg(long)]
+        end: Option<u64>,
+        /// Write a newline after each block (the inverse of `append --lines`).
+        #[arg(long)]
+        lines: bool,
+    },
+    /// Key, discovery key, length, byte length, fork, tree hash, signature check.
+    Info {
+        /// Key (z-base32, hex, pear://) or local name.
+        log: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every stored block and tree node against the signed root.
+    Verify {
+        /// Key (z-base32, hex, pear://) or local name.
+        log: String,
+    },
+    /// List the logs in the store.
+    List,
+}
+
+pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
+    let store =
+        Store::open(dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
+    match command {
+        LogCommand::Create { name, compat } => {
+            let core = store.create(&name, CreateOptions::default().compat(compat))?;
+            println!("{}", core.key().to_z32());
+            eprintln!(
+                "created {} log {name:?} (discovery key {})",
+                if compat { "compat" } else { "v11" },
+                core.discovery_key()
+            );
+        }
+        LogCommand::Append { name, files, lines } => {
+            let mut core = open_log(&store, &name)?;
+            if !core.writable() {
+                bail!(
+                    "log {name} is read-only here (no secret key): append on the store that created it"
+                );
+            }
+            let len = append(&mut core, &files, lines)?;
+            println!("{len}");
+        }
+        LogCommand::Cat {
+            log,
+            start,
+            end,
+            lines,
+        } => {
+            let mut core = open_log(&store, &log)?;
+            let end = end.unwrap_or(core.length()).min(core.length());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in start..end {
+                let Some(block) = core.get(i)? else {
+                    bail!(
+                        "log {log} does not hold block {i} locally: follow or mirror it from a peer"
+                    );
+                };
+                out.write_all(&block)?;
+                if lines {
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+        }
+        LogCommand::Info { log, json } => {
+            let mut core = open_log(&store, &log)?;
+            let info = core.info()?;
+            if json {
+                let v = serde_json::json!({
+                    "key": info.key.to_z32(),
+                    "keyHex": info.key.to_hex(),
+                    "discoveryKey": info.discovery_key.to_hex(),
+                    "length": info.length,
+                    "contiguousLength": info.contiguous_length,
+                    "byteLength": info.byte_length,
+                    "fork": info.fork,
+                    "treeHash": hex::encode(info.tree_hash),
+                    "signatureVerifies": info.signature_verifies,
+                    "writable": info.writable,
+                    "compat": info.compat,
+                    "manifestKnown": info.manifest_known,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("key:              {}", info.key.to_z32());
+                println!("key (hex):        {}", info.key.to_hex());
+                println!("discovery key:    {}", info.discovery_key);
+                println!(
+                    "length:           {} ({} held locally from 0)",
+                    info.length, info.contiguous_length
+                );
+                println!("byte length:      {}", info.byte_length);
+                println!("fork:             {}", info.fork);
+                println!("tree hash:        {}", hex::encode(info.tree_hash));
+                println!(
+                    "signature:        {}",
+                    match (info.length, info.signature_verifies) {
+                        (0, _) => "none (empty log)",
+                        (_, true) => "verifies",
+                        (_, false) => "DOES NOT VERIFY",
+                    }
+                );
+                println!(
+                    "kind:             {}{}",
+                    if info.compat { "compat" } else { "v11" },
+                    if info.writable {
+                        ", writable here"
+                    } else {
+                        ", replica"
+                    }
+                );
+            }
+        }
+        LogCommand::Verify { log } => {
+            let mut core = open_log(&store, &log)?;
+            let spinner = spinner(&format!("verifying {log}"));
+            let report = core.verify();
+            spinner.finish_and_clear();
+            let report = report?;
+            println!(
+                "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
+                report.blocks,
+                report.parents,
+                if report.signed { "signed" } else { "unsigned" },
+                report.length
+            );
+        }
+        LogCommand::List => {
+            for (name, key) in store.names()? {
+                println!("{}  {name}", key.to_z32());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Open a log by local name or key; a query that is neither gets one line naming the forms.
+pub(crate) fn open_log(store: &Store, query: &str) -> anyhow::Result<Core> {
+    let named = store.name_key(query).ok().flatten().is_some();
+    if !named {
+        if let Err(e) = Key::parse(query) {
+            bail!("{e}, or the name of a local log (see `peerhost log list`)");
+        }
+    }
+    Ok(store.open_core(query)?)
+}
+
+/// Append FILES (or stdin) in bounded batches, with a progress bar on a terminal.
+fn append(core: &mut Core, files: &[PathBuf], lines: bool) -> anyhow::Result<u64> {
+    let sources: Vec<PathBuf> = if files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        files.to_vec()
+    };
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut batch = Batch::default();
+    for path in &sources {
+        let mut input = open_input(path)?;
+        progress.set_message(format!("appending {}", path.display()));
+        if lines {
+            let mut reader = BufReader::new(&mut input);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                }
+                progress.inc(n as u64);
+                batch.push(core, std::mem::take(&mut line))?;
+            }
+        } else {
+            let mut block = Vec::new();
+            input
+                .take(MAX_BLOCK as u64 + 1)
+                .read_to_end(&mut block)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if block.len() > MAX_BLOCK {
+                bail!(
+                    "{} is larger than {} MiB: split it, or append it with --lines",
+                    path.display(),
+                    MAX_BLOCK >> 20
+                );
+            }
+            progress.inc(block.len() as u64);
+            batch.push(core, block)?;
+        }
+    }
+    batch.flush(core)?;
+    progress.finish_and_clear();
+    Ok(core.length())
+}
+
+#[derive(Default)]
+struct Batch {
+    blocks: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, core: &mut Core, block: Vec<u8>) -> anyhow::Result<()> {
+        self.bytes += block.len();
+        self.blocks.push(block);
+        if self.blocks.len() >= BATCH_BLOCKS || self.bytes >= BATCH_BYTES {
+            self.flush(core)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, core: &mut Core) -> anyhow::Result<()> {
+        if !self.blocks.is_empty() {
+            core.append(&self.blocks)?;
+            self.blocks.clear();
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn Read>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(file))
+}
+
+pub(crate) fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(msg.to_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}

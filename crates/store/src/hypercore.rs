@@ -1,0 +1,940 @@
+//! [`Core`]: a disk-backed hypercore — [`CoreStorage`] plus the `log` crate's [`Tree`].
+//!
+//! Ownership and flow:
+//! - the [`Tree`] in memory is the committed head (length, fork, roots, signature); it always
+//!   equals what the header on disk says, and is replaced only after a commit returned;
+//! - every other node is read from the [`CoreStorage`] through [`NodeSource`];
+//! - a writer ([`Core::append`], [`Core::truncate`]) computes the new head with the tree, signs
+//!   it with the stored key pair, and commits nodes + blocks + head in one transaction;
+//! - a replica ([`Core::apply`], [`Core::apply_reorg`]) verifies through the tree and the
+//!   [`Verifier`] first and persists only what verified.
+
+use peerhost_ids::{DiscoveryKey, Key, KeyPair};
+use peerhost_log::{
+    Data, Manifest, ManifestError, Node, NodeSource, Reorg, Request, Tree, TreeError, Verifier,
+    VerifyError,
+};
+
+use crate::storage::Transaction;
+use crate::{CoreStorage, Error, Head, LogLabel, NewLog, Store};
+
+/// A failure of a [`Core`] operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A manifest that cannot be used for this key, or a key pair that is not its signer.
+    #[error("log {log}: {source}: the key, manifest and key pair do not belong together")]
+    Manifest {
+        /// The log.
+        log: LogLabel,
+        /// What is wrong.
+        #[source]
+        source: ManifestError,
+    },
+    /// `append` or `truncate` on a log this store does not hold the secret key of.
+    #[error("log {log} is read-only here (no secret key): append on the store that created it")]
+    NotWritable {
+        /// The log.
+        log: LogLabel,
+    },
+    /// A stored head whose signature does not verify.
+    #[error(
+        "log {log} head (length {length}, fork {fork}) has an invalid signature: re-sync it \
+         from a peer"
+    )]
+    BadSignature {
+        /// The log.
+        log: LogLabel,
+        /// The head's length.
+        length: u64,
+        /// The head's fork.
+        fork: u64,
+    },
+    /// A failure of the files.
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// A tree operation failed (a node it needs is missing, an argument is out of range).
+    #[error("log {log}: {source} ({code}): run `peerhost log verify`", code = source.code())]
+    Tree {
+        /// The log.
+        log: LogLabel,
+        /// What failed.
+        #[source]
+        source: Box<TreeError<Error>>,
+    },
+    /// The stored roots do not hash to the stored head's tree hash.
+    #[error(
+        "log {log} tree roots do not match its head's tree hash: the tree file is damaged, \
+         re-sync the log from a peer"
+    )]
+    TreeHashMismatch {
+        /// The log.
+        log: LogLabel,
+    },
+    /// A `data` message (or reorg) that did not verify; nothing was stored.
+    #[error("log {log}: proof rejected: {source} ({code})", code = source.code())]
+    Verify {
+        /// The log.
+        log: LogLabel,
+        /// Why.
+        #[source]
+        source: Box<VerifyError<Error>>,
+    },
+}
+
+impl CoreError {
+    /// The JS `hypercore-errors` code, where one applies (`INVALID_SIGNATURE`, …).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::Verify { source, .. } => Some(source.code()),
+            Self::Tree { source, .. } => Some(source.code()),
+            Self::Manifest { source, .. } => Some(source.code()),
+            Self::BadSignature { .. } => Some("INVALID_SIGNATURE"),
+            _ => None,
+        }
+    }
+}
+
+/// Options for [`Store::create`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CreateOptions {
+    /// Make a compat (hypercore 10 style) log: the key is the Ed25519 public key and heads are
+    /// signed with raw 64-byte signatures. Default: a v11 log keyed by its manifest's hash.
+    pub compat: bool,
+    /// Use this key pair instead of a fresh random one.
+    pub key_pair: Option<KeyPair>,
+}
+
+impl CreateOptions {
+    /// A compat log.
+    pub fn compat(mut self, compat: bool) -> Self {
+        self.compat = compat;
+        self
+    }
+
+    /// With this key pair.
+    pub fn key_pair(mut self, key_pair: KeyPair) -> Self {
+        self.key_pair = Some(key_pair);
+        self
+    }
+}
+
+/// What [`Core::info`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Info {
+    /// The key.
+    pub key: Key,
+    /// The discovery key.
+    pub discovery_key: DiscoveryKey,
+    /// Blocks in the log.
+    pub length: u64,
+    /// Blocks `0..contiguous_length` are all stored here.
+    pub contiguous_length: u64,
+    /// Bytes in the log.
+    pub byte_length: u64,
+    /// Fork id.
+    pub fork: u64,
+    /// The tree hash of the head.
+    pub tree_hash: [u8; 32],
+    /// Whether the head carries a signature that verifies against the manifest.
+    pub signature_verifies: bool,
+    /// Whether this store holds the secret key (can append).
+    pub writable: bool,
+    /// Whether the log is compat (key = public key).
+    pub compat: bool,
+    /// Whether the manifest is known (a replica learns it from its first upgrade).
+    pub manifest_known: bool,
+}
+
+/// What [`Core::verify`] checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// The log's length.
+    pub length: u64,
+    /// Stored blocks re-hashed against their leaves.
+    pub blocks: u64,
+    /// Parent nodes recomputed from their children.
+    pub parents: u64,
+    /// Whether the head is signed (an empty log, or a replica between two halves of a reorg,
+    /// is not).
+    pub signed: bool,
+}
+
+/// A disk-backed hypercore: append and sign as the writer, verify and store as a replica,
+/// serve proofs either way.
+#[derive(Debug)]
+pub struct Core {
+    storage: CoreStorage,
+    tree: Tree,
+    verifier: Option<Verifier>,
+}
+
+fn head_of(tree: &Tree) -> Head {
+    Head {
+        fork: tree.fork(),
+        length: tree.length(),
+        byte_length: tree.byte_length(),
+        tree_hash: tree.hash(),
+        signature: tree.signature().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+impl Store {
+    /// Create a new log this store writes: a fresh key pair (or `options.key_pair`), the
+    /// default single-signer manifest, and (unless `options.compat`) the manifest's hash as
+    /// its key. `name` is bound to it.
+    pub fn create(&self, name: &str, options: CreateOptions) -> Result<Core, CoreError> {
+        crate::store::check_name(name)?;
+        let key_pair = options.key_pair.unwrap_or_else(KeyPair::generate);
+        let verifier = if options.compat {
+            Verifier::compat(key_pair.public_key())
+        } else {
+            Verifier::from_manifest(Manifest::default_signer(key_pair.public_key()))
+        };
+        let tree = Tree::new();
+        let new = NewLog::new(verifier.key())
+            .manifest(peerhost_encoding::to_vec(verifier.manifest()))
+            .key_pair(key_pair)
+            .head(head_of(&tree))
+            .name(name);
+        let storage = self.create_storage(new)?;
+        Core::from_storage(storage)
+    }
+
+    /// Create an empty replica of the log `key`, with its manifest if already known (else it
+    /// is taken from the first proof that carries one). `name` is bound to it if given.
+    pub fn create_replica(
+        &self,
+        key: Key,
+        manifest: Option<&Manifest>,
+        name: Option<&str>,
+    ) -> Result<Core, CoreError> {
+        let mut new = NewLog::new(key).head(head_of(&Tree::new()));
+        if let Some(m) = manifest {
+            Verifier::new(key, m.clone()).map_err(|source| CoreError::Manifest {
+                log: LogLabel::new(key, name),
+                source,
+            })?;
+            new = new.manifest(peerhost_encoding::to_vec(m));
+        }
+        if let Some(n) = name {
+            new = new.name(n);
+        }
+        Core::from_storage(self.create_storage(new)?)
+    }
+
+    /// Open a log by local name or key (z-base32, hex or `pear://`).
+    pub fn open_core(&self, query: &str) -> Result<Core, CoreError> {
+        let (key, name) = self.resolve(query)?;
+        Core::from_storage(self.open_storage(&key, name.as_deref())?)
+    }
+}
+
+impl Core {
+    /// Wrap opened files: decode the manifest, load the roots, check them against the head.
+    pub fn from_storage(mut storage: CoreStorage) -> Result<Self, CoreError> {
+        let log = storage.label().clone();
+        let manifest_error = |reason: String| {
+            CoreError::Store(Error::CorruptFile {
+                what: "manifest",
+                path: storage.dir().join(crate::storage::files::MANIFEST),
+                reason,
+            })
+        };
+        let verifier = match storage.manifest() {
+            None => None,
+            Some(bytes) => {
+                let m: Manifest = peerhost_encoding::from_slice(bytes)
+                    .map_err(|e| manifest_error(e.to_string()))?;
+                Some(Verifier::new(log.key(), m).map_err(|e| manifest_error(e.to_string()))?)
+            }
+        };
+        let head = storage.head().clone();
+        let signature = (!head.signature.is_empty()).then(|| head.signature.clone());
+        let mut tree =
+            Tree::open(head.length, head.fork, signature, &mut storage).map_err(|source| {
+                CoreError::Tree {
+                    log: log.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        if tree.hash() != head.tree_hash || tree.byte_length() != head.byte_length {
+            return Err(CoreError::TreeHashMismatch { log });
+        }
+        if let Some(v) = &verifier {
+            tree.set_prologue(v.prologue());
+        }
+        Ok(Self {
+            storage,
+            tree,
+            verifier,
+        })
+    }
+
+    fn label(&self) -> LogLabel {
+        self.storage.label().clone()
+    }
+
+    fn tree_error(&self, source: TreeError<Error>) -> CoreError {
+        CoreError::Tree {
+            log: self.label(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> Key {
+        self.storage.key()
+    }
+
+    /// The discovery key.
+    pub fn discovery_key(&self) -> DiscoveryKey {
+        self.storage.discovery_key()
+    }
+
+    /// Number of blocks.
+    pub fn length(&self) -> u64 {
+        self.tree.length()
+    }
+
+    /// Bytes in all blocks.
+    pub fn byte_length(&self) -> u64 {
+        self.tree.byte_length()
+    }
+
+    /// Fork id.
+    pub fn fork(&self) -> u64 {
+        self.tree.fork()
+    }
+
+    /// The committed head as the `log` crate sees it.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The verifier (`None` for a replica that has not learned the manifest yet).
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
+    }
+
+    /// The log's nodes, for the `log` crate's operations that read them (a reorg's
+    /// `verify_reorg` / `update`, `missing_nodes`, `seek`).
+    pub fn nodes(&mut self) -> &mut impl NodeSource<Error = Error> {
+        &mut self.storage
+    }
+
+    /// How many nodes above flat index `index` this log lacks: the `nodes` to put in a request
+    /// for that block or node (lib/merkle-tree.js `missingNodes`).
+    pub fn missing_nodes(&mut self, index: u64) -> Result<u64, CoreError> {
+        self.tree
+            .missing_nodes(index, &mut self.storage)
+            .map_err(|e| self.tree_error(e))
+    }
+
+    /// Whether this store can append to the log.
+    pub fn writable(&self) -> bool {
+        self.storage.key_pair().is_some() && self.verifier.is_some()
+    }
+
+    fn writer(&self) -> Result<(&Verifier, &KeyPair), CoreError> {
+        match (&self.verifier, self.storage.key_pair()) {
+            (Some(v), Some(kp)) => Ok((v, kp)),
+            _ => Err(CoreError::NotWritable { log: self.label() }),
+        }
+    }
+
+    /// After a failed commit, re-read the head the header now holds (the write may have
+    /// landed even though the call failed).
+    fn resync(&mut self) {
+        let head = self.storage.head().clone();
+        if head_of(&self.tree) == head {
+            return;
+        }
+        let signature = (!head.signature.is_empty()).then(|| head.signature.clone());
+        if let Ok(mut tree) = Tree::open(head.length, head.fork, signature, &mut self.storage) {
+            tree.set_prologue(self.tree.prologue());
+            self.tree = tree;
+        }
+    }
+
+    /// Append `blocks` as one batch (one header commit), sign the new head; returns the new
+    /// length. The blocks are on disk (and, under [`crate::Durability::Sync`], fsynced) when
+    /// this returns.
+    pub fn append<B: AsRef<[u8]>>(&mut self, blocks: &[B]) -> Result<u64, CoreError> {
+        let (verifier, key_pair) = self.writer()?;
+        if blocks.is_empty() {
+            return Ok(self.length());
+        }
+        let mut tree = self.tree.clone();
+        let nodes = tree.append(blocks);
+        tree.sign(verifier, key_pair)
+            .map_err(|source| CoreError::Manifest {
+                log: self.label(),
+                source,
+            })?;
+        let result = (|| {
+            let mut tx = self.storage.transaction();
+            let (mut index, mut offset) = (self.tree.length(), self.tree.byte_length());
+            for b in blocks {
+                let b = b.as_ref();
+                tx.put_block(index, offset, b)?;
+                index += 1;
+                offset += b.len() as u64;
+            }
+            for n in nodes {
+                tx.put_node(n)?;
+            }
+            tx.set_head(head_of(&tree));
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                self.tree = tree;
+                Ok(self.tree.length())
+            }
+            Err(e) => {
+                self.resync();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Block `index`, verified against its leaf; `None` if not stored here.
+    pub fn get(&mut self, index: u64) -> Result<Option<Vec<u8>>, CoreError> {
+        Ok(self.storage.block(index)?)
+    }
+
+    /// Whether block `index` is stored here.
+    pub fn has(&mut self, index: u64) -> Result<bool, CoreError> {
+        Ok(self.storage.has(index)?)
+    }
+
+    /// Blocks `0..n` are all stored here; returns the largest such `n`.
+    pub fn contiguous_length(&mut self) -> Result<u64, CoreError> {
+        let length = self.length();
+        Ok(self.storage.next_missing(0, length)?.unwrap_or(length))
+    }
+
+    /// Whether the head's signature verifies against the manifest.
+    pub fn signature_verifies(&self) -> bool {
+        match (&self.verifier, self.tree.signature()) {
+            (Some(v), sig) => v.verify(&self.tree, sig),
+            (None, _) => false,
+        }
+    }
+
+    /// Key, discovery key, length, byte length, fork, tree hash, and whether the signature
+    /// verifies.
+    pub fn info(&mut self) -> Result<Info, CoreError> {
+        Ok(Info {
+            key: self.key(),
+            discovery_key: self.discovery_key(),
+            length: self.length(),
+            contiguous_length: self.contiguous_length()?,
+            byte_length: self.byte_length(),
+            fork: self.fork(),
+            tree_hash: self.tree.hash(),
+            signature_verifies: self.signature_verifies(),
+            writable: self.writable(),
+            compat: self.verifier.as_ref().is_some_and(Verifier::is_compat),
+            manifest_known: self.verifier.is_some(),
+        })
+    }
+
+    /// The `data` reply to `request` (lib/replicator.js `_getProof`): `Ok(None)` when a block
+    /// was asked for that is not stored here, or the request is for another fork (JS answers
+    /// `noData`).
+    pub fn proof(&mut self, request: &Request) -> Result<Option<Data>, CoreError> {
+        if request.fork != self.fork() {
+            return Ok(None);
+        }
+        let value = match request.block {
+            Some(b) => match self.get(b.index)? {
+                Some(v) => Some(v),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let proof = self
+            .tree
+            .proof(request, &mut self.storage)
+            .map_err(|e| self.tree_error(e))?;
+        let manifest = match &self.verifier {
+            Some(v) if request.manifest && !v.is_compat() => Some(v.manifest().clone()),
+            _ => None,
+        };
+        Ok(proof.into_data(value, manifest))
+    }
+
+    /// Verify a `data` message from a peer and store what it proves: its nodes, its block,
+    /// and its new signed head if it upgrades us (lib/core.js `verify`). Returns whether the
+    /// length grew. A proof for another fork is refused with `ForkMismatch`: drive a reorg with
+    /// [`Tree::verify_reorg`] on [`Core::tree`] / [`Core::nodes`] and finish it with
+    /// [`Core::apply_reorg`].
+    pub fn apply(&mut self, data: &Data) -> Result<bool, CoreError> {
+        let log = self.label();
+        let verify_error = |source| CoreError::Verify {
+            log: log.clone(),
+            source: Box::new(source),
+        };
+        let verifier = self.verifier_for(data)?;
+        let verified = self
+            .tree
+            .verify(data, &verifier, &mut self.storage)
+            .map_err(verify_error)?;
+        if self.verifier.is_none() && data.manifest.is_some() {
+            // Learned from a proof that verified against it: keep it.
+            self.storage
+                .set_manifest(&peerhost_encoding::to_vec(verifier.manifest()))?;
+            self.verifier = Some(verifier);
+        }
+        let new_tree = verified.head.clone();
+        let grew = new_tree.is_some();
+        // A block we already hold is not rewritten (the bytes are the same; not touching them
+        // keeps a power cut from tearing a committed block).
+        let block = match &verified.block {
+            Some(b) if !self.storage.has(b.index)? => Some(b),
+            _ => None,
+        };
+        let result = (|| {
+            let head_tree = new_tree.as_ref().unwrap_or(&self.tree);
+            let mut tx = self.storage.transaction();
+            for n in &verified.nodes {
+                tx.put_node(*n)?;
+            }
+            if let Some(block) = block {
+                put_verified_block(&mut tx, head_tree, block.index, &block.value)?;
+            }
+            if let Some(t) = &new_tree {
+                tx.set_head(head_of(t));
+            }
+            tx.commit().map_err(CoreError::from)
+        })();
+        if let Err(e) = result {
+            self.resync();
+            return Err(e);
+        }
+        if let Some(mut t) = new_tree {
+            t.set_prologue(self.tree.prologue());
+            self.tree = t;
+        }
+        Ok(grew)
+    }
+
+    fn verifier_for(&self, data: &Data) -> Result<Verifier, CoreError> {
+        match &self.verifier {
+            Some(v) => Ok(v.clone()),
+            None => Verifier::resolve(self.key(), None, data.manifest.as_ref()).map_err(|e| {
+                CoreError::Verify {
+                    log: self.label(),
+                    source: Box::new(VerifyError::InvalidManifest(e)),
+                }
+            }),
+        }
+    }
+
+    /// Start following a peer onto another fork: verify its proof of the new head (an
+    /// upgrade from length 0, as JS sends it) with [`Tree::verify_reorg`]. Then feed the
+    /// hash proofs [`Reorg::want`] asks for to [`Core::update_reorg`] until
+    /// [`Reorg::finished`], and adopt it with [`Core::apply_reorg`]. Nothing is stored before.
+    pub fn verify_reorg(&mut self, data: &Data) -> Result<Reorg, CoreError> {
+        let verifier = self.verifier_for(data)?;
+        self.tree
+            .verify_reorg(data, &verifier, &mut self.storage)
+            .map_err(|source| CoreError::Verify {
+                log: self.storage.label().clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Narrow a reorg with a hash proof of the new fork ([`Reorg::update`]); `Ok(true)` once
+    /// it is finished.
+    pub fn update_reorg(&mut self, reorg: &mut Reorg, data: &Data) -> Result<bool, CoreError> {
+        reorg
+            .update(data, &mut self.storage)
+            .map_err(|source| CoreError::Verify {
+                log: self.storage.label().clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Adopt a finished reorg (a peer's other fork, verified with [`Tree::verify_reorg`] and
+    /// narrowed with [`Reorg::update`]): truncate to the shared blocks, store the new fork's
+    /// nodes, adopt its signed head (lib/session-state.js `reorg`).
+    ///
+    /// Two commits: first the truncation to the shared length on the new fork (unsigned:
+    /// that length was never signed), then the new head. A crash between them leaves a valid,
+    /// shorter, unsigned log, which the next sync upgrades.
+    pub fn apply_reorg(&mut self, reorg: Reorg) -> Result<(), CoreError> {
+        if !reorg.finished() {
+            return Err(self.tree_error(TreeError::InvalidOperation("reorg is not finished")));
+        }
+        let (head, nodes, ancestors) = reorg.into_parts();
+        let mut mid = self.tree.clone();
+        let shared = ancestors.min(mid.length());
+        // The roots of the shared prefix: stored, or among the reorg's verified nodes.
+        let mut layered = Layered {
+            extra: &nodes,
+            storage: &mut self.storage,
+        };
+        mid.truncate(shared, head.fork(), &mut layered)
+            .map_err(|e| self.tree_error(e))?;
+        let mut tx = self.storage.transaction();
+        for r in mid.roots() {
+            tx.put_node(*r)?;
+        }
+        tx.commit()?;
+        if let Err(e) = self.storage.truncate(head_of(&mid)) {
+            self.resync();
+            return Err(e.into());
+        }
+        self.tree = mid;
+        let result = (|| {
+            let mut tx = self.storage.transaction();
+            for n in &nodes {
+                tx.put_node(*n)?;
+            }
+            tx.set_head(head_of(&head));
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            self.resync();
+            return Err(e.into());
+        }
+        let prologue = self.tree.prologue();
+        self.tree = head;
+        self.tree.set_prologue(prologue);
+        Ok(())
+    }
+
+    /// Truncate to `length` blocks on fork `fork + 1` and sign the new head. The header is
+    /// committed first; the dropped tail is erased after.
+    pub fn truncate(&mut self, length: u64) -> Result<(), CoreError> {
+        self.writer()?;
+        if length > self.length() {
+            return Err(Error::OutOfRange {
+                log: self.label(),
+                what: "truncate to length",
+                index: length,
+                length: self.length(),
+            }
+            .into());
+        }
+        let mut tree = self.tree.clone();
+        let fork = tree.fork() + 1;
+        tree.truncate(length, fork, &mut self.storage)
+            .map_err(|source| CoreError::Tree {
+                log: self.storage.label().clone(),
+                source: Box::new(source),
+            })?;
+        let (verifier, key_pair) = self.writer()?;
+        tree.sign(verifier, key_pair)
+            .map_err(|source| CoreError::Manifest {
+                log: self.storage.label().clone(),
+                source,
+            })?;
+        if let Err(e) = self.storage.truncate(head_of(&tree)) {
+            self.resync();
+            return Err(e.into());
+        }
+        self.tree = tree;
+        Ok(())
+    }
+
+    /// Drop blocks `start..end` from local storage (the tree keeps their nodes, so proofs of
+    /// other blocks still work and the blocks can be fetched again).
+    pub fn clear(&mut self, start: u64, end: u64) -> Result<(), CoreError> {
+        Ok(self.storage.clear(start, end)?)
+    }
+
+    /// Check everything: the roots against the head's tree hash and its signature, then in
+    /// flat-tree order every stored block against its leaf and every stored parent against its
+    /// stored children. Returns the first problem, naming the log and the index; memory stays
+    /// bounded (one node and one block at a time).
+    pub fn verify(&mut self) -> Result<Report, CoreError> {
+        let head = self.storage.head().clone();
+        let roots = self.storage.roots()?;
+        if peerhost_log::hash::tree(&roots) != head.tree_hash {
+            return Err(CoreError::TreeHashMismatch { log: self.label() });
+        }
+        let signed = !head.signature.is_empty();
+        if signed && !self.signature_verifies() {
+            return Err(CoreError::BadSignature {
+                log: self.label(),
+                length: head.length,
+                fork: head.fork,
+            });
+        }
+        let mut report = Report {
+            length: head.length,
+            signed,
+            ..Report::default()
+        };
+        for i in 0..head.length.saturating_mul(2) {
+            if i % 2 == 0 {
+                if self.storage.block(i / 2)?.is_some() {
+                    report.blocks += 1;
+                }
+                continue;
+            }
+            let Some(parent) = self.storage.node(i)? else {
+                continue;
+            };
+            let half = 1u64 << ((!i).trailing_zeros() - 1);
+            let (l, r) = (self.storage.node(i - half)?, self.storage.node(i + half)?);
+            if let (Some(l), Some(r)) = (l, r) {
+                if Node::parent(i, &l, &r) != parent {
+                    return Err(Error::CorruptNode {
+                        log: self.label(),
+                        index: i,
+                        reason: "parent does not hash from its children",
+                    }
+                    .into());
+                }
+                report.parents += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Stored nodes with a few verified ones laid over them.
+struct Layered<'a> {
+    extra: &'a [Node],
+    storage: &'a mut CoreStorage,
+}
+
+impl NodeSource for Layered<'_> {
+    type Error = Error;
+    fn node(&mut self, index: u64) -> Result<Option<Node>, Error> {
+        match self.extra.iter().find(|n| n.index == index) {
+            Some(n) => Ok(Some(*n)),
+            None => self.storage.node(index),
+        }
+    }
+}
+
+/// Store a verified block at its offset in the (possibly new) tree.
+fn put_verified_block(
+    tx: &mut Transaction<'_>,
+    tree: &Tree,
+    index: u64,
+    value: &[u8],
+) -> Result<(), CoreError> {
+    let label = tx.label();
+    let offset = tree
+        .byte_offset(index, tx)
+        .map_err(|source| CoreError::Tree {
+            log: label,
+            source: Box::new(source),
+        })?;
+    tx.put_block(index, offset, value)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, Options};
+    use peerhost_log::proof::{RequestBlock, RequestUpgrade};
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open_with(dir, Options::default().durability(Durability::Process)).unwrap()
+    }
+
+    fn blocks(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+        range.map(|i| format!("block {i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_new_log_is_v11_keyed_by_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let kp = KeyPair::from_seed(&[1; 32]);
+        let core = s
+            .create("notes", CreateOptions::default().key_pair(kp.clone()))
+            .unwrap();
+        let manifest = Manifest::default_signer(kp.public_key());
+        assert_eq!(core.key(), Key(manifest.hash()));
+        assert_ne!(core.key().0, kp.public_key());
+        assert!(core.writable());
+        let compat = s
+            .create(
+                "old",
+                CreateOptions::default().compat(true).key_pair(kp.clone()),
+            )
+            .unwrap();
+        assert_eq!(compat.key().0, kp.public_key());
+        assert!(compat.verifier().unwrap().is_compat());
+        let mut compat = compat;
+        compat.append(&[b"a", b"b"]).unwrap();
+        assert_eq!(compat.append::<&[u8]>(&[]).unwrap(), 2);
+        // A compat head is signed with a raw 64-byte signature.
+        assert_eq!(compat.tree().signature().unwrap().len(), 64);
+        drop(compat);
+        let mut compat = s.open_core("old").unwrap();
+        assert!(compat.info().unwrap().compat);
+        assert!(compat.signature_verifies());
+        compat.verify().unwrap();
+        // The default v11 head carries the 68-byte multisignature.
+        let mut core = core;
+        core.append(&[b"a"]).unwrap();
+        assert_eq!(core.tree().signature().unwrap().len(), 68);
+    }
+
+    #[test]
+    fn append_get_info_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = {
+            let s = store(dir.path());
+            let mut core = s.create("notes", CreateOptions::default()).unwrap();
+            assert_eq!(core.append(&blocks(0..3)).unwrap(), 3);
+            assert_eq!(core.append(&[b"x"]).unwrap(), 4);
+            assert_eq!(core.get(3).unwrap().unwrap(), b"x");
+            assert_eq!(core.get(4).unwrap(), None);
+            let info = core.info().unwrap();
+            assert!(info.signature_verifies && info.writable && !info.compat);
+            assert_eq!((info.length, info.contiguous_length, info.fork), (4, 4, 0));
+            assert_eq!(info.byte_length, 3 * 7 + 1);
+            core.key()
+        };
+        let s = store(dir.path());
+        let mut core = s.open_core("notes").unwrap();
+        assert_eq!(core.key(), key);
+        assert_eq!(core.length(), 4);
+        assert_eq!(core.get(1).unwrap().unwrap(), b"block 1");
+        assert!(core.signature_verifies());
+        let report = core.verify().unwrap();
+        assert_eq!((report.blocks, report.parents, report.signed), (4, 3, true));
+        drop(core);
+        assert_eq!(s.open_core(&key.to_z32()).unwrap().length(), 4);
+    }
+
+    #[test]
+    fn truncate_bumps_fork_and_resigns() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut core = s.create("notes", CreateOptions::default()).unwrap();
+        core.append(&blocks(0..10)).unwrap();
+        core.truncate(4).unwrap();
+        assert_eq!((core.length(), core.fork()), (4, 1));
+        assert!(core.signature_verifies());
+        assert_eq!(core.get(4).unwrap(), None);
+        core.append(&[b"new"]).unwrap();
+        assert_eq!(core.get(4).unwrap().unwrap(), b"new");
+        assert!(core.truncate(9).is_err());
+        drop(core);
+        let mut core = s.open_core("notes").unwrap();
+        assert_eq!((core.length(), core.fork()), (5, 1));
+        core.verify().unwrap();
+    }
+
+    #[test]
+    fn clear_drops_blocks_and_keeps_proofs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut core = s.create("notes", CreateOptions::default()).unwrap();
+        core.append(&blocks(0..8)).unwrap();
+        core.clear(2, 5).unwrap();
+        assert_eq!(core.get(2).unwrap(), None);
+        assert_eq!(core.get(5).unwrap().unwrap(), b"block 5");
+        assert_eq!(core.contiguous_length().unwrap(), 2);
+        let report = core.verify().unwrap();
+        assert_eq!(report.blocks, 5);
+        // A proof for a remaining block still builds; one for a cleared block is "no data".
+        let req = |index| Request {
+            id: 1,
+            block: Some(RequestBlock { index, nodes: 0 }),
+            ..Request::default()
+        };
+        assert!(core.proof(&req(6)).unwrap().is_some());
+        assert!(core.proof(&req(3)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_replica_verifies_and_stores_what_it_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = store(&dir.path().join("writer"));
+        let s = store(&dir.path().join("replica"));
+        let mut writer = ws.create("w", CreateOptions::default()).unwrap();
+        writer.append(&blocks(0..13)).unwrap();
+        let mut replica = s.create_replica(writer.key(), None, Some("r")).unwrap();
+        assert!(!replica.writable());
+        assert!(matches!(
+            replica.append(&[b"x"]),
+            Err(CoreError::NotWritable { .. })
+        ));
+        // Upgrade: the signed head and the manifest, no blocks.
+        let upgrade = Request {
+            id: 1,
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 13,
+            }),
+            manifest: true,
+            ..Request::default()
+        };
+        let data = writer.proof(&upgrade).unwrap().unwrap();
+        assert!(replica.apply(&data).unwrap());
+        assert_eq!(replica.length(), 13);
+        assert!(replica.signature_verifies());
+        assert_eq!(replica.get(5).unwrap(), None);
+        // Blocks, each with the nodes the replica lacks.
+        for i in [5u64, 0, 12, 6] {
+            let nodes = replica.missing_nodes(2 * i).unwrap();
+            let req = Request {
+                id: 2,
+                block: Some(RequestBlock { index: i, nodes }),
+                ..Request::default()
+            };
+            let data = writer.proof(&req).unwrap().unwrap();
+            assert!(!replica.apply(&data).unwrap());
+            assert_eq!(replica.get(i).unwrap(), writer.get(i).unwrap());
+        }
+        let report = replica.verify().unwrap();
+        assert_eq!(report.blocks, 4);
+        // A tampered block is refused and nothing is stored.
+        let req = Request {
+            id: 3,
+            block: Some(RequestBlock { index: 7, nodes: 0 }),
+            ..Request::default()
+        };
+        let mut data = writer.proof(&req).unwrap().unwrap();
+        if let Some(b) = data.block.as_mut() {
+            b.value[0] ^= 1;
+        }
+        let e = replica.apply(&data).unwrap_err();
+        assert!(matches!(e, CoreError::Verify { .. }), "{e}");
+        assert_eq!(replica.get(7).unwrap(), None);
+        // It all survives a reopen, manifest included.
+        drop(replica);
+        let mut replica = s.open_core("r").unwrap();
+        assert!(replica.info().unwrap().manifest_known);
+        assert!(replica.signature_verifies());
+        assert_eq!(replica.get(12).unwrap(), writer.get(12).unwrap());
+    }
+
+    #[test]
+    fn verify_names_the_first_damaged_block() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut core = s.create("notes", CreateOptions::default()).unwrap();
+        core.append(&blocks(0..6)).unwrap();
+        let offset = core.storage.byte_offset(4).unwrap().unwrap();
+        let data = std::fs::OpenOptions::new()
+            .write(true)
+            .open(core.storage.dir().join("data"))
+            .unwrap();
+        data.write_all_at(b"X", offset + 2).unwrap();
+        let e = core.verify().unwrap_err();
+        assert!(
+            matches!(e, CoreError::Store(Error::CorruptBlock { index: 4, .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains("\"notes\""), "{e}");
+    }
+}

@@ -1,0 +1,663 @@
+//! [`Store`]: one root directory, its lock, its local names and its logs.
+//!
+//! ```text
+//! <root>/VERSION                       "peerhost-store 1\n"
+//! <root>/LOCK                          flock(2)ed by the process that has the store open
+//! <root>/names/<name>                  "<64 hex key>\n"
+//! <root>/cores/<discovery key hex>/    one log: header, tree, data, bitfield
+//!                                      [+ manifest] [+ secret_key (0600)]
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use peerhost_ids::{DiscoveryKey, Key, KeyPair};
+
+use crate::fsutil::{read_small, sync_dir, temp_name, write_atomic, write_new};
+use crate::header::{Header, HeaderFile};
+use crate::storage::{CoreStorage, MAX_MANIFEST, files};
+use crate::{Error, Head, LogLabel};
+
+/// The first line of `<root>/VERSION` for this format.
+pub const VERSION_LINE: &str = "peerhost-store 1";
+
+/// How hard a commit pushes data to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// No fsync. The order of `write` calls alone keeps every commit that returned across a
+    /// killed process (the kernel's page cache survives it) but not across a power cut or kernel
+    /// crash, which can lose recent commits or, on disks that reorder writes, the log itself.
+    /// For tests, caches and replicas that can re-sync.
+    Process,
+    /// fsync blocks, tree and bitfield before the header write and the header after it: every
+    /// commit that returned survives a power cut. The default.
+    #[default]
+    Sync,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// How hard commits push data to the disk (default [`Durability::Sync`]).
+    pub durability: Durability,
+    /// Tree nodes cached per open log (default 4096, about 300 KiB).
+    pub node_cache: usize,
+    /// Bitfield pages (4 KiB, 32768 blocks each) cached per open log (default 16).
+    pub page_cache: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            node_cache: 4096,
+            page_cache: 16,
+        }
+    }
+}
+
+impl Options {
+    /// Set the durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Set the node cache size per log (at least 2).
+    pub fn node_cache(mut self, nodes: usize) -> Self {
+        self.node_cache = nodes.max(2);
+        self
+    }
+
+    /// Set the bitfield page cache size per log (at least 2).
+    pub fn page_cache(mut self, pages: usize) -> Self {
+        self.page_cache = pages.max(2);
+        self
+    }
+}
+
+/// What to create a log with: see [`Store::create_storage`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewLog {
+    /// The log's key.
+    pub key: Key,
+    /// The manifest's encoding, if known.
+    pub manifest: Option<Vec<u8>>,
+    /// The writer's key pair, for a log this store appends to.
+    pub key_pair: Option<KeyPair>,
+    /// The initial head (usually empty, possibly signed).
+    pub head: Head,
+    /// A local name to bind to the new log.
+    pub name: Option<String>,
+}
+
+impl NewLog {
+    /// An empty log with key `key` and nothing else.
+    pub fn new(key: Key) -> Self {
+        Self {
+            key,
+            manifest: None,
+            key_pair: None,
+            head: Head::default(),
+            name: None,
+        }
+    }
+
+    /// With the manifest's encoding.
+    pub fn manifest(mut self, manifest: Vec<u8>) -> Self {
+        self.manifest = Some(manifest);
+        self
+    }
+
+    /// With the writer's key pair.
+    pub fn key_pair(mut self, key_pair: KeyPair) -> Self {
+        self.key_pair = Some(key_pair);
+        self
+    }
+
+    /// With an initial head.
+    pub fn head(mut self, head: Head) -> Self {
+        self.head = head;
+        self
+    }
+
+    /// With a local name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// The process-wide state of an open store: its lock and the set of open logs.
+#[derive(Debug)]
+struct Registry {
+    /// Held (flock'd) for as long as the store or any log of it is open.
+    _lock: File,
+    open: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Marks a log as open; unmarks it when dropped. Keeps the store lock alive.
+#[derive(Debug)]
+pub(crate) struct OpenGuard {
+    registry: Arc<Registry>,
+    id: [u8; 32],
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.registry.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+/// Many logs in one directory. See `protocol/store.md` for the format.
+///
+/// One process at a time opens a store (an exclusive `flock` on `<root>/LOCK`, released when the
+/// `Store` and every log opened from it are dropped, or when the process dies). Within the
+/// process each log has at most one open handle.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    options: Options,
+    registry: Arc<Registry>,
+}
+
+impl Store {
+    /// Open the store at `root` with default [`Options`], creating it if the directory is
+    /// missing or empty.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(root, Options::default())
+    }
+
+    /// Open the store at `root` with `options`, creating it if the directory is missing or
+    /// empty.
+    pub fn open_with(root: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        fs::create_dir_all(&root).map_err(Error::io("create directory", &root))?;
+        let lock = lock(&root)?;
+        let version_path = root.join("VERSION");
+        match read_small(&version_path, 256)? {
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let line = text.lines().next().unwrap_or_default().trim();
+                if line != VERSION_LINE {
+                    return Err(Error::UnsupportedVersion {
+                        root,
+                        found: line.chars().take(80).collect(),
+                    });
+                }
+            }
+            None => {
+                let foreign = fs::read_dir(&root)
+                    .map_err(Error::io("list", &root))?
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name() != "LOCK" && !is_temp(&e.file_name()));
+                if foreign {
+                    return Err(Error::NotAStore { root });
+                }
+                write_atomic(&version_path, format!("{VERSION_LINE}\n").as_bytes(), 0o644)?;
+            }
+        }
+        for sub in ["cores", "names"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        }
+        sync_dir(&root)?;
+        // Leftovers of a crash during create or rename: never part of the store.
+        for dir in [root.clone(), root.join("cores"), root.join("names")] {
+            remove_temps(&dir)?;
+        }
+        Ok(Self {
+            root,
+            options,
+            registry: Arc::new(Registry {
+                _lock: lock,
+                open: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn core_dir(&self, key: &Key) -> PathBuf {
+        self.root.join("cores").join(key.discovery_key().to_hex())
+    }
+
+    fn name_path(&self, name: &str) -> PathBuf {
+        self.root.join("names").join(name)
+    }
+
+    /// Whether this store has the log `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.core_dir(key).join(files::HEADER).exists()
+    }
+
+    /// The key bound to local name `name`, if any.
+    pub fn name_key(&self, name: &str) -> Result<Option<Key>, Error> {
+        check_name(name)?;
+        let path = self.name_path(name);
+        let Some(bytes) = read_small(&path, 256)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Key::parse(text.trim())
+            .map(Some)
+            .map_err(|_| Error::CorruptFile {
+                what: "log name",
+                path,
+                reason: "not a 64-hex-character key".to_owned(),
+            })
+    }
+
+    /// Bind local name `name` to the log `key` (which need not be in the store yet).
+    pub fn set_name(&self, name: &str, key: &Key) -> Result<(), Error> {
+        match self.name_key(name)? {
+            Some(k) if k == *key => Ok(()),
+            Some(k) => Err(Error::NameTaken {
+                name: name.to_owned(),
+                key: k,
+            }),
+            None => write_atomic(
+                &self.name_path(name),
+                format!("{}\n", key.to_hex()).as_bytes(),
+                0o644,
+            ),
+        }
+    }
+
+    /// Remove the local name `name` (the log stays). Returns whether it existed.
+    pub fn remove_name(&self, name: &str) -> Result<bool, Error> {
+        check_name(name)?;
+        let path = self.name_path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                sync_dir(&self.root.join("names"))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("remove", path)(e)),
+        }
+    }
+
+    /// Every local name and its key, sorted by name.
+    pub fn names(&self) -> Result<Vec<(String, Key)>, Error> {
+        let dir = self.root.join("names");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
+            let entry = entry.map_err(Error::io("list", &dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if check_name(&name).is_err() {
+                continue;
+            }
+            if let Some(key) = self.name_key(&name)? {
+                out.push((name, key));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The keys of every log in the store, sorted (each read from its header).
+    pub fn keys(&self) -> Result<Vec<Key>, Error> {
+        let dir = self.root.join("cores");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
+            let entry = entry.map_err(Error::io("list", &dir))?;
+            if is_temp(&entry.file_name()) {
+                continue;
+            }
+            let header = HeaderFile::open(&entry.path().join(files::HEADER))?;
+            out.push(header.current().key);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Find a log by local name, or by key (z-base32, hex or `pear://`); returns its key and the
+    /// name it was found by. A name is looked up first.
+    pub fn resolve(&self, query: &str) -> Result<(Key, Option<String>), Error> {
+        if check_name(query).is_ok() {
+            if let Some(key) = self.name_key(query)? {
+                return Ok((key, Some(query.to_owned())));
+            }
+        }
+        match Key::parse(query) {
+            Ok(key) if self.contains(&key) => Ok((key, None)),
+            _ => Err(Error::UnknownLog {
+                query: query.chars().take(80).collect(),
+            }),
+        }
+    }
+
+    fn guard(&self, key: &Key, label: &LogLabel) -> Result<OpenGuard, Error> {
+        let id = key.discovery_key().0;
+        // A poisoned lock means a thread panicked while inserting or removing a key; the set
+        // itself is still consistent, so carry on with it.
+        let mut open = self
+            .registry
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !open.insert(id) {
+            return Err(Error::AlreadyOpen { log: label.clone() });
+        }
+        Ok(OpenGuard {
+            registry: self.registry.clone(),
+            id,
+        })
+    }
+
+    /// Open the files of log `key`; `name` only labels errors.
+    pub fn open_storage(&self, key: &Key, name: Option<&str>) -> Result<CoreStorage, Error> {
+        let label = LogLabel::new(*key, name);
+        if !self.contains(key) {
+            return Err(Error::UnknownLog {
+                query: name.map_or_else(|| key.to_z32(), str::to_owned),
+            });
+        }
+        let guard = self.guard(key, &label)?;
+        CoreStorage::open(self.core_dir(key), *key, name, &self.options, guard)
+    }
+
+    /// Create a log and open it.
+    ///
+    /// The log's directory is built under a temporary name (header, manifest, secret key, empty
+    /// files; all fsynced) and renamed into place, so a crash leaves either no log or a complete
+    /// one. The name is bound afterwards; a crash in between leaves the log without its name.
+    pub fn create_storage(&self, new: NewLog) -> Result<CoreStorage, Error> {
+        let label = LogLabel::new(new.key, new.name.as_deref());
+        if let Some(name) = &new.name {
+            match self.name_key(name)? {
+                Some(k) if k != new.key => {
+                    return Err(Error::NameTaken {
+                        name: name.clone(),
+                        key: k,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = &new.manifest {
+            if m.len() as u64 > MAX_MANIFEST {
+                return Err(Error::HeaderTooLarge {
+                    log: label,
+                    size: m.len(),
+                    limit: MAX_MANIFEST as usize,
+                });
+            }
+        }
+        let dir = self.core_dir(&new.key);
+        if dir.exists() {
+            return Err(Error::LogExists { log: label });
+        }
+        let cores = self.root.join("cores");
+        let tmp = cores.join(temp_name(&new.key.discovery_key().to_hex()));
+        fs::create_dir(&tmp).map_err(Error::io("create directory", &tmp))?;
+        let built = (|| {
+            let header = Header {
+                key: new.key,
+                head: new.head.clone(),
+            };
+            HeaderFile::create(&tmp.join(files::HEADER), &header, &label)?;
+            if let Some(m) = &new.manifest {
+                write_new(&tmp.join(files::MANIFEST), m, 0o644)?;
+            }
+            if let Some(kp) = &new.key_pair {
+                write_new(&tmp.join(files::SECRET_KEY), &kp.secret_key(), 0o600)?;
+            }
+            for f in [files::TREE, files::DATA, files::BITFIELD] {
+                write_new(&tmp.join(f), &[], 0o644)?;
+            }
+            sync_dir(&tmp)
+        })();
+        if let Err(e) = built {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &dir).map_err(Error::io("rename into place", &dir))?;
+        sync_dir(&cores)?;
+        if let Some(name) = &new.name {
+            self.set_name(name, &new.key)?;
+        }
+        self.open_storage(&new.key, new.name.as_deref())
+    }
+
+    /// The discovery keys of every log directory (no file is read).
+    pub fn discovery_keys(&self) -> Result<Vec<DiscoveryKey>, Error> {
+        let dir = self.root.join("cores");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
+            let entry = entry.map_err(Error::io("list", &dir))?;
+            let name = entry.file_name();
+            let Some(bytes) = name.to_str().and_then(|s| hex::decode(s).ok()) else {
+                continue;
+            };
+            if let Ok(dk) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                out.push(DiscoveryKey(dk));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Take the store's exclusive lock.
+fn lock(root: &Path) -> Result<File, Error> {
+    use rustix::fs::{FlockOperation, flock};
+    let path = root.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(Error::io("open", &path))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked {
+            root: root.to_owned(),
+        }),
+        Err(e) => Err(Error::io("lock", path)(e.into())),
+    }
+}
+
+fn is_temp(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with(".tmp-"))
+}
+
+fn remove_temps(dir: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).map_err(Error::io("list", dir))? {
+        let entry = entry.map_err(Error::io("list", dir))?;
+        if !is_temp(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(Error::io("remove", &path))?;
+    }
+    Ok(())
+}
+
+/// Check a local name: 1 to 64 of `a-z A-Z 0-9 . _ -`, not starting with `.`, and not
+/// something that parses as a key (which would make lookups ambiguous).
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && Key::parse(name).is_err();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.chars().take(80).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_layout_and_rejects_foreign_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("VERSION")).unwrap(),
+            "peerhost-store 1\n"
+        );
+        assert!(root.join("cores").is_dir() && root.join("names").is_dir());
+        drop(store);
+        // Reopening works; a second opener in the same process is refused by the lock
+        // (flock locks are per open file description).
+        let a = Store::open(&root).unwrap();
+        assert!(matches!(Store::open(&root), Err(Error::Locked { .. })));
+        drop(a);
+
+        let foreign = dir.path().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        fs::write(foreign.join("notes.txt"), "hi").unwrap();
+        assert!(matches!(
+            Store::open(&foreign),
+            Err(Error::NotAStore { .. })
+        ));
+
+        fs::write(root.join("VERSION"), "peerhost-store 9\n").unwrap();
+        let e = Store::open(&root).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedVersion { .. }), "{e}");
+    }
+
+    #[test]
+    fn names_bind_resolve_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = Key([1; 32]);
+        let other = Key([2; 32]);
+        store.set_name("posts", &key).unwrap();
+        store.set_name("posts", &key).unwrap();
+        assert!(matches!(
+            store.set_name("posts", &other),
+            Err(Error::NameTaken { .. })
+        ));
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "sp ace",
+            &"x".repeat(65),
+            &key.to_hex(),
+        ] {
+            assert!(
+                matches!(store.set_name(bad, &key), Err(Error::InvalidName { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(store.names().unwrap(), vec![("posts".to_owned(), key)]);
+        // The name exists, the log does not yet: resolving by key fails, by name works.
+        assert_eq!(
+            store.resolve("posts").unwrap(),
+            (key, Some("posts".to_owned()))
+        );
+        assert!(matches!(
+            store.resolve(&key.to_z32()),
+            Err(Error::UnknownLog { .. })
+        ));
+        assert!(store.remove_name("posts").unwrap());
+        assert!(!store.remove_name("posts").unwrap());
+        // A damaged name file is a clear error.
+        fs::write(dir.path().join("names/broken"), "zzz").unwrap();
+        assert!(store.name_key("broken").unwrap_err().is_corruption());
+    }
+
+    #[test]
+    fn create_is_atomic_and_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = KeyPair::from_seed(&[5; 32]);
+        let key = Key(kp.public_key());
+        // A crash mid-create leaves a temp dir, removed at the next open.
+        fs::create_dir(dir.path().join("cores/.tmp-abc-1-0")).unwrap();
+        let s = store
+            .create_storage(
+                NewLog::new(key)
+                    .key_pair(kp.clone())
+                    .manifest(vec![1, 2, 3])
+                    .name("mine"),
+            )
+            .unwrap();
+        assert_eq!(s.key_pair().unwrap().public_key(), kp.public_key());
+        assert_eq!(s.manifest(), Some(&[1u8, 2, 3][..]));
+        assert!(matches!(
+            store.open_storage(&key, None),
+            Err(Error::AlreadyOpen { .. })
+        ));
+        drop(s);
+        assert!(matches!(
+            store.create_storage(NewLog::new(key)),
+            Err(Error::LogExists { .. })
+        ));
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dkdir = dir.path().join("cores").join(key.discovery_key().to_hex());
+            let mode = fs::metadata(dkdir.join("secret_key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!dir.path().join("cores/.tmp-abc-1-0").exists());
+        assert_eq!(store.keys().unwrap(), vec![key]);
+        assert_eq!(store.discovery_keys().unwrap(), vec![key.discovery_key()]);
+        let (k, name) = store.resolve("mine").unwrap();
+        let s = store.open_storage(&k, name.as_deref()).unwrap();
+        assert_eq!(s.head(), &Head::default());
+        assert_eq!(store.resolve(&key.to_z32()).unwrap().0, key);
+    }
+
+    #[test]
+    fn damaged_secret_key_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kp = KeyPair::from_seed(&[5; 32]);
+        let key = Key(kp.public_key());
+        drop(store.create_storage(NewLog::new(key).key_pair(kp)).unwrap());
+        let p = dir
+            .path()
+            .join("cores")
+            .join(key.discovery_key().to_hex())
+            .join("secret_key");
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[40] ^= 1;
+        fs::write(&p, &bytes).unwrap();
+        let e = store.open_storage(&key, None).unwrap_err();
+        assert!(e.is_corruption(), "{e}");
+        fs::write(&p, [1u8; 10]).unwrap();
+        assert!(store.open_storage(&key, None).unwrap_err().is_corruption());
+    }
+}
