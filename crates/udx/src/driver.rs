@@ -1,0 +1,586 @@
+//! The tokio driver: one UDP socket, one background task, many streams.
+//!
+//! - [`Socket`] owns the `tokio::net::UdpSocket` and the [`Endpoint`]. [`Socket::bind`] spawns
+//!   the driver task, which loops: receive a batch of datagrams → feed the endpoint → send
+//!   what it polls → sleep until the next timeout or until a handle pokes it.
+//! - [`Stream`] is a handle on one stream: `AsyncRead + AsyncWrite`, unreliable messages,
+//!   `destroy`, `closed`. Handles lock the shared state (a `std::sync::Mutex`, never held
+//!   across an `.await`), call the endpoint, and wake the driver.
+//! - Datagrams that are not UDX (dht-rpc requests and responses, holepunch probes, packets for
+//!   unknown stream ids) go to a bounded queue read with [`Socket::recv_datagram`]; when it is
+//!   full, new ones are dropped, as UDP would. [`Socket::send_datagram`] sends raw datagrams
+//!   on the same socket.
+//!
+//! The driver stops when every [`Socket`] and [`Stream`] handle is dropped, after flushing
+//! what the endpoint still has to send (DESTROY packets of dropped streams).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc};
+
+use crate::{Endpoint, Error, Event, Received, StreamConfig, StreamError, StreamInfo, Transmit};
+
+/// Non-UDX datagrams queued for [`Socket::recv_datagram`] before new ones are dropped.
+pub const DATAGRAM_QUEUE: usize = 1024;
+/// Messages queued per stream for [`Stream::recv_message`] before new ones are dropped.
+pub const MESSAGE_QUEUE: usize = 256;
+/// Datagrams received per wake-up before the driver sends (acknowledgements coalesce).
+const RECV_BATCH: usize = 32;
+
+#[derive(Debug, Default)]
+struct Slots {
+    read: Option<Waker>,
+    write: Option<Waker>,
+    message: Option<Waker>,
+    closed: Option<Waker>,
+    messages: VecDeque<Vec<u8>>,
+    connected: Option<SocketAddr>,
+    remote_changed: bool,
+}
+
+impl Slots {
+    fn wake_all(&mut self) {
+        for w in [
+            self.read.take(),
+            self.write.take(),
+            self.message.take(),
+            self.closed.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    ep: Endpoint,
+    slots: HashMap<u32, Slots>,
+    datagrams: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    /// A datagram the socket refused with `WouldBlock`, retried first.
+    blocked: Option<Transmit>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    state: Mutex<State>,
+    wake: Notify,
+    shutdown: AtomicBool,
+    datagram_rx: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the endpoint usable enough to shut down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Dropping the last guard stops the driver.
+#[derive(Debug)]
+struct Guard(Arc<Inner>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.shutdown.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+/// A UDP socket carrying UDX streams and, alongside, any other datagrams.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    inner: Arc<Inner>,
+    guard: Arc<Guard>,
+}
+
+fn io_error(e: Error) -> io::Error {
+    let kind = match e {
+        Error::Stream(StreamError::Reset) => io::ErrorKind::ConnectionReset,
+        Error::Stream(StreamError::TimedOut) => io::ErrorKind::TimedOut,
+        Error::NotConnected => io::ErrorKind::NotConnected,
+        Error::Ended | Error::Closed => io::ErrorKind::BrokenPipe,
+        Error::IdInUse => io::ErrorKind::AddrInUse,
+        Error::InvalidAddress | Error::MessageTooLarge => io::ErrorKind::InvalidInput,
+        Error::QueueFull => io::ErrorKind::WouldBlock,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+impl Socket {
+    /// Bind a UDP socket and start its driver task on the current tokio runtime.
+    ///
+    /// Like libudx, the receive buffer is raised towards 1 MiB.
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(std)?;
+        Ok(Self::from_tokio(socket))
+    }
+
+    /// Wrap an already bound socket (for custom socket options) and start the driver.
+    pub fn from_tokio(socket: UdpSocket) -> Self {
+        let sock2 = socket2::SockRef::from(&socket);
+        for size in [1 << 20, 512 << 10, 256 << 10] {
+            if sock2.set_recv_buffer_size(size).is_ok() {
+                break;
+            }
+        }
+        let _ = sock2.set_send_buffer_size(212_992);
+        let local_addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let inner = Arc::new(Inner {
+            socket,
+            local_addr,
+            state: Mutex::new(State {
+                ep: Endpoint::new(),
+                slots: HashMap::new(),
+                datagrams: tx,
+                blocked: None,
+            }),
+            wake: Notify::new(),
+            shutdown: AtomicBool::new(false),
+            datagram_rx: tokio::sync::Mutex::new(rx),
+        });
+        tokio::spawn(run(inner.clone()));
+        let guard = Arc::new(Guard(inner.clone()));
+        Self { inner, guard }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Register a stream under `local_id` (udx `createStream(id)`); `connect` it next, or let
+    /// its [`Firewall`](crate::Firewall) connect it.
+    pub fn create_stream(&self, local_id: u32, config: StreamConfig) -> io::Result<Stream> {
+        let mut st = self.inner.lock();
+        st.ep
+            .create_stream(local_id, config, Instant::now())
+            .map_err(io_error)?;
+        st.slots.insert(local_id, Slots::default());
+        Ok(Stream {
+            inner: self.inner.clone(),
+            _guard: self.guard.clone(),
+            id: local_id,
+            end_sent: false,
+        })
+    }
+
+    /// The next datagram that was not a UDX packet for a live stream, with its source (what
+    /// udx-native emits as `socket.on('message')`). Returns `None` once the socket stopped.
+    pub async fn recv_datagram(&self) -> Option<(Vec<u8>, SocketAddr)> {
+        self.inner.datagram_rx.lock().await.recv().await
+    }
+
+    /// Send a raw datagram on the socket (dht-rpc traffic, holepunch probes). Keep it at most
+    /// 2048 bytes if a udx-native peer is to read it whole.
+    pub async fn send_datagram(&self, data: &[u8], dest: SocketAddr) -> io::Result<()> {
+        self.inner.socket.send_to(data, dest).await.map(|_| ())
+    }
+}
+
+/// One UDX stream: `AsyncRead + AsyncWrite` plus unreliable messages.
+///
+/// `poll_flush` waits until everything written is acknowledged; `poll_shutdown` sends END and
+/// waits until it is acknowledged. Dropping the handle releases the stream: an ending stream
+/// may finish its close in the background, any other open stream is destroyed.
+#[derive(Debug)]
+pub struct Stream {
+    inner: Arc<Inner>,
+    _guard: Arc<Guard>,
+    id: u32,
+    end_sent: bool,
+}
+
+impl Stream {
+    /// Our stream id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let r = f(&mut self.inner.lock());
+        self.inner.wake.notify_one();
+        r
+    }
+
+    /// Set the peer's stream id and address (udx `stream.connect`).
+    pub fn connect(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
+        self.with(|st| st.ep.connect(self.id, remote_id, remote, Instant::now()))
+            .map_err(io_error)
+    }
+
+    /// Move to a new peer id and address (udx `changeRemote`); resolves once the packets sent
+    /// before the change are acknowledged.
+    pub async fn change_remote(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
+        let done = self.with(|st| {
+            if let Some(s) = st.slots.get_mut(&self.id) {
+                s.remote_changed = false;
+            }
+            st.ep.change_remote(self.id, remote_id, remote)
+        });
+        if done.map_err(io_error)? {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            let closed = st.ep.close_reason(self.id).ok().flatten().is_some();
+            let Some(slot) = st.slots.get_mut(&self.id) else {
+                return Poll::Ready(Err(io_error(Error::Closed)));
+            };
+            if slot.remote_changed {
+                return Poll::Ready(Ok(()));
+            }
+            if closed {
+                return Poll::Ready(Err(io_error(Error::Closed)));
+            }
+            slot.closed = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The remote learned by a [`Firewall::Connect`](crate::Firewall::Connect) stream.
+    pub async fn connected(&self) -> io::Result<SocketAddr> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            if let Some(remote) = st.ep.stream_info(self.id).and_then(|i| i.remote) {
+                return Poll::Ready(Ok(remote));
+            }
+            let closed = st.ep.close_reason(self.id).ok().flatten().is_some();
+            if closed {
+                return Poll::Ready(Err(io_error(Error::Closed)));
+            }
+            if let Some(slot) = st.slots.get_mut(&self.id) {
+                slot.closed = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Send an unreliable MESSAGE (udx `stream.send()`); at most
+    /// [`MAX_MESSAGE`](crate::MAX_MESSAGE) bytes.
+    pub fn send_message(&self, data: &[u8]) -> io::Result<()> {
+        self.with(|st| st.ep.send_message(self.id, data))
+            .map_err(io_error)
+    }
+
+    /// The next MESSAGE received on this stream; `None` once the stream closed.
+    pub async fn recv_message(&self) -> Option<Vec<u8>> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            let closed =
+                !st.ep.contains(self.id) || st.ep.close_reason(self.id).ok().flatten().is_some();
+            let Some(slot) = st.slots.get_mut(&self.id) else {
+                return Poll::Ready(None);
+            };
+            if let Some(m) = slot.messages.pop_front() {
+                return Poll::Ready(Some(m));
+            }
+            if closed {
+                return Poll::Ready(None);
+            }
+            slot.message = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Abort: send DESTROY (the peer sees `ECONNRESET`) and close locally.
+    pub fn destroy(&self) {
+        self.with(|st| {
+            let _ = st.ep.destroy(self.id);
+        });
+    }
+
+    /// Wait until the stream closed: `Ok` for a graceful close or a local destroy.
+    pub async fn closed(&self) -> Result<(), StreamError> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            match st.ep.close_reason(self.id) {
+                Ok(Some(None)) | Err(_) => return Poll::Ready(Ok(())),
+                Ok(Some(Some(e))) => return Poll::Ready(Err(e)),
+                Ok(None) => {}
+            }
+            if let Some(slot) = st.slots.get_mut(&self.id) {
+                slot.closed = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Counters and congestion state.
+    pub fn info(&self) -> Option<StreamInfo> {
+        self.inner.lock().ep.stream_info(self.id)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut st = this.inner.lock();
+        let r = st.ep.read(this.id, buf.initialize_unfilled());
+        match r {
+            Ok(Some(n)) => {
+                buf.advance(n);
+                drop(st);
+                if n > 0 {
+                    // Reading may open the window: let the driver send an update.
+                    this.inner.wake.notify_one();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Ok(None) => {
+                if let Some(slot) = st.slots.get_mut(&this.id) {
+                    slot.read = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Err(Error::Closed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut st = this.inner.lock();
+        match st.ep.write(this.id, data, Instant::now()) {
+            Ok(0) if !data.is_empty() => {
+                if let Some(slot) = st.slots.get_mut(&this.id) {
+                    slot.write = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Ok(n) => {
+                drop(st);
+                this.inner.wake.notify_one();
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut st = this.inner.lock();
+        if let Ok(Some(Some(e))) = st.ep.close_reason(this.id) {
+            return Poll::Ready(Err(io_error(Error::Stream(e))));
+        }
+        match st.ep.unacked(this.id) {
+            Ok(0) | Err(_) => Poll::Ready(Ok(())),
+            Ok(_) if st.ep.close_reason(this.id).ok().flatten().is_some() => Poll::Ready(Ok(())),
+            Ok(_) => {
+                if let Some(slot) = st.slots.get_mut(&this.id) {
+                    slot.write = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut st = this.inner.lock();
+        if !this.end_sent {
+            match st.ep.end(this.id, Instant::now()) {
+                Ok(()) | Err(Error::Ended) => {}
+                Err(e) => return Poll::Ready(Err(io_error(e))),
+            }
+            this.end_sent = true;
+            this.inner.wake.notify_one();
+        }
+        match st.ep.close_reason(this.id) {
+            Ok(Some(Some(e))) => return Poll::Ready(Err(io_error(Error::Stream(e)))),
+            Ok(Some(None)) | Err(_) => return Poll::Ready(Ok(())),
+            Ok(None) => {}
+        }
+        if st.ep.is_end_acked(this.id).unwrap_or(true) {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(slot) = st.slots.get_mut(&this.id) {
+            slot.write = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock();
+        let _ = st.ep.release(self.id, Instant::now());
+        st.slots.remove(&self.id);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+}
+
+/// Send everything the endpoint has; false if the socket would block.
+fn flush(inner: &Inner, st: &mut State, now: Instant) -> bool {
+    loop {
+        let t = match st.blocked.take() {
+            Some(t) => t,
+            None => match st.ep.poll_transmit(now) {
+                Some(t) => t,
+                None => return true,
+            },
+        };
+        match inner.socket.try_send_to(&t.bytes, t.dest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                st.blocked = Some(t);
+                return false;
+            }
+            // Like libudx, other send errors are swallowed: the packet counts as lost.
+            Err(_) => {}
+        }
+    }
+}
+
+fn dispatch(st: &mut State) {
+    while let Some(ev) = st.ep.poll_event() {
+        match ev {
+            Event::Readable { id } => {
+                if let Some(w) = st.slots.get_mut(&id).and_then(|s| s.read.take()) {
+                    w.wake();
+                }
+            }
+            Event::Writable { id } => {
+                if let Some(w) = st.slots.get_mut(&id).and_then(|s| s.write.take()) {
+                    w.wake();
+                }
+            }
+            Event::Message { id, data } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    if s.messages.len() < MESSAGE_QUEUE {
+                        s.messages.push_back(data);
+                    }
+                    if let Some(w) = s.message.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Event::Connected { id, remote } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    s.connected = Some(remote);
+                    if let Some(w) = s.closed.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Event::RemoteChanged { id } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    s.remote_changed = true;
+                    if let Some(w) = s.closed.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Event::Closed { id, .. } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    s.wake_all();
+                }
+            }
+        }
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let notified = inner.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let (deadline, blocked) = {
+            let mut st = inner.lock();
+            let now = Instant::now();
+            st.ep.handle_timeout(now);
+            let sent_all = flush(&inner, &mut st, now);
+            dispatch(&mut st);
+            (st.ep.poll_timeout(), !sent_all)
+        };
+        if inner.shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut notified => {}
+            r = inner.socket.readable() => {
+                if r.is_err() {
+                    break;
+                }
+                receive(&inner, &mut buf);
+            }
+            _ = inner.socket.writable(), if blocked => {}
+            _ = sleep => {}
+        }
+    }
+    // Last flush: DESTROY packets of streams dropped at the end.
+    let mut st = inner.lock();
+    let now = Instant::now();
+    let _ = flush(&inner, &mut st, now);
+    for slot in st.slots.values_mut() {
+        slot.wake_all();
+    }
+}
+
+fn receive(inner: &Inner, buf: &mut [u8]) {
+    let mut st = inner.lock();
+    for _ in 0..RECV_BATCH {
+        let (n, from) = match inner.socket.try_recv_from(buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // ICMP errors (connection refused) and the like: skip the datagram.
+            Err(_) => continue,
+        };
+        let now = Instant::now();
+        match st.ep.handle_datagram(now, from, &buf[..n]) {
+            Received::NotUdx => {
+                // Bounded: when the application is not reading, drop like a full UDP buffer.
+                let _ = st.datagrams.try_send((buf[..n].to_vec(), from));
+            }
+            Received::Udx(id) => {
+                // Acknowledgements may complete a flush or shutdown.
+                if let Some(w) = st.slots.get_mut(&id).and_then(|s| s.write.take()) {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
