@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Every test peerhost has, in the order CI runs them. Run from anywhere: `bash scripts/test.sh`.
-# Needs: cargo (with cargo-nextest), node 20 + npm. `.ci/run` installs the rest and calls this.
+# Needs: cargo (with cargo-nextest and cargo-fuzz), node 20 + npm. `.ci/run` installs what a
+# fresh machine lacks and calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 
 step "JS packages (interop-tests/, exact pins from package-lock.json)"
 (cd interop-tests && npm ci --no-audit --no-fund --loglevel=error)
@@ -22,13 +25,20 @@ if [ -n "$(git status --porcelain -- fixtures)" ]; then
   exit 1
 fi
 
-step "Rust tests (unit, property, fixtures, crash, JS interop)"
-cargo build --locked --release -p peerhost
-cargo nextest run --locked --workspace --profile ci
-cargo test --locked --workspace --doc
-
-step "JS tests (node:test, real packages)"
-(cd interop-tests && npm test)
-
 step "fuzz smoke: every fuzz target builds and runs briefly"
 bash scripts/fuzz.sh smoke
+
+step "Rust tests (unit, property, fixtures, crash, CLI, live JS interop)"
+cargo build --locked --release -p peerhost
+cargo nextest run --locked --workspace --profile ci 2>&1 | tee "$logs/nextest"
+cargo test --locked --workspace --doc 2>&1 | tee "$logs/doc"
+
+step "JS tests (node:test, real packages)"
+(cd interop-tests && npm test) 2>&1 | tee "$logs/node"
+
+# One closing line for the whole run (every step above already stopped the run on a failure).
+rust=$(sed -n 's/.* tests run: \([0-9]*\) passed.*/\1/p' "$logs/nextest" | tail -n 1)
+doc=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$logs/doc")
+js=$(awk '/^# pass / { n += $3 } END { print n + 0 }' "$logs/node")
+printf '\nnextest %s, doc %s, node %s\n' "${rust:-0}" "${doc:-0}" "${js:-0}"
+echo "$(( ${rust:-0} + ${doc:-0} + ${js:-0} )) passed, 0 failed"
