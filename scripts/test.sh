@@ -36,6 +36,9 @@ cargo test --locked --workspace --doc 2>&1 | tee "$logs/doc"
 step "JS tests (node:test, real packages)"
 (cd interop-tests && npm test) 2>&1 | tee "$logs/node"
 
+step "browser loader tests (web/, node:test over fixtures/ and gateway golden responses)"
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee -a "$logs/node"
+
 # One closing line for the whole run (every step above already stopped the run on a failure).
 rust=$(sed -n 's/.* tests run: \([0-9]*\) passed.*/\1/p' "$logs/nextest" | tail -n 1)
 doc=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$logs/doc")

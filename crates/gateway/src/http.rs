@@ -1,0 +1,526 @@
+//! The HTTP surface (`protocol/gateway.md` §3): routes, CORS, caching headers, per-client
+//! limits, JSON errors.
+//!
+//! Request flow:
+//! - `admit` (middleware): CORS preflight answered here; otherwise one permit from the
+//!   client's semaphore ([`ClientLimiter`]) for the whole request, or `429`;
+//! - a handler parses the path and query, takes one of `max_inflight` blocking slots, and runs
+//!   the [`LogSource`] call on tokio's blocking pool;
+//! - every response gets `Access-Control-Allow-Origin: *` and a `Cache-Control`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use peerhost_ids::Key;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::limit::{ClientId, ClientLimiter, Refused};
+use crate::listener::ClientAddr;
+use crate::range::MAX_LENGTH;
+use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+
+/// `Cache-Control` of a range addressed by key, fork, length and range: its bytes never change.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The media type of a range proof body.
+pub const RANGE_PROOF_TYPE: &str = "application/vnd.peerhost.range-proof";
+
+/// The most peers `GET /v1/peers` lists.
+pub const MAX_PEERS: usize = 64;
+
+/// Limits and caching of the gateway. `Default` is what `peerhost serve --http` uses.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Blocks served per range response at most (the response is then a prefix).
+    pub max_blocks: u64,
+    /// Bytes of blocks per range response: blocks are added until this is reached (at least
+    /// one block is always served).
+    pub max_bytes: u64,
+    /// Requests in flight per client (an IPv4 address or an IPv6 /64).
+    pub per_client: usize,
+    /// Clients tracked at once; when all have requests in flight, new clients get `503`.
+    pub max_clients: usize,
+    /// Blocking store reads in flight across all clients.
+    pub max_inflight: usize,
+    /// How long a request waits for a blocking slot before `503`.
+    pub queue_timeout: Duration,
+    /// Keys listed by `GET /v1/logs` at most.
+    pub max_logs_listed: usize,
+    /// `max-age` of heads and the log list, in seconds.
+    pub head_max_age: u32,
+    /// Other gateways' base URLs to advertise in `GET /v1/peers` (at most [`MAX_PEERS`]).
+    pub peers: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_blocks: 1024,
+            max_bytes: 4 << 20,
+            per_client: 8,
+            max_clients: 4096,
+            max_inflight: 32,
+            queue_timeout: Duration::from_secs(10),
+            max_logs_listed: 10_000,
+            head_max_age: 5,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// With these peers advertised (cut to [`MAX_PEERS`]).
+    pub fn peers(mut self, peers: Vec<String>) -> Self {
+        self.peers = peers;
+        self.peers.truncate(MAX_PEERS);
+        self
+    }
+
+    /// With this many requests in flight per client.
+    pub fn per_client(mut self, n: usize) -> Self {
+        self.per_client = n;
+        self
+    }
+
+    /// With these range caps.
+    pub fn range_caps(mut self, max_blocks: u64, max_bytes: u64) -> Self {
+        self.max_blocks = max_blocks;
+        self.max_bytes = max_bytes;
+        self
+    }
+}
+
+struct AppState<S> {
+    source: Arc<S>,
+    config: Config,
+    clients: ClientLimiter,
+    inflight: Arc<Semaphore>,
+}
+
+type Shared<S> = Arc<AppState<S>>;
+
+/// The gateway's routes over `source`, with `config`'s limits. Serve it with
+/// [`crate::serve`] (connection limits, idle timeout, client addresses), or with
+/// `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())`;
+/// without connect info all clients share one concurrency bucket.
+pub fn router<S: LogSource>(source: S, config: Config) -> Router {
+    let state = Arc::new(AppState {
+        source: Arc::new(source),
+        clients: ClientLimiter::new(config.per_client, config.max_clients),
+        inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+        config,
+    });
+    Router::new()
+        .route("/v1/logs", get(list::<S>))
+        .route("/v1/logs/{key}/head", get(head::<S>))
+        .route("/v1/logs/{key}/blocks", get(blocks::<S>))
+        .route("/v1/peers", get(peers::<S>))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), admit::<S>))
+        .with_state(state)
+}
+
+/// An error response: a status, a JSON body `{error, message, …}`, never cached.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: Option<(&'static str, u64)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "BUSY",
+            "gateway busy, retry later",
+        )
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::warn!("gateway storage error: {e}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "STORAGE",
+            "storage error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let (Some((k, v)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.insert(k.to_owned(), v.into());
+        }
+        let mut res = (self.status, axum::Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(e: RangeError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let (status, extra) = match &e {
+            RangeError::UnknownLog => (StatusCode::NOT_FOUND, None),
+            RangeError::BadRange(_) => (StatusCode::BAD_REQUEST, None),
+            RangeError::ForkMismatch { fork } => (StatusCode::CONFLICT, Some(("fork", *fork))),
+            RangeError::LengthUnavailable { length } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, Some(("length", *length)))
+            }
+            RangeError::BlockUnavailable { index } => {
+                (StatusCode::NOT_FOUND, Some(("block", *index)))
+            }
+            RangeError::NodeUnavailable { index } => {
+                (StatusCode::NOT_FOUND, Some(("node", *index)))
+            }
+            RangeError::Source(e) => return Self::internal(e),
+        };
+        Self {
+            status,
+            code,
+            message,
+            extra,
+        }
+    }
+}
+
+/// Headers every response carries: CORS for any origin, and no content sniffing.
+fn with_cors(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+fn client_of(req: &Request) -> ClientId {
+    let ext = req.extensions();
+    if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
+        return ClientId::of(addr.ip());
+    }
+    if let Some(ConnectInfo(ClientAddr(addr))) = ext.get::<ConnectInfo<ClientAddr>>() {
+        return ClientId::of(addr.ip());
+    }
+    ClientId::unknown()
+}
+
+/// CORS and per-client admission, around every route.
+async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next: Next) -> Response {
+    if req.method() == Method::OPTIONS {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        return with_cors(res);
+    }
+    let permit = match state.clients.try_acquire(client_of(&req)) {
+        Ok(p) => p,
+        Err(Refused::Client) => {
+            return with_cors(
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOO_MANY_REQUESTS",
+                    "too many requests in flight from this client",
+                )
+                .into_response(),
+            );
+        }
+        Err(Refused::Full) => return with_cors(ApiError::busy().into_response()),
+    };
+    let res = next.run(req).await;
+    drop(permit);
+    with_cors(res)
+}
+
+/// Run a blocking source call in one of the `max_inflight` slots.
+async fn blocking<S: LogSource, T: Send + 'static>(
+    state: &Shared<S>,
+    f: impl FnOnce(&S) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = tokio::time::timeout(
+        state.config.queue_timeout,
+        state.inflight.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::busy())?
+    .map_err(|_| ApiError::busy())?;
+    let source = state.source.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let out = f(&source);
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(out)
+}
+
+fn parse_key(s: &str) -> Result<Key, ApiError> {
+    Key::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn cache(res: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        res.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+}
+
+fn short_cache(config: &Config) -> String {
+    format!("public, max-age={}", config.head_max_age)
+}
+
+#[derive(Serialize)]
+struct ListJson {
+    logs: Vec<String>,
+    truncated: bool,
+}
+
+async fn list<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+    let limit = state.config.max_logs_listed;
+    let keys = blocking(&state, move |s| s.keys(limit.saturating_add(1)))
+        .await?
+        .map_err(ApiError::internal)?;
+    let truncated = keys.len() > limit;
+    let logs = keys.iter().take(limit).map(Key::to_hex).collect();
+    let mut res = axum::Json(ListJson { logs, truncated }).into_response();
+    cache(&mut res, &short_cache(&state.config));
+    Ok(res)
+}
+
+/// A node as JSON: `{index, size, hash}`.
+#[derive(Serialize)]
+struct NodeJson {
+    index: u64,
+    size: u64,
+    hash: String,
+}
+
+/// `GET /v1/logs/{key}/head`, field for field (`protocol/gateway.md` §3.2).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadJson {
+    key: String,
+    length: u64,
+    fork: u64,
+    byte_length: u64,
+    tree_hash: String,
+    signature: Option<String>,
+    manifest: Option<String>,
+    roots: Vec<NodeJson>,
+}
+
+impl From<SignedHead> for HeadJson {
+    fn from(h: SignedHead) -> Self {
+        Self {
+            key: h.key.to_hex(),
+            length: h.length,
+            fork: h.fork,
+            byte_length: h.byte_length,
+            tree_hash: hex::encode(h.tree_hash),
+            signature: h.signature.map(hex::encode),
+            manifest: h.manifest.map(hex::encode),
+            roots: h
+                .roots
+                .iter()
+                .map(|n| NodeJson {
+                    index: n.index,
+                    size: n.size,
+                    hash: hex::encode(n.hash),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn head<S: LogSource>(
+    State(state): State<Shared<S>>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    let head = blocking(&state, move |s| s.head(&key))
+        .await?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_LOG", "log not held here"))?;
+    let mut res = axum::Json(HeadJson::from(head)).into_response();
+    cache(&mut res, &short_cache(&state.config));
+    Ok(res)
+}
+
+/// The query of `GET /v1/logs/{key}/blocks`: decimal `start`, `end`, optional `length`, `fork`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct BlocksParams {
+    start: Option<u64>,
+    end: Option<u64>,
+    length: Option<u64>,
+    fork: Option<u64>,
+}
+
+/// Parse the query by hand so every mistake is a JSON 400 naming the field. Unknown
+/// parameters are ignored; a repeated one is an error; at most 16 parameters are read.
+fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiError> {
+    let mut p = BlocksParams::default();
+    for pair in raw
+        .unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .take(16)
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "start" => &mut p.start,
+            "end" => &mut p.end,
+            "length" => &mut p.length,
+            "fork" => &mut p.fork,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(format!("{name} given twice")));
+        }
+        // Decimal digits only: no sign, no spaces, at most 16 digits (below 2^53).
+        if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be a decimal integer"
+            )));
+        }
+        *slot = value.parse().ok();
+    }
+    Ok(p)
+}
+
+async fn blocks<S: LogSource>(
+    State(state): State<Shared<S>>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    let p = parse_blocks_query(raw.as_deref())?;
+    let (Some(start), Some(end)) = (p.start, p.end) else {
+        return Err(ApiError::bad_request("start and end are required"));
+    };
+    if start >= end || end > MAX_LENGTH || p.length.is_some_and(|l| l > MAX_LENGTH) {
+        return Err(ApiError::bad_request(
+            "need start < end <= 2^48 and length <= 2^48",
+        ));
+    }
+    let query = RangeQuery {
+        start,
+        end,
+        length: p.length,
+        fork: p.fork,
+        max_blocks: state.config.max_blocks,
+        max_bytes: state.config.max_bytes,
+    };
+    let proof = blocking(&state, move |s| s.range(&key, &query)).await??;
+    let mut res = Response::new(Body::from(proof.encode()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(RANGE_PROOF_TYPE),
+    );
+    // Addressed by fork and length, the bytes are fixed forever; otherwise they follow the
+    // current head.
+    let control = if p.length.is_some() && p.fork.is_some() {
+        IMMUTABLE.to_owned()
+    } else {
+        "no-cache".to_owned()
+    };
+    cache(&mut res, &control);
+    Ok(res)
+}
+
+#[derive(Serialize)]
+struct PeersJson<'a> {
+    peers: &'a [String],
+}
+
+async fn peers<S: LogSource>(State(state): State<Shared<S>>) -> Response {
+    let mut res = axum::Json(PeersJson {
+        peers: &state.config.peers,
+    })
+    .into_response();
+    cache(&mut res, &short_cache(&state.config));
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_query_parsing() {
+        let p = parse_blocks_query(Some("start=1&end=5&length=9&fork=0&x=y")).unwrap();
+        assert_eq!(
+            p,
+            BlocksParams {
+                start: Some(1),
+                end: Some(5),
+                length: Some(9),
+                fork: Some(0)
+            }
+        );
+        assert_eq!(parse_blocks_query(None).unwrap(), BlocksParams::default());
+        for bad in [
+            "start=1&start=2",
+            "start=-1",
+            "start=+1",
+            "start=",
+            "start=1e3",
+            "end=99999999999999999",
+            "fork=0x1",
+        ] {
+            assert!(parse_blocks_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

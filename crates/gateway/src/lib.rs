@@ -1,0 +1,39 @@
+//! The HTTP gateway: browsers fetch a log's signed head and ranges of blocks with a Merkle
+//! range proof, and verify both themselves (`web/`), so any node can serve any reader.
+//!
+//! This crate owns the HTTP API (`protocol/gateway.md`) and the range-proof format
+//! ([`range`]): building proofs from a log's tree nodes, and a Rust verifier (used by tests,
+//! fuzzing, and any Rust client). It does not own the logs: the node lends its open cores
+//! through [`LogSource`] ([`Cores`] is a ready implementation over shared
+//! `Arc<Mutex<Core>>`). It does not sign, replicate or discover peers.
+//!
+//! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
+//! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
+//! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use peerhost_gateway::{Config, Cores, ServeOptions};
+//!
+//! // The node shares its cores: `cores.insert(key, arc_mutex_core)` as it opens them.
+//! let cores = Cores::new();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let shutdown = std::future::pending::<()>(); // e.g. the node's shutdown signal
+//! peerhost_gateway::serve(listener, cores, Config::default(), ServeOptions::default(), shutdown)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
+
+mod http;
+mod limit;
+mod listener;
+pub mod range;
+mod source;
+
+pub use http::{Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
+pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
+pub use range::{RangeProof, RangeProofError, TrustedHead};
+pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};

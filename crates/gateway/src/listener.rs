@@ -1,0 +1,220 @@
+//! Serving the router on a TCP listener with bounded connections and an idle timeout.
+//!
+//! `axum::serve` accepts without limit and keeps idle connections forever; [`Limited`] wraps
+//! the listener so that at most `max_connections` are open (accept waits for one to close),
+//! and each connection is closed after `idle_timeout` without a byte moving either way
+//! (slow-loris clients, dead keep-alives).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use crate::http::{Config, router};
+use crate::source::LogSource;
+
+/// Connection limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Connections open at once; accepting waits while this many are open.
+    pub max_connections: usize,
+    /// A connection on which no byte moved for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// With at most `n` connections open.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Closing connections idle for `timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+}
+
+/// The remote address of a connection accepted by [`Limited`] (the router's per-client limits
+/// read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, Limited>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, Limited>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener that holds at most `max_connections` connections open.
+#[derive(Debug)]
+pub struct Limited {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    idle_timeout: Duration,
+}
+
+impl Limited {
+    /// Wrap `listener` with `options`.
+    pub fn new(listener: TcpListener, options: ServeOptions) -> Self {
+        Self {
+            inner: listener,
+            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            idle_timeout: options.idle_timeout,
+        }
+    }
+}
+
+impl Listener for Limited {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        loop {
+            // The semaphore is never closed, so this only waits.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    // Small responses: do not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    return (Conn::new(stream, permit, self.idle_timeout), addr);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::debug!("gateway accept failed: {e}");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection: the stream, its connection permit, and its idle deadline.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+        Self {
+            stream,
+            _permit: permit,
+            idle_timeout,
+            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+        }
+    }
+
+    /// After an I/O poll: progress re-arms the deadline; no progress past it is an error.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                let next = Instant::now() + self.idle_timeout;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.track(cx, poll)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.track(cx, poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.track(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Serve the gateway over `source` on `listener` until `shutdown` resolves, then finish the
+/// requests in flight.
+///
+/// ```no_run
+/// # async fn run(store: peerhost_store::Store) -> Result<(), Box<dyn std::error::Error>> {
+/// use peerhost_gateway::{Config, Cores, ServeOptions};
+///
+/// let cores = Cores::open_all(&store)?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// peerhost_gateway::serve(
+///     listener,
+///     cores,
+///     Config::default(),
+///     ServeOptions::default(),
+///     std::future::pending(),
+/// )
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve<S: LogSource>(
+    listener: TcpListener,
+    source: S,
+    config: Config,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(source, config).into_make_service_with_connect_info::<ClientAddr>();
+    axum::serve(Limited::new(listener, options), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

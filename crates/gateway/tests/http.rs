@@ -1,0 +1,562 @@
+//! The gateway over real stores: every route through the router, the range proofs against
+//! the signed heads (checked with the `log` crate's verifier), limits, a real TCP server, and
+//! the golden responses `web/test/` verifies in JavaScript.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use peerhost_gateway::range::{self, TrustedHead};
+use peerhost_gateway::{
+    Config, Cores, LogSource, RangeError, RangeQuery, ServeOptions, SignedHead, SourceError,
+};
+use peerhost_ids::{Key, KeyPair};
+use peerhost_log::{Manifest, Node, Tree, Verifier};
+use peerhost_store::{CreateOptions, Store};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Block `i` of the test logs: a small JSON post, so `web/` can render the golden logs.
+fn post(log: &str, i: usize) -> Vec<u8> {
+    let body = "lorem ipsum ".repeat(i % 5);
+    format!(r#"{{"log":"{log}","n":{i},"title":"post {i}","body":"{body}"}}"#).into_bytes()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    cores: Cores,
+    keys: BTreeMap<&'static str, Key>,
+}
+
+/// Three logs: `default` (v11, seed 11, 21 blocks), `compat` (seed 12, 9 blocks), `forked`
+/// (seed 13: 10 blocks, truncated to 6, then 3 more on fork 1).
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cores = Cores::new();
+    let mut keys = BTreeMap::new();
+    for (name, seed, compat, n) in [
+        ("default", 11u8, false, 21usize),
+        ("compat", 12, true, 9),
+        ("forked", 13, false, 10),
+    ] {
+        let opts = CreateOptions::default()
+            .compat(compat)
+            .key_pair(KeyPair::from_seed(&[seed; 32]));
+        let mut core = store.create(name, opts).unwrap();
+        let blocks: Vec<Vec<u8>> = (0..n).map(|i| post(name, i)).collect();
+        core.append(&blocks).unwrap();
+        keys.insert(name, core.key());
+        cores.insert_core(core);
+    }
+    Fixture {
+        _dir: dir,
+        cores,
+        keys,
+    }
+}
+
+fn app(f: &Fixture, config: Config) -> axum::Router {
+    peerhost_gateway::router(f.cores.clone(), config)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).unwrap().to_str().unwrap()
+    }
+}
+
+async fn call(app: &axum::Router, method: &str, uri: &str) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &axum::Router, uri: &str) -> Reply {
+    call(app, "GET", uri).await
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+fn hash32(v: &Value) -> [u8; 32] {
+    unhex(v).try_into().unwrap()
+}
+
+/// Check a head JSON as a browser would, with the `log` crate: the manifest hashes to the key
+/// (or the key is the compat signer), the roots hash to the tree hash, the signature verifies.
+fn check_head(head: &Value) -> TrustedHead {
+    let key = Key(hash32(&head["key"]));
+    let verifier = match &head["manifest"] {
+        Value::Null => Verifier::compat(key.0),
+        m => {
+            let manifest: Manifest = peerhost_encoding::from_slice(&unhex(m)).unwrap();
+            Verifier::new(key, manifest).unwrap()
+        }
+    };
+    let roots: Vec<Node> = head["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| Node {
+            index: r["index"].as_u64().unwrap(),
+            size: r["size"].as_u64().unwrap(),
+            hash: hash32(&r["hash"]),
+        })
+        .collect();
+    let length = head["length"].as_u64().unwrap();
+    let fork = head["fork"].as_u64().unwrap();
+    let tree = Tree::from_roots(length, fork, roots, None).unwrap();
+    assert_eq!(tree.hash(), hash32(&head["treeHash"]));
+    assert_eq!(tree.byte_length(), head["byteLength"].as_u64().unwrap());
+    let signature = unhex(&head["signature"]);
+    assert!(verifier.verify(&tree, Some(&signature)), "head signature");
+    TrustedHead {
+        fork,
+        length,
+        tree_hash: tree.hash(),
+    }
+}
+
+#[tokio::test]
+async fn heads_verify_against_their_keys() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let list = get(&app, "/v1/logs").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let logs = list.json();
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 3);
+    assert_eq!(logs["truncated"], false);
+    for (name, key) in &f.keys {
+        // Hex and z-base32 both name the log.
+        for id in [key.to_hex(), key.to_z32()] {
+            let res = get(&app, &format!("/v1/logs/{id}/head")).await;
+            assert_eq!(res.status, StatusCode::OK, "{name}");
+            assert_eq!(res.header(header::CACHE_CONTROL), "public, max-age=5");
+            assert_eq!(res.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+            let head = res.json();
+            check_head(&head);
+            let sig_len = head["signature"].as_str().unwrap().len() / 2;
+            if *name == "compat" {
+                assert_eq!(head["manifest"], Value::Null);
+                assert_eq!(sig_len, 64);
+            } else {
+                assert_eq!(head["manifest"].as_str().unwrap().len(), 140);
+                assert_eq!(sig_len, 68);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn ranges_verify_and_are_immutable_when_addressed() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["default"].to_hex();
+    let head = check_head(&get(&app, &format!("/v1/logs/{key}/head")).await.json());
+    for (s, e) in [(0, 1), (0, 21), (5, 6), (3, 17), (20, 21), (16, 20)] {
+        let url = format!("/v1/logs/{key}/blocks?start={s}&end={e}&length=21&fork=0");
+        let res = get(&app, &url).await;
+        assert_eq!(res.status, StatusCode::OK, "{url}");
+        assert_eq!(
+            res.header(header::CACHE_CONTROL),
+            peerhost_gateway::IMMUTABLE
+        );
+        assert_eq!(
+            res.header(header::CONTENT_TYPE),
+            peerhost_gateway::RANGE_PROOF_TYPE
+        );
+        let proof = range::verify(&res.body, &head, s..e).unwrap();
+        let want: Vec<Vec<u8>> = (s..e).map(|i| post("default", i as usize)).collect();
+        assert_eq!(proof.blocks, want);
+        assert_eq!(
+            proof.nodes.len(),
+            range::proof_indices(s, e, 21).len(),
+            "minimal"
+        );
+    }
+    // Without length and fork: the current head, not cacheable for long.
+    let res = get(&app, &format!("/v1/logs/{key}/blocks?start=2&end=4")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header(header::CACHE_CONTROL), "no-cache");
+    range::verify(&res.body, &head, 2..4).unwrap();
+    // HEAD works too, without a body.
+    let res = call(
+        &app,
+        "HEAD",
+        &format!("/v1/logs/{key}/blocks?start=2&end=4"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.is_empty());
+}
+
+#[tokio::test]
+async fn older_heads_stay_provable_after_appends() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["default"];
+    let old = check_head(&get(&app, &format!("/v1/logs/{key}/head")).await.json());
+    let core = f.cores.get(&key).unwrap();
+    core.lock()
+        .unwrap()
+        .append(&[b"later 1".to_vec(), b"later 2".to_vec()])
+        .unwrap();
+    let new = check_head(&get(&app, &format!("/v1/logs/{key}/head")).await.json());
+    assert_eq!(new.length, 23);
+    let url = format!("/v1/logs/{key}/blocks?start=7&end=21&length=21&fork=0");
+    let res = get(&app, &url).await;
+    range::verify(&res.body, &old, 7..21).unwrap();
+    assert!(range::verify(&res.body, &new, 7..21).is_err());
+    let res = get(&app, &format!("/v1/logs/{key}/blocks?start=20&end=23")).await;
+    let p = range::verify(&res.body, &new, 20..23).unwrap();
+    assert_eq!(p.blocks[2], b"later 2");
+}
+
+#[tokio::test]
+async fn range_caps_serve_a_prefix() {
+    let f = fixture();
+    let key = f.keys["default"].to_hex();
+    let app = app(&f, Config::default().range_caps(4, 1 << 20));
+    let head = check_head(&get(&app, &format!("/v1/logs/{key}/head")).await.json());
+    let res = get(&app, &format!("/v1/logs/{key}/blocks?start=3&end=21")).await;
+    let p = range::verify(&res.body, &head, 3..21).unwrap();
+    assert_eq!((p.start, p.end()), (3, 7));
+    // A byte cap below one block still serves one block.
+    let app = app_with_bytes(&f, 1);
+    let res = get(&app, &format!("/v1/logs/{key}/blocks?start=3&end=21")).await;
+    let p = range::verify(&res.body, &head, 3..21).unwrap();
+    assert_eq!(p.blocks.len(), 1);
+}
+
+fn app_with_bytes(f: &Fixture, bytes: u64) -> axum::Router {
+    app(f, Config::default().range_caps(1024, bytes))
+}
+
+#[tokio::test]
+async fn errors_are_json_with_status_and_no_store() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["forked"];
+    // Truncate and grow on fork 1.
+    {
+        let core = f.cores.get(&key).unwrap();
+        let mut core = core.lock().unwrap();
+        core.truncate(6).unwrap();
+        core.append(&[post("forked", 100)]).unwrap();
+    }
+    let k = key.to_hex();
+    let unknown = Key([7; 32]).to_hex();
+    for (uri, status, code) in [
+        (
+            format!("/v1/logs/{k}/blocks?start=0&end=2&length=7&fork=0"),
+            409,
+            "FORK_MISMATCH",
+        ),
+        (
+            format!("/v1/logs/{k}/blocks?start=0&end=2&length=10&fork=1"),
+            416,
+            "LENGTH_UNAVAILABLE",
+        ),
+        (
+            format!("/v1/logs/{k}/blocks?start=6&end=9"),
+            416,
+            "LENGTH_UNAVAILABLE",
+        ),
+        (
+            format!("/v1/logs/{k}/blocks?start=2&end=2"),
+            400,
+            "BAD_REQUEST",
+        ),
+        (format!("/v1/logs/{k}/blocks?start=2"), 400, "BAD_REQUEST"),
+        (
+            format!("/v1/logs/{k}/blocks?start=2&end=6&length=5&fork=1"),
+            400,
+            "BAD_RANGE",
+        ),
+        (
+            format!("/v1/logs/{k}/blocks?start=0&end=1&length=281474976710657"),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            format!("/v1/logs/{unknown}/blocks?start=0&end=1"),
+            404,
+            "UNKNOWN_LOG",
+        ),
+        (format!("/v1/logs/{unknown}/head"), 404, "UNKNOWN_LOG"),
+        ("/v1/logs/nonsense/head".to_owned(), 400, "BAD_REQUEST"),
+        ("/v2/whatever".to_owned(), 404, "NOT_FOUND"),
+    ] {
+        let res = get(&app, &uri).await;
+        assert_eq!(res.status.as_u16(), status, "{uri}");
+        assert_eq!(res.json()["error"], code, "{uri}");
+        assert_eq!(res.header(header::CACHE_CONTROL), "no-store", "{uri}");
+        assert_eq!(
+            res.header(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "*",
+            "{uri}"
+        );
+    }
+    let res = get(
+        &app,
+        &format!("/v1/logs/{k}/blocks?start=0&end=2&length=7&fork=0"),
+    )
+    .await;
+    assert_eq!(res.json()["fork"], 1);
+    let res = get(&app, &format!("/v1/logs/{k}/blocks?start=6&end=9")).await;
+    assert_eq!(res.json()["length"], 7);
+    // The new fork serves and verifies.
+    let head = check_head(&get(&app, &format!("/v1/logs/{k}/head")).await.json());
+    assert_eq!((head.length, head.fork), (7, 1));
+    let res = get(
+        &app,
+        &format!("/v1/logs/{k}/blocks?start=5&end=7&length=7&fork=1"),
+    )
+    .await;
+    let p = range::verify(&res.body, &head, 5..7).unwrap();
+    assert_eq!(p.blocks[1], post("forked", 100));
+}
+
+#[tokio::test]
+async fn cors_preflight_and_peers() {
+    let f = fixture();
+    let config = Config::default().peers(vec!["https://a.example".into(); 100]);
+    let app = app(&f, config);
+    let res = call(&app, "OPTIONS", "/v1/logs").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert_eq!(res.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    assert_eq!(
+        res.header(header::ACCESS_CONTROL_ALLOW_METHODS),
+        "GET, HEAD, OPTIONS"
+    );
+    let res = get(&app, "/v1/peers").await;
+    assert_eq!(
+        res.json()["peers"].as_array().unwrap().len(),
+        peerhost_gateway::MAX_PEERS
+    );
+}
+
+/// A source whose `head` blocks until the gate opens, counting the calls that entered.
+struct Gated {
+    open: Arc<AtomicBool>,
+    entered: Arc<AtomicUsize>,
+    inner: Cores,
+}
+
+impl LogSource for Gated {
+    fn keys(&self, limit: usize) -> Result<Vec<Key>, SourceError> {
+        self.inner.keys(limit)
+    }
+    fn head(&self, key: &Key) -> Result<Option<SignedHead>, SourceError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        while !self.open.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.inner.head(key)
+    }
+    fn range(&self, key: &Key, query: &RangeQuery) -> Result<range::RangeProof, RangeError> {
+        self.inner.range(key, query)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_concurrency_is_bounded() {
+    let f = fixture();
+    let open = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let source = Gated {
+        open: open.clone(),
+        entered: entered.clone(),
+        inner: f.cores.clone(),
+    };
+    let app = peerhost_gateway::router(source, Config::default().per_client(2));
+    let uri = format!("/v1/logs/{}/head", f.keys["default"].to_hex());
+    let request = |ip: [u8; 4]| {
+        let mut req = Request::get(&uri).body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::from((ip, 1234))));
+        req
+    };
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(app.clone().oneshot(request([10, 0, 0, 1]))))
+        .collect();
+    while entered.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let third = app.clone().oneshot(request([10, 0, 0, 1])).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.headers()[header::RETRY_AFTER], "1");
+    // Another client is admitted (it waits on the gate like the others).
+    let other = tokio::spawn(app.clone().oneshot(request([10, 0, 0, 2])));
+    while entered.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    open.store(true, Ordering::SeqCst);
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(other.await.unwrap().unwrap().status(), StatusCode::OK);
+    let again = app.clone().oneshot(request([10, 0, 0, 1])).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_over_tcp_and_closes_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions::default().idle_timeout(Duration::from_millis(300));
+    let server = tokio::spawn(peerhost_gateway::serve(
+        listener,
+        f.cores.clone(),
+        Config::default(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let key = f.keys["compat"].to_hex();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /v1/logs/{key}/blocks?start=0&end=9&length=9&fork=0 HTTP/1.1\r\nhost: x\r\n\
+         connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("access-control-allow-origin: *"));
+    assert!(text.contains(peerhost_gateway::IMMUTABLE));
+    // A silent connection is closed after the idle timeout.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("idle connection closed by the server")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// `web/test/golden/gateway.json`: heads and range responses of the three test logs, as this
+/// gateway serves them, for the JavaScript verifier's tests. Deterministic (fixed seeds,
+/// deterministic Ed25519). `PEERHOST_WRITE_GOLDEN=1` rewrites the file; otherwise it must match.
+#[tokio::test]
+async fn golden_responses_for_web() {
+    let f = fixture();
+    let app = app(&f, Config::default().range_caps(16, 1 << 20));
+    let mut logs = Vec::new();
+    for name in ["default", "compat", "forked"] {
+        let key = f.keys[name];
+        let k = key.to_hex();
+        let mut heads = vec![get(&app, &format!("/v1/logs/{k}/head")).await.json()];
+        let core = f.cores.get(&key).unwrap();
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        {
+            let mut core = core.lock().unwrap();
+            match name {
+                "forked" => {
+                    core.truncate(6).unwrap();
+                    let more: Vec<Vec<u8>> = (100..103).map(|i| post(name, i)).collect();
+                    core.append(&more).unwrap();
+                }
+                _ => {
+                    core.append(&[post(name, 1000)]).unwrap();
+                }
+            }
+            for i in 0..core.length() {
+                blocks.push(core.get(i).unwrap().unwrap());
+            }
+        }
+        heads.push(get(&app, &format!("/v1/logs/{k}/head")).await.json());
+        let mut ranges = Vec::new();
+        for head in &heads {
+            let trusted = check_head(head);
+            let (length, fork) = (trusted.length, trusted.fork);
+            let mut asks: Vec<(u64, u64)> = vec![(0, 1), (0, length), (length - 1, length)];
+            if length > 4 {
+                asks.push((2, length - 1));
+                asks.push((length / 2, length / 2 + 1));
+            }
+            for (s, e) in asks {
+                let url =
+                    format!("/v1/logs/{k}/blocks?start={s}&end={e}&length={length}&fork={fork}");
+                let res = get(&app, &url).await;
+                let mut entry = serde_json::json!({
+                    "url": url, "start": s, "end": e, "length": length, "fork": fork,
+                    "status": res.status.as_u16(),
+                });
+                if res.status == StatusCode::OK {
+                    let p = range::verify(&res.body, &trusted, s..e).unwrap();
+                    entry["servedEnd"] = p.end().into();
+                    entry["body"] = hex::encode(&res.body).into();
+                } else {
+                    entry["error"] = res.json();
+                }
+                ranges.push(entry);
+            }
+        }
+        logs.push(serde_json::json!({
+            "name": name,
+            "key": k,
+            "heads": heads,
+            "blocks": blocks.iter().map(hex::encode).collect::<Vec<_>>(),
+            "ranges": ranges,
+        }));
+    }
+    let doc = serde_json::json!({
+        "generator": "cargo test -p peerhost-gateway --test http golden_responses_for_web \
+                      (PEERHOST_WRITE_GOLDEN=1 rewrites)",
+        "format": "protocol/gateway.md",
+        "maxBlocks": 16,
+        "logs": logs,
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/test/golden/gateway.json");
+    if std::env::var_os("PEERHOST_WRITE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == text,
+        "{} is stale: rerun with PEERHOST_WRITE_GOLDEN=1",
+        path.display()
+    );
+}
