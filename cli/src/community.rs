@@ -1,0 +1,912 @@
+//! Communities (`protocol/feeds.md`): `peerhost community …`, `post`, `import`, `assets …` on
+//! the instance side, and `feed` on the reader side (offline: from the local store).
+//!
+//! A community NAME is four logs in the store, named NAME (the descriptor: its key is the
+//! community key), NAME.posts, NAME.comments and NAME.assets. Everything else is found from the
+//! descriptor, so a command given a community key works the same as one given the name.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_feed::assets::{self, Known};
+use peerhost_feed::import::{Item, Seen, Stats, plan};
+use peerhost_feed::lemmy::Document;
+use peerhost_feed::read::{self, CommentView, PostView};
+use peerhost_feed::time::format_rfc3339;
+use peerhost_feed::{Asset, Descriptor, Entry, Kind, Notes, Post};
+use peerhost_ids::Key;
+use peerhost_store::{Core, CreateOptions, Store};
+use serde_json::{Value, json};
+
+use crate::StorageArgs;
+
+/// Entries handed to one append (one signature per batch).
+const BATCH_ENTRIES: usize = 1024;
+/// The longest community name: NAME.comments must be a valid log name (64 bytes).
+const MAX_NAME: usize = 64 - ".comments".len();
+
+/// The community commands, flattened into the top-level command list.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FeedCommand {
+    /// Create and inspect communities (a descriptor log + posts, comments and assets logs).
+    Community {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: CommunityCommand,
+    },
+    /// Publish a post to a community this store writes.
+    Post {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Community name or key.
+        community: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Body (markdown).
+        #[arg(long, default_value = "")]
+        body: String,
+        /// The URL the post links to.
+        #[arg(long)]
+        link: Option<String>,
+        /// Author handle [default: none, i.e. the community itself].
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// Import posts, comments or the community description from Lemmy API JSON.
+    ///
+    /// Reads the responses of /api/v3/post/list, /api/v3/comment/list and /api/v3/community
+    /// (Lemmy 0.19). Running it again only appends what changed: new items, edits, deletions.
+    Import {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Community name or key.
+        community: String,
+        /// JSON files (`-` for stdin).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Host of the Lemmy instance the JSON comes from, for ids [default: from the
+        /// community's origin, else from the JSON's local items].
+        #[arg(long, value_name = "HOST")]
+        instance: Option<String>,
+    },
+    /// Publish, list and read the community's web app.
+    Assets {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// Print the latest posts of a community, newest first.
+    Feed {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Community key (z-base32, hex, pear://) or local name.
+        community: String,
+        /// How many posts.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+        /// Print JSON (an array of posts).
+        #[arg(long)]
+        json: bool,
+        /// With each post's comments (reads the whole comments log).
+        #[arg(long)]
+        comments: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CommunityCommand {
+    /// Create a community: four new logs; prints the community key.
+    Create {
+        /// Local name (and the community's name).
+        name: String,
+        /// Display title [default: NAME].
+        #[arg(long)]
+        title: Option<String>,
+        /// Description (markdown).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Show a community's descriptor and logs.
+    Info {
+        /// Community key or local name.
+        community: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AssetsCommand {
+    /// Publish every file under DIR as the community's web app.
+    ///
+    /// Content the assets log already holds (same SHA-256) is not appended again.
+    Publish {
+        /// Community name or key.
+        community: String,
+        /// The directory of the built web app.
+        dir: PathBuf,
+    },
+    /// List the files of the current web app.
+    Ls {
+        /// Community key or local name.
+        community: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one file of the web app to stdout (or FILE), checking its SHA-256.
+    Get {
+        /// Community key or local name.
+        community: String,
+        /// Path in the app, e.g. index.html.
+        path: String,
+        /// Write to FILE instead of stdout (only once the hash checks).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
+    match command {
+        FeedCommand::Community { storage, command } => {
+            let store = open_store(&storage)?;
+            match command {
+                CommunityCommand::Create {
+                    name,
+                    title,
+                    description,
+                } => create(&store, &name, title, description),
+                CommunityCommand::Info { community, json } => info(&store, &community, json),
+            }
+        }
+        FeedCommand::Post {
+            storage,
+            community,
+            title,
+            body,
+            link,
+            author,
+        } => {
+            let store = open_store(&storage)?;
+            post(&store, &community, title, body, link, author)
+        }
+        FeedCommand::Import {
+            storage,
+            community,
+            files,
+            instance,
+        } => import(&open_store(&storage)?, &community, &files, instance),
+        FeedCommand::Assets { storage, command } => {
+            let store = open_store(&storage)?;
+            match command {
+                AssetsCommand::Publish { community, dir } => publish(&store, &community, &dir),
+                AssetsCommand::Ls { community, json } => assets_ls(&store, &community, json),
+                AssetsCommand::Get {
+                    community,
+                    path,
+                    output,
+                } => assets_get(&store, &community, &path, output.as_deref()),
+            }
+        }
+        FeedCommand::Feed {
+            storage,
+            community,
+            last,
+            json,
+            comments,
+        } => feed(&open_store(&storage)?, &community, last, json, comments),
+    }
+}
+
+fn open_store(storage: &StorageArgs) -> anyhow::Result<Store> {
+    let dir = storage.dir()?;
+    Store::open(&dir).with_context(|| format!("cannot open the store {}", dir.display()))
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A community opened from the store: its descriptor log and latest descriptor.
+struct Community {
+    query: String,
+    key: Key,
+    log: Core,
+    /// The latest descriptor entry (kept whole: unknown fields survive an update)…
+    entry: Entry,
+    /// …and its descriptor.
+    desc: Descriptor,
+}
+
+impl Community {
+    fn open(store: &Store, query: &str) -> anyhow::Result<Self> {
+        let named = store.name_key(query).ok().flatten().is_some();
+        if !named {
+            let key = Key::parse(query).map_err(|e| {
+                anyhow::anyhow!("{e}, or the name of a local community (see `peerhost log list`)")
+            })?;
+            if !store.contains(&key) {
+                bail!(
+                    "community {query} is not in this store: follow it first (with the network), \
+                     or pass the --storage that holds it"
+                );
+            }
+        }
+        let mut log = store.open_core(query)?;
+        let key = log.key();
+        let (found, notes) = read::descriptor(&mut log)?;
+        let Some((desc, entry)) =
+            found.and_then(|(_, e)| read::as_descriptor(&e).cloned().map(|d| (d, e)))
+        else {
+            bail!(
+                "log {query} holds no community descriptor (length {}): is it a community key? \
+                 Create one with `peerhost community create NAME`",
+                log.length()
+            );
+        };
+        warn_notes(&format!("{query} (descriptor log)"), &notes);
+        Ok(Self {
+            query: query.to_owned(),
+            key,
+            log,
+            entry,
+            desc,
+        })
+    }
+
+    fn descriptor(&self) -> &Descriptor {
+        &self.desc
+    }
+
+    /// Open one of the community's logs (`which` is "posts", "comments" or "assets").
+    fn open_log(&self, store: &Store, which: &str, write: bool) -> anyhow::Result<Core> {
+        let d = self.descriptor();
+        let bytes = match which {
+            "posts" => &d.posts,
+            "comments" => &d.comments,
+            _ => &d.assets,
+        };
+        let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+            bail!("community {} has no {which} log", self.query);
+        };
+        let key = Key(bytes);
+        if !store.contains(&key) {
+            bail!(
+                "the {which} log of community {} ({}) is not in this store: follow the community \
+                 first (with the network)",
+                self.query,
+                key.to_z32()
+            );
+        }
+        let core = store.open_core(&key.to_hex())?;
+        if write && !core.writable() {
+            bail!(
+                "community {} is read-only here (no secret key for its {which} log): run this on \
+                 the store that created it",
+                self.query
+            );
+        }
+        Ok(core)
+    }
+
+    /// Append an updated descriptor (unknown fields of the current one are kept).
+    fn update(&mut self, change: impl FnOnce(&mut Descriptor) -> bool) -> anyhow::Result<bool> {
+        let mut entry = self.entry.clone();
+        let Some(Kind::Descriptor(d)) = entry.kind_mut() else {
+            return Ok(false);
+        };
+        if !change(d) {
+            return Ok(false);
+        }
+        d.time_us = now_us();
+        if !self.log.writable() {
+            bail!(
+                "community {} is read-only here (no secret key for its descriptor log)",
+                self.query
+            );
+        }
+        let desc = d.clone();
+        self.log.append(&[entry.encode()?])?;
+        self.entry = entry;
+        self.desc = desc;
+        Ok(true)
+    }
+}
+
+fn warn_notes(what: &str, notes: &Notes) {
+    for s in &notes.skipped {
+        eprintln!("warning: {what}: skipped {s}");
+    }
+    if notes.skipped_total > notes.skipped.len() as u64 {
+        eprintln!(
+            "warning: {what}: {} more blocks skipped",
+            notes.skipped_total - notes.skipped.len() as u64
+        );
+    }
+    if notes.missing_total > 0 {
+        eprintln!(
+            "warning: {what}: {} blocks not held locally (first: {:?})",
+            notes.missing_total,
+            notes.missing.first()
+        );
+    }
+}
+
+fn create(
+    store: &Store,
+    name: &str,
+    title: Option<String>,
+    description: String,
+) -> anyhow::Result<()> {
+    if name.len() > MAX_NAME || name.contains('.') {
+        bail!(
+            "community name {name:?} must be at most {MAX_NAME} characters without `.` \
+             (letters, digits, `_`, `-`)"
+        );
+    }
+    for log in [
+        name.to_owned(),
+        format!("{name}.posts"),
+        format!("{name}.comments"),
+        format!("{name}.assets"),
+    ] {
+        if let Some(key) = store.name_key(&log)? {
+            bail!(
+                "a log named {log} already exists ({}): choose another community name",
+                key.to_z32()
+            );
+        }
+    }
+    let posts = store.create(&format!("{name}.posts"), CreateOptions::default())?;
+    let comments = store.create(&format!("{name}.comments"), CreateOptions::default())?;
+    let assets = store.create(&format!("{name}.assets"), CreateOptions::default())?;
+    let mut descriptor = store.create(name, CreateOptions::default())?;
+    let entry = Entry::from(Descriptor {
+        name: name.to_owned(),
+        title: title.unwrap_or_else(|| name.to_owned()),
+        description,
+        posts: posts.key().0.to_vec(),
+        comments: comments.key().0.to_vec(),
+        assets: assets.key().0.to_vec(),
+        time_us: now_us(),
+        origin: String::new(),
+    });
+    descriptor.append(&[entry.encode()?])?;
+    println!("{}", descriptor.key().to_z32());
+    eprintln!(
+        "created community {name}: give readers the key above (logs {name}, {name}.posts, \
+         {name}.comments, {name}.assets)"
+    );
+    Ok(())
+}
+
+fn key_text(bytes: &[u8]) -> Value {
+    match <[u8; 32]>::try_from(bytes) {
+        Ok(k) => Value::String(Key(k).to_z32()),
+        Err(_) => Value::Null,
+    }
+}
+
+fn info(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
+    let c = Community::open(store, query)?;
+    let d = c.descriptor();
+    let mut lengths = BTreeMap::new();
+    for which in ["posts", "comments", "assets"] {
+        let length = c.open_log(store, which, false).ok().map(|l| l.length());
+        lengths.insert(which, length);
+    }
+    if json {
+        let v = json!({
+            "key": c.key.to_z32(),
+            "name": d.name,
+            "title": d.title,
+            "description": d.description,
+            "origin": d.origin,
+            "updated": format_rfc3339(d.time_us),
+            "descriptorLength": c.log.length(),
+            "writable": c.log.writable(),
+            "logs": {
+                "posts": { "key": key_text(&d.posts), "length": lengths["posts"] },
+                "comments": { "key": key_text(&d.comments), "length": lengths["comments"] },
+                "assets": { "key": key_text(&d.assets), "length": lengths["assets"] },
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("community:   {}", c.key.to_z32());
+        println!("name:        {}", d.name);
+        println!("title:       {}", d.title);
+        if !d.origin.is_empty() {
+            println!("origin:      {}", d.origin);
+        }
+        println!("updated:     {}", format_rfc3339(d.time_us));
+        for (which, bytes) in [
+            ("posts", &d.posts),
+            ("comments", &d.comments),
+            ("assets", &d.assets),
+        ] {
+            let key = key_text(bytes);
+            let length = match lengths[which] {
+                Some(n) => format!("{n} blocks"),
+                None => "not in this store".to_owned(),
+            };
+            println!(
+                "{which:<9}    {} ({length})",
+                key.as_str().unwrap_or("none")
+            );
+        }
+        if !d.description.is_empty() {
+            println!("\n{}", d.description);
+        }
+    }
+    Ok(())
+}
+
+fn post(
+    store: &Store,
+    query: &str,
+    title: String,
+    body: String,
+    link: Option<String>,
+    author: Option<String>,
+) -> anyhow::Result<()> {
+    let c = Community::open(store, query)?;
+    let mut posts = c.open_log(store, "posts", true)?;
+    let id = peerhost_feed::new_id(&posts.key().0, posts.length());
+    let entry = Entry::from(Post {
+        id: id.clone(),
+        author: author.map(|name| peerhost_feed::Author {
+            name,
+            ..Default::default()
+        }),
+        title,
+        body,
+        link: link.unwrap_or_default(),
+        published_us: now_us(),
+        ..Default::default()
+    });
+    let block = entry
+        .encode()
+        .context("cannot publish this post: shorten it")?;
+    let length = posts.append(&[block])?;
+    println!("{id}");
+    eprintln!("posted to {query} (posts log block {})", length - 1);
+    Ok(())
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read stdin")?;
+    } else {
+        bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+fn append_entries(log: &mut Core, entries: &[Entry]) -> anyhow::Result<()> {
+    for batch in entries.chunks(BATCH_ENTRIES) {
+        let blocks = batch
+            .iter()
+            .map(Entry::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        log.append(&blocks)?;
+    }
+    Ok(())
+}
+
+/// The posts or comments log of an import, with what it holds, read once on first use.
+struct Target {
+    which: &'static str,
+    log: Option<(Core, Seen)>,
+}
+
+impl Target {
+    fn apply(
+        &mut self,
+        c: &Community,
+        store: &Store,
+        items: Vec<Item>,
+        now: u64,
+    ) -> anyhow::Result<Stats> {
+        let (log, seen) = match &mut self.log {
+            Some(open) => open,
+            None => {
+                let mut log = c.open_log(store, self.which, true)?;
+                let (seen, notes) = Seen::scan(&mut log)?;
+                warn_notes(&format!("{} log", self.which), &notes);
+                self.log.insert((log, seen))
+            }
+        };
+        let (entries, stats) = plan(seen, items, now);
+        append_entries(log, &entries)?;
+        Ok(stats)
+    }
+}
+
+fn import(
+    store: &Store,
+    query: &str,
+    files: &[PathBuf],
+    instance: Option<String>,
+) -> anyhow::Result<()> {
+    let mut c = Community::open(store, query)?;
+    let mut posts = Target {
+        which: "posts",
+        log: None,
+    };
+    let mut comments = Target {
+        which: "comments",
+        log: None,
+    };
+    let now = now_us();
+    for path in files {
+        let name = path.display();
+        let doc =
+            Document::parse(&read_input(path)?).with_context(|| format!("cannot import {name}"))?;
+        let Some(host) = instance
+            .clone()
+            .or_else(|| peerhost_feed::lemmy::host(&c.descriptor().origin))
+            .or_else(|| doc.instance())
+        else {
+            bail!(
+                "{name}: cannot tell which Lemmy instance this comes from (no local item): \
+                 pass --instance HOST"
+            );
+        };
+        let batch = doc.batch(&host);
+        for w in &batch.warnings {
+            eprintln!("warning: {name}: {w}");
+        }
+        if let Some(info) = &batch.community {
+            let changed = c.update(|d| info.apply(d))?;
+            println!(
+                "{name}: community {}: {}",
+                info.name,
+                if changed {
+                    "descriptor updated"
+                } else {
+                    "unchanged"
+                }
+            );
+        }
+        for (target, items, what) in [
+            (&mut posts, batch.posts, "posts"),
+            (&mut comments, batch.comments, "comments"),
+        ] {
+            if items.is_empty() {
+                continue;
+            }
+            let n = items.len();
+            let s = target.apply(&c, store, items, now)?;
+            println!(
+                "{name}: {n} {what}: {} new, {} edited, {} deleted, {} restored, {} unchanged",
+                s.new, s.edited, s.deleted, s.restored, s.unchanged
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every regular file under `dir`: (path relative to `dir` with `/`, full path, size), sorted
+/// by relative path. Symbolic links are skipped with a warning.
+fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&path).with_context(|| format!("cannot list {}", path.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", path.display()))?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                bail!(
+                    "{} is not a UTF-8 file name: rename it (asset paths are UTF-8)",
+                    entry.path().display()
+                );
+            };
+            let rel = if rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push((entry.path(), rel));
+            } else if meta.is_file() {
+                if let Err(why) = peerhost_feed::check_path(&rel) {
+                    bail!("{rel:?} cannot be published: {why}");
+                }
+                out.push((rel, entry.path(), meta.len()));
+            } else {
+                eprintln!("warning: skipped {rel} (not a regular file or directory)");
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn publish(store: &Store, query: &str, dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory: pass the web app's build directory",
+            dir.display()
+        );
+    }
+    let c = Community::open(store, query)?;
+    let mut log = c.open_log(store, "assets", true)?;
+    let (previous, notes) = read::asset_index(&mut log)?;
+    warn_notes("assets log", &notes);
+    let mut known = Known::from_index(previous.as_ref().map(|(_, i)| i));
+    let files = walk(dir)?;
+    if files.is_empty() {
+        bail!("{} has no files to publish", dir.display());
+    }
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut new_files, mut new_bytes, mut done) = (0u64, 0u64, 0u64);
+    let mut index = Vec::with_capacity(files.len());
+    for (rel, path, _) in &files {
+        bar.set_message(rel.clone());
+        let open = || std::fs::File::open(path).with_context(|| format!("cannot read {rel}"));
+        let (sha256, size) = assets::hash(open()?).with_context(|| format!("cannot read {rel}"))?;
+        let content = match known.find(&sha256, size) {
+            Some(content) => content,
+            None => {
+                let content = assets::append_content(&mut log, open()?, |n| {
+                    bar.set_position(done + n);
+                })
+                .with_context(|| format!("cannot publish {rel}"))?;
+                if content.sha256 != sha256 || content.size != size {
+                    bail!("{rel} changed while it was being published: publish again");
+                }
+                new_files += 1;
+                new_bytes += size;
+                known.add(content);
+                content
+            }
+        };
+        done += size;
+        bar.set_position(done);
+        index.push(content.asset(rel, assets::content_type(rel)));
+    }
+    bar.finish_and_clear();
+    let unchanged = previous.as_ref().is_some_and(|(_, p)| p.files == index);
+    if unchanged {
+        println!(
+            "{} files, unchanged since the current index: nothing appended",
+            index.len()
+        );
+        return Ok(());
+    }
+    let count = index.len();
+    let block = assets::index_entry(index, now_us())
+        .encode()
+        .with_context(|| format!("the index of {count} files is too large for one block"))?;
+    let length = log.append(&[block])?;
+    println!(
+        "published {count} files ({new_files} new or changed, {new_bytes} bytes appended); \
+         index at assets block {}",
+        length - 1
+    );
+    Ok(())
+}
+
+fn current_index(store: &Store, query: &str) -> anyhow::Result<(Core, Vec<Asset>)> {
+    let c = Community::open(store, query)?;
+    let mut log = c.open_log(store, "assets", false)?;
+    let (found, notes) = read::asset_index(&mut log)?;
+    warn_notes("assets log", &notes);
+    let Some((_, index)) = found else {
+        bail!("community {query} has no web app yet: publish one with `peerhost assets publish`");
+    };
+    Ok((log, index.files))
+}
+
+fn assets_ls(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
+    let (_, files) = current_index(store, query)?;
+    if json {
+        let v: Vec<Value> = files
+            .iter()
+            .map(|a| {
+                json!({
+                    "path": a.path,
+                    "contentType": a.content_type,
+                    "size": a.size,
+                    "sha256": hex::encode(&a.sha256),
+                    "start": a.start,
+                    "blocks": a.blocks,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for a in &files {
+            println!(
+                "{:>10}  {}  {:<28}  {}",
+                a.size,
+                &hex::encode(&a.sha256)[..16],
+                a.content_type,
+                a.path
+            );
+        }
+    }
+    Ok(())
+}
+
+fn assets_get(store: &Store, query: &str, path: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    let (mut log, files) = current_index(store, query)?;
+    let path = path.trim_start_matches('/');
+    let Some(asset) = files.iter().find(|a| a.path == path) else {
+        bail!("no file {path:?} in the web app of {query}: list them with `peerhost assets ls`");
+    };
+    match output {
+        Some(out) => {
+            // Write beside the target, rename once the hash checks: no half-written file.
+            let parent = match out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut tmp = tempfile::NamedTempFile::new_in(parent)
+                .with_context(|| format!("cannot write in {}", parent.display()))?;
+            assets::read_content(&mut log, asset, &mut tmp)
+                .with_context(|| format!("cannot read {path}"))?;
+            tmp.persist(out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            assets::read_content(&mut log, asset, &mut lock)
+                .with_context(|| format!("cannot read {path}"))?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn author_json(a: Option<&peerhost_feed::Author>) -> Value {
+    match a {
+        Some(a) => json!({ "name": a.name, "displayName": a.display_name, "url": a.url }),
+        None => Value::Null,
+    }
+}
+
+fn time_json(us: u64) -> Value {
+    if us == 0 {
+        Value::Null
+    } else {
+        Value::String(format_rfc3339(us))
+    }
+}
+
+fn post_json(v: &PostView, comments: Option<&[&CommentView]>) -> Value {
+    let p = &v.post;
+    let mut out = json!({
+        "index": v.index,
+        "id": p.id,
+        "title": p.title,
+        "body": p.body,
+        "link": p.link,
+        "author": author_json(p.author.as_ref()),
+        "published": time_json(p.published_us),
+        "updated": time_json(p.updated_us.max(v.edited_us)),
+        "origin": p.origin,
+        "nsfw": p.nsfw,
+    });
+    if let Some(cs) = comments {
+        out["comments"] = cs
+            .iter()
+            .map(|c| {
+                json!({
+                    "index": c.index,
+                    "id": c.comment.id,
+                    "parent": c.comment.parent,
+                    "body": c.comment.body,
+                    "author": author_json(c.comment.author.as_ref()),
+                    "published": time_json(c.comment.published_us),
+                    "updated": time_json(c.comment.updated_us.max(c.edited_us)),
+                    "deleted": c.deleted.is_some(),
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn feed(
+    store: &Store,
+    query: &str,
+    last: usize,
+    json: bool,
+    with_comments: bool,
+) -> anyhow::Result<()> {
+    let c = Community::open(store, query)?;
+    let mut posts_log = c.open_log(store, "posts", false)?;
+    let (posts, notes) = read::latest_posts(&mut posts_log, last)?;
+    warn_notes("posts log", &notes);
+    let all_comments = if with_comments {
+        let mut log = c.open_log(store, "comments", false)?;
+        let (views, notes) = read::comments(&mut log)?;
+        warn_notes("comments log", &notes);
+        views
+    } else {
+        Vec::new()
+    };
+    let mut by_post: BTreeMap<&str, Vec<&CommentView>> = BTreeMap::new();
+    for v in &all_comments {
+        by_post.entry(&v.comment.post).or_default().push(v);
+    }
+    if json {
+        let v: Vec<Value> = posts
+            .iter()
+            .map(|p| {
+                let cs = with_comments
+                    .then(|| by_post.get(p.post.id.as_str()).map_or(&[][..], |v| &v[..]));
+                post_json(p, cs)
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let d = c.descriptor();
+    println!("{} ({})", d.title, c.key.to_z32());
+    if posts.is_empty() {
+        println!("no posts yet");
+    }
+    let mut out = std::io::stdout().lock();
+    for v in &posts {
+        let p = &v.post;
+        writeln!(out)?;
+        writeln!(out, "{}  {}", format_rfc3339(p.published_us), p.title)?;
+        let by = p
+            .author
+            .as_ref()
+            .map(|a| {
+                if a.display_name.is_empty() {
+                    a.name.clone()
+                } else {
+                    format!("{} ({})", a.display_name, a.name)
+                }
+            })
+            .unwrap_or_else(|| d.name.clone());
+        let mut meta = format!("  by {by}");
+        if !p.link.is_empty() {
+            meta.push_str(&format!(" · {}", p.link));
+        }
+        if v.edited_us > 0 || p.updated_us > 0 {
+            meta.push_str(" · edited");
+        }
+        writeln!(out, "{meta}")?;
+        for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
+            let line: String = line.chars().take(100).collect();
+            writeln!(out, "  | {line}")?;
+        }
+        if with_comments {
+            let cs = by_post.get(p.id.as_str()).map_or(0, Vec::len);
+            writeln!(out, "  {cs} comments")?;
+        }
+    }
+    Ok(())
+}
