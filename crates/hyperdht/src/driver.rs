@@ -1,0 +1,955 @@
+//! The tokio driver: one task runs a [`Node`] over two UDX sockets; connections are
+//! secret-streams over UDX streams on those same sockets.
+//!
+//! - [`Dht`] is a cheap, cloneable handle. Its async methods send a command over a bounded
+//!   channel to the task and await the outcome on a oneshot.
+//! - The task owns the [`Node`] and both [`peerhost_udx::driver::Socket`]s (dht-rpc's server
+//!   and client sockets). It loops: wait for a command, a non-UDX datagram on either socket
+//!   (UDX packets are consumed by the socket's own driver), or the node's next timeout → feed
+//!   the node → handle its events (open streams for accepted and established connections,
+//!   answer waiting callers) → send its datagrams.
+//! - Each new connection is set up in its own task ([`Route::Connect`]: connect the stream now;
+//!   [`Route::Await`]: a stream on each socket waits for the peer's first packet), then runs as
+//!   a [`Connection`]: one task pumping a [`SecretStream`] over the UDX stream, with bounded
+//!   queues both ways.
+//! - A [`Server`] (from [`Dht::listen`]) yields accepted connections from a bounded queue;
+//!   when it is full, new connections are dropped (the client sees its stream fail).
+//!
+//! The task stops when every [`Dht`] handle is dropped; operations still waiting then fail
+//! with [`Error::Destroyed`] / [`ConnectError::Destroyed`].
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use peerhost_dht_rpc::SocketKind;
+use peerhost_ids::KeyPair;
+use peerhost_noise::{Config as StreamConfig, Event as StreamEvent, SecretStream};
+use peerhost_udx::driver::{Socket, Stream};
+use peerhost_udx::{Firewall, StreamConfig as UdxConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{AnnounceOptions, ConnectOptions};
+use crate::error::{ConnectError, Error};
+use crate::messages::NoisePayload;
+use crate::node::{
+    AnnounceResult, Config, Established, Event, FindPeerResult, ImmutablePutResult, ImmutableValue,
+    Listening, LookupResult, MutablePutResult, MutableValue, Node, OpId, Outcome, Route,
+};
+
+/// Commands queued for the task before callers wait.
+const COMMANDS: usize = 256;
+/// Accepted connections queued per [`Server`] before new ones are dropped.
+pub const ACCEPT_QUEUE: usize = 64;
+/// Messages queued per [`Connection`] in each direction.
+pub const MESSAGE_QUEUE: usize = 64;
+/// Read buffer of a connection's pump.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where to bind.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct BindOptions {
+    /// The host both sockets bind to (JS `host`, default `0.0.0.0`).
+    pub host: Ipv4Addr,
+    /// The server socket's port; 0 picks any (JS defaults to 49737).
+    pub port: u16,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        Self {
+            host: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+        }
+    }
+}
+
+impl BindOptions {
+    /// Bind both sockets to `host`, the server socket on any port.
+    pub fn host(host: Ipv4Addr) -> Self {
+        Self { host, port: 0 }
+    }
+
+    /// Set [`BindOptions::port`].
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+}
+
+/// A snapshot of the node's state.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Info {
+    /// dht-rpc persistent (stores records for others).
+    pub persistent: bool,
+    /// dht-rpc firewalled.
+    pub firewalled: bool,
+    /// Our public address if reachable on it (dht-rpc `remoteAddress()`).
+    pub remote_address: Option<SocketAddrV4>,
+    /// Nodes in the routing table.
+    pub nodes: usize,
+    /// HyperDHT counters.
+    pub stats: crate::Stats,
+    /// dht-rpc counters.
+    pub dht_stats: peerhost_dht_rpc::Stats,
+    /// Records, routes and values held for others.
+    pub stored: usize,
+}
+
+type Start = Box<dyn FnOnce(&mut Node, Instant) -> Result<OpId, Box<Outcome>> + Send>;
+
+enum Waiter {
+    Outcome(oneshot::Sender<Outcome>),
+    Connect(oneshot::Sender<Result<Connection, ConnectError>>),
+    Listen {
+        reply: oneshot::Sender<Result<Server, Error>>,
+        server: Option<Server>,
+    },
+}
+
+enum Command {
+    Op {
+        start: Start,
+        waiter: Waiter,
+    },
+    Listen {
+        key_pair: KeyPair,
+        firewall: crate::FirewallFn,
+        reply: oneshot::Sender<Result<Server, Error>>,
+    },
+    Unlisten([u8; 32]),
+    Release(u32),
+    Bootstrapped(oneshot::Sender<()>),
+    Info(oneshot::Sender<Info>),
+    RelayAddresses([u8; 32], oneshot::Sender<Vec<SocketAddrV4>>),
+}
+
+/// A handle on a running HyperDHT node. Clone it freely; the node stops when the last handle
+/// is dropped.
+#[derive(Clone, Debug)]
+pub struct Dht {
+    commands: mpsc::Sender<Command>,
+    server_addr: SocketAddr,
+    client_addr: SocketAddr,
+    _guard: std::sync::Arc<Guard>,
+}
+
+/// Tells the task to stop when the last [`Dht`] handle is dropped.
+#[derive(Debug, Default)]
+struct Stop {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct Guard(std::sync::Arc<Stop>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0
+            .flag
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify.notify_one();
+    }
+}
+
+/// Connections accepted by a listening server. Dropping it stops listening.
+#[derive(Debug)]
+pub struct Server {
+    public_key: [u8; 32],
+    incoming: mpsc::Receiver<Connection>,
+    commands: mpsc::Sender<Command>,
+}
+
+struct Shared {
+    server: Socket,
+    client: Socket,
+    commands: mpsc::Sender<Command>,
+    keep_alive: Duration,
+}
+
+impl Shared {
+    fn socket(&self, kind: SocketKind) -> &Socket {
+        if kind == SocketKind::Server {
+            &self.server
+        } else {
+            &self.client
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Dht {
+    /// Bind dht-rpc's two sockets (each also carries UDX streams) and start the node on the
+    /// current tokio runtime. If `config.local_addresses` is empty and `opts.host` is a
+    /// specific address, that address is offered for the same-LAN shortcut. A
+    /// `config.dht.nat_seed` with port 0 (a bootstrapper on an ephemeral port) gets the server
+    /// socket's port.
+    pub async fn bind(mut config: Config, opts: BindOptions) -> io::Result<Self> {
+        let server = Socket::bind(SocketAddr::from((opts.host, opts.port))).await?;
+        let client = Socket::bind(SocketAddr::from((opts.host, 0))).await?;
+        if let Some(seed) = &mut config.dht.nat_seed {
+            // A bootstrapper seeded with port 0 means "the port the server socket got".
+            if seed.port() == 0 {
+                seed.set_port(server.local_addr().port());
+            }
+        }
+        if config.local_addresses.is_empty() && !opts.host.is_unspecified() {
+            config.local_addresses = vec![opts.host];
+        }
+        let (tx, rx) = mpsc::channel(COMMANDS);
+        let server_addr = server.local_addr();
+        let client_addr = client.local_addr();
+        let now = Instant::now();
+        let keep_alive = config.connection_keep_alive;
+        let node = Node::new(config, server_addr.port(), now, unix_ms());
+        let shared = std::sync::Arc::new(Shared {
+            server,
+            client,
+            commands: tx.clone(),
+            keep_alive,
+        });
+        let stop = std::sync::Arc::new(Stop::default());
+        tokio::spawn(run(node, shared, rx, stop.clone()));
+        Ok(Self {
+            commands: tx,
+            server_addr,
+            client_addr,
+            _guard: std::sync::Arc::new(Guard(stop)),
+        })
+    }
+
+    /// The server socket's address.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server_addr
+    }
+
+    /// The client socket's address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Resolves once the bootstrap walk is over.
+    pub async fn bootstrapped(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Bootstrapped(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// A snapshot of the node's state; `None` once it stopped.
+    pub async fn info(&self) -> Option<Info> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Info(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn op(&self, start: Start) -> Option<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Op {
+            start,
+            waiter: Waiter::Outcome(tx),
+        };
+        self.commands.send(cmd).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Records announced under `target` (JS `lookup`), one entry per answering node.
+    pub async fn lookup(&self, target: [u8; 32]) -> Result<Vec<LookupResult>, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.lookup(now, target)
+                .map_err(|e| Box::new(Outcome::Lookup(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::Lookup(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Announce `key_pair` under `target` (JS `announce`).
+    pub async fn announce(
+        &self,
+        target: [u8; 32],
+        key_pair: &KeyPair,
+        relay_addresses: Vec<SocketAddrV4>,
+        opts: AnnounceOptions,
+    ) -> Result<AnnounceResult, Error> {
+        let kp = key_pair.clone();
+        let start: Start = Box::new(move |n, now| {
+            n.announce(now, target, &kp, relay_addresses, opts)
+                .map_err(|e| Box::new(Outcome::Announce(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::Announce(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Remove `key_pair`'s record under `target` (JS `unannounce`).
+    pub async fn unannounce(&self, target: [u8; 32], key_pair: &KeyPair) -> Result<(), Error> {
+        let kp = key_pair.clone();
+        let start: Start = Box::new(move |n, now| {
+            n.unannounce(now, target, &kp)
+                .map_err(|e| Box::new(Outcome::Unannounce(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::Unannounce(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Nodes holding a route to `public_key` (JS `findPeer`).
+    pub async fn find_peer(&self, public_key: [u8; 32]) -> Result<Vec<FindPeerResult>, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.find_peer(now, &public_key)
+                .map_err(|e| Box::new(Outcome::FindPeer(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::FindPeer(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Store a signed mutable value (JS `mutablePut`).
+    pub async fn mutable_put(
+        &self,
+        key_pair: &KeyPair,
+        value: Vec<u8>,
+        seq: u64,
+    ) -> Result<MutablePutResult, Error> {
+        let kp = key_pair.clone();
+        let start: Start = Box::new(move |n, now| {
+            n.mutable_put(now, &kp, &value, seq)
+                .map_err(|e| Box::new(Outcome::MutablePut(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::MutablePut(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// The latest verified mutable value of `public_key` with `seq` at least `min_seq`
+    /// (JS `mutableGet`).
+    pub async fn mutable_get(
+        &self,
+        public_key: [u8; 32],
+        min_seq: u64,
+    ) -> Result<Option<MutableValue>, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.mutable_get(now, &public_key, min_seq, true)
+                .map_err(|e| Box::new(Outcome::MutableGet(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::MutableGet(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Store `value` under its hash (JS `immutablePut`).
+    pub async fn immutable_put(&self, value: Vec<u8>) -> Result<ImmutablePutResult, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.immutable_put(now, &value)
+                .map_err(|e| Box::new(Outcome::ImmutablePut(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::ImmutablePut(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// The value whose hash is `target` (JS `immutableGet`).
+    pub async fn immutable_get(&self, target: [u8; 32]) -> Result<Option<ImmutableValue>, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.immutable_get(now, target)
+                .map_err(|e| Box::new(Outcome::ImmutableGet(Err(e))))
+        });
+        match self.op(start).await {
+            Some(Outcome::ImmutableGet(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// Listen for connections to `key_pair` (JS `createServer().listen(keyPair)`), accepting
+    /// every client.
+    pub async fn listen(&self, key_pair: &KeyPair) -> Result<Server, Error> {
+        self.listen_with_firewall(key_pair, Box::new(|_, _, _| false))
+            .await
+    }
+
+    /// Listen with a firewall callback: `(client key, client payload, client address) →
+    /// reject?` (JS `createServer({ firewall })`). Resolves once the first announce is done.
+    pub async fn listen_with_firewall(
+        &self,
+        key_pair: &KeyPair,
+        firewall: crate::FirewallFn,
+    ) -> Result<Server, Error> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Listen {
+            key_pair: key_pair.clone(),
+            firewall,
+            reply: tx,
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| Error::Destroyed)?;
+        rx.await.unwrap_or(Err(Error::Destroyed))
+    }
+
+    /// Connect to the server listening on `remote_public_key`, as `key_pair` (JS
+    /// `dht.connect(publicKey, { keyPair })`).
+    pub async fn connect(
+        &self,
+        key_pair: &KeyPair,
+        remote_public_key: [u8; 32],
+    ) -> Result<Connection, ConnectError> {
+        self.connect_with(key_pair, remote_public_key, ConnectOptions::default())
+            .await
+    }
+
+    /// [`Dht::connect`] with options.
+    pub async fn connect_with(
+        &self,
+        key_pair: &KeyPair,
+        remote_public_key: [u8; 32],
+        opts: ConnectOptions,
+    ) -> Result<Connection, ConnectError> {
+        let (tx, rx) = oneshot::channel();
+        let kp = key_pair.clone();
+        let start: Start = Box::new(move |n, now| {
+            n.connect(now, &kp, &remote_public_key, opts)
+                .map_err(|e| Box::new(Outcome::Connect(Box::new(Err(e)))))
+        });
+        let cmd = Command::Op {
+            start,
+            waiter: Waiter::Connect(tx),
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| ConnectError::Destroyed)?;
+        rx.await.unwrap_or(Err(ConnectError::Destroyed))
+    }
+}
+
+impl Server {
+    /// The server's public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// The next accepted connection; `None` once the node stopped.
+    pub async fn accept(&mut self) -> Option<Connection> {
+        self.incoming.recv().await
+    }
+
+    /// The nodes holding our route (for [`Dht::announce`] on topics, as hyperswarm does).
+    pub async fn relay_addresses(&self) -> Vec<SocketAddrV4> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::RelayAddresses(self.public_key, tx);
+        if self.commands.send(cmd).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.commands.try_send(Command::Unlisten(self.public_key));
+    }
+}
+
+// ---------------------------------------------------------------------- the node task
+
+struct Task {
+    node: Node,
+    shared: std::sync::Arc<Shared>,
+    waiters: HashMap<OpId, Waiter>,
+    accept: HashMap<[u8; 32], mpsc::Sender<Connection>>,
+    bootstrapped: bool,
+    on_bootstrap: Vec<oneshot::Sender<()>>,
+}
+
+async fn run(
+    node: Node,
+    shared: std::sync::Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    stop: std::sync::Arc<Stop>,
+) {
+    let mut t = Task {
+        node,
+        shared: shared.clone(),
+        waiters: HashMap::new(),
+        accept: HashMap::new(),
+        bootstrapped: false,
+        on_bootstrap: Vec::new(),
+    };
+    while !stop.flag.load(std::sync::atomic::Ordering::Acquire) {
+        t.drain().await;
+        let deadline = t
+            .node
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        tokio::select! {
+            () = stop.notify.notified() => {}
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => t.command(cmd),
+                None => break,
+            },
+            d = shared.server.recv_datagram() => match d {
+                Some((data, from)) => t.node.handle_datagram(Instant::now(), SocketKind::Server, from, &data),
+                None => break,
+            },
+            d = shared.client.recv_datagram() => match d {
+                Some((data, from)) => t.node.handle_datagram(Instant::now(), SocketKind::Client, from, &data),
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline.into()) => t.node.handle_timeout(Instant::now()),
+        }
+    }
+    for (_, w) in t.waiters.drain() {
+        fail(w);
+    }
+}
+
+fn fail(w: Waiter) {
+    match w {
+        Waiter::Outcome(_) => {}
+        Waiter::Connect(tx) => {
+            let _ = tx.send(Err(ConnectError::Destroyed));
+        }
+        Waiter::Listen { reply, .. } => {
+            let _ = reply.send(Err(Error::Destroyed));
+        }
+    }
+}
+
+impl Task {
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Op { start, waiter } => match start(&mut self.node, now) {
+                Ok(id) => {
+                    self.waiters.insert(id, waiter);
+                }
+                Err(outcome) => self.deliver(waiter, *outcome),
+            },
+            Command::Listen {
+                key_pair,
+                firewall,
+                reply,
+            } => {
+                let public_key = key_pair.public_key();
+                match self.node.listen(now, key_pair, firewall) {
+                    Ok(id) => {
+                        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+                        self.accept.insert(public_key, tx);
+                        let server = Server {
+                            public_key,
+                            incoming: rx,
+                            commands: self.shared.commands.clone(),
+                        };
+                        self.waiters.insert(
+                            id,
+                            Waiter::Listen {
+                                reply,
+                                server: Some(server),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Unlisten(pk) => {
+                self.accept.remove(&pk);
+                self.node.unlisten(now, &pk);
+            }
+            Command::Release(id) => self.node.release_stream_id(id),
+            Command::Bootstrapped(tx) => {
+                if self.bootstrapped || self.node.dht().is_bootstrapped() {
+                    let _ = tx.send(());
+                } else {
+                    self.on_bootstrap.push(tx);
+                }
+            }
+            Command::Info(tx) => {
+                let d = self.node.dht();
+                let _ = tx.send(Info {
+                    persistent: self.node.is_persistent(),
+                    firewalled: d.is_firewalled(),
+                    remote_address: d.remote_address(),
+                    nodes: d.table().len(),
+                    stats: self.node.stats(),
+                    dht_stats: d.stats(),
+                    stored: self.node.stored(),
+                });
+            }
+            Command::RelayAddresses(pk, tx) => {
+                let _ = tx.send(self.node.relay_addresses(&pk));
+            }
+        }
+    }
+
+    fn deliver(&mut self, waiter: Waiter, outcome: Outcome) {
+        match (waiter, outcome) {
+            (Waiter::Outcome(tx), o) => {
+                let _ = tx.send(o);
+            }
+            (Waiter::Connect(tx), Outcome::Connect(r)) => match *r {
+                Ok(est) => {
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(establish(shared, est).await);
+                    });
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            },
+            (Waiter::Listen { reply, server }, Outcome::Listen(r)) => {
+                let r = r.and_then(|_: Listening| server.ok_or(Error::Destroyed));
+                let _ = reply.send(r);
+            }
+            (w, _) => fail(w),
+        }
+    }
+
+    async fn drain(&mut self) {
+        let now = Instant::now();
+        while let Some(ev) = self.node.poll_event(now) {
+            match ev {
+                Event::Bootstrapped => {
+                    self.bootstrapped = true;
+                    for tx in self.on_bootstrap.drain(..) {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Done { id, outcome } => {
+                    if let Some(w) = self.waiters.remove(&id) {
+                        self.deliver(w, outcome);
+                    } else if let Outcome::Connect(r) = outcome {
+                        if let Ok(est) = *r {
+                            self.node.release_stream_id(est.local_id);
+                        }
+                    }
+                }
+                Event::Incoming(inc) => {
+                    let Some(tx) = self.accept.get(&inc.server).cloned() else {
+                        self.node.release_stream_id(inc.established.local_id);
+                        continue;
+                    };
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        if let Ok(conn) = establish(shared, inc.established).await {
+                            let _ = tx.try_send(conn);
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        while let Some(t) = self.node.poll_transmit() {
+            let socket = self.shared.socket(t.socket);
+            let _ = socket
+                .send_datagram(&t.contents, SocketAddr::V4(t.destination))
+                .await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- connections
+
+/// Open the UDX stream of an established handshake and start secret-stream on it.
+async fn establish(
+    shared: std::sync::Arc<Shared>,
+    est: Established,
+) -> Result<Connection, ConnectError> {
+    let local_id = est.local_id;
+    let result = open_stream(&shared, &est).await;
+    match result {
+        Ok((stream, remote)) => Ok(Connection::start(shared, stream, est, remote)),
+        Err(e) => {
+            let _ = shared.commands.try_send(Command::Release(local_id));
+            Err(e)
+        }
+    }
+}
+
+async fn open_stream(
+    shared: &Shared,
+    est: &Established,
+) -> Result<(Stream, SocketAddr), ConnectError> {
+    let io = |e: io::Error| ConnectError::Stream(e.to_string());
+    match &est.route {
+        Route::Connect { socket, addr } => {
+            let stream = shared
+                .socket(*socket)
+                .create_stream(est.local_id, UdxConfig::default())
+                .map_err(io)?;
+            stream
+                .connect(est.remote_id, SocketAddr::V4(*addr))
+                .map_err(io)?;
+            Ok((stream, SocketAddr::V4(*addr)))
+        }
+        Route::Await { sockets, timeout } => {
+            let config = UdxConfig::default().firewall(Firewall::Connect {
+                remote_id: est.remote_id,
+            });
+            let mut streams = Vec::new();
+            for s in sockets {
+                streams.push(
+                    shared
+                        .socket(*s)
+                        .create_stream(est.local_id, config)
+                        .map_err(io)?,
+                );
+            }
+            let futs: Vec<_> = streams.iter().map(|s| Box::pin(s.connected())).collect();
+            let first = async {
+                let (r, i, ()) = futures_select_all(futs).await;
+                r.map(|addr| (i, addr))
+            };
+            let res = tokio::time::timeout(*timeout, first).await;
+            match res {
+                Ok(Ok((i, addr))) => {
+                    let stream = streams.swap_remove(i);
+                    Ok((stream, addr))
+                }
+                Ok(Err(e)) => Err(io(e)),
+                Err(_) => Err(ConnectError::HolepunchAborted),
+            }
+        }
+    }
+}
+
+/// Resolve the first of several futures (a tiny `select_all`, to avoid a futures dependency).
+async fn futures_select_all<F, T>(mut futs: Vec<std::pin::Pin<Box<F>>>) -> (T, usize, ())
+where
+    F: Future<Output = T>,
+{
+    std::future::poll_fn(move |cx| {
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready((v, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// An encrypted connection to a peer: secret-stream over a UDX stream, message by message.
+///
+/// A task pumps bytes between the UDX stream and the [`SecretStream`]; [`Connection::send`]
+/// and [`Connection::recv`] talk to it through bounded queues (so a slow reader slows the
+/// sender down through UDX's window). Dropping the connection ends it gracefully (pending
+/// messages are flushed, then UDX END).
+#[derive(Debug)]
+pub struct Connection {
+    remote_public_key: [u8; 32],
+    handshake_hash: [u8; 64],
+    is_initiator: bool,
+    remote_address: SocketAddr,
+    remote_payload: NoisePayload,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    incoming: mpsc::Receiver<Vec<u8>>,
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Connection {
+    fn start(
+        shared: std::sync::Arc<Shared>,
+        stream: Stream,
+        est: Established,
+        remote_address: SocketAddr,
+    ) -> Self {
+        let (out_tx, out_rx) = mpsc::channel(MESSAGE_QUEUE);
+        let (in_tx, in_rx) = mpsc::channel(MESSAGE_QUEUE);
+        let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let config = StreamConfig::default().with_keep_alive(shared.keep_alive);
+        let ss = SecretStream::from_handshake(&est.handshake, config, Instant::now());
+        let conn = Self {
+            remote_public_key: est.remote_public_key,
+            handshake_hash: *est.handshake.hash(),
+            is_initiator: est.handshake.is_initiator(),
+            remote_address,
+            remote_payload: est.payload.clone(),
+            outgoing: out_tx,
+            incoming: in_rx,
+            error: error.clone(),
+        };
+        let local_id = est.local_id;
+        tokio::spawn(async move {
+            let r = pump(ss, stream, out_rx, in_tx).await;
+            if let Err(e) = r {
+                if let Ok(mut slot) = error.lock() {
+                    *slot = Some(e);
+                }
+            }
+            let _ = shared.commands.try_send(Command::Release(local_id));
+        });
+        conn
+    }
+
+    /// The peer's static public key (authenticated by the Noise handshake).
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.remote_public_key
+    }
+
+    /// The Noise handshake hash (equal on both ends).
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.handshake_hash
+    }
+
+    /// Whether we dialled.
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.remote_address
+    }
+
+    /// The peer's Noise payload (addresses, UDX id, firewall…).
+    pub fn remote_payload(&self) -> &NoisePayload {
+        &self.remote_payload
+    }
+
+    /// Queue one message (at most [`peerhost_noise::MAX_MESSAGE_LEN`] bytes); waits while the
+    /// queue is full. Fails once the connection is closed.
+    pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
+        self.outgoing
+            .send(message)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, self.failure()))
+    }
+
+    /// The next message; `None` once the peer ended the stream or it failed (see
+    /// [`Connection::error`]). Keep-alives are not reported.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.incoming.recv().await
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn failure(&self) -> String {
+        self.error().unwrap_or_else(|| "connection closed".into())
+    }
+}
+
+/// The connection task: bytes from UDX into the secret stream, messages from the application
+/// into it, ciphertext out to UDX, decrypted messages up to the application.
+async fn pump(
+    mut ss: SecretStream,
+    stream: Stream,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+    incoming: mpsc::Sender<Vec<u8>>,
+) -> Result<(), String> {
+    // Dropped once the peer ended its side and everything before was delivered: the
+    // application's `recv` then returns `None` (JS `'end'`), while it may still send.
+    let mut incoming = Some(incoming);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut writes: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut offset = 0usize;
+    let mut delivered: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut app_done = false;
+    let mut read_done = false;
+    let mut shut = false;
+    loop {
+        while let Some(t) = ss.poll_transmit() {
+            writes.push_back(t);
+        }
+        while let Some(ev) = ss.poll_event() {
+            match ev {
+                StreamEvent::Message(m) => delivered.push_back(m),
+                StreamEvent::End => read_done = true,
+                _ => {}
+            }
+        }
+        if let Some(e) = ss.error() {
+            return Err(e.to_string());
+        }
+        if app_done && writes.is_empty() && !shut {
+            shut = true;
+            let _ = wr.shutdown().await;
+        }
+        if read_done && delivered.is_empty() {
+            incoming = None;
+        }
+        let app_gone = incoming.as_ref().is_none_or(mpsc::Sender::is_closed);
+        if shut && (app_gone || read_done) && delivered.is_empty() {
+            return Ok(());
+        }
+        let deadline = ss.poll_timeout();
+        let front = writes.front().map(|w| &w[offset..]);
+        tokio::select! {
+            n = rd.read(&mut buf), if delivered.is_empty() && !read_done => {
+                let now = Instant::now();
+                match n {
+                    Ok(0) => {
+                        read_done = true;
+                        ss.handle_eof().map_err(|e| e.to_string())?;
+                    }
+                    Ok(n) => ss.handle_input(now, &buf[..n]).map_err(|e| e.to_string())?,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            permit = async { incoming.as_ref()?.reserve().await.ok() }, if !delivered.is_empty() => {
+                match permit {
+                    Some(p) => {
+                        if let Some(m) = delivered.pop_front() {
+                            p.send(m);
+                        }
+                    }
+                    // The application dropped its receiver: nobody reads any more.
+                    None => delivered.clear(),
+                }
+            }
+            w = async { wr.write(front.unwrap_or_default()).await }, if front.is_some() => match w {
+                Ok(n) => {
+                    offset += n;
+                    if writes.front().is_some_and(|f| offset >= f.len()) {
+                        writes.pop_front();
+                        offset = 0;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+            m = outgoing.recv(), if !app_done && writes.len() < 8 => match m {
+                Some(m) => {
+                    if let Err(e) = ss.send(Instant::now(), &m) {
+                        return Err(e.to_string());
+                    }
+                }
+                None => app_done = true,
+            },
+            () = sleep_opt(deadline) => {
+                ss.handle_timeout(Instant::now()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
