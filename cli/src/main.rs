@@ -4,8 +4,10 @@
 //! here they become one line for a person (what is wrong, and what to do).
 
 mod bench;
+mod community;
 mod demo;
 mod logcmd;
+mod net;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,30 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Serve every local log to peers over encrypted TCP (prints the bound address).
+    Serve {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: net::ServeArgs,
+    },
+    /// Download a log (or part of it) from peers, verifying every block.
+    Follow {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: net::FollowArgs,
+    },
+    /// Keep a full, live copy of a log from peers.
+    Mirror {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: net::MirrorArgs,
+    },
+    /// Communities: create, post, import from Lemmy, publish a web app, read the feed.
+    #[command(flatten)]
+    Feed(community::FeedCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +97,10 @@ fn main() -> ExitCode {
         }
         Command::Demo => demo::run(),
         Command::Bench { command } => bench::run(command),
+        Command::Serve { storage, args } => storage.dir().and_then(|d| net::serve(&d, args)),
+        Command::Follow { storage, args } => storage.dir().and_then(|d| net::follow(&d, args)),
+        Command::Mirror { storage, args } => storage.dir().and_then(|d| net::mirror(&d, args)),
+        Command::Feed(command) => community::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -412,6 +412,18 @@ impl Core {
         Ok(self.storage.has(index)?)
     }
 
+    /// The first block in `start..end` (clamped to the length) stored here (replication:
+    /// which blocks to announce to a peer).
+    pub fn next_present(&mut self, start: u64, end: u64) -> Result<Option<u64>, CoreError> {
+        Ok(self.storage.next_present(start, end)?)
+    }
+
+    /// The first block in `start..end` (clamped to the length) not stored here (replication:
+    /// which block to download next).
+    pub fn next_missing(&mut self, start: u64, end: u64) -> Result<Option<u64>, CoreError> {
+        Ok(self.storage.next_missing(start, end)?)
+    }
+
     /// Blocks `0..n` are all stored here; returns the largest such `n`.
     pub fn contiguous_length(&mut self) -> Result<u64, CoreError> {
         let length = self.length();
@@ -485,8 +497,10 @@ impl Core {
             .tree
             .verify(data, &verifier, &mut self.storage)
             .map_err(verify_error)?;
-        if self.verifier.is_none() && data.manifest.is_some() {
-            // Learned from a proof that verified against it: keep it.
+        if self.verifier.is_none() && (data.manifest.is_some() || verified.head.is_some()) {
+            // Learned from a proof that verified against it: keep it. Without a manifest in
+            // the proof this is the compat manifest of the key, which JS also stores after the
+            // first verified upgrade of a compat core.
             self.storage
                 .set_manifest(&peerhost_encoding::to_vec(verifier.manifest()))?;
             self.verifier = Some(verifier);

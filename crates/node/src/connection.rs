@@ -1,0 +1,207 @@
+//! One connection: transport ↔ [`SecretStream`] ↔ the node's replicator, in one task.
+//!
+//! The loop (`tokio::select!`, biased towards writing so our requests are never starved by a
+//! peer streaming data at us):
+//! 1. write the front of the output buffer;
+//! 2. read from the transport (only while the replicator wants input), decrypt, hand every
+//!    message to the replicator under one lock;
+//! 3. wake on the replicator's notify (another task queued frames for us) or the secret
+//!    stream's timer.
+//!
+//! After each step, `pump` moves frames replicator → secret stream → output buffer while the
+//! buffer is below `HIGH_WATER`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use peerhost_noise::{Event as StreamEvent, SecretStream};
+use peerhost_replication::{ConnId, ConnectionInfo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::{ConnectionError, Node};
+
+/// Bytes of encrypted output buffered per connection before we stop producing more.
+const HIGH_WATER: usize = 1 << 20;
+
+/// Bytes read from the transport per read call.
+const READ_BUF: usize = 64 * 1024;
+
+struct Conn {
+    node: Node,
+    stream: SecretStream,
+    id: Option<ConnId>,
+    notify: Arc<Notify>,
+    out: VecDeque<Vec<u8>>,
+    /// Bytes of `out.front()` already written.
+    written: usize,
+    out_bytes: usize,
+    reading: bool,
+    ended: bool,
+}
+
+impl Conn {
+    /// Replicator → secret stream → output buffer, while below the high-water mark. Fails when
+    /// the replicator ended the connection.
+    fn pump(&mut self) -> Result<(), ConnectionError> {
+        let now = Instant::now();
+        if let Some(id) = self.id {
+            let (stream, out_bytes) = (&mut self.stream, self.out_bytes);
+            let result = self.node.with(|r| {
+                if let Some(e) = r.connection_error(id) {
+                    return Err(ConnectionError::Replication {
+                        message: e.to_string(),
+                        code: e.code(),
+                    });
+                }
+                while out_bytes + stream.queued_bytes() < HIGH_WATER {
+                    let Some(frame) = r.poll_transmit(id) else {
+                        break;
+                    };
+                    if stream.send(now, &frame).is_err() {
+                        break;
+                    }
+                }
+                Ok(r.wants_input(id))
+            });
+            self.reading = result? && !self.ended;
+        }
+        while let Some(t) = self.stream.poll_transmit() {
+            self.out_bytes += t.len();
+            self.out.push_back(t);
+        }
+        Ok(())
+    }
+
+    /// Drain the secret stream's events: register the connection at the handshake, hand
+    /// messages to the replicator.
+    fn events(&mut self) -> Result<(), ConnectionError> {
+        let now = Instant::now();
+        let mut frames = Vec::new();
+        while let Some(ev) = self.stream.poll_event() {
+            match ev {
+                StreamEvent::Handshake {
+                    remote_public_key,
+                    handshake_hash,
+                } => {
+                    let info = ConnectionInfo {
+                        is_initiator: self.stream.is_initiator(),
+                        handshake_hash,
+                        remote_public_key,
+                    };
+                    let id = self.node.with(|r| r.add_connection(info, now));
+                    self.node.register(id, self.notify.clone());
+                    self.id = Some(id);
+                }
+                StreamEvent::Message(m) => frames.push(m),
+                StreamEvent::End => self.ended = true,
+                _ => {}
+            }
+        }
+        if let (Some(id), false) = (self.id, frames.is_empty()) {
+            self.node.with(|r| {
+                for f in &frames {
+                    r.handle_input(id, f, now);
+                    if r.connection_error(id).is_some() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(crate) async fn run<S>(
+    node: Node,
+    stream: S,
+    is_initiator: bool,
+    label: &str,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = node.config();
+    let mut noise = peerhost_noise::Config::default()
+        .with_keep_alive(config.keep_alive)
+        .with_max_frame_len(config.max_frame_len);
+    if let Some(t) = config.timeout {
+        noise = noise.with_timeout(t);
+    }
+    let secret = SecretStream::new(is_initiator, node.key_pair().clone(), noise, Instant::now());
+    let mut c = Conn {
+        node: node.clone(),
+        stream: secret,
+        id: None,
+        notify: Arc::new(Notify::new()),
+        out: VecDeque::new(),
+        written: 0,
+        out_bytes: 0,
+        reading: true,
+        ended: false,
+    };
+    let result = drive(&mut c, stream, label).await;
+    if let Some(id) = c.id {
+        node.unregister(id);
+    }
+    result
+}
+
+async fn drive<S>(c: &mut Conn, stream: S, label: &str) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; READ_BUF];
+    let notify = c.notify.clone();
+    c.pump()?;
+    loop {
+        if c.ended && c.out.is_empty() {
+            // The remote ended its side and everything we had is written: end ours.
+            let _ = wr.shutdown().await;
+            return Ok(());
+        }
+        let timer = c.stream.poll_timeout();
+        tokio::select! {
+            biased;
+            w = wr.write(c.out.front().map_or(&[][..], |f| &f[c.written..])), if !c.out.is_empty() => {
+                let n = w?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                }
+                c.written += n;
+                c.out_bytes -= n;
+                if c.out.front().is_some_and(|f| c.written == f.len()) {
+                    c.out.pop_front();
+                    c.written = 0;
+                }
+            }
+            r = rd.read(&mut buf), if c.reading => {
+                let n = r?;
+                let now = Instant::now();
+                if n == 0 {
+                    c.stream.handle_eof()?;
+                    c.ended = true;
+                    c.reading = false;
+                } else {
+                    c.stream.handle_input(now, &buf[..n])?;
+                }
+                c.events()?;
+            }
+            () = notify.notified() => {}
+            () = sleep(timer), if timer.is_some() => {
+                c.stream.handle_timeout(Instant::now())?;
+            }
+        }
+        c.pump()?;
+        tracing::trace!(peer = label, out = c.out_bytes, "pumped");
+    }
+}
+
+async fn sleep(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
