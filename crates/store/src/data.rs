@@ -38,6 +38,10 @@ impl DataFile {
 
     /// Read `len` bytes at `offset`; `Ok(None)` when the file ends first.
     pub(crate) fn read(&self, offset: u64, len: u64) -> Result<Option<Vec<u8>>, Error> {
+        // An empty block occupies no bytes: it may sit at or past the end of a sparse file.
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
         // Never allocate more than the file holds: `len` comes from an on-disk record.
         let file_len = self.len()?;
         match offset.checked_add(len) {
