@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A node for hypercore logs: publish, verify, and (soon) replicate them with Holepunch peers.
+/// A node for hypercore logs and the communities built on them: publish, verify, and replicate
+/// them with Holepunch peers.
 #[derive(Debug, Parser)]
 #[command(name = "peerhost", version, about, propagate_version = true)]
 struct Cli {
