@@ -77,7 +77,7 @@ pub use manifest::Manifest;
 pub use proof::{Data, Request};
 pub use tree::{
     MAX_NODES, MAX_UPGRADE_NODES, Proof, Reorg, ReorgWant, Seek, Tree, Truncation, Verified,
-    VerifiedBlock, max_missing_nodes, upgrade_length,
+    VerifiedBlock, VerifiedProof, max_missing_nodes, upgrade_length,
 };
 pub use verifier::Verifier;
 

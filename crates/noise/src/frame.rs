@@ -4,6 +4,10 @@
 /// The largest body a 24-bit length can announce: 16 MiB - 1.
 pub const MAX_FRAME_LEN: usize = (1 << 24) - 1;
 
+/// Bytes a [`FrameDecoder`] reserves for a frame before they arrive (a 64 KiB block and its
+/// message overhead fit).
+pub(crate) const UPFRONT: usize = 128 * 1024;
+
 /// Append `uint24le(body.len()) ‖ body` to `out`; a body above [`MAX_FRAME_LEN`] cannot be
 /// framed.
 pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) -> Result<(), Oversized> {
@@ -38,8 +42,10 @@ pub struct Oversized {
 ///
 /// Bytes may arrive in any chunking. A frame announcing more than the limit is refused as soon
 /// as its 3-byte prefix is complete, before any of its body is buffered, and the buffer grows
-/// with the bytes that actually arrive (never past the announced length), so a peer announcing
-/// 16 MiB and sending three bytes costs three bytes.
+/// with the bytes that actually arrive (never past the announced length): up to 128 KiB are
+/// reserved at once (a frame of that size arriving in two reads is not copied twice), beyond
+/// that the buffer doubles as bytes come, so a peer announcing 16 MiB and sending three bytes
+/// costs at most 128 KiB.
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_len: usize,
@@ -125,7 +131,7 @@ impl FrameDecoder {
         let needed = self.body.len() + take;
         if self.body.capacity() < needed {
             // Grow geometrically for many small chunks, but never past the announced length.
-            let target = needed.max(self.body.capacity() * 2).min(len);
+            let target = needed.max(self.body.capacity() * 2).max(UPFRONT).min(len);
             self.body.reserve_exact(target - self.body.len());
         }
         self.body.extend_from_slice(&rest[..take]);
@@ -189,7 +195,7 @@ mod tests {
         let mut dec = FrameDecoder::new(MAX_FRAME_LEN);
         let (n, f) = dec.decode(&[0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
         assert_eq!((n, f), (6, None));
-        assert!(dec.body.capacity() < 1024);
+        assert!(dec.body.capacity() <= UPFRONT);
         assert_eq!(dec.buffered(), 6);
     }
 

@@ -264,6 +264,30 @@ impl Pull {
     /// secret-stream ignores it). A failure leaves the state unchanged. This is a fuzz entry
     /// point: it accepts any bytes and never panics.
     pub fn pull(&mut self, ciphertext: &[u8]) -> Result<(Vec<u8>, u8), DecryptError> {
+        let (cipher, expected, tag) = self.authenticate(ciphertext)?;
+        let mlen = ciphertext.len() - ABYTES;
+        let mut plain = ciphertext[1..1 + mlen].to_vec();
+        self.finish(cipher, &expected, tag, &mut plain);
+        Ok((plain, tag))
+    }
+
+    /// [`Pull::pull`] reusing the ciphertext's buffer for the plaintext (no allocation): on
+    /// success `message` holds the plaintext; on failure it is unchanged, and so is the state.
+    pub fn pull_in_place(&mut self, message: &mut Vec<u8>) -> Result<u8, DecryptError> {
+        let (cipher, expected, tag) = self.authenticate(message)?;
+        let mlen = message.len() - ABYTES;
+        message.truncate(1 + mlen);
+        message.remove(0);
+        self.finish(cipher, &expected, tag, message);
+        Ok(tag)
+    }
+
+    /// Check the MAC of `ciphertext`: the keystream positioned at the message, the MAC, the
+    /// tag. The state is not advanced yet.
+    fn authenticate(
+        &self,
+        ciphertext: &[u8],
+    ) -> Result<(ChaCha20, [u8; MACBYTES], u8), DecryptError> {
         if ciphertext.len() < ABYTES {
             return Err(DecryptError::TooShort);
         }
@@ -281,10 +305,13 @@ impl Pull {
         if !bool::from(expected.ct_eq(stored)) {
             return Err(DecryptError::Authentication);
         }
-        let mut plain = c.to_vec();
-        cipher.apply_keystream(&mut plain);
-        self.state.advance(&expected, tag);
-        Ok((plain, tag))
+        Ok((cipher, expected, tag))
+    }
+
+    /// Decrypt the authenticated message in place and advance the state.
+    fn finish(&mut self, mut cipher: ChaCha20, mac: &[u8; MACBYTES], tag: u8, c: &mut [u8]) {
+        cipher.apply_keystream(c);
+        self.state.advance(mac, tag);
     }
 
     /// Overwrite the 32-bit message counter, e.g. to `u32::MAX` to exercise the wrap-around
@@ -318,6 +345,30 @@ mod tests {
             assert_eq!(ct.len(), len + ABYTES);
             assert_eq!(pull.pull(&ct).unwrap(), (msg, tag));
         }
+    }
+
+    #[test]
+    fn in_place_matches_pull() {
+        let (mut push, mut pull) = pair();
+        let (_, mut pull2) = pair();
+        for len in [0usize, 1, 16, 63, 64, 65, 1000, 70_000] {
+            let msg: Vec<u8> = (0..len).map(|j| (j * 13) as u8).collect();
+            let ct = push.push(&msg, TAG_MESSAGE);
+            let mut bad = ct.clone();
+            bad[0] ^= 1;
+            assert_eq!(
+                pull2.pull_in_place(&mut bad),
+                Err(DecryptError::Authentication)
+            );
+            let mut buf = ct.clone();
+            assert_eq!(pull2.pull_in_place(&mut buf), Ok(TAG_MESSAGE));
+            assert_eq!(buf, msg);
+            assert_eq!(pull.pull(&ct).unwrap().0, msg);
+        }
+        assert_eq!(
+            pull2.pull_in_place(&mut vec![0; 16]),
+            Err(DecryptError::TooShort)
+        );
     }
 
     #[test]

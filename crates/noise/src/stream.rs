@@ -477,7 +477,7 @@ impl SecretStream {
         e
     }
 
-    fn on_frame(&mut self, frame: Vec<u8>, now: Instant) -> Result<(), Error> {
+    fn on_frame(&mut self, mut frame: Vec<u8>, now: Instant) -> Result<(), Error> {
         match &mut self.phase {
             Phase::Handshake(_) => self.handshake_step(Some(&frame), now),
             Phase::Header(rx) => {
@@ -502,12 +502,13 @@ impl SecretStream {
                 if frame.len() < ABYTES {
                     return Err(Error::MessageTooShort);
                 }
-                // The tag is ignored, as sodium-secretstream's `Pull.next` does.
-                let (plain, _tag) = pull.pull(&frame)?;
-                self.events.push_back(if plain.is_empty() {
+                // The tag is ignored, as sodium-secretstream's `Pull.next` does. The frame's
+                // buffer becomes the message.
+                let _tag = pull.pull_in_place(&mut frame)?;
+                self.events.push_back(if frame.is_empty() {
                     Event::KeepAlive
                 } else {
-                    Event::Message(plain)
+                    Event::Message(frame)
                 });
                 Ok(())
             }

@@ -23,6 +23,7 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
 mod error;
+mod inflight;
 pub mod messages;
 mod rangeset;
 mod replicator;

@@ -12,7 +12,8 @@
 //!   a bound, is disconnected;
 //! - after every change the scheduler ([`Replicator::update`]) issues requests: the upgrade,
 //!   fork proofs, then missing blocks of the wanted ranges, spread over the peers that have
-//!   them, at most `Config::max_inflight` per peer and log;
+//!   them, at most `Config::max_inflight` per peer and log (more for small blocks, see
+//!   `Config::max_inflight_bytes`);
 //! - a peer that sends data that does not verify, or breaks the protocol, loses its
 //!   connection ([`Replicator::connection_error`]); one that leaves requests unanswered past
 //!   `Config::request_timeout` has them moved to other peers, and too many times loses it.
@@ -28,6 +29,7 @@ use peerhost_protomux::{ChannelHandle, Event as MuxEvent, Mux, OpenOptions};
 use peerhost_store::{Core, CoreError};
 
 use crate::error::{CommandError, Error};
+use crate::inflight::InflightBlocks;
 use crate::messages::{
     self, ALIAS, Bitfield, Cancel, Handshake, Message, NoData, PROTOCOL, Range, Sync, Want,
     capability, reason,
@@ -58,8 +60,17 @@ const MAX_SCAN: usize = 4096;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Requests in flight per peer and log (JS: `min(512, 16 * 3)` = 48 over TCP).
+    /// Requests in flight per peer and log (JS: `min(512, 16 * 3)` = 48 over TCP): the least
+    /// window, whatever the block size.
     pub max_inflight: usize,
+    /// Bytes of blocks in flight per peer and log that the window may grow to for small blocks
+    /// (the log's average block size sets how many requests that is), up to
+    /// [`Config::max_inflight_blocks`]. 48 requests of 1 KiB blocks keep too little in flight to
+    /// fill a fast link; of 64 KiB blocks, enough.
+    pub max_inflight_bytes: u64,
+    /// The most requests in flight per peer and log however small the blocks (JS's
+    /// `inflightRange` upper bound, 512).
+    pub max_inflight_blocks: usize,
     /// A request unanswered for this long is cancelled and asked of another peer.
     pub request_timeout: Duration,
     /// Timed-out requests a connection may accumulate before it is dropped as too slow.
@@ -87,6 +98,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_inflight: 48,
+            max_inflight_bytes: 4 << 20,
+            max_inflight_blocks: 512,
             request_timeout: Duration::from_secs(20),
             max_timeouts: 8,
             max_pending_requests: 8192,
@@ -213,7 +226,7 @@ struct CoreState {
     live: bool,
     ranges: Vec<Wanted>,
     peers: BTreeSet<PeerRef>,
-    inflight_blocks: HashMap<u64, PeerRef>,
+    inflight_blocks: InflightBlocks<PeerRef>,
     upgrade: Option<PeerRef>,
     manifest: Option<PeerRef>,
     fork_proof: Option<PeerRef>,
@@ -299,6 +312,10 @@ struct Conn {
     error: Option<Error>,
     timeouts: u32,
     invalid_requests: u32,
+    /// Payload bytes of the answers made since `poll_transmit` last reset it.
+    answered: usize,
+    /// The last answer was small: batch the next ones into one protomux frame.
+    small_answers: bool,
 }
 
 /// Many logs replicated over many connections, sans-IO: no sockets, no clock, no tasks. It
@@ -327,7 +344,33 @@ pub struct Replicator {
     next_conn: ConnId,
     events: VecDeque<Event>,
     woken: BTreeSet<ConnId>,
+    /// Answers to block requests received in this `handle_input`, verified and stored together
+    /// at its end (or before anything else is handled).
+    staged: Option<Staged>,
 }
+
+/// A run of `data` messages for one log, waiting for one commit.
+#[derive(Debug)]
+struct Staged {
+    dkey: DiscoveryKey,
+    items: Vec<(PeerRef, Kind, Data)>,
+    bytes: usize,
+}
+
+/// An answer below this size makes the next answers go out batched.
+const SMALL_ANSWER: usize = 16 * 1024;
+
+/// Answer bytes batched into one protomux frame.
+const ANSWER_BATCH: usize = 64 * 1024;
+
+/// Answers batched into one protomux frame.
+const MAX_BATCHED_ANSWERS: usize = 256;
+
+/// Most `data` messages stored by one commit.
+const MAX_STAGED: usize = 256;
+
+/// Most block bytes held for one commit.
+const MAX_STAGED_BYTES: usize = 4 << 20;
 
 /// The longest event queue kept if the driver does not drain it (oldest dropped).
 const MAX_EVENTS: usize = 1 << 16;
@@ -342,6 +385,7 @@ impl Replicator {
             next_conn: 1,
             events: VecDeque::new(),
             woken: BTreeSet::new(),
+            staged: None,
         }
     }
 
@@ -362,7 +406,7 @@ impl Replicator {
                 live: false,
                 ranges: Vec::new(),
                 peers: BTreeSet::new(),
-                inflight_blocks: HashMap::new(),
+                inflight_blocks: InflightBlocks::new(),
                 upgrade: None,
                 manifest: None,
                 fork_proof: None,
@@ -417,6 +461,65 @@ impl Replicator {
         });
         self.update(dkey, now);
         Ok(())
+    }
+
+    /// Make a log added passively active (or back): an active log has its channel opened on
+    /// every connection, now and later (see [`add_core`](Self::add_core)).
+    pub fn set_active(&mut self, dkey: &DiscoveryKey, active: bool, now: Instant) {
+        let Some(cs) = self.cores.get_mut(dkey) else {
+            return;
+        };
+        let was = std::mem::replace(&mut cs.active, active);
+        if active && !was {
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for conn in conns {
+                self.open_channel(conn, *dkey);
+            }
+        }
+        self.update(dkey, now);
+    }
+
+    /// Whether the log is replicated here and active.
+    pub fn is_active(&self, dkey: &DiscoveryKey) -> bool {
+        self.cores.get(dkey).is_some_and(|c| c.active)
+    }
+
+    /// Stop downloading the blocks of a log: forget every wanted range and cancel the block
+    /// requests in flight (a `cancel` each; an answer that still comes is ignored as
+    /// unrequested, so nothing more is stored). The head is still followed if the log is live,
+    /// and the log is still served. Used by a node whose disk quota is full.
+    pub fn stop_download(&mut self, dkey: &DiscoveryKey, now: Instant) {
+        let Some(cs) = self.cores.get_mut(dkey) else {
+            return;
+        };
+        cs.ranges.clear();
+        let inflight: Vec<(u64, PeerRef)> = cs.inflight_blocks.drain().collect();
+        for (index, r) in inflight {
+            let Some(c) = self.conns.get_mut(&r.conn) else {
+                continue;
+            };
+            let Some(p) = c.peers.get_mut(&r.channel) else {
+                continue;
+            };
+            let ids: Vec<u64> = p
+                .inflight
+                .iter()
+                .filter(|(_, i)| i.kind == Kind::Block(index))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                p.inflight.remove(id);
+            }
+            for id in ids {
+                send(
+                    c,
+                    &mut self.woken,
+                    r,
+                    &Message::Cancel(Cancel { request: id }),
+                );
+            }
+        }
+        self.update(dkey, now);
     }
 
     /// Keep upgrading to the longest signed head any peer offers.
@@ -553,6 +656,8 @@ impl Replicator {
                 error: None,
                 timeouts: 0,
                 invalid_requests: 0,
+                answered: 0,
+                small_answers: false,
             },
         );
         let active: Vec<DiscoveryKey> = self
@@ -636,7 +741,32 @@ impl Replicator {
                 return Some(frame);
             }
             let (channel, request) = c.pending.pop_front()?;
+            // Small answers (say 1 KiB blocks) go out many to a protomux batch frame, so one
+            // secret-stream message carries up to `ANSWER_BATCH` bytes of them: far fewer
+            // frames to encrypt here and to decrypt and handle on the other side.
+            let batch = c.small_answers && !c.pending.is_empty();
+            if batch {
+                c.mux.cork();
+            }
+            c.answered = 0;
             self.answer(conn, channel, &request);
+            let mut answers = 1;
+            while batch && answers < MAX_BATCHED_ANSWERS {
+                let c = self.conns.get_mut(&conn)?;
+                if c.error.is_some() || !c.small_answers || c.answered >= ANSWER_BATCH {
+                    break;
+                }
+                answers += 1;
+                let Some((channel, request)) = c.pending.pop_front() else {
+                    break;
+                };
+                self.answer(conn, channel, &request);
+            }
+            if batch {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.mux.uncork();
+                }
+            }
         }
     }
 
@@ -720,6 +850,7 @@ impl Replicator {
             return;
         }
         self.drain_mux(conn, now);
+        self.flush_staged(now);
     }
 
     // --------------------------------------------------------------------------- internals
@@ -732,6 +863,8 @@ impl Replicator {
     }
 
     fn fail(&mut self, conn: ConnId, error: Error, now: Instant) {
+        // What the connection sent before the violation is handled first.
+        self.flush_staged(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -802,6 +935,17 @@ impl Replicator {
                 break;
             };
             self.woken.insert(conn);
+            if !matches!(
+                ev,
+                MuxEvent::Message {
+                    message_type: 3,
+                    ..
+                }
+            ) {
+                // Only a run of `data` messages is stored together; anything else sees it
+                // stored first, as if each had been handled on its own.
+                self.flush_staged(now);
+            }
             match ev {
                 MuxEvent::RemoteOpen { protocol, id, .. } => {
                     let dkey = id
@@ -1137,7 +1281,9 @@ impl Replicator {
                 return;
             }
         };
-        send(c, &mut self.woken, r, &reply);
+        let len = send(c, &mut self.woken, r, &reply);
+        c.answered += len;
+        c.small_answers = len < SMALL_ANSWER;
     }
 
     fn on_no_data(&mut self, r: PeerRef, m: NoData, now: Instant) {
@@ -1196,34 +1342,77 @@ impl Replicator {
             self.update(&dkey, now);
             return;
         }
-        match cs.core.apply(&data) {
-            Ok(grew) => {
-                if let Some(b) = &data.block {
+        let batchable = matches!(inflight.kind, Kind::Block(_)) && cs.core.batchable(&data);
+        if !batchable {
+            // Keep the order: what was staged before goes first.
+            self.flush_staged(now);
+            self.apply_data(dkey, vec![(r, inflight.kind, data)], now);
+            return;
+        }
+        if self.staged.as_ref().is_some_and(|s| s.dkey != dkey) {
+            self.flush_staged(now);
+        }
+        let staged = self.staged.get_or_insert_with(|| Staged {
+            dkey,
+            items: Vec::new(),
+            bytes: 0,
+        });
+        staged.bytes += data.block.as_ref().map_or(0, |b| b.value.len());
+        staged.items.push((r, inflight.kind, data));
+        if staged.items.len() >= MAX_STAGED || staged.bytes >= MAX_STAGED_BYTES {
+            self.flush_staged(now);
+        }
+    }
+
+    /// Verify and store the staged run of `data` messages with one commit
+    /// ([`Core::apply_batch`]).
+    fn flush_staged(&mut self, now: Instant) {
+        if let Some(staged) = self.staged.take() {
+            self.apply_data(staged.dkey, staged.items, now);
+        }
+    }
+
+    /// Apply answers to our requests (already released) in order, then schedule once. A proof
+    /// that does not verify ends its connection; what verified before it is kept, and the
+    /// requests after it are asked again.
+    fn apply_data(&mut self, dkey: DiscoveryKey, items: Vec<(PeerRef, Kind, Data)>, now: Instant) {
+        let Some(cs) = self.cores.get_mut(&dkey) else {
+            return;
+        };
+        let (stored, result) = {
+            let refs: Vec<&Data> = items.iter().map(|(_, _, d)| d).collect();
+            cs.core.apply_batch(&refs)
+        };
+        let mut items = items.into_iter();
+        for (r, kind, data) in items.by_ref().take(stored) {
+            if let Some(b) = &data.block {
+                if let Some(cs) = self.cores.get_mut(&dkey) {
                     on_block(cs, b.index);
-                    self.push_event(Event::Downloaded {
-                        discovery_key: dkey,
-                        index: b.index,
-                        bytes: b.value.len() as u64,
-                    });
-                    self.broadcast_have(&dkey, b.index);
-                } else if let Kind::Block(i) = inflight.kind {
-                    // A manifest-only answer to a block request: the peer lacks the block.
-                    if let Some(p) = self.peer_mut(r) {
-                        forget_block(p, i);
-                    }
                 }
-                if grew {
-                    self.head_changed(&dkey, now);
-                } else {
-                    self.update(&dkey, now);
+                self.push_event(Event::Downloaded {
+                    discovery_key: dkey,
+                    index: b.index,
+                    bytes: b.value.len() as u64,
+                });
+                self.broadcast_have(&dkey, b.index);
+            } else if let Kind::Block(i) = kind {
+                // A manifest-only answer to a block request: the peer lacks the block.
+                if let Some(p) = self.peer_mut(r) {
+                    forget_block(p, i);
                 }
             }
+        }
+        let grew = match result {
+            Ok(grew) => grew,
             Err(e) if e.code().is_some() && !matches!(e, CoreError::Tree { .. }) => {
-                let e = Error::InvalidData {
-                    discovery_key: dkey,
-                    source: Box::new(e),
-                };
-                self.fail(r.conn, e, now);
+                if let Some((r, _, _)) = items.next() {
+                    let e = Error::InvalidData {
+                        discovery_key: dkey,
+                        source: Box::new(e),
+                    };
+                    self.fail(r.conn, e, now);
+                }
+                false
             }
             Err(e) => {
                 let message = e.to_string();
@@ -1231,8 +1420,13 @@ impl Replicator {
                     discovery_key: dkey,
                     message,
                 });
-                self.update(&dkey, now);
+                false
             }
+        };
+        if grew {
+            self.head_changed(&dkey, now);
+        } else {
+            self.update(&dkey, now);
         }
     }
 
@@ -1489,6 +1683,7 @@ impl Replicator {
         let deadline = now + config.request_timeout;
         let (length, fork) = (cs.core.length(), cs.core.fork());
         let writable = cs.core.writable();
+        let (max_inflight, small_blocks) = inflight_window(config, &cs.core);
         let peers: Vec<PeerRef> = cs.peers.iter().copied().collect();
         let view = |conns: &HashMap<ConnId, Conn>, r: &PeerRef| -> Option<(Sync, usize, u64)> {
             let p = conns.get(&r.conn)?.peers.get(&r.channel)?;
@@ -1499,9 +1694,8 @@ impl Replicator {
         // 1. Reorgs: a peer on a higher fork (a truncation we have not followed).
         if !writable && cs.reorg.is_none() && cs.fork_proof.is_none() {
             let target = peers.iter().find(|r| {
-                view(conns, r).is_some_and(|(s, n, _)| {
-                    s.fork > fork && s.length > 0 && n < config.max_inflight
-                })
+                view(conns, r)
+                    .is_some_and(|(s, n, _)| s.fork > fork && s.length > 0 && n < max_inflight)
             });
             if let Some(r) = target.copied() {
                 if let Some((s, _, _)) = view(conns, &r) {
@@ -1548,7 +1742,7 @@ impl Replicator {
                         && s.length > length
                         && s.can_upgrade
                         && acked == length
-                        && n < config.max_inflight
+                        && n < max_inflight
                 })
             });
             if let Some(r) = target.copied() {
@@ -1572,9 +1766,8 @@ impl Replicator {
         // 3. The manifest, eagerly, from a peer that has it but no blocks yet.
         if cs.core.verifier().is_none() && cs.manifest.is_none() && cs.upgrade.is_none() {
             let target = peers.iter().find(|r| {
-                view(conns, r).is_some_and(|(s, n, _)| {
-                    s.has_manifest && s.length == 0 && n < config.max_inflight
-                })
+                view(conns, r)
+                    .is_some_and(|(s, n, _)| s.has_manifest && s.length == 0 && n < max_inflight)
             });
             if let Some(r) = target.copied() {
                 let req = Request {
@@ -1592,15 +1785,33 @@ impl Replicator {
         if cs.ranges.is_empty() || length == 0 {
             return;
         }
+        // A peer is topped up once an eighth of its window is free, not after every answer:
+        // requests then leave (and are read) a few at a time instead of one per block.
+        let refill = (max_inflight / 8).max(1);
         let mut cands: Vec<PeerRef> = peers
             .iter()
             .filter(|r| {
                 view(conns, r).is_some_and(|(s, n, _)| {
-                    s.fork == fork && n < config.max_inflight && s.length > 0
+                    s.fork == fork && n + refill <= max_inflight && s.length > 0
                 })
             })
             .copied()
             .collect();
+        // Requests for small blocks made in this update go out as one protomux batch frame
+        // per connection. Not for large blocks: a JS peer answers a batch with a batch (its
+        // `_onbatch` corks), which for 64 KiB blocks is one multi-MiB message to buffer whole.
+        let mut corked: Vec<ConnId> = if small_blocks {
+            cands.iter().map(|r| r.conn).collect()
+        } else {
+            Vec::new()
+        };
+        corked.sort_unstable();
+        corked.dedup();
+        for id in &corked {
+            if let Some(c) = conns.get_mut(id) {
+                c.mux.cork();
+            }
+        }
         let mut scanned = 0;
         // Skip the stored prefix of each range once, remembering it.
         for w in &mut cs.ranges {
@@ -1622,7 +1833,8 @@ impl Replicator {
                 };
                 i = m;
                 if cs.inflight_blocks.contains_key(&i) {
-                    i += 1;
+                    // Step over the whole run of requests in flight at once.
+                    i = cs.inflight_blocks.skip(i);
                     continue;
                 }
                 // The least busy candidate that has block i and can prove it for our length.
@@ -1651,7 +1863,7 @@ impl Replicator {
                         let full = conns
                             .get(&r.conn)
                             .and_then(|c| c.peers.get(&r.channel))
-                            .is_none_or(|p| p.inflight.len() >= config.max_inflight);
+                            .is_none_or(|p| p.inflight.len() >= max_inflight);
                         if full {
                             cands.retain(|c| *c != r);
                         }
@@ -1679,7 +1891,30 @@ impl Replicator {
                 }
             }
         }
+        for id in &corked {
+            if let Some(c) = conns.get_mut(id) {
+                c.mux.uncork();
+            }
+        }
     }
+}
+
+/// Requests in flight per peer for this log: `max_inflight`, or more for small blocks, so that
+/// about `max_inflight_bytes` are in flight (by the log's average block size), at most
+/// `max_inflight_blocks`.
+///
+/// Also whether the blocks are small (under [`SMALL_ANSWER`] on average).
+fn inflight_window(config: &Config, core: &Core) -> (usize, bool) {
+    let length = core.length();
+    if length == 0 {
+        return (config.max_inflight, false);
+    }
+    let average = (core.byte_length() / length).max(1);
+    let by_bytes = usize::try_from(config.max_inflight_bytes / average).unwrap_or(usize::MAX);
+    let window = by_bytes
+        .min(config.max_inflight_blocks)
+        .max(config.max_inflight);
+    (window, average < SMALL_ANSWER as u64)
 }
 
 /// The log was truncated: blocks below the cursors may be gone.
@@ -1824,10 +2059,14 @@ fn release_peer(cs: &mut CoreState, r: PeerRef, peer: &Peer) {
     }
 }
 
-fn send(c: &mut Conn, woken: &mut BTreeSet<ConnId>, r: PeerRef, m: &Message) {
-    if c.mux.send(r.channel, m.message_type(), &m.encode()).is_ok() {
+/// Send `m` on `r`'s channel; returns its payload length (0 if the channel is gone).
+fn send(c: &mut Conn, woken: &mut BTreeSet<ConnId>, r: PeerRef, m: &Message) -> usize {
+    let payload = m.encode();
+    if c.mux.send(r.channel, m.message_type(), &payload).is_ok() {
         woken.insert(r.conn);
+        return payload.len();
     }
+    0
 }
 
 /// Send a request to `r`, recording it in flight. False if the channel is gone.

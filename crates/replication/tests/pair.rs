@@ -301,3 +301,25 @@ fn unknown_logs_are_rejected_and_nothing_is_revealed() {
         net.events
     );
 }
+
+#[test]
+fn small_blocks_travel_batched_and_all_arrive() {
+    let mut stores = Vec::new();
+    let mut net = Net::new(2);
+    let (dkey, key) = writer(&mut net, 0, 3000, &mut stores);
+    replica(&mut net, 1, key, &mut stores);
+    net.link(0, 1);
+    net.drive();
+    net.nodes[1].download(&dkey, 0, None, net.now).unwrap();
+    let frames = net.drive();
+    assert!(net.nodes[1].is_complete(&dkey));
+    let mut got = net.downloads.remove(&1).unwrap_or_default();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, (0..3000).collect::<Vec<u64>>());
+    let core = net.nodes[1].core_mut(&dkey).unwrap();
+    assert_eq!(core.verify().unwrap().blocks, 3000);
+    // Requests go out corked and answers batched: far fewer frames than blocks (one frame per
+    // message would be two per block).
+    assert!(frames < 600, "{frames} frames for 3000 blocks");
+}

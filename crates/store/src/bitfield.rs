@@ -106,21 +106,13 @@ impl BitfieldFile {
         let mut b = start;
         while b < end {
             let page_no = b / BITS_PER_PAGE;
-            let page_end = (page_no + 1).saturating_mul(BITS_PER_PAGE).min(end);
+            let base = page_no * BITS_PER_PAGE;
+            let page_end = base.saturating_add(BITS_PER_PAGE).min(end);
             let page = self.load(page_no)?;
-            let skip = if value { 0x00 } else { 0xff };
-            while b < page_end {
-                let bit = b % BITS_PER_PAGE;
-                let byte = page[(bit / 8) as usize];
-                if bit % 8 == 0 && byte == skip && page_end - b >= 8 {
-                    b += 8;
-                    continue;
-                }
-                if (byte & (1 << (bit % 8)) != 0) == value {
-                    return Ok(Some(b));
-                }
-                b += 1;
+            if let Some(bit) = find_in_page(&page, b - base, page_end - base, value) {
+                return Ok(Some(base + bit));
             }
+            b = page_end;
         }
         Ok(None)
     }
@@ -182,6 +174,33 @@ impl BitfieldFile {
             .sync_data()
             .map_err(Error::io("fsync", &self.path))
     }
+}
+
+/// The first bit in `lo..hi` (`lo < hi <= BITS_PER_PAGE`) of `page` that equals `value`, 64
+/// bits at a time (bit `b` is bit `b % 8` of byte `b / 8`, so a little-endian word holds bits
+/// `64 * w ..` in order).
+fn find_in_page(page: &[u8; PAGE], lo: u64, hi: u64, value: bool) -> Option<u64> {
+    let first = lo / 64;
+    let last = (hi - 1) / 64;
+    for w in first..=last {
+        let at = (w * 8) as usize;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&page[at..at + 8]);
+        let mut word = u64::from_le_bytes(bytes);
+        if !value {
+            word = !word;
+        }
+        if w == first {
+            word &= u64::MAX << (lo % 64);
+        }
+        if w == last && hi - 64 * w < 64 {
+            word &= (1u64 << (hi - 64 * w)) - 1;
+        }
+        if word != 0 {
+            return Some(64 * w + u64::from(word.trailing_zeros()));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -282,6 +301,19 @@ mod tests {
                 prop_assert_eq!(b.get(probe).unwrap(), model[probe as usize]);
                 let want = model[start as usize..].iter().position(|&x| x).map(|i| i as u64 + start);
                 prop_assert_eq!(b.find(start, 80_000, true).unwrap(), want);
+                for from in [start, start + 1, probe, start.saturating_sub(63)] {
+                    for to in [end, end + 1, probe + 1, 80_000] {
+                        let to = to.min(80_000);
+                        let from = from.min(to);
+                        for v in [true, false] {
+                            let want = model[from as usize..to as usize]
+                                .iter()
+                                .position(|&x| x == v)
+                                .map(|i| i as u64 + from);
+                            prop_assert_eq!(b.find(from, to, v).unwrap(), want);
+                        }
+                    }
+                }
             }
         }
     }

@@ -421,8 +421,21 @@ impl Transaction<'_> {
         }
     }
 
-    /// Add a tree node.
+    /// Whether block `index` is stored, including blocks put in this transaction (below the
+    /// committed length).
+    pub fn has(&mut self, index: u64) -> Result<bool, Error> {
+        if index >= self.storage.head().length {
+            return Ok(false);
+        }
+        self.storage.bitfield.get(index)
+    }
+
+    /// Add a tree node. A node the tree file already holds, byte for byte, is not written
+    /// again (a replica receives the same uncles with many consecutive blocks).
     pub fn put_node(&mut self, node: Node) -> Result<(), Error> {
+        if !self.nodes.contains_key(&node.index) && self.storage.tree.holds(&node) {
+            return Ok(());
+        }
         match flat::right_leaf(node.index) {
             Some(r) => self.max_leaf = Some(self.max_leaf.map_or(r, |m| m.max(r))),
             None => self.outside = true,

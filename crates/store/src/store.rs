@@ -198,7 +198,10 @@ impl Store {
                 let foreign = fs::read_dir(&root)
                     .map_err(Error::io("list", &root))?
                     .filter_map(Result::ok)
-                    .any(|e| e.file_name() != "LOCK" && !is_temp(&e.file_name()));
+                    .any(|e| {
+                        let name = e.file_name();
+                        name != "LOCK" && !is_temp(&name) && !is_daemon_file(&name)
+                    });
                 if foreign {
                     return Err(Error::NotAStore { root });
                 }
@@ -476,6 +479,14 @@ fn lock(root: &Path) -> Result<File, Error> {
         }),
         Err(e) => Err(Error::io("lock", path)(e.into())),
     }
+}
+
+/// Files the node daemon keeps beside the store (`peerhost.toml`, `peerhost-state.json`, …):
+/// a directory holding only those is still an empty one to initialise.
+fn is_daemon_file(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| {
+        n.starts_with("peerhost") && (n.ends_with(".toml") || n.ends_with(".json"))
+    })
 }
 
 fn is_temp(name: &std::ffi::OsStr) -> bool {

@@ -33,6 +33,8 @@ use crate::fsutil::{open_rw, read_full_at};
 pub(crate) const RECORD: usize = 64;
 /// Most records written by one `pwrite` (64 KiB).
 const MAX_RUN: usize = 1024;
+/// Records read by one `pread` on a cache miss (one 4 KiB page).
+const PAGE_RECORDS: u64 = 64;
 
 /// Why a record could not be read as a node.
 #[derive(Debug)]
@@ -111,27 +113,58 @@ impl TreeFile {
     }
 
     /// The record at `index` as stored, whatever length the log has.
+    ///
+    /// A miss reads the whole 4 KiB page of 64 records around it and caches every record of
+    /// it that decodes: proofs and `missing_nodes` walk neighbouring indices (a replica or a
+    /// peer going through the log in order), so one `pread` serves the next 31 blocks.
     pub(crate) fn read(&mut self, index: u64) -> Result<Option<Node>, ReadError> {
         if let Some(n) = self.cache.get(&index) {
             return Ok(n);
         }
-        let Some(at) = record_offset(index) else {
+        let first = index - index % PAGE_RECORDS;
+        let Some(at) = record_offset(first) else {
             return Ok(None);
         };
-        let mut r = [0u8; RECORD];
-        let n = read_full_at(&self.file, &mut r, at).map_err(ReadError::Io)?;
-        let node = if n < RECORD {
-            // Past the end (or a record cut short by a truncation: a power cut during set_len
-            // cannot leave a partial record, since we only ever cut at record boundaries).
-            if r[..n].iter().any(|&b| b != 0) {
-                return Err(ReadError::Corrupt("record cut short"));
+        let mut page = [0u8; PAGE_RECORDS as usize * RECORD];
+        let n = read_full_at(&self.file, &mut page, at).map_err(ReadError::Io)?;
+        let mut wanted = None;
+        for (k, r) in page.chunks_exact(RECORD).enumerate() {
+            let i = first + k as u64;
+            let end = k * RECORD + RECORD;
+            let node = if n < end {
+                // Past the end (or a record cut short by a truncation: a power cut during
+                // set_len cannot leave a partial record, since we only ever cut at record
+                // boundaries).
+                if r[..n.saturating_sub(k * RECORD)].iter().any(|&b| b != 0) {
+                    Err("record cut short")
+                } else {
+                    Ok(None)
+                }
+            } else {
+                let mut rec = [0u8; RECORD];
+                rec.copy_from_slice(r);
+                decode_record(i, &rec)
+            };
+            if i == index {
+                wanted = Some(node);
+            } else if let Ok(node) = node {
+                // Only for an index not cached yet: a cached record is never older than the
+                // file, and re-inserting would churn the cache's generations.
+                if self.cache.peek(&i).is_none() {
+                    self.cache.insert(i, node);
+                }
             }
-            None
-        } else {
-            decode_record(index, &r).map_err(ReadError::Corrupt)?
-        };
+        }
+        let node = wanted.unwrap_or(Ok(None)).map_err(ReadError::Corrupt)?;
         self.cache.insert(index, node);
         Ok(node)
+    }
+
+    /// Whether the cache knows record `node.index` to hold exactly `node` (no I/O). The cache
+    /// mirrors the file (writes update it, truncations and aborts clear it), so rewriting such
+    /// a node would change no byte.
+    pub(crate) fn holds(&self, node: &Node) -> bool {
+        matches!(self.cache.peek(&node.index), Some(Some(n)) if n == node)
     }
 
     /// Write `nodes` (sorted by index, no duplicates) in coalesced runs; updates the cache.

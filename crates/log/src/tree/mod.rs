@@ -33,7 +33,9 @@ use crate::verifier::Verifier;
 use crate::{Node, NodeSource, hash};
 
 pub use prove::Proof;
-pub use verify::{MAX_NODES, MAX_UPGRADE_NODES, Reorg, ReorgWant, Verified, VerifiedBlock};
+pub use verify::{
+    MAX_NODES, MAX_UPGRADE_NODES, Reorg, ReorgWant, Verified, VerifiedBlock, VerifiedProof,
+};
 
 /// An iterator past this factor would be climbing above any tree a length below 2^55 can
 /// have; loops over stored or untrusted nodes stop there instead of overflowing.

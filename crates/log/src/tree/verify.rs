@@ -42,6 +42,16 @@ pub struct Verified {
     pub head: Option<Tree>,
 }
 
+/// What [`Tree::verify_proof`] returns: a [`Verified`] without a copy of the block. The
+/// proven block, if any, is the message's own `data.block`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// Tree nodes proven by the message, each once, to store.
+    pub nodes: Vec<Node>,
+    /// The new, signed head, if the message upgraded us to a longer length.
+    pub head: Option<Tree>,
+}
+
 /// A block whose bytes hash into the verified tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedBlock {
@@ -321,6 +331,25 @@ impl Tree {
         verifier: &Verifier,
         source: &mut S,
     ) -> Result<Verified, VerifyError<S::Error>> {
+        let VerifiedProof { nodes, head } = self.verify_proof(data, verifier, source)?;
+        Ok(Verified {
+            nodes,
+            block: data.block.as_ref().map(|b| VerifiedBlock {
+                index: b.index,
+                value: b.value.clone(),
+            }),
+            head,
+        })
+    }
+
+    /// [`Tree::verify`] without copying the block's bytes: on success the block of `data` (if
+    /// any) is proven, and the caller stores it from there.
+    pub fn verify_proof<S: NodeSource>(
+        &self,
+        data: &Data,
+        verifier: &Verifier,
+        source: &mut S,
+    ) -> Result<VerifiedProof, VerifyError<S::Error>> {
         // > if (proof.fork !== this.state.fork) return false
         if data.fork != self.fork {
             return Err(VerifyError::ForkMismatch {
@@ -364,12 +393,8 @@ impl Tree {
         } else {
             None
         };
-        Ok(Verified {
+        Ok(VerifiedProof {
             nodes: dedup(nodes),
-            block: data.block.as_ref().map(|b| VerifiedBlock {
-                index: b.index,
-                value: b.value.clone(),
-            }),
             head,
         })
     }
