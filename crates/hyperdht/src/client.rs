@@ -53,6 +53,10 @@ pub struct ConnectOptions {
     /// Nodes known to hold a route to the server (JS `relayAddresses`): handshakes go to
     /// them first, and the FIND_PEER walk starts from them.
     pub relay_addresses: Vec<SocketAddrV4>,
+    /// Connect through this blind relay (JS `relayThrough`): the server is asked to pair
+    /// through it too, and the connection runs over the relay ([`Route::Relay`]). Unless the
+    /// server names its own relay, which wins, as in JS.
+    pub relay_through: Option<[u8; 32]>,
 }
 
 #[derive(Debug)]
@@ -106,6 +110,8 @@ pub(crate) struct Connect {
     found: bool,
     /// A completed handshake waiting for the same-LAN ping.
     lan: Option<Box<Established>>,
+    /// The relay we asked for, and our token.
+    relay_through: Option<([u8; 32], [u8; 32])>,
 }
 
 /// What a LOOKUP walk reports at its end.
@@ -564,10 +570,11 @@ impl Node {
     /// `dht.connect(publicKey)`): find nodes holding its route, send the Noise IK handshake
     /// through them, and pick how the UDX stream reaches the server.
     ///
-    /// Paths implemented: the node we reached is the server; the server is reachable
-    /// (`firewall: OPEN`, or relayed and not holepunchable); we are reachable and the server
-    /// connects to us; the same-LAN shortcut (ping the server's LAN address). When both sides
-    /// are firewalled on different networks the outcome is [`ConnectError::HolepunchRequired`].
+    /// Paths: the node we reached is the server; the server is reachable (`firewall: OPEN`,
+    /// or relayed and not holepunchable); we are reachable and the server connects to us; the
+    /// same-LAN shortcut (ping the server's LAN address); otherwise both sides are firewalled
+    /// and we holepunch (`holepunch/`), failing with [`ConnectError::HolepunchAborted`] when
+    /// that does not work (e.g. both NATs randomize: a case for a blind relay).
     pub fn connect(
         &mut self,
         now: Instant,
@@ -595,7 +602,17 @@ impl Node {
         } else {
             Firewall::UNKNOWN
         };
+        let relay_through = opts.relay_through.map(|key| {
+            let mut token = [0u8; 32];
+            rand::Rng::fill(&mut self.rng, &mut token[..]);
+            (key, token)
+        });
         let payload = NoisePayload {
+            relay_through: relay_through.map(|(public_key, token)| messages::RelayThrough {
+                version: 1,
+                public_key,
+                token,
+            }),
             firewall: sent_firewall,
             addresses4,
             udx: Some(UdxInfo {
@@ -654,6 +671,7 @@ impl Node {
                 attempts: 0,
                 found: false,
                 lan: None,
+                relay_through,
             })),
         );
         self.pump_connect(now, id);
@@ -699,6 +717,9 @@ impl Node {
     }
 
     fn maybe_fail_connect(&mut self, now: Instant, id: OpId) {
+        if self.holepunch.clients.contains_key(&id) {
+            return; // holepunching decides (holepunch/client.rs)
+        }
         let Some(Op::Connect(c)) = self.ops.get(&id) else {
             return;
         };
@@ -713,7 +734,7 @@ impl Node {
         self.fail_connect(now, id, err);
     }
 
-    fn fail_connect(&mut self, now: Instant, id: OpId, err: ConnectError) {
+    pub(crate) fn fail_connect(&mut self, now: Instant, id: OpId, err: ConnectError) {
         if let Some(Op::Connect(c)) = self.ops.remove(&id) {
             self.release_stream_id(c.local_id);
         }
@@ -721,7 +742,7 @@ impl Node {
         self.done(id, Outcome::Connect(Box::new(Err(err))));
     }
 
-    fn succeed_connect(&mut self, now: Instant, id: OpId, established: Established) {
+    pub(crate) fn succeed_connect(&mut self, now: Instant, id: OpId, established: Established) {
         self.ops.remove(&id);
         self.drop_op_queries(now, id);
         self.done(id, Outcome::Connect(Box::new(Ok(established))));
@@ -789,6 +810,7 @@ impl Node {
             .as_ref()
             .is_some_and(|h| !h.relays.is_empty());
         let sent_firewall = c.sent_firewall;
+        let our_relay = c.relay_through;
         let mut est = Established {
             remote_public_key,
             handshake,
@@ -797,6 +819,21 @@ impl Node {
             route: Route::Connect { socket, addr: node },
             payload,
         };
+        // > relayConnection: the server's relay wins (we pair as the responder), else ours.
+        let relay = match (&est.payload.relay_through, our_relay) {
+            (Some(r), _) => Some((r.public_key, r.token, false)),
+            (None, Some((key, token))) => Some((key, token, true)),
+            (None, None) => None,
+        };
+        if let Some((relay, token, is_initiator)) = relay {
+            est.route = Route::Relay {
+                relay,
+                token,
+                is_initiator,
+                socket: self.dht.default_socket(),
+            };
+            return self.succeed_connect(now, id, est);
+        }
         // > if (!relayed) c.onsocket(socket || c.dht.socket, address.port, address.host)
         if !relayed {
             return self.succeed_connect(now, id, est);
@@ -851,7 +888,8 @@ impl Node {
                 }
             }
         }
-        self.fail_connect(now, id, ConnectError::HolepunchRequired);
+        // > c.puncher = new Holepuncher(...); probeRound; roundPunch (holepunch/client.rs)
+        self.start_holepunch(now, id, est, node, server_address);
     }
 
     pub(crate) fn on_lan_ping(&mut self, now: Instant, id: OpId, ok: bool) {

@@ -31,8 +31,13 @@ use peerhost_udx::{Firewall, StreamConfig as UdxConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+mod relay;
+
+pub use relay::RelayService;
+
 use crate::client::{AnnounceOptions, ConnectOptions};
 use crate::error::{ConnectError, Error};
+use crate::holepunch::{PunchCommand, PunchSocket};
 use crate::messages::NoisePayload;
 use crate::node::{
     AnnounceResult, Config, Established, Event, FindPeerResult, ImmutablePutResult, ImmutableValue,
@@ -135,6 +140,10 @@ pub struct Dht {
     commands: mpsc::Sender<Command>,
     server_addr: SocketAddr,
     client_addr: SocketAddr,
+    /// The server socket (a blind relay splices on it, see [`Dht::serve_relay`]).
+    server_socket: Socket,
+    /// Fallback relays ([`Config::relays`]).
+    relays: std::sync::Arc<Vec<[u8; 32]>>,
     _guard: std::sync::Arc<Guard>,
 }
 
@@ -170,7 +179,20 @@ struct Shared {
     client: Socket,
     commands: mpsc::Sender<Command>,
     keep_alive: Duration,
+    /// Holepunch birthday sockets by id, each with the task forwarding its datagrams.
+    extra: std::sync::Mutex<HashMap<u32, (Socket, tokio::task::JoinHandle<()>)>>,
+    /// Datagrams from birthday sockets, for the node task.
+    punch_tx: mpsc::Sender<(u32, Vec<u8>, SocketAddr)>,
+    /// Relayed connections' relay clients (and with them their relay connections), by local
+    /// stream id; dropped on [`Command::Release`].
+    relayed: std::sync::Mutex<HashMap<u32, peerhost_relay::driver::RelayClient>>,
+    /// Server connections waiting for their client ([`Route::Await`]), by local stream id:
+    /// streams on birthday sockets opened later are offered here.
+    awaiting: std::sync::Mutex<HashMap<u32, mpsc::Sender<Stream>>>,
 }
+
+/// Datagrams from birthday sockets queued for the node before new ones are dropped.
+const PUNCH_QUEUE: usize = 1024;
 
 impl Shared {
     fn socket(&self, kind: SocketKind) -> &Socket {
@@ -211,19 +233,28 @@ impl Dht {
         let client_addr = client.local_addr();
         let now = Instant::now();
         let keep_alive = config.connection_keep_alive;
+        let relays = std::sync::Arc::new(config.relays.clone());
+        let server_socket = server.clone();
         let node = Node::new(config, server_addr.port(), now, unix_ms());
+        let (punch_tx, punch_rx) = mpsc::channel(PUNCH_QUEUE);
         let shared = std::sync::Arc::new(Shared {
             server,
             client,
             commands: tx.clone(),
             keep_alive,
+            extra: std::sync::Mutex::new(HashMap::new()),
+            punch_tx,
+            awaiting: std::sync::Mutex::new(HashMap::new()),
+            relayed: std::sync::Mutex::new(HashMap::new()),
         });
         let stop = std::sync::Arc::new(Stop::default());
-        tokio::spawn(run(node, shared, rx, stop.clone()));
+        tokio::spawn(run(node, shared, rx, punch_rx, stop.clone()));
         Ok(Self {
             commands: tx,
             server_addr,
             client_addr,
+            server_socket,
+            relays,
             _guard: std::sync::Arc::new(Guard(stop)),
         })
     }
@@ -417,12 +448,40 @@ impl Dht {
     }
 
     /// [`Dht::connect`] with options.
+    ///
+    /// When holepunching fails (`HOLEPUNCH_ABORTED`, `CANNOT_HOLEPUNCH`, as hyperswarm's
+    /// `shouldForceRelaying`) and [`Config::relays`] names blind relays, the connect is retried
+    /// once through one of them, picked at random (hyperswarm's forced `relayThrough`).
     pub async fn connect_with(
         &self,
         key_pair: &KeyPair,
         remote_public_key: [u8; 32],
         opts: ConnectOptions,
     ) -> Result<Connection, ConnectError> {
+        let first = connect_once(&self.commands, key_pair, remote_public_key, opts.clone()).await;
+        let fallback = matches!(
+            first,
+            Err(ConnectError::HolepunchAborted | ConnectError::CannotHolepunch)
+        ) && opts.relay_through.is_none()
+            && !self.relays.is_empty();
+        if !fallback {
+            return first;
+        }
+        let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..self.relays.len());
+        let mut opts = opts;
+        opts.relay_through = Some(self.relays[pick]);
+        connect_once(&self.commands, key_pair, remote_public_key, opts).await
+    }
+}
+
+/// One connect attempt through the node task.
+async fn connect_once(
+    commands: &mpsc::Sender<Command>,
+    key_pair: &KeyPair,
+    remote_public_key: [u8; 32],
+    opts: ConnectOptions,
+) -> Result<Connection, ConnectError> {
+    {
         let (tx, rx) = oneshot::channel();
         let kp = key_pair.clone();
         let start: Start = Box::new(move |n, now| {
@@ -433,7 +492,7 @@ impl Dht {
             start,
             waiter: Waiter::Connect(tx),
         };
-        self.commands
+        commands
             .send(cmd)
             .await
             .map_err(|_| ConnectError::Destroyed)?;
@@ -484,6 +543,7 @@ async fn run(
     node: Node,
     shared: std::sync::Arc<Shared>,
     mut commands: mpsc::Receiver<Command>,
+    mut punches: mpsc::Receiver<(u32, Vec<u8>, SocketAddr)>,
     stop: std::sync::Arc<Stop>,
 ) {
     let mut t = Task {
@@ -514,6 +574,9 @@ async fn run(
                 Some((data, from)) => t.node.handle_datagram(Instant::now(), SocketKind::Client, from, &data),
                 None => break,
             },
+            Some((id, data, from)) = punches.recv() => {
+                t.node.handle_punch_datagram(Instant::now(), PunchSocket::Extra(id), from, &data);
+            }
             () = tokio::time::sleep_until(deadline.into()) => t.node.handle_timeout(Instant::now()),
         }
     }
@@ -576,7 +639,11 @@ impl Task {
                 self.accept.remove(&pk);
                 self.node.unlisten(now, &pk);
             }
-            Command::Release(id) => self.node.release_stream_id(id),
+            Command::Release(id) => {
+                self.node.release_stream_id(id);
+                // A relayed connection ended: drop its relay connection.
+                lock_relayed(&self.shared).remove(&id);
+            }
             Command::Bootstrapped(tx) => {
                 if self.bootstrapped || self.node.dht().is_bootstrapped() {
                     let _ = tx.send(());
@@ -666,7 +733,105 @@ impl Task {
                 .send_datagram(&t.contents, SocketAddr::V4(t.destination))
                 .await;
         }
+        while let Some(cmd) = self.node.poll_punch() {
+            punch_command(&self.shared, cmd).await;
+        }
     }
+}
+
+// ---------------------------------------------------------------------- holepunching
+
+/// Carry out one [`PunchCommand`]: a punch, or opening / closing birthday sockets.
+async fn punch_command(shared: &std::sync::Arc<Shared>, cmd: PunchCommand) {
+    match cmd {
+        PunchCommand::Send { socket, dest, ttl } => {
+            let sock = match socket {
+                PunchSocket::Dht(kind) => Some(shared.socket(kind).clone()),
+                PunchSocket::Extra(id) => lock_extra(shared).get(&id).map(|(s, _)| s.clone()),
+            };
+            if let Some(sock) = sock {
+                let _ = sock
+                    .send_datagram_ttl(&crate::holepunch::puncher::PUNCH, SocketAddr::V4(dest), ttl)
+                    .await;
+            }
+        }
+        PunchCommand::Open { ids, stream } => {
+            let waiting = stream.and_then(|(local, _)| {
+                let awaiting = shared.awaiting.lock().unwrap_or_else(|e| e.into_inner());
+                awaiting.get(&local).cloned()
+            });
+            for id in ids {
+                let Ok(sock) = Socket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await
+                else {
+                    continue;
+                };
+                if let (Some(tx), Some((local, remote_id))) = (&waiting, stream) {
+                    let config = UdxConfig::default().firewall(Firewall::Connect { remote_id });
+                    if let Ok(s) = sock.create_stream(local, config) {
+                        let _ = tx.try_send(s);
+                    }
+                }
+                let tx = shared.punch_tx.clone();
+                let reader = sock.clone();
+                let task = tokio::spawn(async move {
+                    while let Some((data, from)) = reader.recv_datagram().await {
+                        // Bounded: drop when the node is behind, as UDP would.
+                        if tx.try_send((id, data, from)).is_err() && tx.is_closed() {
+                            break;
+                        }
+                    }
+                });
+                lock_extra(shared).insert(id, (sock, task));
+            }
+        }
+        PunchCommand::Close { ids } => {
+            let mut extra = lock_extra(shared);
+            for id in ids {
+                if let Some((_, task)) = extra.remove(&id) {
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+/// A connection as blind-relay's message queues: a task forwards what it receives until the
+/// relay client stops listening (then the connection is dropped and ends).
+fn relay_messages(mut conn: Connection) -> peerhost_relay::driver::Messages {
+    let tx = conn.sender();
+    let (in_tx, rx) = mpsc::channel(peerhost_relay::driver::QUEUE);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = conn.recv() => match m {
+                    Some(m) => {
+                        if in_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                () = in_tx.closed() => break,
+            }
+        }
+    });
+    peerhost_relay::driver::Messages { tx, rx }
+}
+
+fn lock_relayed(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, HashMap<u32, peerhost_relay::driver::RelayClient>> {
+    shared.relayed.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_awaiting(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Stream>>> {
+    shared.awaiting.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_extra(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, HashMap<u32, (Socket, tokio::task::JoinHandle<()>)>> {
+    shared.extra.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------------- connections
@@ -693,6 +858,21 @@ async fn open_stream(
 ) -> Result<(Stream, SocketAddr), ConnectError> {
     let io = |e: io::Error| ConnectError::Stream(e.to_string());
     match &est.route {
+        Route::Punched { socket, addr } => {
+            // The birthday socket the punch came through now belongs to this stream (its
+            // driver lives as long as the stream); stop forwarding its datagrams.
+            let Some((sock, task)) = lock_extra(shared).remove(socket) else {
+                return Err(ConnectError::HolepunchAborted);
+            };
+            task.abort();
+            let stream = sock
+                .create_stream(est.local_id, UdxConfig::default())
+                .map_err(io)?;
+            stream
+                .connect(est.remote_id, SocketAddr::V4(*addr))
+                .map_err(io)?;
+            Ok((stream, SocketAddr::V4(*addr)))
+        }
         Route::Connect { socket, addr } => {
             let stream = shared
                 .socket(*socket)
@@ -702,6 +882,45 @@ async fn open_stream(
                 .connect(est.remote_id, SocketAddr::V4(*addr))
                 .map_err(io)?;
             Ok((stream, SocketAddr::V4(*addr)))
+        }
+        Route::Relay {
+            relay,
+            token,
+            is_initiator,
+            socket,
+        } => {
+            // > relayConnection: a normal connection to the relay, blind-relay's pair on it,
+            // > then our stream connects to the relay stream at the relay's address.
+            let relay_key_pair = KeyPair::generate();
+            let relay_conn = connect_once(
+                &shared.commands,
+                &relay_key_pair,
+                *relay,
+                ConnectOptions::default(),
+            )
+            .await?;
+            let relay_addr = relay_conn.remote_address();
+            // The relay names the channel by our key on that connection (JS
+            // `Client.from(relaySocket, { id: relaySocket.publicKey })`).
+            let local_key = relay_key_pair.public_key();
+            let msgs = relay_messages(relay_conn);
+            let client = peerhost_relay::driver::RelayClient::start(msgs, Some(local_key));
+            let relay_id = client
+                .pair(
+                    *is_initiator,
+                    *token,
+                    est.local_id,
+                    peerhost_relay::PAIRING_TIMEOUT,
+                )
+                .await
+                .map_err(|_| ConnectError::HolepunchAborted)?;
+            lock_relayed(shared).insert(est.local_id, client);
+            let stream = shared
+                .socket(*socket)
+                .create_stream(est.local_id, UdxConfig::default())
+                .map_err(io)?;
+            stream.connect(relay_id, relay_addr).map_err(io)?;
+            Ok((stream, relay_addr))
         }
         Route::Await { sockets, timeout } => {
             let config = UdxConfig::default().firewall(Firewall::Connect {
@@ -716,20 +935,34 @@ async fn open_stream(
                         .map_err(io)?,
                 );
             }
-            let futs: Vec<_> = streams.iter().map(|s| Box::pin(s.connected())).collect();
-            let first = async {
-                let (r, i, ()) = futures_select_all(futs).await;
-                r.map(|addr| (i, addr))
-            };
-            let res = tokio::time::timeout(*timeout, first).await;
-            match res {
-                Ok(Ok((i, addr))) => {
-                    let stream = streams.swap_remove(i);
-                    Ok((stream, addr))
-                }
-                Ok(Err(e)) => Err(io(e)),
-                Err(_) => Err(ConnectError::HolepunchAborted),
+            // Holepunching may open birthday sockets later; their streams arrive here.
+            let (tx, mut more) = mpsc::channel(crate::holepunch::puncher::BIRTHDAY_SOCKETS);
+            lock_awaiting(shared).insert(est.local_id, tx);
+            let deadline = tokio::time::Instant::now() + *timeout;
+            enum Next {
+                Connected(io::Result<SocketAddr>, usize),
+                More(Option<Stream>),
+                Timeout,
             }
+            let result = loop {
+                let next = {
+                    let futs: Vec<_> = streams.iter().map(|s| Box::pin(s.connected())).collect();
+                    tokio::select! {
+                        (r, i, ()) = futures_select_all(futs) => Next::Connected(r, i),
+                        s = more.recv() => Next::More(s),
+                        () = tokio::time::sleep_until(deadline) => Next::Timeout,
+                    }
+                };
+                match next {
+                    Next::Connected(Ok(addr), i) => break Ok((streams.swap_remove(i), addr)),
+                    Next::Connected(Err(e), _) => break Err(io(e)),
+                    Next::More(Some(s)) => streams.push(s),
+                    Next::More(None) => {}
+                    Next::Timeout => break Err(ConnectError::HolepunchAborted),
+                }
+            };
+            lock_awaiting(shared).remove(&est.local_id);
+            result
         }
     }
 }
@@ -835,6 +1068,14 @@ impl Connection {
             .send(message)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, self.failure()))
+    }
+
+    /// The sending queue itself, for a task that sends while it waits in
+    /// [`Connection::recv`] (`reserve` a slot, then produce the message, so nothing is made
+    /// that cannot be queued). Our side of the stream ends once the connection and every
+    /// such handle are dropped.
+    pub fn sender(&self) -> mpsc::Sender<Vec<u8>> {
+        self.outgoing.clone()
     }
 
     /// The next message; `None` once the peer ended the stream or it failed (see

@@ -71,12 +71,13 @@ pub enum ConnectError {
     /// The server is behind a NAT and offered no way to punch through (`CANNOT_HOLEPUNCH`).
     #[error("cannot holepunch to the peer")]
     CannotHolepunch,
-    /// Both sides are firewalled and not on one LAN: this needs holepunching, which this
-    /// implementation does not do yet (ours).
+    /// Both sides are firewalled and not on one LAN and holepunching is off (ours). No longer
+    /// returned since holepunching is implemented (`holepunch/`); kept so matches still build.
     #[error("both peers are firewalled; holepunching is not implemented")]
     HolepunchRequired,
-    /// The LAN shortcut failed, or the peer never connected within the wait
-    /// (`HOLEPUNCH_ABORTED`).
+    /// The LAN shortcut failed, the peer never connected within the wait, or holepunching
+    /// gave up: probe timeout, both NATs randomize, the remote stopped or could not punch,
+    /// or the punches ran out (`HOLEPUNCH_ABORTED` and the JS codes it stands for here).
     #[error("holepunch aborted")]
     HolepunchAborted,
     /// Too many operations in flight on this node (ours).

@@ -13,10 +13,15 @@
 //! - a tokio driver, [`driver`] (feature `tokio`, on by default): dht-rpc's two UDP sockets,
 //!   each also carrying UDX streams, and connections as secret-streams over UDX.
 //!
-//! It does not own (yet): holepunching (NAT sampling, probe and punch rounds; the message
-//! plumbing and the encrypted payload are here, the strategies are not), blind relays, reusable
-//! sockets, plugins, or Hyperswarm's topic and connection management. See `protocol/hyperdht.md`
-//! for the wire format, the flows and every deliberate difference from JS.
+//! - holepunching (`holepunch/`: probe and punch rounds, server slots, the punch strategies
+//!   with birthday sockets, NAT kind from dht-rpc's sampler) and blind-relay connections
+//!   ([`Route::Relay`], the relay fallback of [`driver::Dht::connect_with`], and
+//!   [`driver::Dht::serve_relay`] over `peerhost-relay`).
+//!
+//! It does not own (yet): reusable sockets, moving a relayed stream to a direct path,
+//! plugins, or Hyperswarm's topic and connection management. See `protocol/hyperdht.md`,
+//! `protocol/holepunch.md` and `protocol/blind-relay.md` for the wire format, the flows and
+//! every deliberate difference from JS.
 //!
 //! The core reads no clock and owns no socket: every input carries `now: Instant`, and output
 //! is polled (see the drain contract on [`Node`]).
@@ -51,6 +56,7 @@ pub mod constants;
 pub mod crypto;
 mod error;
 pub mod fuzz;
+mod holepunch;
 pub mod messages;
 mod node;
 mod server;
@@ -64,6 +70,7 @@ pub use peerhost_dht_rpc as dht_rpc;
 
 pub use client::{AnnounceOptions, ConnectOptions};
 pub use error::{ConnectError, Error};
+pub use holepunch::{PunchCommand, PunchSocket};
 pub use node::{
     AnnounceResult, Config, Established, Event, FindPeerResult, FirewallFn, ImmutablePutResult,
     ImmutableValue, Incoming, Listening, LookupResult, MutablePutResult, MutableValue, Node, OpId,

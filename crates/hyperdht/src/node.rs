@@ -75,6 +75,9 @@ pub struct Config {
     pub max_handshakes: usize,
     /// Keep-alive interval of connections (JS `connectionKeepAlive`, 5 s); used by drivers.
     pub connection_keep_alive: Duration,
+    /// Blind relays (their public keys) to fall back to when holepunching fails, e.g. when
+    /// both NATs randomize (hyperswarm's `relayThrough` list; used by the driver's connect).
+    pub relays: Vec<[u8; 32]>,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             max_ops: 1024,
             max_handshakes: 1024,
             connection_keep_alive: Duration::from_secs(5),
+            relays: Vec::new(),
         }
     }
 }
@@ -204,6 +208,27 @@ pub enum Route {
         socket: SocketKind,
         /// The peer's address.
         addr: SocketAddrV4,
+    },
+    /// Connect the stream on the birthday socket `socket` (a [`crate::PunchCommand::Open`]
+    /// id) to `addr`, where a punch came from.
+    Punched {
+        /// The birthday socket.
+        socket: u32,
+        /// The peer's address.
+        addr: SocketAddrV4,
+    },
+    /// Through a blind relay (both sides' `relayThrough`): connect to the relay `relay`, pair
+    /// under `token` as `is_initiator`, then connect the stream on `socket` (the one carrying
+    /// the relay connection) to the relay stream id the relay answers.
+    Relay {
+        /// The relay server's public key.
+        relay: [u8; 32],
+        /// The pairing token.
+        token: [u8; 32],
+        /// Our side of the pairing.
+        is_initiator: bool,
+        /// The socket our connection to the relay uses.
+        socket: SocketKind,
     },
     /// The peer connects to us: accept the first UDX packet for our id on any of `sockets`
     /// (udx `Firewall::Connect`), giving up after `timeout`.
@@ -385,6 +410,8 @@ pub struct Node {
     pub(crate) requests: HashMap<RequestId, RequestOwner>,
     pub(crate) stream_ids: HashSet<u32>,
     pub(crate) events: VecDeque<Event>,
+    /// Holepunch sessions (`holepunch/`).
+    pub(crate) holepunch: crate::holepunch::State,
     next_op: u64,
     pub(crate) stats: Stats,
 }
@@ -434,6 +461,7 @@ impl Node {
             requests: HashMap::new(),
             stream_ids: HashSet::new(),
             events: VecDeque::new(),
+            holepunch: crate::holepunch::State::default(),
             next_op: 0,
             stats: Stats::default(),
             config,
@@ -554,6 +582,9 @@ impl Node {
             let next = s.poll_timeout();
             t = Some(t.map_or(next, |t| t.min(next)));
         }
+        if let Some(next) = self.holepunch.poll_timeout() {
+            t = Some(t.map_or(next, |t| t.min(next)));
+        }
         t
     }
 
@@ -568,6 +599,10 @@ impl Node {
         from: SocketAddr,
         data: &[u8],
     ) {
+        // > socket-pool.js: datagrams of at most one byte are holepunches, not dht-rpc.
+        if data.len() <= 1 {
+            return self.on_punch(now, crate::PunchSocket::Dht(socket), from);
+        }
         self.dht.handle_datagram(now, socket, from, data);
     }
 
@@ -581,6 +616,7 @@ impl Node {
         self.immutables.handle_timeout(now);
         self.forwards.handle_timeout(now);
         self.servers_timeout(now);
+        self.holepunch_timeout(now);
     }
 
     fn on_rpc_event(&mut self, now: Instant, ev: RpcEvent) {
@@ -601,7 +637,7 @@ impl Node {
 
     fn on_response(&mut self, now: Instant, id: RequestId, result: Result<Reply, RequestError>) {
         let Some(owner) = self.requests.remove(&id) else {
-            return;
+            return self.on_holepunch_response(now, id, result);
         };
         match owner {
             RequestOwner::Ignore => {}
@@ -693,7 +729,7 @@ impl Node {
         let command = Command::from_u64(req.command);
         match command {
             Some(Command::PeerHandshake) => return self.on_peer_handshake(now, &req),
-            Some(Command::PeerHolepunch) => return self.on_peer_holepunch(&req),
+            Some(Command::PeerHolepunch) => return self.on_peer_holepunch(now, &req),
             _ => {}
         }
         // > if (this._persistent === null || this.id === null) return false
@@ -1073,7 +1109,7 @@ impl Node {
         }
     }
 
-    fn on_peer_holepunch(&mut self, req: &IncomingRequest) {
+    fn on_peer_holepunch(&mut self, now: Instant, req: &IncomingRequest) {
         let Some(hp) = req
             .value
             .as_deref()
@@ -1097,12 +1133,9 @@ impl Node {
                 });
                 let _ = self.dht.relay(req, Some(&value), to, None);
             }
-            Mode::FROM_RELAY => {
-                // Our servers offer no holepunch slots yet (`holepunch: null` in their
-                // handshake replies), so, like a JS server with an unknown slot id, we stay
-                // silent. See protocol/hyperdht.md, "Holepunching".
-                let _ = is_server;
-            }
+            // A slot of one of our servers (holepunch/server.rs); unknown slots and
+            // non-servers stay silent, as JS does.
+            Mode::FROM_RELAY if is_server => self.on_server_holepunch(now, req, &hp),
             Mode::FROM_SERVER => {
                 let value = messages::encode(&Holepunch {
                     mode: Mode::REPLY,

@@ -10,8 +10,9 @@
 //!   reply for [`crate::Config::handshake_clear_wait`]), asks the firewall callback, and hands
 //!   the accepted connection to the driver as [`Event::Incoming`].
 //!
-//! Not here yet (see `protocol/hyperdht.md`): holepunching (replies carry `holepunch: null`),
-//! blind relays, background pings of the relays between announces.
+//! Holepunch slots and their PEER_HOLEPUNCH answers are in `holepunch/server.rs`; a client's
+//! `relayThrough` makes the route [`Route::Relay`]. Not here yet (see `protocol/hyperdht.md`):
+//! background pings of the relays between announces.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -380,6 +381,7 @@ impl Node {
             return None;
         }
         let relay_addresses = s.relay_addresses.clone();
+        let relays = s.relays.clone();
 
         let remote_udx = remote_payload.udx.and_then(|u| u32::try_from(u.id).ok());
         let error = if remote_payload.version != 1 {
@@ -395,6 +397,20 @@ impl Node {
             addresses4.extend(self.local_addresses());
         }
         let local_id = (error == ErrorCode::NONE).then(|| self.alloc_stream_id());
+        // > holepunch: ourRemoteAddr ? null : { id, relays } — a slot when both sides are
+        // > firewalled and the handshake came through a relay (holepunch/server.rs).
+        let punch_slot = if !direct
+            && our_remote.is_none()
+            && remote_payload.firewall != Firewall::OPEN
+            && local_id.is_some()
+        {
+            match (local_id, remote_udx) {
+                (Some(l), Some(r)) => self.holepunch_slot(now, relays, client_address, (l, r)),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let payload = NoisePayload {
             error,
             firewall: if our_remote.is_some() {
@@ -402,8 +418,7 @@ impl Node {
             } else {
                 Firewall::UNKNOWN
             },
-            // Not holepunchable yet: a client then connects straight to our address.
-            holepunch: None,
+            holepunch: punch_slot.clone(),
             addresses4,
             udx: Some(UdxInfo {
                 version: 1,
@@ -422,9 +437,20 @@ impl Node {
         }
         let reply = reply?;
         let result = noise.into_result()?;
+        if let Some(slot) = &punch_slot {
+            self.holepunch_slot_keys(slot.id, result.hash());
+        }
         if let (Some(local_id), Some(remote_id)) = (local_id, remote_udx) {
             // > if (remotePayload.firewall === FIREWALL.OPEN || direct) connect now
-            let route = if remote_payload.firewall == Firewall::OPEN || direct {
+            let route = if let Some(r) = &remote_payload.relay_through {
+                // > _relayConnection: the client chose a relay; we pair as the responder.
+                Route::Relay {
+                    relay: r.public_key,
+                    token: r.token,
+                    is_initiator: false,
+                    socket: self.dht.default_socket(),
+                }
+            } else if remote_payload.firewall == Firewall::OPEN || direct {
                 let socket = if direct {
                     req.socket
                 } else {
@@ -439,7 +465,12 @@ impl Node {
                 // (the socket the request arrived on) or, on a LAN, to our server socket.
                 Route::Await {
                     sockets: vec![req.socket, other(req.socket)],
-                    timeout: self.config.passive_wait,
+                    // Holepunching may take the random strategies' ~35 s.
+                    timeout: if punch_slot.is_some() {
+                        crate::holepunch::AWAIT_PUNCHED
+                    } else {
+                        self.config.passive_wait
+                    },
                 }
             };
             self.events.push_back(Event::Incoming(Box::new(Incoming {

@@ -27,12 +27,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
+use crate::relay::{Relay, RelayStats, Relayed};
 use crate::{Endpoint, Error, Event, Received, StreamConfig, StreamError, StreamInfo, Transmit};
 
 /// Non-UDX datagrams queued for [`Socket::recv_datagram`] before new ones are dropped.
 pub const DATAGRAM_QUEUE: usize = 1024;
 /// Messages queued per stream for [`Stream::recv_message`] before new ones are dropped.
 pub const MESSAGE_QUEUE: usize = 256;
+/// The IP TTL sockets use unless told otherwise (Linux's default).
+const DEFAULT_TTL: u32 = 64;
 /// Datagrams received per wake-up before the driver sends (acknowledgements coalesce).
 const RECV_BATCH: usize = 32;
 
@@ -70,6 +73,8 @@ struct State {
     datagrams: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     /// A datagram the socket refused with `WouldBlock`, retried first.
     blocked: Option<Transmit>,
+    /// Relay splices on this socket (blind-relay servers).
+    relay: Relay,
 }
 
 #[derive(Debug)]
@@ -153,6 +158,7 @@ impl Socket {
                 slots: HashMap::new(),
                 datagrams: tx,
                 blocked: None,
+                relay: Relay::default(),
             }),
             wake: Notify::new(),
             shutdown: AtomicBool::new(false),
@@ -188,6 +194,66 @@ impl Socket {
     /// udx-native emits as `socket.on('message')`). Returns `None` once the socket stopped.
     pub async fn recv_datagram(&self) -> Option<(Vec<u8>, SocketAddr)> {
         self.inner.datagram_rx.lock().await.recv().await
+    }
+
+    /// Splice two relay streams on this socket (libudx `relayTo` both ways, what a blind-relay
+    /// server does for a matched pair): returns the relay ids given to the peers that announced
+    /// stream ids `a_remote` and `b_remote`, in that order. Packets each peer sends to its relay
+    /// id go to the other peer, addressed to its announced id (see [`crate::relay`]).
+    ///
+    /// Fails with `AddrInUse` if no free id pair was found or the splice table is full.
+    pub fn relay_splice(&self, a_remote: u32, b_remote: u32) -> io::Result<(u32, u32)> {
+        let mut st = self.inner.lock();
+        for _ in 0..64 {
+            let a = random_id(&st);
+            let b = random_id(&st);
+            if a != b && st.relay.splice(a, a_remote, b, b_remote) {
+                return Ok((a, b));
+            }
+            if st.relay.stats().splices >= st.relay.max_splices() {
+                break;
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "no relay id free"))
+    }
+
+    /// Remove the splice relay id `id` belongs to. Returns whether it existed.
+    pub fn relay_unsplice(&self, id: u32) -> bool {
+        self.inner.lock().relay.unsplice(id)
+    }
+
+    /// Relay counters of this socket.
+    pub fn relay_stats(&self) -> RelayStats {
+        self.inner.lock().relay.stats()
+    }
+
+    /// Start keeping a copy of up to `limit` bytes of relayed datagrams (tests proving that a
+    /// relay sees only ciphertext); [`Socket::take_relay_capture`] returns them.
+    pub fn start_relay_capture(&self, limit: usize) {
+        self.inner.lock().relay.start_capture(limit);
+    }
+
+    /// The relayed bytes captured so far.
+    pub fn take_relay_capture(&self) -> Vec<u8> {
+        self.inner.lock().relay.take_capture()
+    }
+
+    /// Send a raw datagram with IP time-to-live `ttl`, then restore the default 64
+    /// (holepunch probes: TTL 5 opens our own NAT without reaching the peer's). UDX packets
+    /// the driver sends meanwhile leave with the same TTL.
+    pub async fn send_datagram_ttl(
+        &self,
+        data: &[u8],
+        dest: SocketAddr,
+        ttl: u32,
+    ) -> io::Result<()> {
+        if ttl == DEFAULT_TTL {
+            return self.send_datagram(data, dest).await;
+        }
+        self.inner.socket.set_ttl(ttl)?;
+        let r = self.inner.socket.send_to(data, dest).await.map(|_| ());
+        let _ = self.inner.socket.set_ttl(DEFAULT_TTL);
+        r
     }
 
     /// Send a raw datagram on the socket (dht-rpc traffic, holepunch probes). Keep it at most
@@ -444,6 +510,26 @@ impl Drop for Stream {
     }
 }
 
+/// A stream id free on this socket (neither a stream nor a relay end): a random-looking u32
+/// from a hash of the time and a counter; no RNG dependency is needed for uniqueness, only for
+/// not being guessable, which the ids of a blind relay need not be (JS allocates them
+/// sequentially in `RawStreamSet`).
+fn random_id(st: &State) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let id = h.finish() as u32;
+        if id != 0 && !st.ep.contains(id) && !st.relay.contains(id) {
+            return id;
+        }
+    }
+}
+
 /// Send everything the endpoint has; false if the socket would block.
 fn flush(inner: &Inner, st: &mut State, now: Instant) -> bool {
     loop {
@@ -569,6 +655,16 @@ fn receive(inner: &Inner, buf: &mut [u8]) {
             // ICMP errors (connection refused) and the like: skip the datagram.
             Err(_) => continue,
         };
+        match st.relay.handle_datagram(from, &buf[..n]) {
+            Relayed::No => {}
+            Relayed::Dropped => continue,
+            Relayed::Forward(t) => {
+                // No queueing for relayed packets: when the socket is full they are lost, as
+                // any datagram would be; the peers' UDX retransmits.
+                let _ = inner.socket.try_send_to(&t.bytes, t.dest);
+                continue;
+            }
+        }
         let now = Instant::now();
         match st.ep.handle_datagram(now, from, &buf[..n]) {
             Received::NotUdx => {

@@ -14,7 +14,8 @@
 //!
 //! It does not own: how the two sides agree on stream ids and addresses (HyperDHT's Noise
 //! payload carries them), encryption (secret-stream runs on top), holepunching, or libudx's
-//! stream relaying (`relayTo`, used by blind-relay servers), which is not implemented.
+//! stream relaying is in [`relay`]
+//! (`relayTo`, for blind-relay servers; [`driver::Socket::relay_splice`]).
 //!
 //! The core reads no clock and owns no socket: every input carries `now: Instant`, and
 //! output is polled (see the drain contract on [`Endpoint`]). The wire format and our
@@ -43,6 +44,7 @@ mod endpoint;
 mod error;
 mod filter;
 pub mod packet;
+pub mod relay;
 mod stream;
 
 #[cfg(feature = "tokio")]
