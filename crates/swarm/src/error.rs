@@ -1,0 +1,47 @@
+//! Errors of the swarm.
+
+use std::io;
+
+/// A swarm operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The DHT sockets could not be bound.
+    #[error("could not bind the DHT sockets: {0}")]
+    Bind(#[from] io::Error),
+    /// The swarm was destroyed (or every handle dropped) before the operation finished.
+    #[error("the swarm was destroyed")]
+    Destroyed,
+    /// A DHT operation failed (listening for connections).
+    #[error("DHT: {0}")]
+    Dht(#[from] peerhost_hyperdht::Error),
+    /// The topic is not joined (a session of a topic that was left).
+    #[error("topic not joined")]
+    NotJoined,
+    /// A join or refresh with neither `server` nor `client` (JS: "Cannot refresh with neither
+    /// client nor server option").
+    #[error("a topic must be joined as server, client or both")]
+    NoMode,
+    /// A bootstrap node's public host must be a specific IPv4 address (JS `bootstrapper`:
+    /// "Invalid host").
+    #[error("invalid bootstrap host {0}: it must be the node's public IPv4 address")]
+    InvalidHost(std::net::Ipv4Addr),
+}
+
+/// A `--bootstrap` entry did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseBootstrapError {
+    /// No `:PORT` at the end.
+    #[error("{0:?}: expected HOST:PORT (or IP@HOST:PORT)")]
+    MissingPort(String),
+    /// The port is not a number in 1–65535.
+    #[error("{0:?}: invalid port")]
+    InvalidPort(String),
+    /// The part before `@` is not an IPv4 address.
+    #[error("{0:?}: the part before @ must be an IPv4 address")]
+    InvalidIp(String),
+    /// An empty host.
+    #[error("{0:?}: empty host")]
+    EmptyHost(String),
+}
