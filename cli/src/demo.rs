@@ -1,98 +1,224 @@
-//! `peerhost demo`: a walk through a signed log in a temporary store, with no network.
+//! `peerhost demo`: a community on a local network, in this process, with no Internet and no
+//! arguments.
 //!
-//! It shows what the log layer guarantees today: appends signed like hypercore 11, a head anyone
-//! can verify from the key alone, a proof that a single block belongs to the log, a truncate that
-//! starts a new fork, and corruption on disk being caught. (The networked demo — an instance,
-//! mirrors and a follower on a local DHT — comes with the community node.)
+//! 1. an embedded HyperDHT (a bootstrap node and two persistent nodes on 127.0.0.1);
+//! 2. an instance: a community with 200 posts and a small web app, served and announced;
+//! 3. two mirrors that find it on the DHT by the community key and copy every log;
+//! 4. the instance goes offline;
+//! 5. a follower looks the community up once, gets the latest posts and a file of the web app
+//!    from the mirrors, verifies them, and prints them;
+//! 6. bytes served per node.
 
-use anyhow::Context;
-use peerhost_log::proof::{Request, RequestBlock, RequestUpgrade};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use peerhost_feed::assets;
+use peerhost_feed::{Descriptor, Entry, Post};
+use peerhost_ids::Key;
+use peerhost_node::daemon::testnet::Testnet;
+use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_store::{CreateOptions, Store};
 
+use crate::daemon::human;
+
+const POSTS: u64 = 200;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Create the community "demo" in `store`: four logs, `POSTS` posts, a two-file web app.
+/// Returns the community key.
+fn create_community(store: &Store) -> anyhow::Result<Key> {
+    let mut posts = store.create("demo.posts", CreateOptions::default())?;
+    let comments = store.create("demo.comments", CreateOptions::default())?;
+    let mut app = store.create("demo.assets", CreateOptions::default())?;
+    let mut descriptor = store.create("demo", CreateOptions::default())?;
+    let t0 = now_us();
+    let entries: Vec<Vec<u8>> = (0..POSTS)
+        .map(|i| {
+            Entry::from(Post {
+                id: peerhost_feed::new_id(&posts.key().0, i),
+                title: format!("Post number {}", i + 1),
+                body: format!(
+                    "This is post {} of the demo community, signed by the instance.",
+                    i + 1
+                ),
+                published_us: t0 + i,
+                ..Default::default()
+            })
+            .encode()
+        })
+        .collect::<Result<_, _>>()?;
+    posts.append(&entries)?;
+    let html = b"<!doctype html><title>demo</title><script src=app.js></script>".to_vec();
+    let js: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("// line {i}\n").into_bytes())
+        .collect();
+    let mut files = Vec::new();
+    for (path, bytes) in [("index.html", html), ("app.js", js)] {
+        let content = assets::append_content(&mut app, &bytes[..], |_| {})?;
+        files.push(content.asset(path, assets::content_type(path)));
+    }
+    app.append(&[assets::index_entry(files, t0).encode()?])?;
+    let entry = Entry::from(Descriptor {
+        name: "demo".into(),
+        title: "The demo community".into(),
+        description: "Posts served by its readers.".into(),
+        posts: posts.key().0.to_vec(),
+        comments: comments.key().0.to_vec(),
+        assets: app.key().0.to_vec(),
+        time_us: t0,
+        origin: String::new(),
+    });
+    descriptor.append(&[entry.encode()?])?;
+    Ok(descriptor.key())
+}
+
+async fn daemon(
+    dir: &std::path::Path,
+    testnet: &Testnet,
+    announce: bool,
+) -> anyhow::Result<Daemon> {
+    let dht = DhtOptions::new(testnet.bootstrap()).with_host(Ipv4Addr::LOCALHOST);
+    let opts = Options::new(dir, FileConfig::default())
+        .with_network(Network::Dht(dht))
+        .with_announce(announce);
+    Ok(Daemon::start(opts).await?)
+}
+
+fn served(d: &Daemon) -> u64 {
+    d.node()
+        .log_stats()
+        .values()
+        .map(|s| s.uploaded_bytes)
+        .sum()
+}
+
 pub(crate) fn run() -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new()
+    let rt = crate::net::runtime_logging("warn")?;
+    rt.block_on(demo())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
         .prefix("peerhost-demo-")
         .tempdir()?;
-    println!("store: {} (temporary)", dir.path().display());
-    let store = Store::open(dir.path().join("writer")).context("cannot open the demo store")?;
+    let dir = |n: &str| tmp.path().join(n);
+    println!("peerhost demo — everything runs in this process on 127.0.0.1");
+    println!("stores: {} (temporary)\n", tmp.path().display());
 
-    let mut posts = store.create("posts", CreateOptions::default())?;
-    println!("\n1. created the v11 log \"posts\"");
-    println!("   key           {}", posts.key());
-    println!("   discovery key {}", posts.discovery_key());
-
-    let blocks: Vec<Vec<u8>> = (1..=1000)
-        .map(|i| format!("{{\"id\":{i},\"title\":\"post number {i}\"}}").into_bytes())
-        .collect();
-    posts.append(&blocks)?;
-    let info = posts.info()?;
-    println!("\n2. appended {} posts in one signed batch", info.length);
-    println!("   byte length   {}", info.byte_length);
-    println!("   tree hash     {}", hex::encode(info.tree_hash));
+    let testnet = Testnet::start(Ipv4Addr::LOCALHOST, 2).await?;
     println!(
-        "   signature     {}",
-        if info.signature_verifies {
-            "verifies"
-        } else {
-            "DOES NOT VERIFY"
-        }
+        "1. a local HyperDHT: {} nodes, bootstrap {}",
+        testnet.len(),
+        testnet.bootstrap
     );
 
-    // What a reader who holds nothing asks for: block 123 plus the signed head.
-    let request = Request {
-        fork: posts.fork(),
-        block: Some(RequestBlock {
-            index: 123,
-            nodes: 0,
-        }),
-        upgrade: Some(RequestUpgrade {
-            start: 0,
-            length: posts.length(),
-        }),
-        // The reader knows only the key (a hash of the manifest), so it asks for the manifest.
-        manifest: true,
-        ..Request::default()
+    let key = {
+        let store = Store::open(dir("instance")).context("cannot open the instance store")?;
+        create_community(&store)?
     };
-    let proof = posts
-        .proof(&request)?
-        .context("the writer holds every block")?;
-    let wire = peerhost_encoding::to_vec(&proof);
-    let block_nodes = proof.block.as_ref().map_or(0, |b| b.nodes.len());
+    let instance = daemon(&dir("instance"), &testnet, true).await?;
     println!(
-        "\n3. a proof that block 123 belongs to the log: {} bytes on the wire",
-        wire.len()
-    );
-    println!(
-        "   ({block_nodes} sibling hashes up to a signed root; a reader re-hashes them and checks the signature)"
+        "2. the instance publishes community {}\n   ({POSTS} posts, a 2-file web app) and announces it",
+        key.to_z32()
     );
 
-    // A reader's own store: it starts from the key alone and learns the manifest from the proof.
-    let reader_store =
-        Store::open(dir.path().join("reader")).context("cannot open the reader store")?;
-    let mut replica = reader_store.create_replica(posts.key(), None, Some("posts"))?;
-    replica.apply(&proof)?;
-    let got = replica
-        .get(123)?
-        .context("the replica stored the verified block")?;
+    let mirrors = [
+        daemon(&dir("mirror-a"), &testnet, true).await?,
+        daemon(&dir("mirror-b"), &testnet, true).await?,
+    ];
+    for m in &mirrors {
+        m.mirror(key, true)?;
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let done = mirrors.iter().all(|m| {
+            let st = m.status(true);
+            st.logs.len() >= 4
+                && st.logs.iter().filter(|l| l.community.is_some()).all(|l| {
+                    l.part.as_deref() == Some("comments") || (l.length > 0 && l.held == l.length)
+                })
+        });
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the mirrors did not complete within {TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     println!(
-        "   a fresh replica verified it: {}",
-        String::from_utf8_lossy(&got)
+        "3. two mirrors found it with one DHT lookup and copied all of it ({:.1} s)",
+        started.elapsed().as_secs_f64()
     );
-    drop(replica);
+    let instance_served = served(&instance);
+    instance.shutdown(Duration::from_secs(1)).await;
+    drop(instance);
+    println!(
+        "4. the instance goes offline (it served {} to the mirrors)",
+        human(instance_served)
+    );
 
-    posts.truncate(900)?;
-    posts.append(&[b"{\"id\":901,\"title\":\"an edited history\"}".to_vec()])?;
+    let before: Vec<u64> = mirrors.iter().map(served).collect();
+    let follower = daemon(&dir("follower"), &testnet, false).await?;
+    let t = Instant::now();
+    let Followed::Community {
+        community, posts, ..
+    } = follower.follow(key, Range::last(10), TIMEOUT).await?
+    else {
+        bail!("the demo key is not a community");
+    };
+    let mut page = Vec::new();
+    let asset = follower
+        .fetch_asset(&community, "index.html", &mut page, TIMEOUT)
+        .await?;
     println!(
-        "\n4. truncated to 900 and appended again: fork {} now, length {}",
-        posts.fork(),
-        posts.length()
+        "5. a follower looked the community up once and read, in {:.2} s, verified:",
+        t.elapsed().as_secs_f64()
+    );
+    println!("\n   {}", community.descriptor.title);
+    for p in &posts {
+        println!("   · {}  (posts block {})", p.post.title, p.index);
+    }
+    println!(
+        "   · web app: index.html, {} bytes, SHA-256 {}… checked",
+        asset.size,
+        &hex::encode(&asset.sha256)[..16]
     );
 
-    let report = posts.verify()?;
+    println!("\n6. bytes served to the follower, per node:");
+    println!("   instance   {:>10}  (offline)", human(0));
+    for (i, m) in mirrors.iter().enumerate() {
+        let name = if i == 0 { "mirror A" } else { "mirror B" };
+        println!(
+            "   {name}   {:>10}",
+            human(served(m).saturating_sub(before[i]))
+        );
+    }
+    let got: u64 = follower
+        .node()
+        .log_stats()
+        .values()
+        .map(|s| s.downloaded_bytes)
+        .sum();
     println!(
-        "\n5. verify: {} blocks and {} parent nodes re-hashed against the signed root",
-        report.blocks, report.parents
+        "   follower got {} (every block checked against the community's signed logs)",
+        human(got)
     );
-    println!("\ndone: `peerhost log --help` for the commands that do this on your own store");
+    follower.shutdown(Duration::from_millis(500)).await;
+    for m in &mirrors {
+        m.shutdown(Duration::from_millis(500)).await;
+    }
+    println!(
+        "\ndone in {:.1} s: `peerhost serve`, `mirror KEY` and `follow KEY` do the same on the public DHT",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 mod bench;
 mod community;
+mod daemon;
 mod demo;
+mod dht;
 mod logcmd;
 mod net;
 
@@ -57,14 +59,16 @@ enum Command {
         #[command(subcommand)]
         command: logcmd::LogCommand,
     },
-    /// Walk through a signed log in a temporary store (offline).
+    /// A community on a local network in this process: an instance, two mirrors and a
+    /// follower on an embedded DHT (no Internet needed).
     Demo,
     /// Benchmarks (compare with the JS stack via scripts/bench-log.sh).
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// Serve every local log to peers over encrypted TCP (prints the bound address).
+    /// The daemon: serve every local log and the configured mirrors on the DHT (and TCP with
+    /// --listen-tcp, printing the bound address) until SIGINT/SIGTERM.
     Serve {
         #[command(flatten)]
         storage: StorageArgs,
@@ -85,9 +89,25 @@ enum Command {
         #[command(flatten)]
         args: net::MirrorArgs,
     },
+    /// What the running daemon (`serve`, `mirror`) on this store is doing: peers, bytes up and
+    /// down per log, what it served.
+    Status {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: daemon::StatusArgs,
+    },
     /// Communities: create, post, import from Lemmy, publish a web app, read the feed.
     #[command(flatten)]
     Feed(community::FeedCommand),
+    /// DHT tools: a bootstrap node for isolated networks.
+    Dht {
+        #[command(subcommand)]
+        command: dht::DhtCommand,
+    },
+    /// Run a blind relay: peers behind two randomizing NATs connect through it, end to end
+    /// encrypted (the relay cannot read what it carries).
+    Relay(dht::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,7 +121,10 @@ fn main() -> ExitCode {
         Command::Serve { storage, args } => storage.dir().and_then(|d| net::serve(&d, args)),
         Command::Follow { storage, args } => storage.dir().and_then(|d| net::follow(&d, args)),
         Command::Mirror { storage, args } => storage.dir().and_then(|d| net::mirror(&d, args)),
+        Command::Status { storage, args } => storage.dir().and_then(|d| daemon::status(&d, args)),
         Command::Feed(command) => community::run(command),
+        Command::Dht { command } => dht::run(command),
+        Command::Relay(args) => dht::relay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,92 +1,172 @@
-//! `peerhost serve`, `follow` and `mirror`: replicate logs with Holepunch peers (JS hypercore 11 /
-//! corestore 7, or another peerhost) over an encrypted TCP stream.
+//! `peerhost serve`, `follow` and `mirror`: replicate logs and communities with Holepunch
+//! peers (JS hypercore 11 / corestore 7 / hyperswarm 4, or another peerhost), found on the
+//! HyperDHT or given as `--peer tcp://HOST:PORT`.
 //!
-//! The work is `peerhost-node`'s; here the commands become a runtime, a store, a node, and a
-//! progress bar.
+//! The work is `peerhost_node::daemon`'s; here the commands become a runtime, a daemon, and
+//! what a person reads.
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_ids::{DiscoveryKey, Key, KeyPair};
-use peerhost_node::replication::Event;
-use peerhost_node::{Config, Node};
-use peerhost_store::{Core, Durability, Options, Store};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use peerhost_feed::read::PostView;
+use peerhost_feed::time::format_rfc3339;
+use peerhost_feed::{Entry, Kind};
+use peerhost_ids::Key;
+use peerhost_node::daemon::{
+    Community, Daemon, DhtOptions, FileConfig, Followed, Network, Options, Part, Range, parse_key,
+    public_bootstrap, resolve_bootstrap,
+};
+use serde_json::{Value, json};
 
-/// How long `follow` waits for a peer to show the log before giving up.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `follow` waits for peers and blocks before giving up (default).
+const SYNC_TIMEOUT: u64 = 60;
+
+/// Where peers are found: shared by every networked command.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DhtArgs {
+    /// DHT bootstrap nodes [default: the public HyperDHT nodes; with --peer, no DHT]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "PEERHOST_BOOTSTRAP",
+        value_name = "HOST:PORT,…"
+    )]
+    bootstrap: Vec<String>,
+    /// Do not use the DHT at all (TCP peers only).
+    #[arg(long)]
+    no_dht: bool,
+}
+
+impl DhtArgs {
+    /// The network to use; `explicit_peers`: TCP peers were given (then the DHT is used only
+    /// if bootstrap nodes were given too).
+    pub(crate) fn network(&self, explicit_peers: bool, file: &FileConfig) -> anyhow::Result<Network> {
+        let names = if self.bootstrap.is_empty() {
+            &file.bootstrap
+        } else {
+            &self.bootstrap
+        };
+        if self.no_dht || (explicit_peers && names.is_empty()) {
+            return Ok(Network::Off);
+        }
+        let bootstrap = if names.is_empty() {
+            let b = public_bootstrap();
+            if b.is_empty() {
+                bail!(
+                    "cannot resolve the public HyperDHT bootstrap nodes: pass --bootstrap \
+                     HOST:PORT or --peer tcp://HOST:PORT"
+                );
+            }
+            b
+        } else {
+            resolve_bootstrap(names)?
+        };
+        Ok(Network::Dht(DhtOptions::new(bootstrap)))
+    }
+}
 
 /// `peerhost serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to accept TCP connections on (port 0: any free port); the bound address is
-    /// printed on stdout.
+    /// Also accept TCP connections on this address (port 0: any free port); the bound
+    /// address is printed on stdout.
     #[arg(long, value_name = "ADDR")]
-    listen_tcp: SocketAddr,
+    listen_tcp: Option<SocketAddr>,
+    /// The config file [default: STORAGE/peerhost.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Do not announce on the DHT (serve only peers that dial us by key or TCP).
+    #[arg(long)]
+    no_announce: bool,
+    #[command(flatten)]
+    dht: DhtArgs,
 }
 
 /// `peerhost follow`.
 #[derive(Debug, Args)]
 pub(crate) struct FollowArgs {
-    /// The log's key (z-base32, hex or pear://).
+    /// The community's or log's key (z-base32, hex or pear://).
     key: String,
     /// A peer to replicate with: tcp://HOST:PORT (repeat for several; requests are spread).
-    #[arg(long = "peer", value_name = "tcp://HOST:PORT", required = true)]
+    /// Without one, peers are found on the DHT.
+    #[arg(long = "peer", value_name = "tcp://HOST:PORT")]
     peers: Vec<String>,
-    /// First block to download.
+    #[command(flatten)]
+    dht: DhtArgs,
+    /// First block to download (a plain log).
     #[arg(long, conflicts_with = "last")]
     start: Option<u64>,
     /// End (exclusive) [default: the log's length when first synced].
     #[arg(long, conflicts_with = "last")]
     end: Option<u64>,
-    /// Download only the last N blocks.
+    /// Download only the last N blocks (a community: the latest N posts) [community
+    /// default: 20].
     #[arg(long, value_name = "N")]
     last: Option<u64>,
-    /// Keep running: follow the log as it grows, fetching new blocks (from START on).
+    /// Keep running: follow as it grows (a community: print new posts as they come).
     #[arg(long)]
     live: bool,
+    /// Also fetch this file of the community's web app (repeat; verified by SHA-256; read
+    /// it back with `peerhost assets get`).
+    #[arg(long, value_name = "PATH")]
+    asset: Vec<String>,
+    /// Print the posts as JSON (an array, newest first).
+    #[arg(long)]
+    json: bool,
     /// Local name to give the log if it is new here.
     #[arg(long)]
     name: Option<String>,
-    /// fsync every downloaded block (default: survive a killed process, not a power cut — a
-    /// replica can always re-sync).
+    /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress bar.
+    /// No progress output.
     #[arg(long, short)]
     quiet: bool,
     /// When done, print one JSON line on stdout: blocks, bytes, milliseconds since start and
-    /// this process's peak RSS (for `interop-tests/replication/bench.sh`).
+    /// this process's peak RSS.
     #[arg(long)]
     stats: bool,
+    /// Seconds to wait for peers and blocks.
+    #[arg(long, default_value_t = SYNC_TIMEOUT, value_name = "SECS")]
+    timeout: u64,
 }
 
 /// `peerhost mirror`.
 #[derive(Debug, Args)]
 pub(crate) struct MirrorArgs {
-    /// The log's key (z-base32, hex or pear://).
+    /// The community's or log's key (z-base32, hex or pear://).
     key: String,
-    /// A peer to replicate with: tcp://HOST:PORT (repeat for several; reconnects when lost).
-    #[arg(long = "peer", value_name = "tcp://HOST:PORT", required = true)]
+    /// A peer to replicate with: tcp://HOST:PORT (repeat; reconnects when lost). Without
+    /// one, peers are found on the DHT.
+    #[arg(long = "peer", value_name = "tcp://HOST:PORT")]
     peers: Vec<String>,
-    /// Also accept connections (and serve every local log) on this address.
+    #[command(flatten)]
+    dht: DhtArgs,
+    /// Also accept TCP connections (and serve every local log) on this address.
     #[arg(long, value_name = "ADDR")]
     listen_tcp: Option<SocketAddr>,
+    /// The config file [default: STORAGE/peerhost.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress bar.
+    /// No progress output.
     #[arg(long, short)]
     quiet: bool,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    init_tracing();
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_logging("info")
+}
+
+/// The runtime, with log lines at `level` and above unless `PEERHOST_LOG` says otherwise.
+pub(crate) fn runtime_logging(level: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    init_tracing(level);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -94,9 +174,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn init_tracing() {
+fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEERHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -114,294 +194,463 @@ fn parse_peer(s: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("peer {s:?}: no address"))
 }
 
-fn open_store(dir: &Path, sync: bool) -> anyhow::Result<Store> {
-    let durability = if sync {
-        Durability::Sync
-    } else {
-        Durability::Process
-    };
-    Store::open_with(dir, Options::default().durability(durability))
-        .with_context(|| format!("cannot open the store {}", dir.display()))
+fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    peers.iter().map(|p| parse_peer(p)).collect()
 }
 
-/// The log `key` from the store, created as an empty replica if new.
-fn open_replica(store: &Store, key: &str, name: Option<&str>) -> anyhow::Result<Core> {
-    let key = Key::parse(key).map_err(|e| anyhow::anyhow!("{key:?} is not a log key: {e}"))?;
-    if store.contains(&key) {
-        return Ok(store.open_core(&key.to_hex())?);
+/// The config file: `--config FILE` (must exist) or `STORAGE/peerhost.toml` (if it exists).
+pub(crate) fn load_config(dir: &Path, path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    Ok(match path {
+        Some(p) => FileConfig::load(p, false)?,
+        None => FileConfig::load(&dir.join(peerhost_node::daemon::config::FILE_NAME), true)?,
+    })
+}
+
+fn with_sync(mut file: FileConfig, sync: bool) -> FileConfig {
+    if sync {
+        file.durability = Some(peerhost_node::daemon::config::DurabilitySetting::Sync);
     }
-    Ok(store.create_replica(key, None, name)?)
+    file
 }
 
-/// `peerhost serve`: every local log, to whoever opens it.
+/// SIGINT and SIGTERM, caught from the moment this is created (so a stop that comes while
+/// the daemon starts is not lost to the default action).
+pub(crate) struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Start catching them (inside the runtime).
+    pub(crate) fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match &mut self.int {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let term = async {
+                match &mut self.term {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = int => {}
+                () = term => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `peerhost serve`: every local log and the configured mirrors, on one swarm, until SIGINT
+/// or SIGTERM.
 pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(dir, true)?;
+    let file = load_config(dir, args.config.as_deref())?;
+    let network = args.dht.network(false, &file)?;
     let rt = runtime()?;
     rt.block_on(async move {
-        let node = Node::new(KeyPair::generate(), Config::default());
-        let n = add_all(&node, &store, None)?;
-        let listener = TcpListener::bind(args.listen_tcp)
+        let mut signals = Signals::new();
+        let mut opts = Options::new(dir, file)
+            .with_network(network)
+            .with_listen_tcp(args.listen_tcp);
+        if args.no_announce {
+            opts = opts.with_announce(false);
+        }
+        let daemon = Daemon::start(opts)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen_tcp))?;
-        let addr = listener.local_addr()?;
-        println!("{addr}");
-        tracing::info!(%addr, logs = n, "serving");
-        node.listen_tcp(listener).await?;
+            .with_context(|| format!("cannot start serving {}", dir.display()))?;
+        if let Some(addr) = daemon.tcp_addr() {
+            println!("{addr}");
+            let _ = std::io::stdout().flush();
+        }
+        let st = daemon.status(true);
+        tracing::info!(
+            logs = st.logs.len(),
+            tcp = ?daemon.tcp_addr(),
+            dht = ?daemon.dht_addr(),
+            "serving; `peerhost status` shows what moves"
+        );
+        signals.recv().await;
+        daemon.shutdown(Duration::from_secs(2)).await;
         Ok(())
     })
 }
 
-/// Add every log of the store except `skip`, passively; returns how many.
-fn add_all(node: &Node, store: &Store, skip: Option<&Key>) -> anyhow::Result<usize> {
-    let mut n = 0;
-    for key in store.keys()? {
-        if Some(&key) == skip {
+/// `peerhost mirror`: everything of a community or log, kept live and served, until SIGINT
+/// or SIGTERM. The key is recorded in the state file: `peerhost serve` keeps mirroring it.
+pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
+    let key = parse_key(&args.key)?;
+    let peers = parse_peers(&args.peers)?;
+    let file = with_sync(load_config(dir, args.config.as_deref())?, args.sync);
+    let network = args.dht.network(!peers.is_empty(), &file)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut signals = Signals::new();
+        let opts = Options::new(dir, file)
+            .with_network(network)
+            .with_listen_tcp(args.listen_tcp);
+        let daemon = Daemon::start(opts)
+            .await
+            .with_context(|| format!("cannot start mirroring in {}", dir.display()))?;
+        if let Some(addr) = daemon.tcp_addr() {
+            println!("{addr}");
+            let _ = std::io::stdout().flush();
+        }
+        daemon.mirror(key, true)?;
+        for p in peers {
+            daemon.add_tcp_peer(p);
+        }
+        let watch = report_mirror(&daemon, args.quiet);
+        tokio::select! {
+            () = signals.recv() => {}
+            () = watch => {}
+        }
+        daemon.shutdown(Duration::from_secs(2)).await;
+        Ok(())
+    })
+}
+
+/// Print a line whenever a mirrored log becomes complete at a new length; never returns.
+async fn report_mirror(daemon: &Daemon, quiet: bool) {
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if quiet {
             continue;
         }
-        let core = store.open_core(&key.to_hex())?;
-        let now = Instant::now();
-        node.with(|r| r.add_core(core, false, now));
-        n += 1;
-    }
-    Ok(n)
-}
-
-fn progress(quiet: bool, total: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} blocks {bytes_per_sec} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-/// Wait until `done` holds, or every connection has ended (then fail with the first error).
-async fn wait_until(
-    node: &Node,
-    conns: &[JoinHandle<Result<(), peerhost_node::ConnectionError>>],
-    limit: Option<Duration>,
-    what: &str,
-    mut done: impl FnMut(&Node) -> bool,
-) -> anyhow::Result<()> {
-    let deadline = limit.map(|l| Instant::now() + l);
-    loop {
-        let changed = node.changed();
-        if done(node) {
-            return Ok(());
+        let st = daemon.status(true);
+        for l in st.logs.iter().filter(|l| l.role == "mirror") {
+            if l.length > 0 && l.held == l.length && seen.get(&l.key) != Some(&l.length) {
+                seen.insert(l.key.clone(), l.length);
+                let what = match (&l.community, &l.part) {
+                    (Some(_), Some(p)) => format!("{p} log"),
+                    _ => "log".into(),
+                };
+                eprintln!(
+                    "mirror: {what} {} complete: {} blocks, {} peers",
+                    l.key, l.length, l.peers
+                );
+            }
         }
-        if conns.iter().all(JoinHandle::is_finished) {
-            bail!("every peer connection ended before {what} (see the log above)");
+        if let Some(q) = st.quota.filter(|q| q.full) {
+            if seen.insert("quota".into(), 1).is_none() {
+                eprintln!(
+                    "error: the disk quota is full ({} of {} bytes): downloads stopped, still \
+                     serving",
+                    q.used, q.limit
+                );
+            }
         }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            bail!("no peer offered the log within {limit:?} ({what})");
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(200), changed).await;
     }
 }
 
 /// `peerhost follow`.
 pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
-    let store = open_store(dir, args.sync)?;
-    let peers = args
-        .peers
-        .iter()
-        .map(|p| parse_peer(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let core = open_replica(&store, &args.key, args.name.as_deref())?;
-    let key = core.key();
+    let key = parse_key(&args.key)?;
+    let peers = parse_peers(&args.peers)?;
+    let file = with_sync(FileConfig::default(), args.sync);
+    let network = args.dht.network(!peers.is_empty(), &file)?;
     let started = Instant::now();
+    let timeout = Duration::from_secs(args.timeout);
     let rt = runtime()?;
     rt.block_on(async move {
-        let node = Node::new(KeyPair::generate(), Config::default());
-        let now = Instant::now();
-        let dkey = node.with(|r| r.add_core(core, true, now));
-        let conns: Vec<_> = peers.iter().map(|a| node.connect_tcp(*a)).collect();
-        wait_until(&node, &conns, Some(SYNC_TIMEOUT), "the log's head was known", |n| {
-            n.with(|r| r.is_synced(&dkey))
-        })
-        .await?;
-        let length = node.with(|r| r.core(&dkey).map_or(0, Core::length));
-        let (start, end) = match args.last {
-            Some(n) => (length.saturating_sub(n), Some(length)),
-            None => (
-                args.start.unwrap_or(0),
-                args.end.or((!args.live).then_some(length)),
-            ),
+        let mut signals = Signals::new();
+        let opts = Options::new(dir, file)
+            .with_network(network)
+            .with_announce(false)
+            .with_write_files(false);
+        let daemon = Daemon::start(opts)
+            .await
+            .with_context(|| format!("cannot open {}", dir.display()))?;
+        for p in &peers {
+            daemon.add_tcp_peer(*p);
+        }
+        let range = Range::between(args.start, args.end);
+        let range = match args.last {
+            Some(n) => Range::last(n),
+            None => range,
         };
-        let now = Instant::now();
-        node.with(|r| {
-            r.set_live(&dkey, args.live, now);
-            r.download(&dkey, start, end, now)
-        })?;
-        let total = end.unwrap_or(length).saturating_sub(start);
-        let bar = progress(args.quiet, total);
-        let mut events = node.subscribe();
-        let have = count_present(&node, &dkey, start, end.unwrap_or(length));
-        bar.set_position(have);
-        let result = if args.live {
-            follow_live(&node, &dkey, start, &bar, &mut events, &conns).await
-        } else {
-            let watch = watch_progress(&bar, &mut events, dkey, start, end);
-            let wait = wait_until(&node, &conns, None, "the download finished", |n| {
-                n.with(|r| r.is_complete(&dkey))
-            });
-            tokio::select! {
-                r = wait => r,
-                () = watch => Ok(()),
+        let spinner =
+            (!args.quiet && !args.stats).then(|| crate::logcmd::spinner("finding peers…"));
+        let result = daemon.follow(key, range, timeout).await;
+        if let Some(s) = &spinner {
+            s.finish_and_clear();
+        }
+        let followed = match result {
+            Ok(f) => f,
+            Err(e) => {
+                daemon.shutdown(Duration::from_millis(200)).await;
+                return Err(e.into());
             }
         };
-        bar.finish_and_clear();
-        result?;
-        let (length, fork) = node.with(|r| {
-            r.core(&dkey)
-                .map_or((0, 0), |c| (c.length(), c.fork()))
-        });
-        let got = count_present(&node, &dkey, start, end.unwrap_or(length));
-        if args.stats {
-            let bytes = node.with(|r| r.core(&dkey).map_or(0, Core::byte_length));
-            println!(
-                "{}",
-                serde_json::json!({
-                    "blocks": got,
-                    "bytes": bytes,
-                    "ms": started.elapsed().as_millis() as u64,
-                    "peak_rss": peak_rss(),
-                })
-            );
+        if let Some(name) = &args.name {
+            daemon.store().set_name(name, &key)?;
         }
-        eprintln!(
-            "log {}: blocks {start}..{} stored and verified ({got} present), length {length}, fork {fork}",
-            key.to_z32(),
-            end.unwrap_or(length)
-        );
-        Ok(())
+        let out = match followed {
+            Followed::Log {
+                key,
+                start,
+                end,
+                length,
+            } => {
+                let span = (start, end, length);
+                follow_log(&daemon, &args, key, span, started, &mut signals).await
+            }
+            Followed::Community {
+                community,
+                posts,
+                notes,
+            } => {
+                for s in &notes.skipped {
+                    eprintln!("warning: posts log: skipped {s}");
+                }
+                follow_community(
+                    &daemon,
+                    &args,
+                    &community,
+                    &posts,
+                    timeout,
+                    started,
+                    &mut signals,
+                )
+                .await
+            }
+            _ => Ok(()),
+        };
+        daemon.shutdown(Duration::from_millis(500)).await;
+        out
     })
 }
 
+async fn follow_log(
+    daemon: &Daemon,
+    args: &FollowArgs,
+    key: Key,
+    (start, end, length): (u64, u64, u64),
+    started: Instant,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
+    if args.live {
+        daemon.follow_log_live(&key, start)?;
+        if !args.quiet {
+            eprintln!(
+                "following {} live from block {start} (Ctrl-C to stop)",
+                key.to_z32()
+            );
+        }
+        let mut last = daemon.length(&key);
+        loop {
+            tokio::select! {
+                () = signals.recv() => break,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let l = daemon.length(&key);
+            if l != last && !args.quiet {
+                eprintln!("log {}: length {l}", key.to_z32());
+            }
+            last = l;
+        }
+    }
+    let got = daemon.held_in(&key, start, end);
+    if args.stats {
+        let stats = daemon.node().log_stats();
+        let s = stats.get(&key.discovery_key()).copied().unwrap_or_default();
+        println!(
+            "{}",
+            json!({
+                "blocks": got,
+                "downloaded": s.downloaded_blocks,
+                "bytes": s.downloaded_bytes,
+                "ms": started.elapsed().as_millis() as u64,
+                "peak_rss": peak_rss(),
+            })
+        );
+    }
+    eprintln!(
+        "log {}: blocks {start}..{end} stored and verified ({got} present), length {length}",
+        key.to_z32()
+    );
+    Ok(())
+}
+
+async fn follow_community(
+    daemon: &Daemon,
+    args: &FollowArgs,
+    c: &Community,
+    posts: &[PostView],
+    timeout: Duration,
+    started: Instant,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
+    if !args.stats {
+        print_posts(c, posts, args.json)?;
+    }
+    for path in &args.asset {
+        let asset = daemon
+            .fetch_asset(c, path, std::io::sink(), timeout)
+            .await
+            .with_context(|| format!("asset {path}"))?;
+        eprintln!(
+            "asset {path}: {} bytes in {} blocks, SHA-256 {} verified (read it with `peerhost \
+             assets get {} {path}`)",
+            asset.size,
+            asset.blocks,
+            hex::encode(&asset.sha256),
+            c.key.to_z32()
+        );
+    }
+    if args.stats {
+        let stats = daemon.node().log_stats();
+        let (blocks, bytes) = stats.values().fold((0, 0), |(b, n), s| {
+            (b + s.downloaded_blocks, n + s.downloaded_bytes)
+        });
+        println!(
+            "{}",
+            json!({
+                "posts": posts.len(),
+                "blocks": blocks,
+                "bytes": bytes,
+                "ms": started.elapsed().as_millis() as u64,
+                "peak_rss": peak_rss(),
+                "peers": daemon.node().peers().iter().map(|p| hex::encode(p.remote_public_key)).collect::<Vec<_>>(),
+            })
+        );
+    }
+    if !args.live {
+        return Ok(());
+    }
+    daemon.follow_live(c)?;
+    let Some(posts_key) = c.part(Part::Posts) else {
+        return Ok(());
+    };
+    let mut next = daemon.length(&posts_key);
+    if !args.quiet {
+        eprintln!("following {} live (Ctrl-C to stop)", c.key.to_z32());
+    }
+    loop {
+        tokio::select! {
+            () = signals.recv() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        let length = daemon.length(&posts_key);
+        while next < length {
+            let Some(block) = daemon_block(daemon, &posts_key, next) else {
+                break;
+            };
+            match Entry::decode(&block) {
+                Ok(e) => {
+                    if let Some(Kind::Post(p)) = e.into_kind() {
+                        let v =
+                            json!({"index": next, "id": p.id, "title": p.title, "body": p.body});
+                        if args.json {
+                            println!("{v}");
+                        } else {
+                            println!("{}  {}", format_rfc3339(p.published_us), p.title);
+                        }
+                    }
+                }
+                Err(e) => eprintln!("warning: posts log: skipped block {next}: {e}"),
+            }
+            next += 1;
+        }
+    }
+}
+
+fn daemon_block(daemon: &Daemon, key: &Key, index: u64) -> Option<Vec<u8>> {
+    let dkey = key.discovery_key();
+    daemon
+        .node()
+        .with(|r| r.core_mut(&dkey).and_then(|c| c.get(index).ok().flatten()))
+}
+
+fn post_json(v: &PostView) -> Value {
+    let p = &v.post;
+    let time = |us: u64| (us > 0).then(|| format_rfc3339(us));
+    json!({
+        "index": v.index,
+        "id": p.id,
+        "title": p.title,
+        "body": p.body,
+        "link": p.link,
+        "author": p.author.as_ref().map(|a| json!({"name": a.name, "displayName": a.display_name, "url": a.url})),
+        "published": time(p.published_us),
+        "updated": time(p.updated_us.max(v.edited_us)),
+        "origin": p.origin,
+        "nsfw": p.nsfw,
+    })
+}
+
+fn print_posts(c: &Community, posts: &[PostView], as_json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let v: Vec<Value> = posts.iter().map(post_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let d = &c.descriptor;
+    writeln!(out, "{} ({})", d.title, c.key.to_z32())?;
+    if posts.is_empty() {
+        writeln!(out, "no posts yet")?;
+    }
+    for v in posts {
+        let p = &v.post;
+        writeln!(out)?;
+        writeln!(out, "{}  {}", format_rfc3339(p.published_us), p.title)?;
+        let by = p
+            .author
+            .as_ref()
+            .map_or_else(|| d.name.clone(), |a| a.name.clone());
+        writeln!(out, "  by {by}")?;
+        for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
+            let line: String = line.chars().take(100).collect();
+            writeln!(out, "  | {line}")?;
+        }
+    }
+    Ok(())
+}
+
 /// This process's peak resident set size in bytes (Linux `VmHWM`; 0 elsewhere).
-fn peak_rss() -> u64 {
+pub(crate) fn peak_rss() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn count_present(node: &Node, dkey: &DiscoveryKey, start: u64, end: u64) -> u64 {
-    node.with(|r| {
-        let Some(core) = r.core_mut(dkey) else {
-            return 0;
-        };
-        let mut n = 0;
-        let mut i = start;
-        while let Ok(Some(s)) = core.next_present(i, end) {
-            let e = core.next_missing(s, end).ok().flatten().unwrap_or(end);
-            n += e - s;
-            i = e;
-        }
-        n
-    })
-}
-
-/// Move the bar on downloads of `dkey` in `start..end`; never returns.
-async fn watch_progress(
-    bar: &ProgressBar,
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
-    dkey: DiscoveryKey,
-    start: u64,
-    end: Option<u64>,
-) {
-    loop {
-        match events.recv().await {
-            Ok(Event::Downloaded {
-                discovery_key,
-                index,
-                ..
-            }) if discovery_key == dkey && index >= start && end.is_none_or(|e| index < e) => {
-                bar.inc(1);
-            }
-            Ok(Event::Head {
-                discovery_key,
-                length,
-                ..
-            }) if discovery_key == dkey && end.is_none() => {
-                bar.set_length(length.saturating_sub(start));
-            }
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
-        }
-    }
-}
-
-/// `follow --live`: run until every connection ends, printing each new head.
-async fn follow_live(
-    node: &Node,
-    dkey: &DiscoveryKey,
-    start: u64,
-    bar: &ProgressBar,
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
-    conns: &[JoinHandle<Result<(), peerhost_node::ConnectionError>>],
-) -> anyhow::Result<()> {
-    let watch = watch_progress(bar, events, *dkey, start, None);
-    let wait = wait_until(node, conns, None, "the log was followed", |_| false);
-    tokio::select! {
-        r = wait => r,
-        () = watch => Ok(()),
-    }
-}
-
-/// `peerhost mirror`: everything, kept live, reconnecting to lost peers.
-pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
-    let store = open_store(dir, args.sync)?;
-    let peers = args
-        .peers
-        .iter()
-        .map(|p| parse_peer(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let core = open_replica(&store, &args.key, None)?;
-    let key = core.key();
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let node = Node::new(KeyPair::generate(), Config::default());
-        let now = Instant::now();
-        let dkey = node.with(|r| r.add_core(core, true, now));
-        node.with(|r| {
-            r.set_live(&dkey, true, now);
-            r.download(&dkey, 0, None, now)
-        })?;
-        if let Some(addr) = args.listen_tcp {
-            add_all(&node, &store, Some(&key))?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            println!("{}", listener.local_addr()?);
-            let n = node.clone();
-            tokio::spawn(async move { n.listen_tcp(listener).await });
-        }
-        for addr in peers {
-            let node = node.clone();
-            tokio::spawn(async move {
-                loop {
-                    let _ = node.connect_tcp(addr).await;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    tracing::info!(peer = %addr, "reconnecting");
-                }
-            });
-        }
-        let length = node.with(|r| r.core(&dkey).map_or(0, Core::length));
-        let bar = progress(args.quiet, length);
-        bar.set_position(count_present(&node, &dkey, 0, length));
-        let mut events = node.subscribe();
-        watch_progress(&bar, &mut events, dkey, 0, None).await;
-        Ok(())
-    })
+        .unwrap_or(0)
 }

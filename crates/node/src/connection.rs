@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use peerhost_noise::{Event as StreamEvent, SecretStream};
@@ -20,7 +21,7 @@ use peerhost_replication::{ConnId, ConnectionInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::{ConnectionError, Node};
+use crate::{ConnectionError, Counters, Node, Registration};
 
 /// Bytes of encrypted output buffered per connection before we stop producing more.
 const HIGH_WATER: usize = 1 << 20;
@@ -30,6 +31,8 @@ const READ_BUF: usize = 64 * 1024;
 
 struct Conn {
     node: Node,
+    label: String,
+    counters: Arc<Counters>,
     stream: SecretStream,
     id: Option<ConnId>,
     notify: Arc<Notify>,
@@ -39,6 +42,8 @@ struct Conn {
     out_bytes: usize,
     reading: bool,
     ended: bool,
+    /// The node is closing: no more frames are pulled from the replicator.
+    closing: bool,
 }
 
 impl Conn {
@@ -46,7 +51,7 @@ impl Conn {
     /// the replicator ended the connection.
     fn pump(&mut self) -> Result<(), ConnectionError> {
         let now = Instant::now();
-        if let Some(id) = self.id {
+        if let (Some(id), false) = (self.id, self.closing) {
             let (stream, out_bytes) = (&mut self.stream, self.out_bytes);
             let result = self.node.with(|r| {
                 if let Some(e) = r.connection_error(id) {
@@ -91,7 +96,17 @@ impl Conn {
                         remote_public_key,
                     };
                     let id = self.node.with(|r| r.add_connection(info, now));
-                    self.node.register(id, self.notify.clone());
+                    self.node.register(
+                        id,
+                        Registration {
+                            notify: self.notify.clone(),
+                            counters: self.counters.clone(),
+                            remote_public_key,
+                            label: self.label.clone(),
+                            transport: "tcp",
+                            is_initiator: self.stream.is_initiator(),
+                        },
+                    );
                     self.id = Some(id);
                 }
                 StreamEvent::Message(m) => frames.push(m),
@@ -132,6 +147,8 @@ where
     let secret = SecretStream::new(is_initiator, node.key_pair().clone(), noise, Instant::now());
     let mut c = Conn {
         node: node.clone(),
+        label: label.to_owned(),
+        counters: Arc::new(Counters::default()),
         stream: secret,
         id: None,
         notify: Arc::new(Notify::new()),
@@ -140,6 +157,7 @@ where
         out_bytes: 0,
         reading: true,
         ended: false,
+        closing: false,
     };
     let result = drive(&mut c, stream, label).await;
     if let Some(id) = c.id {
@@ -155,6 +173,9 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF];
     let notify = c.notify.clone();
+    let mut closed = c.node.closed();
+    let node = c.node.clone();
+    let upload = node.upload();
     c.pump()?;
     loop {
         if c.ended && c.out.is_empty() {
@@ -162,14 +183,27 @@ where
             let _ = wr.shutdown().await;
             return Ok(());
         }
+        if *closed.borrow() && !c.ended {
+            // The node is closing: flush what is buffered, produce nothing more, then end.
+            c.ended = true;
+            c.closing = true;
+            c.reading = false;
+            continue;
+        }
         let timer = c.stream.poll_timeout();
+        // The upload limit: wait until the bucket is out of debt before writing.
+        let gate = upload.and_then(|b| b.ready_at(Instant::now()));
         tokio::select! {
             biased;
-            w = wr.write(c.out.front().map_or(&[][..], |f| &f[c.written..])), if !c.out.is_empty() => {
+            w = wr.write(c.out.front().map_or(&[][..], |f| &f[c.written..])), if !c.out.is_empty() && gate.is_none() => {
                 let n = w?;
                 if n == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                 }
+                if let Some(b) = upload {
+                    b.take(n, Instant::now());
+                }
+                c.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 c.written += n;
                 c.out_bytes -= n;
                 if c.out.front().is_some_and(|f| c.written == f.len()) {
@@ -185,11 +219,14 @@ where
                     c.ended = true;
                     c.reading = false;
                 } else {
+                    c.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     c.stream.handle_input(now, &buf[..n])?;
                 }
                 c.events()?;
             }
             () = notify.notified() => {}
+            _ = closed.changed(), if !c.ended => {}
+            () = sleep(gate), if gate.is_some() && !c.out.is_empty() => {}
             () = sleep(timer), if timer.is_some() => {
                 c.stream.handle_timeout(Instant::now())?;
             }

@@ -1,37 +1,47 @@
-//! The peerhost node's drivers: tokio tasks that run secret streams, protomux and hypercore
-//! replication over byte streams.
+//! The peerhost node: tokio drivers that run secret streams, protomux and hypercore
+//! replication over byte streams (TCP) and HyperDHT connections, and the daemon built on them
+//! ([`daemon`]: a store, a swarm, mirrors, follows, a config file, state and status).
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
 //!   and channel state) behind a mutex that is never held across an `await`;
-//! - each connection is one task ([`Node::run_connection`]) owning its transport (any
-//!   `AsyncRead + AsyncWrite`: TCP now, UDX later) and its [`peerhost_noise::SecretStream`]. It reads bytes,
-//!   decrypts them, hands each message to the replicator, and pulls frames from the replicator
-//!   only while its write buffer is below a high-water mark — so a peer that does not read
-//!   gets nothing more produced for it, and a peer whose requests pile up is no longer read;
+//! - each connection is one task ([`Node::run_connection`] for a byte stream, which runs the
+//!   secret stream itself; [`Node::run_dht_connection`] for a HyperDHT connection, whose
+//!   secret stream is already up) owning its transport. It hands each message to the
+//!   replicator, and pulls frames from the replicator only while its write buffer is below a
+//!   high-water mark — so a peer that does not read gets nothing more produced for it, and a
+//!   peer whose requests pile up is no longer read;
 //! - when a call on the replicator (from any task) queues frames for a connection, that
 //!   connection's task is woken through its [`Notify`];
 //! - one timer task fires the replicator's request timeouts;
-//! - replicator events are published on a bounded broadcast channel ([`Node::subscribe`]) and
-//!   every change pings [`Node::changed`].
+//! - replicator events are published on a bounded broadcast channel ([`Node::subscribe`]),
+//!   counted per log ([`Node::log_stats`]), and every change pings [`Node::changed`];
+//! - every write of every connection takes tokens from one bucket when an upload limit is set
+//!   ([`Config::upload_limit`]); a download budget ([`Node::set_download_budget`]) stops all
+//!   downloads the moment it is spent (the disk quota).
 //!
-//! This crate owns no protocol logic: that is `peerhost-noise`, `peerhost-protomux` and
-//! `peerhost-replication`. It does not own the CLI (`cli/`) or the store (`peerhost-store`).
+//! This crate owns no protocol logic: that is `peerhost-noise`, `peerhost-protomux`,
+//! `peerhost-replication` and `peerhost-hyperdht`. It does not own the CLI (`cli/`) or the
+//! on-disk format of logs (`peerhost-store`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
 mod connection;
+pub mod daemon;
+mod dht_connection;
 mod error;
+mod limit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use peerhost_ids::KeyPair;
+use peerhost_ids::{DiscoveryKey, KeyPair};
 use peerhost_replication::{ConnId, Event, Replicator};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use error::ConnectionError;
@@ -51,6 +61,8 @@ pub struct Config {
     /// The largest secret-stream frame accepted (at most and by default 2^24 - 1 bytes, the
     /// protocol's limit; one frame is buffered at most per connection).
     pub max_frame_len: usize,
+    /// Bytes per second all connections together may send (`None`: no limit).
+    pub upload_limit: Option<u64>,
 }
 
 impl Default for Config {
@@ -60,6 +72,7 @@ impl Default for Config {
             keep_alive: Duration::from_secs(5),
             timeout: Some(Duration::from_secs(30)),
             max_frame_len: peerhost_noise::MAX_FRAME_LEN,
+            upload_limit: None,
         }
     }
 }
@@ -82,17 +95,93 @@ impl Config {
         self.replication = replication;
         self
     }
+
+    /// Set [`Config::upload_limit`].
+    pub fn with_upload_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.upload_limit = bytes_per_second;
+        self
+    }
 }
+
+/// Blocks and bytes moved for one log since the node started (block payloads, not proofs or
+/// framing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Blocks we sent in answer to requests.
+    pub uploaded_blocks: u64,
+    /// Their bytes.
+    pub uploaded_bytes: u64,
+    /// Verified blocks we stored.
+    pub downloaded_blocks: u64,
+    /// Their bytes.
+    pub downloaded_bytes: u64,
+}
+
+/// A connection of the node, as [`Node::peers`] reports it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The replicator's id of the connection.
+    pub conn: ConnId,
+    /// The remote's static public key (its Noise identity).
+    pub remote_public_key: [u8; 32],
+    /// The remote's address or name, for people.
+    pub label: String,
+    /// `tcp` or `dht`.
+    pub transport: &'static str,
+    /// Whether we dialled.
+    pub is_initiator: bool,
+    /// When the secret stream was established.
+    pub since: SystemTime,
+    /// Bytes received (encrypted, on the wire for TCP; decrypted messages for DHT).
+    pub bytes_in: u64,
+    /// Bytes sent, counted the same way.
+    pub bytes_out: u64,
+}
+
+/// Byte counters of one connection, shared by its task and the registry.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+struct ConnEntry {
+    notify: Arc<Notify>,
+    counters: Arc<Counters>,
+    remote_public_key: [u8; 32],
+    label: String,
+    transport: &'static str,
+    is_initiator: bool,
+    since: SystemTime,
+}
+
+/// What a [`Node`] may still store (see [`Node::set_download_budget`]).
+#[derive(Debug, Default)]
+struct Budget {
+    remaining: Option<u64>,
+    exhausted: bool,
+}
+
+/// Bytes charged per downloaded block on top of its value: the tree nodes stored with it
+/// (one 64-byte record for the leaf, about one for its parents) — an estimate, so that a log
+/// of tiny blocks cannot overshoot a quota by much.
+const BLOCK_OVERHEAD: u64 = 128;
 
 struct Inner {
     replicator: Replicator,
-    wakers: HashMap<ConnId, Arc<Notify>>,
+    conns: HashMap<ConnId, ConnEntry>,
+    stats: HashMap<DiscoveryKey, LogStats>,
+    budget: Budget,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
     changed: Notify,
+    closed: watch::Sender<bool>,
+    upload: Option<limit::Bucket>,
     key_pair: KeyPair,
     config: Config,
 }
@@ -125,14 +214,22 @@ impl Node {
     /// A node with this static key pair (the Noise identity of every connection).
     pub fn new(key_pair: KeyPair, config: Config) -> Self {
         let (events, _) = broadcast::channel(EVENTS);
+        let (closed, _) = watch::channel(false);
+        let upload = config
+            .upload_limit
+            .map(|rate| limit::Bucket::new(rate, Instant::now()));
         let node = Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
                     replicator: Replicator::new(config.replication.clone()),
-                    wakers: HashMap::new(),
+                    conns: HashMap::new(),
+                    stats: HashMap::new(),
+                    budget: Budget::default(),
                 }),
                 events,
                 changed: Notify::new(),
+                closed,
+                upload,
                 key_pair,
                 config,
             }),
@@ -142,7 +239,7 @@ impl Node {
             loop {
                 let Some(shared) = weak.upgrade() else { return };
                 let node = Self { shared };
-                let now = std::time::Instant::now();
+                let now = Instant::now();
                 let next = node.with(|r| {
                     r.handle_timeout(now);
                     r.poll_timeout()
@@ -161,6 +258,11 @@ impl Node {
         self.shared.key_pair.public_key()
     }
 
+    /// Our static key pair.
+    pub fn key_pair(&self) -> &KeyPair {
+        &self.shared.key_pair
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug; the state is still usable for reads.
         self.shared
@@ -169,21 +271,63 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Run `f` on the replicator, then wake the connections it queued frames for and publish
-    /// its events. Never call it from inside `f`.
+    /// Run `f` on the replicator, then wake the connections it queued frames for, count and
+    /// publish its events. Never call it from inside `f`.
     pub fn with<R>(&self, f: impl FnOnce(&mut Replicator) -> R) -> R {
         let mut inner = self.lock();
         let out = f(&mut inner.replicator);
-        let woken = inner.replicator.take_woken();
-        for id in woken {
-            if let Some(n) = inner.wakers.get(&id) {
-                n.notify_one();
-            }
-        }
         let mut any = false;
+        let mut exhausted = false;
         while let Some(e) = inner.replicator.poll_event() {
             any = true;
+            match &e {
+                Event::Downloaded {
+                    discovery_key,
+                    bytes,
+                    ..
+                } => {
+                    let s = inner.stats.entry(*discovery_key).or_default();
+                    s.downloaded_blocks += 1;
+                    s.downloaded_bytes += bytes;
+                    let b = &mut inner.budget;
+                    if let Some(left) = &mut b.remaining {
+                        *left = left.saturating_sub(bytes + BLOCK_OVERHEAD);
+                        if *left == 0 && !b.exhausted {
+                            b.exhausted = true;
+                            exhausted = true;
+                        }
+                    }
+                }
+                Event::Uploaded {
+                    discovery_key,
+                    bytes,
+                    ..
+                } => {
+                    let s = inner.stats.entry(*discovery_key).or_default();
+                    s.uploaded_blocks += 1;
+                    s.uploaded_bytes += bytes;
+                }
+                _ => {}
+            }
             let _ = self.shared.events.send(e);
+        }
+        if exhausted {
+            // The quota is spent: stop every download now, before another block is stored.
+            let now = Instant::now();
+            let keys: Vec<DiscoveryKey> = inner.replicator.discovery_keys().copied().collect();
+            for k in keys {
+                inner.replicator.stop_download(&k, now);
+            }
+            tracing::debug!("download budget spent: every download stopped");
+            while let Some(e) = inner.replicator.poll_event() {
+                let _ = self.shared.events.send(e);
+            }
+        }
+        let woken = inner.replicator.take_woken();
+        for id in woken {
+            if let Some(c) = inner.conns.get(&id) {
+                c.notify.notify_one();
+            }
         }
         drop(inner);
         if any {
@@ -204,6 +348,70 @@ impl Node {
         self.shared.changed.notified()
     }
 
+    /// Blocks and bytes moved per log since the node started (exact: counted as the
+    /// replicator reports them, not from the lossy broadcast).
+    pub fn log_stats(&self) -> HashMap<DiscoveryKey, LogStats> {
+        self.lock().stats.clone()
+    }
+
+    /// The connections whose secret stream is established, oldest first.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let inner = self.lock();
+        let mut out: Vec<PeerInfo> = inner
+            .conns
+            .iter()
+            .map(|(id, c)| PeerInfo {
+                conn: *id,
+                remote_public_key: c.remote_public_key,
+                label: c.label.clone(),
+                transport: c.transport,
+                is_initiator: c.is_initiator,
+                since: c.since,
+                bytes_in: c.counters.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.counters.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by_key(|p| p.conn);
+        out
+    }
+
+    /// Whether a connection to the peer with this public key is established.
+    pub fn is_connected(&self, remote_public_key: &[u8; 32]) -> bool {
+        self.lock()
+            .conns
+            .values()
+            .any(|c| c.remote_public_key == *remote_public_key)
+    }
+
+    /// Let downloads store at most `bytes` more (block values plus an estimate of their tree
+    /// nodes); `None` lifts the limit. The block that spends the budget is the last one: at
+    /// that moment every wanted range of every log is dropped and the requests in flight are
+    /// cancelled ([`Replicator::stop_download`]), so nothing more is stored until a new budget
+    /// is set and downloads are asked for again. Serving goes on.
+    pub fn set_download_budget(&self, bytes: Option<u64>) {
+        let mut inner = self.lock();
+        inner.budget = Budget {
+            remaining: bytes,
+            exhausted: bytes == Some(0),
+        };
+    }
+
+    /// Whether the download budget is spent (see [`Node::set_download_budget`]).
+    pub fn download_budget_exhausted(&self) -> bool {
+        self.lock().budget.exhausted
+    }
+
+    /// End every connection (each flushes what it has and closes its transport) and refuse
+    /// new ones. Resolves at once; the connection tasks end shortly after.
+    pub fn close(&self) {
+        self.shared.closed.send_replace(true);
+    }
+
+    /// Whether [`Node::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        *self.shared.closed.borrow()
+    }
+
     /// Drive one connection over `stream` until it ends. `label` names the peer in logs.
     pub async fn run_connection<S>(
         &self,
@@ -215,12 +423,18 @@ impl Node {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let result = connection::run(self.clone(), stream, is_initiator, &label).await;
-        match &result {
-            Ok(()) => tracing::info!(peer = %label, "connection closed"),
-            Err(e) => {
-                tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
-            }
-        }
+        log_end(&label, &result);
+        result
+    }
+
+    /// Drive one HyperDHT connection (secret stream already established) until it ends.
+    pub async fn run_dht_connection(
+        &self,
+        conn: peerhost_hyperdht::driver::Connection,
+        label: String,
+    ) -> Result<(), ConnectionError> {
+        let result = dht_connection::run(self.clone(), conn, &label).await;
+        log_end(&label, &result);
         result
     }
 
@@ -235,11 +449,15 @@ impl Node {
         })
     }
 
-    /// Accept TCP connections forever, replicating with each in its own task (the remote
-    /// initiates the secret stream).
+    /// Accept TCP connections until the node is closed, replicating with each in its own task
+    /// (the remote initiates the secret stream).
     pub async fn listen_tcp(&self, listener: TcpListener) -> std::io::Result<()> {
+        let mut closed = self.shared.closed.subscribe();
         loop {
-            let (stream, addr) = listener.accept().await?;
+            let (stream, addr) = tokio::select! {
+                a = listener.accept() => a?,
+                () = stopped(&mut closed) => return Ok(()),
+            };
             stream.set_nodelay(true)?;
             tracing::info!(peer = %addr, "accepted connection");
             let node = self.clone();
@@ -249,21 +467,60 @@ impl Node {
         }
     }
 
-    pub(crate) fn register(&self, id: ConnId, notify: Arc<Notify>) {
-        self.lock().wakers.insert(id, notify);
+    pub(crate) fn register(&self, id: ConnId, entry: Registration) {
+        self.lock().conns.insert(
+            id,
+            ConnEntry {
+                notify: entry.notify,
+                counters: entry.counters,
+                remote_public_key: entry.remote_public_key,
+                label: entry.label,
+                transport: entry.transport,
+                is_initiator: entry.is_initiator,
+                since: SystemTime::now(),
+            },
+        );
     }
 
     pub(crate) fn unregister(&self, id: ConnId) {
-        self.lock().wakers.remove(&id);
-        let now = std::time::Instant::now();
+        self.lock().conns.remove(&id);
+        let now = Instant::now();
         self.with(|r| r.remove_connection(id, now));
-    }
-
-    pub(crate) fn key_pair(&self) -> &KeyPair {
-        &self.shared.key_pair
     }
 
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    pub(crate) fn upload(&self) -> Option<&limit::Bucket> {
+        self.shared.upload.as_ref()
+    }
+
+    pub(crate) fn closed(&self) -> watch::Receiver<bool> {
+        self.shared.closed.subscribe()
+    }
+}
+
+/// What a connection task tells the node about itself once its secret stream is up.
+pub(crate) struct Registration {
+    pub(crate) notify: Arc<Notify>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) remote_public_key: [u8; 32],
+    pub(crate) label: String,
+    pub(crate) transport: &'static str,
+    pub(crate) is_initiator: bool,
+}
+
+/// Resolves once the flag behind `rx` is true (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn log_end(label: &str, result: &Result<(), ConnectionError>) {
+    match result {
+        Ok(()) => tracing::info!(peer = %label, "connection closed"),
+        Err(e) => {
+            tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
+        }
     }
 }

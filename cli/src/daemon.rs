@@ -1,0 +1,164 @@
+//! `peerhost status`: what a running daemon (`serve`, `mirror`) is doing, read from the status
+//! file it rewrites every few seconds (`protocol/node.md`), so it works while the daemon holds
+//! the store's lock and needs no socket.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use peerhost_node::daemon::state::{STATUS_FILE, Status};
+
+/// `peerhost status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print the status file's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bytes for people: 1.2 MB.
+pub(crate) fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the daemon that wrote `st` still runs: it said so, its pid exists (Linux), and it
+/// wrote within three intervals.
+fn alive(st: &Status) -> bool {
+    let fresh = now_ms().saturating_sub(st.updated_ms) <= 3 * st.interval_ms.max(1000);
+    let pid = Path::new("/proc")
+        .is_dir()
+        .then(|| Path::new(&format!("/proc/{}", st.pid)).exists());
+    st.running && fresh && pid.unwrap_or(true)
+}
+
+pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
+    let st = match Status::load(dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no daemon has run on {} (no {STATUS_FILE}): start one with `peerhost serve` or \
+             `peerhost mirror KEY`",
+            dir.display()
+        ),
+        Err(e) => return Err(e).context("cannot read the status file"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let up = (now_ms().saturating_sub(st.started_ms)) / 1000;
+    if alive(&st) {
+        writeln!(out, "daemon: running (pid {}, up {}s)", st.pid, up)?;
+    } else {
+        let ago = now_ms().saturating_sub(st.updated_ms) / 1000;
+        writeln!(
+            out,
+            "daemon: not running (last status {ago}s ago{}); the numbers below are its last",
+            if st.running {
+                ", it was killed"
+            } else {
+                ", stopped cleanly"
+            }
+        )?;
+    }
+    writeln!(out, "key:    {}", st.public_key)?;
+    if let Some(d) = &st.dht {
+        writeln!(
+            out,
+            "dht:    {}, {} nodes known, {} topics announced, {} looked up",
+            d.address, d.nodes, d.announced, d.lookups
+        )?;
+    }
+    if let Some(t) = &st.listen_tcp {
+        writeln!(out, "tcp:    {t}")?;
+    }
+    if let Some(q) = &st.quota {
+        writeln!(
+            out,
+            "quota:  {} of {} used{}",
+            human(q.used),
+            human(q.limit),
+            if q.full {
+                " — FULL: downloads stopped, still serving"
+            } else {
+                ""
+            }
+        )?;
+    }
+    if let Some(u) = st.upload_limit {
+        writeln!(out, "upload: at most {}/s", human(u))?;
+    }
+    writeln!(
+        out,
+        "served: {} blocks, {} this run; {} blocks, {} in all",
+        st.session.uploaded_blocks,
+        human(st.session.uploaded_bytes),
+        st.total.uploaded_blocks,
+        human(st.total.uploaded_bytes)
+    )?;
+    writeln!(
+        out,
+        "got:    {} blocks, {} this run; {} blocks, {} in all",
+        st.session.downloaded_blocks,
+        human(st.session.downloaded_bytes),
+        st.total.downloaded_blocks,
+        human(st.total.downloaded_bytes)
+    )?;
+    writeln!(out, "\npeers ({}):", st.peers.len())?;
+    for p in &st.peers {
+        writeln!(
+            out,
+            "  {:<4} {:<28} {}…  in {:>9}  out {:>9}{}",
+            p.transport,
+            p.address,
+            p.public_key.get(..16).unwrap_or(&p.public_key),
+            human(p.bytes_in),
+            human(p.bytes_out),
+            if p.initiator { "  (we dialled)" } else { "" }
+        )?;
+    }
+    writeln!(out, "\nlogs ({}):", st.logs.len())?;
+    writeln!(
+        out,
+        "  {:<7} {:<14} {:<11} {:>8} {:>8} {:>5} {:>10} {:>10}",
+        "role", "log", "part", "length", "held", "peers", "up", "down"
+    )?;
+    for l in &st.logs {
+        writeln!(
+            out,
+            "  {:<7} {:<14} {:<11} {:>8} {:>8} {:>5} {:>10} {:>10}",
+            l.role,
+            format!("{}…", l.key.get(..12).unwrap_or(&l.key)),
+            l.part.as_deref().unwrap_or("-"),
+            l.length,
+            l.held,
+            l.peers,
+            human(l.total.uploaded_bytes),
+            human(l.total.downloaded_bytes),
+        )?;
+    }
+    if !st.errors.is_empty() {
+        writeln!(out, "\nproblems:")?;
+        for e in &st.errors {
+            writeln!(out, "  {e}")?;
+        }
+    }
+    Ok(())
+}
