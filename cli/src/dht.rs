@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use peerhost_ids::KeyPair;
-use peerhost_swarm::hyperdht::driver::{BindOptions, Dht};
 use peerhost_node::daemon::{public_bootstrap, resolve_bootstrap};
+use peerhost_swarm::hyperdht::driver::{BindOptions, Dht};
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
 #[derive(Debug, Subcommand)]
@@ -33,7 +33,12 @@ pub(crate) struct RelayArgs {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// DHT bootstrap nodes [default: the public HyperDHT nodes]
-    #[arg(long, value_delimiter = ',', env = "PEERHOST_BOOTSTRAP", value_name = "HOST:PORT,…")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "PEERHOST_BOOTSTRAP",
+        value_name = "HOST:PORT,…"
+    )]
     bootstrap: Vec<String>,
 }
 
@@ -49,7 +54,10 @@ pub(crate) fn run(command: DhtCommand) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot start a bootstrap node on {host}:{port}"))?;
                 println!("{}", node.addr());
-                eprintln!("bootstrap node running; peers use --bootstrap {}", node.addr());
+                eprintln!(
+                    "bootstrap node running; peers use --bootstrap {}",
+                    node.addr()
+                );
                 tokio::select! {
                     _ = node.run() => {}
                     _ = tokio::signal::ctrl_c() => eprintln!("stopping"),

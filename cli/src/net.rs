@@ -44,7 +44,11 @@ pub(crate) struct DhtArgs {
 impl DhtArgs {
     /// The network to use; `explicit_peers`: TCP peers were given (then the DHT is used only
     /// if bootstrap nodes were given too).
-    pub(crate) fn network(&self, explicit_peers: bool, file: &FileConfig) -> anyhow::Result<Network> {
+    pub(crate) fn network(
+        &self,
+        explicit_peers: bool,
+        file: &FileConfig,
+    ) -> anyhow::Result<Network> {
         let names = if self.bootstrap.is_empty() {
             &file.bootstrap
         } else {

@@ -31,7 +31,9 @@ fn first_line(args: &[&str]) -> (Kill, String) {
         let _ = tx.send(line);
     });
     let child = Kill(child);
-    let line = rx.recv_timeout(Duration::from_secs(60)).expect("a first line within 60 s");
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a first line within 60 s");
     (child, line.trim().to_owned())
 }
 
@@ -55,5 +57,8 @@ fn bootstrap_refuses_an_unspecified_host() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--host must be the address peers reach"), "{stderr}");
+    assert!(
+        stderr.contains("--host must be the address peers reach"),
+        "{stderr}"
+    );
 }
