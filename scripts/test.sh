@@ -9,8 +9,27 @@ step() { printf '\n==> %s\n' "$*"; }
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
+# `npm ci` in DIR, exact pins from its package-lock.json. The registry can fail for a moment:
+# try three times, and when it still fails show why (npm's own debug log), not only its path.
+npm_ci() {
+  local dir=$1 try
+  for try in 1 2 3; do
+    if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error --fetch-retries=4); then
+      return 0
+    fi
+    echo "npm ci in $dir failed (try $try of 3); npm's log says:" >&2
+    local log
+    log=$(ls -t "${npm_config_cache:-$HOME/.npm}"/_logs/*-debug-0.log 2>/dev/null | head -n 1 || true)
+    [ -n "$log" ] && grep -E 'error|ERR|verbose stack|verbose (cwd|node|npm)' "$log" | tail -n 40 >&2
+    sleep $((try * 10))
+  done
+  echo "npm ci in $dir failed three times: is the npm registry reachable (npm ping)?" >&2
+  return 1
+}
+
 step "JS packages (interop-tests/, exact pins from package-lock.json)"
-(cd interop-tests && npm ci --no-audit --no-fund --loglevel=error)
+npm --version
+npm_ci interop-tests
 
 step "format and lints (warnings denied)"
 cargo fmt --all -- --check
@@ -37,7 +56,8 @@ step "JS tests (node:test, real packages)"
 (cd interop-tests && npm test) 2>&1 | tee "$logs/node"
 
 step "browser loader tests (web/, node:test over fixtures/ and gateway golden responses)"
-(cd web && npm ci --no-audit --no-fund --loglevel=error && npm test) 2>&1 | tee -a "$logs/node"
+npm_ci web
+(cd web && npm test) 2>&1 | tee -a "$logs/node"
 
 # One closing line for the whole run (every step above already stopped the run on a failure).
 rust=$(sed -n 's/.* tests run: \([0-9]*\) passed.*/\1/p' "$logs/nextest" | tail -n 1)
