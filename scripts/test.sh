@@ -59,6 +59,11 @@ step "browser loader tests (web/, node:test over fixtures/ and gateway golden re
 npm_ci web
 (cd web && npm test) 2>&1 | tee -a "$logs/node"
 
+step "browser end to end (Chromium via playwright-core: an instance, mirrors, the bootstrap page)"
+(cd web && npm run build)
+PEERHOST_BIN="${CARGO_TARGET_DIR:-target}/release/peerhost" \
+  node --test interop-tests/browser/ 2>&1 | tee -a "$logs/node"
+
 # One closing line for the whole run (every step above already stopped the run on a failure).
 rust=$(sed -n 's/.* tests run: \([0-9]*\) passed.*/\1/p' "$logs/nextest" | tail -n 1)
 doc=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$logs/doc")

@@ -89,6 +89,20 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
     if let Some(t) = &st.listen_tcp {
         writeln!(out, "tcp:    {t}")?;
     }
+    if let Some(h) = &st.http {
+        writeln!(
+            out,
+            "http:   {} ({}), {} requests, {} served{}",
+            h.address,
+            h.url,
+            h.requests,
+            human(h.bytes_served),
+            if h.instance { ", instance" } else { "" }
+        )?;
+        for i in &h.registered_with {
+            writeln!(out, "        registering with {i}")?;
+        }
+    }
     if let Some(q) = &st.quota {
         writeln!(
             out,
@@ -153,6 +167,33 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
             human(l.total.uploaded_bytes),
             human(l.total.downloaded_bytes),
         )?;
+    }
+    if let Some(h) = st.http.as_ref().filter(|h| h.instance) {
+        writeln!(
+            out,
+            "\ncontributions ({} peers registered):",
+            h.contributions.len()
+        )?;
+        writeln!(
+            out,
+            "  {:<32} {:<9} {:>10} {:>9} {:>9}  first seen",
+            "gateway", "health", "served", "requests", "uptime"
+        )?;
+        for c in &h.contributions {
+            writeln!(
+                out,
+                "  {:<32} {:<9} {:>10} {:>9} {:>8}s  {}s ago",
+                c.url,
+                if c.healthy { "healthy" } else { "failing" },
+                human(c.bytes_served),
+                c.requests,
+                c.uptime_ms / 1000,
+                now_ms().saturating_sub(c.first_seen_ms) / 1000,
+            )?;
+            if let Some(p) = &c.problem {
+                writeln!(out, "    {p}")?;
+            }
+        }
     }
     if !st.errors.is_empty() {
         writeln!(out, "\nproblems:")?;

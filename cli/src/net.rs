@@ -17,8 +17,8 @@ use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Entry, Kind};
 use peerhost_ids::Key;
 use peerhost_node::daemon::{
-    Community, Daemon, DhtOptions, FileConfig, Followed, Network, Options, Part, Range, parse_key,
-    public_bootstrap, resolve_bootstrap,
+    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
+    Range, parse_key, public_bootstrap, resolve_bootstrap,
 };
 use serde_json::{Value, json};
 
@@ -73,6 +73,49 @@ impl DhtArgs {
     }
 }
 
+/// The HTTP gateway for browsers (`protocol/gateway.md`): shared by `serve` and `mirror`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct HttpArgs {
+    /// Serve the HTTP gateway for browsers on this address (port 0: any free port); its URL
+    /// (`http://ADDR`) is printed on stdout, after the TCP address if any.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Register our gateway with this instance (base URL; repeat for several) and report
+    /// what it served, every few seconds.
+    #[arg(long, value_name = "URL")]
+    register: Vec<String>,
+    /// Our gateway's URL as instances and readers reach it [default: http://<bound address>].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Seconds between health checks of registered peers (instance) and between reports
+    /// (mirror).
+    #[arg(long, value_name = "SECS", default_value_t = 3, hide = true)]
+    http_interval: u64,
+}
+
+impl HttpArgs {
+    fn options(&self, page: Option<PathBuf>) -> HttpOptions {
+        let mut o = HttpOptions::default();
+        o.addr = self.http;
+        o.page = page;
+        o.register.clone_from(&self.register);
+        o.public_url.clone_from(&self.public_url);
+        o.interval = Some(Duration::from_secs(self.http_interval.max(1)));
+        o
+    }
+}
+
+/// Print the bound addresses on stdout: TCP first (one line), then the HTTP URL.
+fn print_addresses(daemon: &Daemon) {
+    if let Some(addr) = daemon.tcp_addr() {
+        println!("{addr}");
+    }
+    if let Some(addr) = daemon.http_addr() {
+        println!("http://{addr}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
 /// `peerhost serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -88,6 +131,12 @@ pub(crate) struct ServeArgs {
     no_announce: bool,
     #[command(flatten)]
     dht: DhtArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Serve this directory (the built `web/dist`: `cd web && npm ci && npm run build`) as
+    /// the bootstrap page at `/` of the HTTP gateway.
+    #[arg(long, value_name = "DIR")]
+    bootstrap_page: Option<PathBuf>,
 }
 
 /// `peerhost follow`.
@@ -162,6 +211,8 @@ pub(crate) struct MirrorArgs {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -285,21 +336,20 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         let mut signals = Signals::new();
         let mut opts = Options::new(dir, file)
             .with_network(network)
-            .with_listen_tcp(args.listen_tcp);
+            .with_listen_tcp(args.listen_tcp)
+            .with_http(args.http.options(args.bootstrap_page.clone()));
         if args.no_announce {
             opts = opts.with_announce(false);
         }
         let daemon = Daemon::start(opts)
             .await
             .with_context(|| format!("cannot start serving {}", dir.display()))?;
-        if let Some(addr) = daemon.tcp_addr() {
-            println!("{addr}");
-            let _ = std::io::stdout().flush();
-        }
+        print_addresses(&daemon);
         let st = daemon.status(true);
         tracing::info!(
             logs = st.logs.len(),
             tcp = ?daemon.tcp_addr(),
+            http = ?daemon.http_addr(),
             dht = ?daemon.dht_addr(),
             "serving; `peerhost status` shows what moves"
         );
@@ -321,14 +371,12 @@ pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
         let mut signals = Signals::new();
         let opts = Options::new(dir, file)
             .with_network(network)
-            .with_listen_tcp(args.listen_tcp);
+            .with_listen_tcp(args.listen_tcp)
+            .with_http(args.http.options(None));
         let daemon = Daemon::start(opts)
             .await
             .with_context(|| format!("cannot start mirroring in {}", dir.display()))?;
-        if let Some(addr) = daemon.tcp_addr() {
-            println!("{addr}");
-            let _ = std::io::stdout().flush();
-        }
+        print_addresses(&daemon);
         daemon.mirror(key, true)?;
         for p in peers {
             daemon.add_tcp_peer(p);

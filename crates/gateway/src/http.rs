@@ -18,11 +18,12 @@ use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use peerhost_ids::Key;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::instance::{Counters, Instance};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
 use crate::range::MAX_LENGTH;
@@ -60,6 +61,11 @@ pub struct Config {
     pub head_max_age: u32,
     /// Other gateways' base URLs to advertise in `GET /v1/peers` (at most [`MAX_PEERS`]).
     pub peers: Vec<String>,
+    /// Counts every response's body bytes (share it to read what this gateway served).
+    pub counters: Arc<Counters>,
+    /// The instance's routes (bootstrap page and JSON, peer registration, reports,
+    /// contributions); without one those answer `404`.
+    pub instance: Option<Arc<Instance>>,
 }
 
 impl Default for Config {
@@ -74,6 +80,8 @@ impl Default for Config {
             max_logs_listed: 10_000,
             head_max_age: 5,
             peers: Vec::new(),
+            counters: Arc::default(),
+            instance: None,
         }
     }
 }
@@ -83,6 +91,18 @@ impl Config {
     pub fn peers(mut self, peers: Vec<String>) -> Self {
         self.peers = peers;
         self.peers.truncate(MAX_PEERS);
+        self
+    }
+
+    /// Counting into `counters`.
+    pub fn counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// Serving `instance`'s routes too.
+    pub fn instance(mut self, instance: Arc<Instance>) -> Self {
+        self.instance = Some(instance);
         self
     }
 
@@ -124,7 +144,12 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/logs", get(list::<S>))
         .route("/v1/logs/{key}/head", get(head::<S>))
         .route("/v1/logs/{key}/blocks", get(blocks::<S>))
-        .route("/v1/peers", get(peers::<S>))
+        .route("/v1/peers", get(peers::<S>).post(register::<S>))
+        .route("/v1/report", post(report::<S>))
+        .route("/v1/contributions", get(contributions::<S>))
+        .route("/v1/bootstrap", get(bootstrap::<S>))
+        .route("/", get(site_file::<S>))
+        .route("/{file}", get(site_file::<S>))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), admit::<S>))
         .with_state(state)
@@ -250,7 +275,7 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -278,6 +303,10 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
     };
     let res = next.run(req).await;
     drop(permit);
+    let bytes = axum::body::HttpBody::size_hint(res.body())
+        .exact()
+        .unwrap_or(0);
+    state.config.counters.add(bytes);
     with_cors(res)
 }
 
@@ -481,13 +510,180 @@ struct PeersJson<'a> {
     peers: &'a [String],
 }
 
+/// The peers to hand readers: the configured ones, then the instance's healthy ones.
+fn listed_peers<S>(state: &Shared<S>) -> Vec<String> {
+    let mut peers = state.config.peers.clone();
+    if let Some(i) = &state.config.instance {
+        for p in i.healthy_peers(MAX_PEERS) {
+            if !peers.contains(&p) {
+                peers.push(p);
+            }
+        }
+    }
+    peers.truncate(MAX_PEERS);
+    peers
+}
+
 async fn peers<S: LogSource>(State(state): State<Shared<S>>) -> Response {
-    let mut res = axum::Json(PeersJson {
-        peers: &state.config.peers,
-    })
-    .into_response();
+    let peers = listed_peers(&state);
+    let mut res = axum::Json(PeersJson { peers: &peers }).into_response();
     cache(&mut res, &short_cache(&state.config));
     res
+}
+
+fn instance_of<S>(state: &Shared<S>) -> Result<&Arc<Instance>, ApiError> {
+    state
+        .config
+        .instance
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not an instance"))
+}
+
+/// Peers named in the bootstrap JSON at most.
+pub const BOOTSTRAP_PEERS: usize = 8;
+
+/// The largest registration or report body read.
+const MAX_POST: usize = 4096;
+
+async fn json_body(body: Body) -> Result<serde_json::Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_POST)
+        .await
+        .map_err(|_| ApiError::bad_request("body too large"))?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("body must be JSON"))
+}
+
+fn registration_error(e: crate::instance::RegisterError) -> ApiError {
+    use crate::instance::RegisterError as E;
+    match e {
+        E::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FULL", e.to_string()),
+        E::Unknown => ApiError::new(StatusCode::NOT_FOUND, "NOT_REGISTERED", e.to_string()),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "BAD_URL", e.to_string()),
+    }
+}
+
+fn no_store(mut res: Response) -> Response {
+    cache(&mut res, "no-store");
+    res
+}
+
+/// `POST /v1/peers {"url"}`: a peer registers its gateway (listed once its checks pass).
+async fn register<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let v = json_body(req.into_body()).await?;
+    let url = v["url"].as_str().unwrap_or_default();
+    let url = instance.register(url).map_err(registration_error)?;
+    Ok(no_store(
+        axum::Json(serde_json::json!({ "url": url })).into_response(),
+    ))
+}
+
+/// `POST /v1/report {"url", "bytes", "requests", "startedMs"}`: what a peer served.
+async fn report<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let v = json_body(req.into_body()).await?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    instance
+        .report(
+            v["url"].as_str().unwrap_or_default(),
+            n("bytes"),
+            n("requests"),
+            n("startedMs"),
+        )
+        .map_err(registration_error)?;
+    Ok(no_store(
+        axum::Json(serde_json::json!({ "ok": true })).into_response(),
+    ))
+}
+
+/// `GET /v1/contributions`: the per-peer table.
+async fn contributions<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?;
+    let body = serde_json::json!({
+        "instance": {
+            "bytes": state.config.counters.bytes(),
+            "requests": state.config.counters.requests(),
+        },
+        "peers": instance.contributions(),
+    });
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// `GET /v1/bootstrap`: the communities and the peers to read them from.
+async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?;
+    // A reader needs a few peers, not all: at most BOOTSTRAP_PEERS, a different window of
+    // the list each time (load spreads over every healthy peer; the page stays small).
+    let mut peers = listed_peers(&state);
+    if peers.len() > BOOTSTRAP_PEERS {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+        let len = peers.len();
+        peers.rotate_left(nanos % len);
+        peers.truncate(BOOTSTRAP_PEERS);
+    }
+    let body = serde_json::json!({
+        "communities": instance.communities(),
+        "peers": peers,
+    });
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// `GET /` and `GET /{file}`: the bootstrap page, precompressed when the client takes it.
+async fn site_file<S: LogSource>(
+    State(state): State<Shared<S>>,
+    file: Option<Path<String>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = file.map_or_else(|| "index.html".to_owned(), |Path(f)| f);
+    let f = state
+        .config
+        .instance
+        .as_ref()
+        .and_then(|i| i.site())
+        .and_then(|s| s.file(&name))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"))?;
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let takes = |coding: &str| {
+        accept.split(',').any(|part| {
+            let mut it = part.split(';');
+            let name_ok = it.next().is_some_and(|n| n.trim() == coding);
+            let q_zero = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name_ok && !q_zero
+        })
+    };
+    let (bytes, encoding) = match (&f.br, &f.gzip) {
+        (Some(b), _) if takes("br") => (b.clone(), Some("br")),
+        (_, Some(g)) if takes("gzip") => (g.clone(), Some("gzip")),
+        _ => (f.identity.clone(), None),
+    };
+    let mut res = Response::new(Body::from(bytes.to_vec()));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(f.content_type),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(e) = encoding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
+    }
+    // The page is revalidated; the rest may be cached for a while.
+    let control = if name.ends_with(".html") {
+        "no-cache"
+    } else {
+        "public, max-age=300"
+    };
+    cache(&mut res, control);
+    Ok(res)
 }
 
 async fn not_found() -> ApiError {

@@ -9,7 +9,10 @@
 //!
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
-//! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`].
+//! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
+//! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
+//!   register and are health-checked, their reports of what they served;
+//! - [`client`]: the minimal HTTP client gateways use to check and report to each other.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,13 +30,19 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+pub mod client;
 mod http;
+pub mod instance;
 mod limit;
 mod listener;
 pub mod range;
 mod source;
 
-pub use http::{Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
+pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
+pub use instance::{
+    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, Site, run_checks,
+    run_reporter,
+};
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
 pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};

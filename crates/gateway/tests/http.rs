@@ -355,7 +355,7 @@ async fn cors_preflight_and_peers() {
     assert_eq!(res.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
     assert_eq!(
         res.header(header::ACCESS_CONTROL_ALLOW_METHODS),
-        "GET, HEAD, OPTIONS"
+        "GET, HEAD, POST, OPTIONS"
     );
     let res = get(&app, "/v1/peers").await;
     assert_eq!(
@@ -559,4 +559,106 @@ async fn golden_responses_for_web() {
         "{} is stale: rerun with PEERHOST_WRITE_GOLDEN=1",
         path.display()
     );
+}
+
+/// An instance's page: precompressed variants by `Accept-Encoding`, `/` is `index.html`, the
+/// bootstrap JSON, body bytes counted; a plain gateway has none of these routes.
+#[tokio::test]
+async fn instance_page_bootstrap_and_counters() {
+    use peerhost_gateway::{CommunityInfo, Counters, Instance, InstanceOptions, Site};
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>hi").unwrap();
+    std::fs::write(dir.path().join("app.js"), "let a = 1").unwrap();
+    std::fs::write(dir.path().join("app.js.br"), "BR").unwrap();
+    std::fs::write(dir.path().join("app.js.gz"), "GZ").unwrap();
+    let site = Site::load(dir.path()).unwrap();
+    let instance = Arc::new(Instance::new(Some(site), InstanceOptions::default()));
+    let key = f.keys["default"];
+    instance.set_communities(vec![CommunityInfo::new(
+        key,
+        "c".into(),
+        "C".into(),
+        Some(key),
+        None,
+        None,
+    )]);
+    let counters = Arc::new(Counters::default());
+    let app = app(
+        &f,
+        Config::default()
+            .counters(counters.clone())
+            .instance(instance.clone()),
+    );
+    let res = get(&app, "/").await;
+    assert_eq!(
+        (res.status, res.body.as_slice()),
+        (StatusCode::OK, &b"<p>hi"[..])
+    );
+    assert_eq!(res.header(header::CONTENT_TYPE), "text/html; charset=utf-8");
+    let with = |enc: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/app.js")
+                .header(header::ACCEPT_ENCODING, enc)
+                .body(Body::empty())
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            let e = res
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+            (e, body)
+        }
+    };
+    assert_eq!(
+        with("gzip, deflate, br").await,
+        (Some("br".into()), b"BR".to_vec())
+    );
+    assert_eq!(
+        with("gzip, br;q=0").await,
+        (Some("gzip".into()), b"GZ".to_vec())
+    );
+    assert_eq!(with("identity").await, (None, b"let a = 1".to_vec()));
+    assert_eq!(get(&app, "/missing.js").await.status, StatusCode::NOT_FOUND);
+    let boot = get(&app, "/v1/bootstrap").await.json();
+    assert_eq!(boot["communities"][0]["posts"], key.to_hex());
+    assert_eq!(boot["peers"], serde_json::json!([]));
+    // Registration: a bad URL is refused; a good one is tabled, not listed before a check.
+    let post = |body: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/peers")
+                .body(Body::from(body))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(post(r#"{"url":"ftp://x"}"#).await, StatusCode::BAD_REQUEST);
+    assert_eq!(post("not json").await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(r#"{"url":"http://127.0.0.1:9"}"#).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/v1/peers").await.json()["peers"],
+        serde_json::json!([])
+    );
+    let table = get(&app, "/v1/contributions").await.json();
+    assert_eq!(table["peers"][0]["url"], "http://127.0.0.1:9");
+    assert!(counters.requests() >= 9 && counters.bytes() > 0);
+
+    // A plain gateway: none of it.
+    let plain = self::app(&f, Config::default());
+    for path in ["/", "/app.js", "/v1/bootstrap", "/v1/contributions"] {
+        assert_eq!(
+            get(&plain, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }

@@ -11,6 +11,10 @@
 //! announce = true                           # announce what we serve on the DHT
 //! status_interval_ms = 2000                 # how often the status file is rewritten
 //! durability = "process"                    # or "sync": fsync every downloaded block
+//! http = "0.0.0.0:8080"                     # the HTTP gateway for browsers
+//! bootstrap_page = "/srv/peerhost/web/dist" # an instance's bootstrap page (built web/dist)
+//! register = ["https://instance.example"]   # instances to register our gateway with
+//! public_url = "http://203.0.113.7:8080"    # our gateway's URL as others reach it
 //! ```
 
 use std::net::SocketAddr;
@@ -54,6 +58,17 @@ pub struct FileConfig {
     pub status_interval_ms: Option<u64>,
     /// `process` (default) or `sync`.
     pub durability: Option<DurabilitySetting>,
+    /// Serve the HTTP gateway for browsers here (`protocol/gateway.md`).
+    pub http: Option<SocketAddr>,
+    /// The bootstrap page's directory (`web/dist` after `npm run build`), served at `/` by an
+    /// instance.
+    pub bootstrap_page: Option<std::path::PathBuf>,
+    /// Instances (base URLs) to register our gateway with and report to.
+    #[serde(default)]
+    pub register: Vec<String>,
+    /// Our gateway's base URL as instances and readers reach it (default
+    /// `http://<the bound address>`).
+    pub public_url: Option<String>,
 }
 
 /// How hard downloads are pushed to disk (see `peerhost_store::Durability`).
@@ -192,6 +207,8 @@ mod tests {
             upload_limit = 65536
             announce = false
             durability = "sync"
+            http = "127.0.0.1:8080"
+            register = ["http://127.0.0.1:9000"]
             "#,
         )
         .unwrap();
@@ -200,6 +217,8 @@ mod tests {
         assert_eq!(c.upload_limit, Some(Size(65536)));
         assert_eq!(c.announce, Some(false));
         assert_eq!(c.durability, Some(DurabilitySetting::Sync));
+        assert_eq!(c.http, "127.0.0.1:8080".parse().ok());
+        assert_eq!(c.register, ["http://127.0.0.1:9000"]);
         assert!(FileConfig::parse("quota = \"lots\"").is_err());
         assert!(
             FileConfig::parse("mirros = []")

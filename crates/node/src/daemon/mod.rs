@@ -20,13 +20,14 @@
 
 pub mod config;
 mod discovery;
+pub mod http;
 pub mod state;
 pub mod testnet;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peerhost_feed::read::{self, PostView};
@@ -41,6 +42,7 @@ use crate::{Config as NodeConfig, Node};
 pub use config::{ConfigError, FileConfig};
 use discovery::Discovery;
 pub use discovery::community_topic;
+pub use http::HttpOptions;
 use state::{Counts, State, Status};
 
 /// How the daemon finds peers.
@@ -101,6 +103,8 @@ pub struct Options {
     /// The Noise identity; by default the one kept in `<storage>/peerhost-identity.json`
     /// (created at the first start).
     pub key_pair: Option<KeyPair>,
+    /// The HTTP gateway (each field overrides the config file's).
+    pub http: HttpOptions,
 }
 
 impl Options {
@@ -114,7 +118,14 @@ impl Options {
             announce: None,
             write_files: true,
             key_pair: None,
+            http: HttpOptions::default(),
         }
+    }
+
+    /// Set [`Options::http`].
+    pub fn with_http(mut self, http: HttpOptions) -> Self {
+        self.http = http;
+        self
     }
 
     /// Set [`Options::network`].
@@ -440,6 +451,7 @@ struct Inner {
     status_interval: Duration,
     upload_limit: Option<u64>,
     tcp_addr: Option<SocketAddr>,
+    http: OnceLock<http::Http>,
     started: SystemTime,
     stop: watch::Sender<bool>,
 }
@@ -704,6 +716,7 @@ impl Daemon {
                 ),
                 upload_limit,
                 tcp_addr,
+                http: OnceLock::new(),
                 started: SystemTime::now(),
                 stop,
             }),
@@ -724,6 +737,7 @@ impl Daemon {
             daemon.track_mirror(key)?;
         }
         daemon.serve_all()?;
+        daemon.start_http(&options).await?;
         daemon.spawn_controller();
         if options.write_files {
             daemon.write_state();
@@ -745,6 +759,88 @@ impl Daemon {
     /// The TCP listener's address, if any.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.inner.tcp_addr
+    }
+
+    /// The HTTP gateway's address, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http.get().map(|h| h.addr)
+    }
+
+    /// The HTTP gateway's base URL as registered with instances, if it runs.
+    pub fn http_url(&self) -> Option<String> {
+        self.inner.http.get().map(|h| h.url.clone())
+    }
+
+    /// Start the HTTP gateway if the options or the config file ask for it: an instance when
+    /// we publish a community or serve a bootstrap page.
+    async fn start_http(&self, options: &Options) -> Result<(), DaemonError> {
+        let file = &options.file;
+        let mut o = options.http.clone();
+        let Some(addr) = o.addr.or(file.http) else {
+            if o.page.is_some() || !o.register.is_empty() || o.public_url.is_some() {
+                return Err(DaemonError::Io {
+                    what: "the HTTP gateway".into(),
+                    source: std::io::Error::other(
+                        "a bootstrap page, --register or --public-url needs --http ADDR (or \
+                         `http` in the config)",
+                    ),
+                });
+            }
+            return Ok(());
+        };
+        if o.page.is_none() {
+            o.page.clone_from(&file.bootstrap_page);
+        }
+        if o.register.is_empty() {
+            o.register.clone_from(&file.register);
+        }
+        if o.public_url.is_none() {
+            o.public_url.clone_from(&file.public_url);
+        }
+        let communities = self.published_communities();
+        let h = http::start(
+            &self.inner.node,
+            &o,
+            addr,
+            !communities.is_empty(),
+            &self.inner.stop,
+        )
+        .await?;
+        if let Some(i) = &h.instance {
+            i.set_communities(communities);
+        }
+        let _ = self.inner.http.set(h);
+        Ok(())
+    }
+
+    /// The communities whose descriptor log we can write, for the bootstrap JSON.
+    fn published_communities(&self) -> Vec<peerhost_gateway::CommunityInfo> {
+        let writers: Vec<(DiscoveryKey, Key)> = lock(&self.inner.tracked)
+            .logs
+            .iter()
+            .filter(|(_, e)| {
+                e.role == Role::Writer
+                    && e.community
+                        .is_some_and(|(k, p)| p == Part::Descriptor && k == e.key)
+            })
+            .map(|(d, e)| (*d, e.key))
+            .collect();
+        let mut out: Vec<_> = writers
+            .into_iter()
+            .filter_map(|(dkey, key)| {
+                let d = self.read_descriptor(&dkey)?;
+                Some(peerhost_gateway::CommunityInfo::new(
+                    key,
+                    d.name.clone(),
+                    d.title.clone(),
+                    Part::Posts.key_in(&d),
+                    Part::Comments.key_in(&d),
+                    Part::Assets.key_in(&d),
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
     /// Our DHT server socket's address, if the DHT is on.
@@ -1028,6 +1124,9 @@ impl Daemon {
                 if now - last_measure >= MEASURE_EVERY {
                     last_measure = now;
                     d.measure_quota();
+                    if let Some(i) = d.inner.http.get().and_then(|h| h.instance.as_ref()) {
+                        i.set_communities(d.published_communities());
+                    }
                 }
                 d.check_quota();
                 if d.inner.write_files {
@@ -1201,6 +1300,19 @@ impl Daemon {
             quota,
             upload_limit: self.inner.upload_limit,
             errors: lock(&self.inner.errors).iter().cloned().collect(),
+            http: self.inner.http.get().map(|h| state::HttpStatus {
+                address: h.addr.to_string(),
+                url: h.url.clone(),
+                requests: h.counters.requests(),
+                bytes_served: h.counters.bytes(),
+                instance: h.instance.is_some(),
+                registered_with: h.register.clone(),
+                contributions: h
+                    .instance
+                    .as_ref()
+                    .map(|i| i.contributions())
+                    .unwrap_or_default(),
+            }),
         }
     }
 

@@ -130,6 +130,31 @@ pub struct Status {
     pub upload_limit: Option<u64>,
     /// The latest problems (newest last, at most 16).
     pub errors: Vec<String>,
+    /// The HTTP gateway, if it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStatus>,
+}
+
+/// The HTTP gateway part of [`Status`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HttpStatus {
+    /// The bound address.
+    pub address: String,
+    /// Our gateway's base URL as we register it.
+    pub url: String,
+    /// Requests answered this run.
+    pub requests: u64,
+    /// Body bytes sent this run.
+    pub bytes_served: u64,
+    /// Whether we act as an instance (bootstrap JSON, peer registration).
+    pub instance: bool,
+    /// Instances we register with.
+    #[serde(default)]
+    pub registered_with: Vec<String>,
+    /// An instance's table of registered peers: health, uptime, what they report serving.
+    #[serde(default)]
+    pub contributions: Vec<peerhost_gateway::Contribution>,
 }
 
 /// The DHT part of [`Status`].

@@ -1,0 +1,336 @@
+//! `peerhost serve --http` and `mirror --http --register` end to end (real processes on
+//! loopback, no DHT):
+//! - heads and ranges over HTTP from the daemon's own cores, verified with
+//!   `peerhost_gateway::range::verify`; a flipped byte does not verify;
+//! - an instance with a bootstrap page: a mirror registers, passes the health check, is
+//!   listed in `/v1/peers` and the bootstrap JSON, reports what it served (`/v1/contributions`,
+//!   `peerhost status`), and is dropped from the list once it stops answering.
+//!
+//! Timeouts are hang guards only.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use peerhost_gateway::{TrustedHead, client, range};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_peerhost");
+const GUARD: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(10);
+
+fn cmd(storage: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .arg("--storage")
+        .arg(storage)
+        .env("PEERHOST_LOG", "warn")
+        .env_remove("PEERHOST_BOOTSTRAP");
+    c
+}
+
+fn run(storage: &Path, args: &[&str]) -> Output {
+    let out = cmd(storage, args).output().expect("run peerhost");
+    assert!(
+        out.status.success(),
+        "peerhost {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A daemon and the lines it printed first (`n` of them: TCP address, HTTP URL).
+struct Daemon {
+    child: Child,
+    lines: Vec<String>,
+}
+
+impl Daemon {
+    fn start(mut c: Command, n: usize) -> Self {
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn peerhost");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("a line");
+            lines.push(l.trim().to_owned());
+        }
+        Self { child, lines }
+    }
+
+    fn url(&self) -> String {
+        let u = self.lines.last().expect("the HTTP line").clone();
+        assert!(u.starts_with("http://127.0.0.1:"), "{u}");
+        u
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get(rt: &tokio::runtime::Runtime, url: &str) -> client::Response {
+    rt.block_on(client::get(url, T)).expect(url)
+}
+
+fn get_json(rt: &tokio::runtime::Runtime, url: &str) -> Value {
+    let r = get(rt, url);
+    assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !f() {
+        assert!(Instant::now() < deadline, "hang guard: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_http_heads_and_range_proofs_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = String::from_utf8(run(&w, &["log", "create", "notes"]).stdout).unwrap();
+    let key = key.trim();
+    let lines: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    let mut a = cmd(&w, &["log", "append", "notes", "--lines"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut a.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+    assert!(a.wait().unwrap().success());
+
+    let d = Daemon::start(cmd(&w, &["serve", "--no-dht", "--http", "127.0.0.1:0"]), 1);
+    let base = d.url();
+    let rt = rt();
+    let hex_key = hex::encode(peerhost_ids::Key::parse(key).unwrap().0);
+    let logs = get_json(&rt, &format!("{base}/v1/logs"));
+    assert_eq!(logs["logs"], serde_json::json!([hex_key]));
+
+    let head = get_json(&rt, &format!("{base}/v1/logs/{key}/head"));
+    assert_eq!(head["length"], 100);
+    assert_eq!(head["key"], hex_key.as_str());
+    assert!(head["signature"].is_string() && head["manifest"].is_string());
+    let trusted = TrustedHead {
+        fork: head["fork"].as_u64().unwrap(),
+        length: 100,
+        tree_hash: hex32(&head["treeHash"]),
+    };
+
+    // A range, in one response, against the head; immutable when addressed by the head.
+    let url = format!("{base}/v1/logs/{hex_key}/blocks?start=10&end=50&length=100&fork=0");
+    let r = get(&rt, &url);
+    assert_eq!(r.status, 200);
+    let proof = range::verify(&r.body, &trusted, 10..50).expect("the range verifies");
+    assert_eq!(proof.end(), 50);
+    for (i, b) in proof.blocks.iter().enumerate() {
+        assert_eq!(b, format!("line {}", 10 + i).as_bytes());
+    }
+    // One block by index.
+    let r = get(
+        &rt,
+        &format!("{base}/v1/logs/{hex_key}/blocks?start=99&end=100&length=100&fork=0"),
+    );
+    let one = range::verify(&r.body, &trusted, 99..100).unwrap();
+    assert_eq!(one.blocks, vec![b"line 99".to_vec()]);
+    // Any flipped byte of a block is caught.
+    let mut bad = r.body.clone();
+    let last = bad.len() - 2;
+    bad[last] ^= 1;
+    assert!(range::verify(&bad, &trusted, 99..100).is_err());
+    // Past the head: 416 with our length.
+    let r = get(
+        &rt,
+        &format!("{base}/v1/logs/{hex_key}/blocks?start=0&end=101"),
+    );
+    assert_eq!(r.status, 416);
+    // Not an instance: no registration here.
+    let r = rt
+        .block_on(client::post_json(
+            &format!("{base}/v1/peers"),
+            &serde_json::json!({"url": "http://127.0.0.1:9"}),
+            T,
+        ))
+        .unwrap();
+    assert_eq!(r.status, 404);
+}
+
+fn status(storage: &Path) -> Option<Value> {
+    let b = std::fs::read(storage.join("peerhost-status.json")).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+#[test]
+fn an_instance_checks_lists_and_counts_its_mirrors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, m) = (dir.path().join("w"), dir.path().join("m"));
+    let key = String::from_utf8(run(&w, &["community", "create", "c"]).stdout).unwrap();
+    let key = key.trim().to_owned();
+    for i in 0..5 {
+        run(
+            &w,
+            &["post", "c", "--title", &format!("post {i}"), "--body", "b"],
+        );
+    }
+    let page = dir.path().join("page");
+    std::fs::create_dir_all(&page).unwrap();
+    std::fs::write(page.join("index.html"), "<!doctype html><p>page").unwrap();
+    std::fs::write(page.join("app.js"), "console.log(1)").unwrap();
+    std::fs::write(w.join("peerhost.toml"), "status_interval_ms = 200\n").unwrap();
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("peerhost.toml"), "status_interval_ms = 200\n").unwrap();
+
+    let instance = Daemon::start(
+        cmd(
+            &w,
+            &[
+                "serve",
+                "--no-dht",
+                "--listen-tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--bootstrap-page",
+                page.to_str().unwrap(),
+                "--http-interval",
+                "1",
+            ],
+        ),
+        2,
+    );
+    let base = instance.url();
+    let tcp = format!("tcp://{}", instance.lines[0]);
+    let rt = rt();
+
+    // The page and the bootstrap JSON.
+    let r = get(&rt, &format!("{base}/"));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"<!doctype html><p>page"[..])
+    );
+    assert_eq!(get(&rt, &format!("{base}/app.js")).status, 200);
+    assert_eq!(get(&rt, &format!("{base}/nope.js")).status, 404);
+    let boot = get_json(&rt, &format!("{base}/v1/bootstrap"));
+    let c = &boot["communities"][0];
+    assert_eq!(
+        c["key"],
+        hex::encode(peerhost_ids::Key::parse(&key).unwrap().0)
+    );
+    assert!(c["posts"].is_string() && c["assets"].is_string());
+    assert_eq!(boot["peers"], serde_json::json!([]));
+
+    // Bad registrations: a URL with a path, and one where nothing answers (never listed).
+    let post = |path: &str, body: Value| {
+        rt.block_on(client::post_json(&format!("{base}{path}"), &body, T))
+            .unwrap()
+    };
+    assert_eq!(
+        post("/v1/peers", serde_json::json!({"url": "http://x:1/a"})).status,
+        400
+    );
+    assert_eq!(
+        post(
+            "/v1/peers",
+            serde_json::json!({"url": "http://127.0.0.1:9"})
+        )
+        .status,
+        200
+    );
+
+    let mirror = Daemon::start(
+        cmd(
+            &m,
+            &[
+                "mirror",
+                &key,
+                "--peer",
+                &tcp,
+                "--no-dht",
+                "-q",
+                "--http",
+                "127.0.0.1:0",
+                "--register",
+                &base,
+                "--http-interval",
+                "1",
+            ],
+        ),
+        1,
+    );
+    let murl = mirror.url();
+    wait("the mirror is listed", || {
+        get_json(&rt, &format!("{base}/v1/peers"))["peers"] == serde_json::json!([murl])
+    });
+    let boot = get_json(&rt, &format!("{base}/v1/bootstrap"));
+    assert_eq!(boot["peers"], serde_json::json!([murl]));
+
+    // A reader takes the posts from the mirror; the mirror reports it; the instance shows it.
+    let posts = c["posts"].as_str().unwrap();
+    let r = get(
+        &rt,
+        &format!("{murl}/v1/logs/{posts}/blocks?start=0&end=5&length=5&fork=0"),
+    );
+    assert_eq!(r.status, 200);
+    let served = r.body.len() as u64;
+    wait("the mirror's report arrives", || {
+        let t = get_json(&rt, &format!("{base}/v1/contributions"));
+        t["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["url"] == murl.as_str() && p["bytesServed"].as_u64() >= Some(served))
+    });
+    let t = get_json(&rt, &format!("{base}/v1/contributions"));
+    let dead = t["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["url"] == "http://127.0.0.1:9")
+        .unwrap();
+    assert_eq!(dead["healthy"], false);
+    assert!(dead["problem"].is_string());
+    wait("the status file has the table", || {
+        status(&w).is_some_and(|s| {
+            s["http"]["contributions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["bytesServed"].as_u64() >= Some(served)))
+        })
+    });
+    let text = String::from_utf8(run(&w, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("contributions (2 peers registered)"),
+        "{text}"
+    );
+    assert!(text.contains(&murl), "{text}");
+    let ms = status(&m).unwrap();
+    assert!(ms["http"]["bytes_served"].as_u64() >= Some(served));
+
+    // The mirror stops: it is no longer listed.
+    drop(mirror);
+    wait("the dead mirror is dropped", || {
+        get_json(&rt, &format!("{base}/v1/peers"))["peers"] == serde_json::json!([])
+    });
+}

@@ -1,0 +1,273 @@
+//! A minimal HTTP/1.1 client for the few calls gateways make to each other: an instance
+//! checking a registered peer (`GET …/blocks`), a mirror registering and reporting to its
+//! instance (`POST /v1/peers`, `POST /v1/report`).
+//!
+//! Only `http://HOST:PORT` URLs, one request per connection (`Connection: close`), bodies with
+//! a `Content-Length` (what axum sends for whole bodies), chunked, or read to the end, at most
+//! [`MAX_RESPONSE`] bytes, everything within one timeout. Anything else is an error: these
+//! calls are between peerhost nodes, not a general client. (TLS-fronted gateways are reached
+//! by their instance through a plain-HTTP URL on a private network, or not checked.)
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+/// The largest response read (a range response is at most ~4 MiB of blocks plus proof).
+pub const MAX_RESPONSE: usize = 5 << 20;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not `http://HOST:PORT[/path]`.
+    #[error("unsupported URL {0:?} (only http://HOST:PORT)")]
+    Url(String),
+    /// Connecting, writing or reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The answer is not HTTP/1.x we understand, or too large.
+    #[error("bad response: {0}")]
+    BadResponse(&'static str),
+}
+
+/// A response: status and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Split `http://host:port/path?q` into (`host:port`, `/path?q`).
+pub(crate) fn split_url(url: &str) -> Result<(&str, &str), ClientError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::Url(url.to_owned()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    if authority.is_empty()
+        || !authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return Err(ClientError::Url(url.to_owned()));
+    }
+    Ok((authority, path))
+}
+
+/// `GET url`.
+pub async fn get(url: &str, timeout: Duration) -> Result<Response, ClientError> {
+    request("GET", url, None, timeout).await
+}
+
+/// `POST url` with a JSON body.
+pub async fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadResponse("json"))?;
+    request("POST", url, Some(&bytes), timeout).await
+}
+
+async fn request(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let (authority, path) = split_url(url)?;
+    let call = async {
+        let stream = TcpStream::connect(authority).await?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+             User-Agent: peerhost\r\nAccept: */*\r\n"
+        );
+        if let Some(b) = body {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        head.push_str("\r\n");
+        write_all(&stream, head.as_bytes()).await?;
+        if let Some(b) = body {
+            write_all(&stream, b).await?;
+        }
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = read(&stream, &mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if raw.len() > MAX_RESPONSE {
+                return Err(ClientError::BadResponse("response too large"));
+            }
+            if let Some(done) = complete(&raw) {
+                raw.truncate(done);
+                break;
+            }
+        }
+        parse(&raw)
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+// The socket's readiness API (tokio's `net` feature) rather than `AsyncReadExt` /
+// `AsyncWriteExt` (`io-util`): the fuzz workspace pins tokio without `io-util`.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn read(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where the head ends (after `\r\n\r\n`).
+fn head_end(raw: &[u8]) -> Option<usize> {
+    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// With a `Content-Length`, the total length of the response once all of it is in.
+fn complete(raw: &[u8]) -> Option<usize> {
+    let end = head_end(raw)?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let len = content_length(head)?;
+    (raw.len() >= end + len).then_some(end + len)
+}
+
+fn parse(raw: &[u8]) -> Result<Response, ClientError> {
+    let end = head_end(raw).ok_or(ClientError::BadResponse("no end of head"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| ClientError::BadResponse("head"))?;
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut parts = status_line.split(' ');
+    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err(ClientError::BadResponse("not HTTP/1.x"));
+    }
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(ClientError::BadResponse("status"))?;
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    if chunked {
+        return Ok(Response {
+            status,
+            body: dechunk(&raw[end..])?,
+        });
+    }
+    let mut body = raw[end..].to_vec();
+    if let Some(len) = content_length(head) {
+        if body.len() < len {
+            return Err(ClientError::BadResponse("body cut short"));
+        }
+        body.truncate(len);
+    }
+    Ok(Response { status, body })
+}
+
+/// A `Transfer-Encoding: chunked` body (read to the end of the connection): the chunks
+/// joined; extensions and trailers ignored.
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let bad = ClientError::BadResponse("bad chunked body");
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or(ClientError::BadResponse("bad chunked body"))?;
+        let line = std::str::from_utf8(&raw[..line_end])
+            .map_err(|_| ClientError::BadResponse("bad chunked body"))?;
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| ClientError::BadResponse("bad chunked body"))?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size + 2 || out.len() + size > MAX_RESPONSE {
+            return Err(bad);
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            split_url("http://127.0.0.1:80/v1/peers").unwrap(),
+            ("127.0.0.1:80", "/v1/peers")
+        );
+        assert_eq!(split_url("http://h:1").unwrap(), ("h:1", "/"));
+        for bad in [
+            "https://h:1",
+            "http://",
+            "http://a b/",
+            "ftp://x",
+            "http://a@b/",
+        ] {
+            assert!(split_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn responses() {
+        let r = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hi"[..]));
+        assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhi").is_err());
+        assert!(parse(b"garbage").is_err());
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1;x\r\n!\r\n0\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.body, b"hi!");
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nhi\r\n").is_err()
+        );
+        assert_eq!(
+            complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi!"),
+            Some(40)
+        );
+    }
+}

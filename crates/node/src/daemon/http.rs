@@ -1,0 +1,171 @@
+//! The daemon's HTTP gateway (`peerhost serve --http ADDR`, config `http`): the cores the
+//! replicator holds, lent to `peerhost-gateway` through [`NodeSource`]; an instance's routes
+//! when the daemon publishes a community (or has a bootstrap page); registration with
+//! instances (`register`).
+//!
+//! - the gateway reads a core under the node's lock, on the blocking pool (one head or one
+//!   range at a time per request, bounded by the gateway's `max_inflight`);
+//! - an [`Instance`] is attached when the daemon holds a writable community or serves a
+//!   bootstrap page; its check loop verifies registered peers against our own heads;
+//! - with `register`, a reporter loop POSTs our URL and counters to each instance;
+//! - all three tasks end when the daemon stops.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerhost_gateway::{
+    Config, Counters, Instance, InstanceOptions, LogSource, RangeError, RangeQuery, ServeOptions,
+    SignedHead, Site, SourceError, prove_range, range::RangeProof,
+};
+use peerhost_ids::Key;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::{DaemonError, io_err};
+use crate::Node;
+
+/// How to run the HTTP gateway.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Bind here.
+    pub addr: Option<SocketAddr>,
+    /// Serve this directory at `/` (an instance's bootstrap page).
+    pub page: Option<PathBuf>,
+    /// Register with these instances.
+    pub register: Vec<String>,
+    /// Our base URL (default `http://<bound address>`).
+    pub public_url: Option<String>,
+    /// How often to check peers (instance) and to report (mirror).
+    pub interval: Option<Duration>,
+}
+
+/// The logs the replicator holds, as a gateway source.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSource {
+    node: Node,
+}
+
+impl LogSource for NodeSource {
+    fn keys(&self, limit: usize) -> Result<Vec<Key>, SourceError> {
+        let keys: BTreeSet<Key> = self.node.with(|r| {
+            let dkeys: Vec<_> = r.discovery_keys().copied().collect();
+            dkeys
+                .iter()
+                .filter_map(|d| r.core(d).map(peerhost_store::Core::key))
+                .collect()
+        });
+        Ok(keys.into_iter().take(limit).collect())
+    }
+
+    fn head(&self, key: &Key) -> Result<Option<SignedHead>, SourceError> {
+        let dkey = key.discovery_key();
+        Ok(self.node.with(|r| r.core(&dkey).map(SignedHead::of)))
+    }
+
+    fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError> {
+        let dkey = key.discovery_key();
+        self.node.with(|r| match r.core_mut(&dkey) {
+            Some(core) => prove_range(core, query),
+            None => Err(RangeError::UnknownLog),
+        })
+    }
+}
+
+/// The running gateway.
+#[derive(Debug)]
+pub(crate) struct Http {
+    pub(crate) addr: SocketAddr,
+    pub(crate) url: String,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) instance: Option<Arc<Instance>>,
+    pub(crate) register: Vec<String>,
+}
+
+/// Bind and start serving; `instance` says whether to act as one.
+pub(crate) async fn start(
+    node: &Node,
+    options: &HttpOptions,
+    addr: SocketAddr,
+    instance: bool,
+    stop: &watch::Sender<bool>,
+) -> Result<Http, DaemonError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(io_err(format!("cannot listen for HTTP on {addr}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_err("cannot read the HTTP listener's address"))?;
+    let url = options
+        .public_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    if addr.ip().is_unspecified() && options.public_url.is_none() && !options.register.is_empty() {
+        tracing::warn!(
+            "registering {url} with instances: bound to a wildcard address, give --public-url \
+             (or `public_url`) so that instances and readers can reach this gateway"
+        );
+    }
+    let site = match &options.page {
+        Some(dir) => Some(Site::load(dir).map_err(|e| DaemonError::Io {
+            what: "bootstrap page".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?),
+        None => None,
+    };
+    let interval = options.interval.unwrap_or(Duration::from_secs(5));
+    let instance = (instance || site.is_some()).then(|| {
+        Arc::new(Instance::new(
+            site,
+            InstanceOptions::default().check_every(interval),
+        ))
+    });
+    let counters = Arc::new(Counters::default());
+    let source = Arc::new(NodeSource { node: node.clone() });
+    let mut config = Config::default().counters(counters.clone());
+    if let Some(i) = &instance {
+        config = config.instance(i.clone());
+    }
+    let mut rx = stop.subscribe();
+    let s = source.clone();
+    tokio::spawn(async move {
+        let shutdown = async move { crate::stopped(&mut rx).await };
+        if let Err(e) =
+            peerhost_gateway::serve(listener, s, config, ServeOptions::default(), shutdown).await
+        {
+            tracing::warn!("HTTP gateway stopped: {e}");
+        }
+    });
+    if let Some(i) = &instance {
+        let mut rx = stop.subscribe();
+        let i = i.clone();
+        tokio::spawn(async move {
+            peerhost_gateway::run_checks(i, source, async move {
+                crate::stopped(&mut rx).await;
+            })
+            .await;
+        });
+    }
+    if !options.register.is_empty() {
+        let mut rx = stop.subscribe();
+        let (instances, own, c) = (options.register.clone(), url.clone(), counters.clone());
+        tokio::spawn(async move {
+            peerhost_gateway::run_reporter(instances, own, c, interval, async move {
+                crate::stopped(&mut rx).await;
+            })
+            .await;
+        });
+    }
+    tracing::info!(%addr, %url, instance = instance.is_some(), "HTTP gateway");
+    Ok(Http {
+        addr,
+        url,
+        counters,
+        instance,
+        register: options.register.clone(),
+    })
+}

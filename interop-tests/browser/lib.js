@@ -1,0 +1,224 @@
+'use strict'
+// Helpers for the browser tests and the bench: real `peerhost` processes on loopback (an
+// instance publishing a community, mirrors registering with it), Debian's Chromium through
+// playwright-core, and the bytes each origin served as Chromium counted them.
+
+const { spawn, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const zlib = require('node:zlib')
+const readline = require('node:readline')
+
+const ROOT = path.resolve(__dirname, '..', '..')
+const BIN = process.env.PEERHOST_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'release', 'peerhost')
+const PAGE = process.env.PEERHOST_PAGE || path.join(ROOT, 'web', 'dist')
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+
+function run (storage, args) {
+  return execFileSync(BIN, [...args, '--storage', storage], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PEERHOST_LOG: 'warn' }
+  }).trim()
+}
+
+/** A long-running peerhost; resolves once it printed `lines` lines (its addresses). */
+function start (storage, args, lines) {
+  const child = spawn(BIN, [...args, '--storage', storage], {
+    env: { ...process.env, PEERHOST_LOG: process.env.PEERHOST_LOG || 'error' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const got = []
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout })
+    const timer = setTimeout(() => reject(new Error(`peerhost ${args[0]}: no address in 30 s`)), 30_000)
+    child.once('exit', (code) => reject(new Error(`peerhost ${args.join(' ')} exited with ${code}`)))
+    rl.on('line', (l) => {
+      got.push(l.trim())
+      if (got.length === lines) {
+        clearTimeout(timer)
+        resolve({ child, lines: got, url: got[got.length - 1] })
+      }
+    })
+  })
+}
+
+function stop (p) {
+  if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function getJson (url) {
+  const res = await fetch(url, { headers: { 'user-agent': 'peerhost-test' } })
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`)
+  return res.json()
+}
+
+async function waitFor (what, f, ms = 60_000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      const v = await f()
+      if (v) return v
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`hang guard: ${what}`)
+    await sleep(100)
+  }
+}
+
+/** A PNG of `w`×`h` RGB noise over a gradient: a banner image that does not compress. */
+function png (w, h, seed = 1) {
+  let s = seed
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 16) & 255
+  const raw = Buffer.alloc((w * 3 + 1) * h)
+  for (let y = 0; y < h; y++) {
+    const row = y * (w * 3 + 1)
+    for (let x = 0; x < w; x++) {
+      const o = row + 1 + x * 3
+      raw[o] = (40 + (x * 120) / w + (rnd() & 31)) | 0
+      raw[o + 1] = (90 + (y * 100) / h + (rnd() & 31)) | 0
+      raw[o + 2] = (160 + (rnd() & 63)) | 0
+    }
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(data.length)
+    const td = Buffer.concat([Buffer.from(type), data])
+    const crc = Buffer.alloc(4)
+    crc.writeUInt32BE(zlib.crc32(td) >>> 0)
+    return Buffer.concat([len, td, crc])
+  }
+  const ihdr = Buffer.alloc(13)
+  ihdr.writeUInt32BE(w, 0)
+  ihdr.writeUInt32BE(h, 4)
+  ihdr[8] = 8 // bit depth
+  ihdr[9] = 2 // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0))
+  ])
+}
+
+const STYLE = `body{background:#f6f7fb;color:#1d2333}
+h1{color:#2b4aa8;margin-bottom:.3rem}
+img.banner{display:block;width:100%;height:120px;object-fit:cover;border-radius:8px}
+article{background:#fff;border:1px solid #dde2ee;border-radius:8px;margin:.6rem 0;padding:.4rem 1rem}
+article h2{color:#2b4aa8}
+`
+
+/**
+ * An instance's store: a community with `posts` posts (titles returned, oldest first) and a
+ * published web app (style.css and a banner image of about `bannerBytes`).
+ */
+function makeCommunity (dir, { posts = 50, bannerBytes = 600_000 } = {}) {
+  const storage = path.join(dir, 'instance')
+  const key = run(storage, ['community', 'create', 'peerhost-demo'])
+  const titles = []
+  for (let i = 1; i <= posts; i++) {
+    const title = `Post ${i}: notes on hypercore, part ${i}`
+    const body = `Post number ${i}. ` + 'Every block of this text reached your browser from a peer, checked against the signed head. '.repeat(2)
+    run(storage, ['post', 'peerhost-demo', '--title', title, '--body', body])
+    titles.push(title)
+  }
+  const app = path.join(dir, 'app')
+  fs.mkdirSync(app, { recursive: true })
+  fs.writeFileSync(path.join(app, 'style.css'), STYLE)
+  const side = Math.ceil(Math.sqrt(bannerBytes / 3 / 4))
+  fs.writeFileSync(path.join(app, 'banner.png'), png(side * 4, side))
+  run(storage, ['assets', 'publish', 'peerhost-demo', app])
+  return { storage, key, titles }
+}
+
+/** The instance (TCP for mirrors, HTTP with the bootstrap page). */
+async function startInstance (storage) {
+  fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
+  return start(storage, ['serve', '--no-dht', '--listen-tcp', '127.0.0.1:0', '--http', '127.0.0.1:0',
+    '--bootstrap-page', PAGE, '--http-interval', '1'], 2)
+}
+
+/** A mirror of `key` from the instance, serving HTTP and registering with it. */
+async function startMirror (dir, i, key, instance) {
+  const storage = path.join(dir, `mirror${i}`)
+  fs.mkdirSync(storage, { recursive: true })
+  fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
+  return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, '--no-dht', '-q',
+    '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
+}
+
+/** Until the instance lists exactly these peers (registered and healthy). */
+async function waitPeers (instance, urls) {
+  const want = [...urls].sort().join(',')
+  await waitFor(`the instance lists ${urls.length} peers`, async () =>
+    (await getJson(instance.url + '/v1/peers')).peers.sort().join(',') === want)
+}
+
+// Playwright gives every launch a fresh temporary profile (user-data-dir) and removes it on
+// close; every page load below also gets a fresh context (no cache, no cookies).
+async function launch () {
+  const { chromium } = require('playwright-core')
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  return { browser, close: () => browser.close() }
+}
+
+/**
+ * Open a fresh page that counts, per origin, the response body bytes as they came over the
+ * wire (compressed when compressed) and the header bytes, from Chromium's own accounting.
+ */
+async function countingPage (browser) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 1100 } })
+  const page = await context.newPage()
+  const bytes = new Map()
+  const console = []
+  const pending = []
+  const urls = []
+  page.on('console', (m) => console.push({ type: m.type(), text: m.text() }))
+  page.on('requestfinished', (req) => {
+    if (!/^https?:/.test(req.url())) return // blob: and data: URLs are not the network
+    pending.push(req.sizes().then((s) => {
+      const origin = new URL(req.url()).origin
+      urls.push(req.url())
+      const b = bytes.get(origin) || { body: 0, headers: 0, requests: 0 }
+      b.body += s.responseBodySize
+      b.headers += s.responseHeadersSize
+      b.requests++
+      bytes.set(origin, b)
+    }).catch(() => {}))
+  })
+  return {
+    page,
+    context,
+    console,
+    /** The paths asked of `origin`, sorted. */
+    urls: (origin) => urls.filter((u) => u.startsWith(origin + '/')).map((u) => u.slice(origin.length)).sort(),
+    async bytes () {
+      await Promise.all(pending)
+      return bytes
+    }
+  }
+}
+
+/** Load the instance page; resolves when the posts are on screen. */
+async function loadPage (p, instanceUrl) {
+  const t0 = Date.now()
+  await p.page.goto(instanceUrl + '/')
+  await p.page.waitForSelector('body[data-state="loaded"], body[data-state="failed"]', { timeout: 60_000 })
+  const state = await p.page.evaluate(() => document.body.dataset.state)
+  const status = await p.page.textContent('#status')
+  if (state !== 'loaded') throw new Error(`the page failed: ${status}`)
+  const firstPostMs = await p.page.evaluate(() => window.peerhost.firstPostMs)
+  const titles = await p.page.$$eval('main article h2', (hs) => hs.map((h) => h.textContent))
+  return { titles, firstPostMs, wallMs: Date.now() - t0, status }
+}
+
+module.exports = {
+  ROOT, BIN, PAGE, CHROMIUM, run, start, stop, sleep, getJson, waitFor, png, makeCommunity,
+  startInstance, startMirror, waitPeers, launch, countingPage, loadPage
+}
