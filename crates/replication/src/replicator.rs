@@ -64,9 +64,10 @@ pub struct Config {
     /// window, whatever the block size.
     pub max_inflight: usize,
     /// Bytes of blocks in flight per peer and log that the window may grow to for small blocks
-    /// (the log's average block size sets how many requests that is), up to
+    /// (the log's average block size sets how many requests that is; default 2 MiB), up to
     /// [`Config::max_inflight_blocks`]. 48 requests of 1 KiB blocks keep too little in flight to
-    /// fill a fast link; of 64 KiB blocks, enough.
+    /// fill a fast link; of 64 KiB blocks, enough. It also bounds what a JS peer answers in
+    /// one protomux batch (it batches the requests it has queued).
     pub max_inflight_bytes: u64,
     /// The most requests in flight per peer and log however small the blocks (JS's
     /// `inflightRange` upper bound, 512).
@@ -90,6 +91,11 @@ pub struct Config {
     pub max_remote_runs: usize,
     /// End the connection on a message type past the ten hypercore defines (JS ignores them).
     pub strict_message_types: bool,
+    /// Hash every block we serve against its leaf before sending it (default on): a block
+    /// damaged on our disk is then answered with `noData` and reported as a
+    /// [`Event::StorageError`] instead of being sent for the peer to refuse. Off saves a
+    /// BLAKE2b pass per block served (see `peerhost_store::Core::proof_with`).
+    pub verify_uploads: bool,
     /// Limits of the protomux layer.
     pub mux: peerhost_protomux::Config,
 }
@@ -98,7 +104,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_inflight: 48,
-            max_inflight_bytes: 4 << 20,
+            max_inflight_bytes: 2 << 20,
             max_inflight_blocks: 512,
             request_timeout: Duration::from_secs(20),
             max_timeouts: 8,
@@ -109,6 +115,7 @@ impl Default for Config {
             max_bitfield_words: 1 << 17,
             max_remote_runs: 4096,
             strict_message_types: true,
+            verify_uploads: true,
             mux: peerhost_protomux::Config::default(),
         }
     }
@@ -324,7 +331,9 @@ struct Conn {
 /// # Drain contract
 /// 1. **Connections.** When a secret stream is established call
 ///    [`add_connection`](Self::add_connection); hand every decrypted message to
-///    [`handle_input`](Self::handle_input); when the stream ends or fails call
+///    [`handle_input`](Self::handle_input), or all those one read produced to
+///    [`handle_inputs`](Self::handle_inputs) (their data is then stored with one commit); when
+///    the stream ends or fails call
 ///    [`remove_connection`](Self::remove_connection).
 /// 2. **Output.** After any call, for every connection in [`take_woken`](Self::take_woken) (and
 ///    whenever the transport can take more), pull [`poll_transmit`](Self::poll_transmit) until
@@ -370,7 +379,7 @@ const MAX_BATCHED_ANSWERS: usize = 256;
 const MAX_STAGED: usize = 256;
 
 /// Most block bytes held for one commit.
-const MAX_STAGED_BYTES: usize = 4 << 20;
+const MAX_STAGED_BYTES: usize = 1 << 20;
 
 /// The longest event queue kept if the driver does not drain it (oldest dropped).
 const MAX_EVENTS: usize = 1 << 16;
@@ -839,17 +848,27 @@ impl Replicator {
     /// Handle one decrypted stream message (one protomux frame) from `conn`. On a protocol
     /// violation the connection fails ([`connection_error`](Self::connection_error)).
     pub fn handle_input(&mut self, conn: ConnId, frame: &[u8], now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.error.is_some() {
-            return;
+        self.handle_inputs(conn, &[frame], now);
+    }
+
+    /// [`handle_input`](Self::handle_input) for several messages from `conn` in order (say all
+    /// those one transport read decrypted): answers to our block requests among them are
+    /// verified one by one and stored with one commit, and scheduling runs once. Stops at the
+    /// first protocol violation.
+    pub fn handle_inputs<F: AsRef<[u8]>>(&mut self, conn: ConnId, frames: &[F], now: Instant) {
+        for frame in frames {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                break;
+            };
+            if c.error.is_some() {
+                break;
+            }
+            if let Err(e) = c.mux.handle_input(frame.as_ref()) {
+                self.fail(conn, Error::Mux(e), now);
+                break;
+            }
+            self.drain_mux(conn, now);
         }
-        if let Err(e) = c.mux.handle_input(frame) {
-            self.fail(conn, Error::Mux(e), now);
-            return;
-        }
-        self.drain_mux(conn, now);
         self.flush_staged(now);
     }
 
@@ -1214,7 +1233,7 @@ impl Replicator {
         let Some(cs) = self.cores.get_mut(&dkey) else {
             return;
         };
-        let reply = match cs.core.proof(req) {
+        let reply = match cs.core.proof_with(req, self.config.verify_uploads) {
             Ok(Some(data)) => {
                 if let Some(b) = &data.block {
                     let e = Event::Uploaded {
@@ -1785,9 +1804,15 @@ impl Replicator {
         if cs.ranges.is_empty() || length == 0 {
             return;
         }
-        // A peer is topped up once an eighth of its window is free, not after every answer:
-        // requests then leave (and are read) a few at a time instead of one per block.
-        let refill = (max_inflight / 8).max(1);
+        // For small blocks a peer is topped up once an eighth of its window is free, not after
+        // every answer: requests then leave (and are read) many at a time instead of one per
+        // block. Not for large blocks: JS answers the requests it has queued as one protomux
+        // batch, which for 64 KiB blocks makes messages of many MiB to buffer.
+        let refill = if small_blocks {
+            (max_inflight / 8).max(1)
+        } else {
+            1
+        };
         let mut cands: Vec<PeerRef> = peers
             .iter()
             .filter(|r| {

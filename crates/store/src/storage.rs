@@ -250,6 +250,17 @@ impl CoreStorage {
 
     /// Block `index`, checked against its leaf node; `Ok(None)` when it is not stored.
     pub fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.block_checked(index, true)
+    }
+
+    /// Block `index` with its length checked against its leaf node but not its hash: for a
+    /// reader that verifies the bytes itself (a peer checks every block it downloads against
+    /// the signed tree). `Ok(None)` when it is not stored.
+    pub fn block_unhashed(&mut self, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.block_checked(index, false)
+    }
+
+    fn block_checked(&mut self, index: u64, hash: bool) -> Result<Option<Vec<u8>>, Error> {
         if !self.has(index)? {
             return Ok(None);
         }
@@ -274,7 +285,7 @@ impl CoreStorage {
         let Some(bytes) = self.data.read(offset, leaf.size)? else {
             return Err(corrupt(self, "data file too short"));
         };
-        if leaf_hash(&bytes) != leaf.hash {
+        if hash && leaf_hash(&bytes) != leaf.hash {
             return Err(corrupt(self, "hash mismatch"));
         }
         Ok(Some(bytes))
