@@ -22,7 +22,7 @@ use peerhost_log::{Node, NodeSource};
 use crate::bitfield::{BITS_PER_PAGE, BitfieldFile};
 use crate::data::DataFile;
 use crate::flat;
-use crate::fsutil::{read_small, write_atomic};
+use crate::fsutil::{read_small, write_atomic_with};
 use crate::header::{Header, HeaderFile};
 use crate::store::OpenGuard;
 use crate::tree::{ReadError, TreeFile};
@@ -164,13 +164,14 @@ impl CoreStorage {
         self.key_pair.as_ref()
     }
 
-    /// Store the manifest's encoding (a replica learns it from a peer). Atomic and always
-    /// fsynced: it is written at most once per log.
+    /// Store the manifest's encoding (a replica learns it from a peer). Atomic; fsynced under
+    /// [`Durability::Sync`]. Written at most once per log.
     pub fn set_manifest(&mut self, manifest: &[u8]) -> Result<(), Error> {
         if self.manifest.as_deref() == Some(manifest) {
             return Ok(());
         }
-        write_atomic(&self.dir.join(files::MANIFEST), manifest, 0o644)?;
+        let sync = self.durability == Durability::Sync;
+        write_atomic_with(&self.dir.join(files::MANIFEST), manifest, 0o644, sync)?;
         self.manifest = Some(manifest.to_vec());
         Ok(())
     }
