@@ -114,7 +114,7 @@ impl Default for Config {
             max_inflight_blocks: 512,
             request_timeout: Duration::from_secs(20),
             max_timeouts: 8,
-            max_pending_requests: 8192,
+            max_pending_requests: 32768,
             max_requests_per_connection: 2048,
             pause_pending_requests: 2048,
             max_invalid_requests: 64,
