@@ -11,9 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 logs=${1:-1000}
-cargo build --release -q -p peerhost-node --example mirror_bench
+# MIRROR_BENCH_BIN: use this build of the example instead of building one.
+if [ -z "${MIRROR_BENCH_BIN:-}" ]; then
+  cargo build --release -q -p peerhost-node --example mirror_bench
+fi
 (cd interop-tests && [ -d node_modules/corestore ] || npm ci --no-audit --no-fund --loglevel=error)
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/mirror_bench
+bin=${MIRROR_BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/mirror_bench}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }

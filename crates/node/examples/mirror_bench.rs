@@ -211,6 +211,13 @@ async fn follow(port: u16, keys_path: &str, dir: &str) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // RUST_LOG=debug (say) shows what the node does, on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()

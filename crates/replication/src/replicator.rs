@@ -64,9 +64,10 @@ pub struct Config {
     /// window, whatever the block size.
     pub max_inflight: usize,
     /// Bytes of blocks in flight per peer and log that the window may grow to for small blocks
-    /// (the log's average block size sets how many requests that is), up to
+    /// (the log's average block size sets how many requests that is; default 2 MiB), up to
     /// [`Config::max_inflight_blocks`]. 48 requests of 1 KiB blocks keep too little in flight to
-    /// fill a fast link; of 64 KiB blocks, enough.
+    /// fill a fast link; of 64 KiB blocks, enough. It also bounds what a JS peer answers in
+    /// one protomux batch (it batches the requests it has queued).
     pub max_inflight_bytes: u64,
     /// The most requests in flight per peer and log however small the blocks (JS's
     /// `inflightRange` upper bound, 512).
@@ -75,8 +76,14 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Timed-out requests a connection may accumulate before it is dropped as too slow.
     pub max_timeouts: u32,
-    /// Requests from a peer waiting for our answer; one more ends the connection.
+    /// Requests from a peer waiting for our answer; one more ends the connection. Reading
+    /// stops well before (see `pause_pending_requests`); this bounds what one read may add.
     pub max_pending_requests: usize,
+    /// Our requests in flight on one connection, all its logs together. A mirror of a thousand
+    /// logs would otherwise have a window per log out at once (tens of thousands of requests),
+    /// more than a serving peer queues: ours ends such a connection past
+    /// `max_pending_requests`.
+    pub max_requests_per_connection: usize,
     /// Above this many waiting requests [`Replicator::wants_input`] says stop reading.
     pub pause_pending_requests: usize,
     /// Invalid requests tolerated per connection (JS `MAX_INVALID_REQUESTS` = 64).
@@ -90,6 +97,11 @@ pub struct Config {
     pub max_remote_runs: usize,
     /// End the connection on a message type past the ten hypercore defines (JS ignores them).
     pub strict_message_types: bool,
+    /// Hash every block we serve against its leaf before sending it (default on): a block
+    /// damaged on our disk is then answered with `noData` and reported as a
+    /// [`Event::StorageError`] instead of being sent for the peer to refuse. Off saves a
+    /// BLAKE2b pass per block served (see `peerhost_store::Core::proof_with`).
+    pub verify_uploads: bool,
     /// Limits of the protomux layer.
     pub mux: peerhost_protomux::Config,
 }
@@ -98,17 +110,19 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_inflight: 48,
-            max_inflight_bytes: 4 << 20,
+            max_inflight_bytes: 2 << 20,
             max_inflight_blocks: 512,
             request_timeout: Duration::from_secs(20),
             max_timeouts: 8,
-            max_pending_requests: 8192,
+            max_pending_requests: 32768,
+            max_requests_per_connection: 2048,
             pause_pending_requests: 2048,
             max_invalid_requests: 64,
             max_message_len: 4096,
             max_bitfield_words: 1 << 17,
             max_remote_runs: 4096,
             strict_message_types: true,
+            verify_uploads: true,
             mux: peerhost_protomux::Config::default(),
         }
     }
@@ -314,8 +328,15 @@ struct Conn {
     invalid_requests: u32,
     /// Payload bytes of the answers made since `poll_transmit` last reset it.
     answered: usize,
+    /// Our requests in flight on this connection, all logs together (the sum of its peers'
+    /// `inflight`), kept under [`Config::max_requests_per_connection`].
+    requests_out: usize,
     /// The last answer was small: batch the next ones into one protomux frame.
     small_answers: bool,
+    /// Logs that had blocks to ask this connection for while it was at that cap, in order,
+    /// each once: scheduled again as its requests are answered (`Replicator::unstarve`).
+    starved: VecDeque<DiscoveryKey>,
+    starved_set: HashSet<DiscoveryKey>,
 }
 
 /// Many logs replicated over many connections, sans-IO: no sockets, no clock, no tasks. It
@@ -324,7 +345,9 @@ struct Conn {
 /// # Drain contract
 /// 1. **Connections.** When a secret stream is established call
 ///    [`add_connection`](Self::add_connection); hand every decrypted message to
-///    [`handle_input`](Self::handle_input); when the stream ends or fails call
+///    [`handle_input`](Self::handle_input), or all those one read produced to
+///    [`handle_inputs`](Self::handle_inputs) (their data is then stored with one commit); when
+///    the stream ends or fails call
 ///    [`remove_connection`](Self::remove_connection).
 /// 2. **Output.** After any call, for every connection in [`take_woken`](Self::take_woken) (and
 ///    whenever the transport can take more), pull [`poll_transmit`](Self::poll_transmit) until
@@ -370,7 +393,7 @@ const MAX_BATCHED_ANSWERS: usize = 256;
 const MAX_STAGED: usize = 256;
 
 /// Most block bytes held for one commit.
-const MAX_STAGED_BYTES: usize = 4 << 20;
+const MAX_STAGED_BYTES: usize = 1 << 20;
 
 /// The longest event queue kept if the driver does not drain it (oldest dropped).
 const MAX_EVENTS: usize = 1 << 16;
@@ -508,7 +531,9 @@ impl Replicator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in &ids {
-                p.inflight.remove(id);
+                if p.inflight.remove(id).is_some() {
+                    c.requests_out -= 1;
+                }
             }
             for id in ids {
                 send(
@@ -658,6 +683,9 @@ impl Replicator {
                 invalid_requests: 0,
                 answered: 0,
                 small_answers: false,
+                requests_out: 0,
+                starved: VecDeque::new(),
+                starved_set: HashSet::new(),
             },
         );
         let active: Vec<DiscoveryKey> = self
@@ -809,6 +837,7 @@ impl Replicator {
             let Some(inflight) = p.inflight.remove(&id) else {
                 continue;
             };
+            c.requests_out -= 1;
             let dkey = p.dkey;
             tracing::debug!(conn = r.conn, log = %dkey, request = id, "request timed out");
             send(
@@ -834,23 +863,56 @@ impl Replicator {
         for dkey in touched {
             self.update(&dkey, now);
         }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.unstarve(conn, now);
+        }
     }
 
     /// Handle one decrypted stream message (one protomux frame) from `conn`. On a protocol
     /// violation the connection fails ([`connection_error`](Self::connection_error)).
     pub fn handle_input(&mut self, conn: ConnId, frame: &[u8], now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.error.is_some() {
-            return;
+        self.handle_inputs(conn, &[frame], now);
+    }
+
+    /// [`handle_input`](Self::handle_input) for several messages from `conn` in order (say all
+    /// those one transport read decrypted): answers to our block requests among them are
+    /// verified one by one and stored with one commit, and scheduling runs once. Stops at the
+    /// first protocol violation.
+    pub fn handle_inputs<F: AsRef<[u8]>>(&mut self, conn: ConnId, frames: &[F], now: Instant) {
+        for frame in frames {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                break;
+            };
+            if c.error.is_some() {
+                break;
+            }
+            if let Err(e) = c.mux.handle_input(frame.as_ref()) {
+                self.fail(conn, Error::Mux(e), now);
+                break;
+            }
+            self.drain_mux(conn, now);
         }
-        if let Err(e) = c.mux.handle_input(frame) {
-            self.fail(conn, Error::Mux(e), now);
-            return;
-        }
-        self.drain_mux(conn, now);
         self.flush_staged(now);
+        self.unstarve(conn, now);
+    }
+
+    /// Schedule the logs that waited for room on `conn`, oldest first, while it has room.
+    fn unstarve(&mut self, conn: ConnId, now: Instant) {
+        let max = self.config.max_requests_per_connection;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.requests_out >= max {
+                return;
+            }
+            let Some(dkey) = c.starved.pop_front() else {
+                return;
+            };
+            c.starved_set.remove(&dkey);
+            self.update(&dkey, now);
+        }
     }
 
     // --------------------------------------------------------------------------- internals
@@ -999,6 +1061,7 @@ impl Replicator {
         let Some(peer) = c.peers.remove(&channel) else {
             return;
         };
+        c.requests_out -= peer.inflight.len();
         c.channels.remove(&peer.dkey);
         c.pending.retain(|(ch, _)| *ch != channel);
         let dkey = peer.dkey;
@@ -1150,6 +1213,14 @@ impl Replicator {
         }
     }
 
+    /// Our request `id` to `r`, no longer in flight.
+    fn take_inflight(&mut self, r: PeerRef, id: u64) -> Option<Inflight> {
+        let c = self.conns.get_mut(&r.conn)?;
+        let inflight = c.peers.get_mut(&r.channel)?.inflight.remove(&id)?;
+        c.requests_out -= 1;
+        Some(inflight)
+    }
+
     fn peer_mut(&mut self, r: PeerRef) -> Option<&mut Peer> {
         self.conns
             .get_mut(&r.conn)
@@ -1214,7 +1285,7 @@ impl Replicator {
         let Some(cs) = self.cores.get_mut(&dkey) else {
             return;
         };
-        let reply = match cs.core.proof(req) {
+        let reply = match cs.core.proof_with(req, self.config.verify_uploads) {
             Ok(Some(data)) => {
                 if let Some(b) = &data.block {
                     let e = Event::Uploaded {
@@ -1287,10 +1358,10 @@ impl Replicator {
     }
 
     fn on_no_data(&mut self, r: PeerRef, m: NoData, now: Instant) {
-        let Some(peer) = self.peer_mut(r) else {
+        let Some(inflight) = self.take_inflight(r, m.request) else {
             return;
         };
-        let Some(inflight) = peer.inflight.remove(&m.request) else {
+        let Some(peer) = self.peer_mut(r) else {
             return;
         };
         let dkey = peer.dkey;
@@ -1311,12 +1382,11 @@ impl Replicator {
     }
 
     fn on_data(&mut self, r: PeerRef, data: Data, now: Instant) {
-        let Some(peer) = self.peer_mut(r) else {
+        let Some(dkey) = self.peer_mut(r).map(|p| p.dkey) else {
             return;
         };
-        let dkey = peer.dkey;
         // Unrequested data (push) is ignored, as JS does without `allowPush`.
-        let Some(inflight) = peer.inflight.remove(&data.request) else {
+        let Some(inflight) = self.take_inflight(r, data.request) else {
             tracing::trace!(conn = r.conn, log = %dkey, request = data.request, "ignoring unrequested data");
             return;
         };
@@ -1681,6 +1751,7 @@ impl Replicator {
         let woken = &mut self.woken;
         let config = &self.config;
         let deadline = now + config.request_timeout;
+        let max_per_conn = config.max_requests_per_connection;
         let (length, fork) = (cs.core.length(), cs.core.fork());
         let writable = cs.core.writable();
         let (max_inflight, small_blocks) = inflight_window(config, &cs.core);
@@ -1708,7 +1779,15 @@ impl Replicator {
                         manifest: cs.core.verifier().is_none(),
                         ..Request::default()
                     };
-                    if request(conns, woken, r, Kind::ForkProof, req, deadline) {
+                    if request(
+                        conns,
+                        woken,
+                        r,
+                        Kind::ForkProof,
+                        req,
+                        deadline,
+                        max_per_conn,
+                    ) {
                         cs.fork_proof = Some(r);
                     }
                 }
@@ -1725,7 +1804,15 @@ impl Replicator {
                     ..Request::default()
                 };
                 let from = *from;
-                if request(conns, woken, from, Kind::ReorgHash, req, deadline) {
+                if request(
+                    conns,
+                    woken,
+                    from,
+                    Kind::ReorgHash,
+                    req,
+                    deadline,
+                    max_per_conn,
+                ) {
                     cs.reorg_hash = Some(from);
                 }
             }
@@ -1756,7 +1843,7 @@ impl Replicator {
                         manifest: cs.core.verifier().is_none() && s.has_manifest,
                         ..Request::default()
                     };
-                    if request(conns, woken, r, Kind::Upgrade, req, deadline) {
+                    if request(conns, woken, r, Kind::Upgrade, req, deadline, max_per_conn) {
                         cs.upgrade = Some(r);
                     }
                 }
@@ -1775,7 +1862,7 @@ impl Replicator {
                     manifest: true,
                     ..Request::default()
                 };
-                if request(conns, woken, r, Kind::Manifest, req, deadline) {
+                if request(conns, woken, r, Kind::Manifest, req, deadline, max_per_conn) {
                     cs.manifest = Some(r);
                 }
             }
@@ -1785,9 +1872,15 @@ impl Replicator {
         if cs.ranges.is_empty() || length == 0 {
             return;
         }
-        // A peer is topped up once an eighth of its window is free, not after every answer:
-        // requests then leave (and are read) a few at a time instead of one per block.
-        let refill = (max_inflight / 8).max(1);
+        // For small blocks a peer is topped up once an eighth of its window is free, not after
+        // every answer: requests then leave (and are read) many at a time instead of one per
+        // block. Not for large blocks: JS answers the requests it has queued as one protomux
+        // batch, which for 64 KiB blocks makes messages of many MiB to buffer.
+        let refill = if small_blocks {
+            (max_inflight / 8).max(1)
+        } else {
+            1
+        };
         let mut cands: Vec<PeerRef> = peers
             .iter()
             .filter(|r| {
@@ -1797,6 +1890,17 @@ impl Replicator {
             })
             .copied()
             .collect();
+        // A connection at its cap of requests takes none now: this log waits its turn there.
+        cands.retain(|r| {
+            let Some(c) = conns.get_mut(&r.conn) else {
+                return false;
+            };
+            if c.requests_out < max_per_conn {
+                return true;
+            }
+            starve(c, *dkey);
+            false
+        });
         // Requests for small blocks made in this update go out as one protomux batch frame
         // per connection. Not for large blocks: a JS peer answers a batch with a batch (its
         // `_onbatch` corks), which for 64 KiB blocks is one multi-MiB message to buffer whole.
@@ -1857,13 +1961,18 @@ impl Replicator {
                             block: Some(RequestBlock { index: i, nodes }),
                             ..Request::default()
                         };
-                        if request(conns, woken, r, Kind::Block(i), req, deadline) {
+                        if request(conns, woken, r, Kind::Block(i), req, deadline, max_per_conn) {
                             cs.inflight_blocks.insert(i, r);
                         }
-                        let full = conns
-                            .get(&r.conn)
-                            .and_then(|c| c.peers.get(&r.channel))
-                            .is_none_or(|p| p.inflight.len() >= max_inflight);
+                        let full = conns.get_mut(&r.conn).is_none_or(|c| {
+                            if c.requests_out >= max_per_conn {
+                                starve(c, *dkey);
+                                return true;
+                            }
+                            c.peers
+                                .get(&r.channel)
+                                .is_none_or(|p| p.inflight.len() >= max_inflight)
+                        });
                         if full {
                             cands.retain(|c| *c != r);
                         }
@@ -2069,7 +2178,15 @@ fn send(c: &mut Conn, woken: &mut BTreeSet<ConnId>, r: PeerRef, m: &Message) -> 
     0
 }
 
-/// Send a request to `r`, recording it in flight. False if the channel is gone.
+/// Remember that log `dkey` waits for room on connection `c`.
+fn starve(c: &mut Conn, dkey: DiscoveryKey) {
+    if c.starved_set.insert(dkey) {
+        c.starved.push_back(dkey);
+    }
+}
+
+/// Send a request to `r`, recording it in flight. False if the channel is gone or the
+/// connection has `max_per_conn` requests out.
 fn request(
     conns: &mut HashMap<ConnId, Conn>,
     woken: &mut BTreeSet<ConnId>,
@@ -2077,10 +2194,14 @@ fn request(
     kind: Kind,
     mut req: Request,
     deadline: Instant,
+    max_per_conn: usize,
 ) -> bool {
     let Some(c) = conns.get_mut(&r.conn) else {
         return false;
     };
+    if c.requests_out >= max_per_conn {
+        return false;
+    }
     let Some(p) = c.peers.get_mut(&r.channel) else {
         return false;
     };
@@ -2096,14 +2217,19 @@ fn request(
     if c.mux.send(r.channel, 1, &bytes).is_err() {
         return false;
     }
-    p.inflight.insert(
-        req.id,
-        Inflight {
-            kind,
-            request: req,
-            deadline,
-        },
-    );
+    if p.inflight
+        .insert(
+            req.id,
+            Inflight {
+                kind,
+                request: req,
+                deadline,
+            },
+        )
+        .is_none()
+    {
+        c.requests_out += 1;
+    }
     woken.insert(r.conn);
     true
 }

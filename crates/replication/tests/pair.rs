@@ -306,6 +306,10 @@ fn unknown_logs_are_rejected_and_nothing_is_revealed() {
 fn small_blocks_travel_batched_and_all_arrive() {
     let mut stores = Vec::new();
     let mut net = Net::new(2);
+    // The writer leaves the hashing of what it sends to the reader.
+    let mut config = Config::default();
+    config.verify_uploads = false;
+    net.nodes[0] = Replicator::new(config);
     let (dkey, key) = writer(&mut net, 0, 3000, &mut stores);
     replica(&mut net, 1, key, &mut stores);
     net.link(0, 1);
@@ -322,4 +326,63 @@ fn small_blocks_travel_batched_and_all_arrive() {
     // Requests go out corked and answers batched: far fewer frames than blocks (one frame per
     // message would be two per block).
     assert!(frames < 600, "{frames} frames for 3000 blocks");
+}
+
+/// A reader of many logs over one connection keeps its requests, all logs together, under
+/// `max_requests_per_connection`, so a serving peer that queues at most
+/// `max_pending_requests` keeps it; every log still completes (the logs that waited for room
+/// are scheduled as answers come in). With no such cap the same reader is dropped.
+#[test]
+fn many_logs_over_one_connection_stay_under_the_servers_queue() {
+    fn run(reader_cap: usize) -> (bool, usize) {
+        const LOGS: u8 = 60;
+        const BLOCKS: u64 = 40;
+        let mut stores = Vec::new();
+        let mut net = Net::new(2);
+        let mut server = Config::default();
+        server.max_pending_requests = 300;
+        server.pause_pending_requests = 200;
+        net.nodes[0] = Replicator::new(server);
+        let mut client = Config::default();
+        client.max_requests_per_connection = reader_cap;
+        net.nodes[1] = Replicator::new(client);
+        let mut dkeys = Vec::new();
+        for l in 0..LOGS {
+            let (s, d) = store();
+            let mut core = s
+                .create(
+                    "w",
+                    CreateOptions::default().key_pair(KeyPair::from_seed(&[l + 1; 32])),
+                )
+                .unwrap();
+            core.append(&(0..BLOCKS).map(block).collect::<Vec<_>>())
+                .unwrap();
+            let key = core.key();
+            net.nodes[0].add_core(core, false, net.now);
+            stores.push((s, d));
+            dkeys.push(replica(&mut net, 1, key, &mut stores));
+        }
+        net.link(0, 1);
+        net.drive();
+        for d in &dkeys {
+            net.nodes[1].download(d, 0, None, net.now).unwrap();
+        }
+        net.drive();
+        let complete = dkeys.iter().filter(|d| net.nodes[1].is_complete(d)).count();
+        let dropped = net.nodes[0].connection_error(net.links[0].0.1).is_some();
+        (dropped, complete)
+    }
+    let (dropped, complete) = run(128);
+    assert!(
+        !dropped,
+        "the server dropped a reader that kept under its queue"
+    );
+    assert_eq!(complete, 60, "every log completes");
+    // The same reader without the cap asks for everything at once and is dropped: the cap is
+    // what keeps it.
+    let (dropped, _) = run(usize::MAX);
+    assert!(
+        dropped,
+        "without the cap the server's queue limit should have been hit"
+    );
 }

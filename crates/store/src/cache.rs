@@ -60,13 +60,15 @@ impl Hasher for SeededHasher {
 }
 
 impl<K: Hash + Eq + Copy, V: Clone> Cache<K, V> {
-    /// A cache holding at most `cap` entries (at least 2).
+    /// A cache holding at most `cap` entries (at least 2). Nothing is allocated up front: the
+    /// tables grow with use, so a thousand open logs that each read a few nodes cost a few
+    /// hundred bytes each, not `cap` entries each.
     pub(crate) fn new(cap: usize) -> Self {
         let half = (cap / 2).max(1);
         let hasher = Seeded::new();
         Self {
-            hot: HashMap::with_capacity_and_hasher(half, hasher),
-            cold: HashMap::with_capacity_and_hasher(half, hasher),
+            hot: HashMap::with_hasher(hasher),
+            cold: HashMap::with_hasher(hasher),
             half,
         }
     }
@@ -114,6 +116,12 @@ impl<K: Hash + Eq + Copy, V: Clone> Cache<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.hot.len() + self.cold.len()
     }
+
+    /// Entries the two tables have room for (what the cache's memory is sized by).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.hot.capacity() + self.cold.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +136,25 @@ mod tests {
             assert!(c.len() <= 8);
             assert_eq!(c.get(&i), Some(i * 2));
         }
+    }
+
+    #[test]
+    fn allocates_with_use_not_up_front() {
+        let mut c: Cache<u64, [u8; 40]> = Cache::new(4096);
+        assert_eq!(c.capacity(), 0, "a new cache holds no table");
+        for i in 0..10u64 {
+            c.insert(i, [0; 40]);
+        }
+        assert!(
+            c.capacity() < 64,
+            "10 entries took room for {}",
+            c.capacity()
+        );
+        for i in 0..100_000u64 {
+            c.insert(i, [0; 40]);
+        }
+        // Two tables of at most half the capacity each, rounded up by the hash map.
+        assert!(c.capacity() <= 2 * 4096, "grew to {}", c.capacity());
     }
 
     #[test]

@@ -22,6 +22,11 @@ const UNCHECKED_READ: u64 = 1 << 20;
 /// Bytes read at once when small blocks are read one after another.
 const READ_AHEAD: usize = 64 * 1024;
 
+/// Buffers larger than this are freed, not kept, once written or read through: a node holds
+/// thousands of logs open, and each keeping what its last commit or read needed (up to
+/// [`MAX_BUFFER`]) would add up to gigabytes.
+const KEEP_BUFFER: usize = 16 * 1024;
+
 /// The open data file, its write buffer and its read-ahead buffer.
 #[derive(Debug)]
 pub(crate) struct DataFile {
@@ -89,12 +94,18 @@ impl DataFile {
         self.read_direct(offset, len, end)
     }
 
-    /// `offset..end` from the read-ahead buffer, if it holds all of it.
-    fn cut_ahead(&self, offset: u64, end: u64) -> Option<Vec<u8>> {
+    /// `offset..end` from the read-ahead buffer, if it holds all of it. The buffer is freed
+    /// once read to the end of the file.
+    fn cut_ahead(&mut self, offset: u64, end: u64) -> Option<Vec<u8>> {
         let start = offset.checked_sub(self.ahead_at)?;
         let stop = end.checked_sub(self.ahead_at)?;
         let stop = usize::try_from(stop).ok()?;
-        (stop <= self.ahead.len()).then(|| self.ahead[start as usize..stop].to_vec())
+        let out = (stop <= self.ahead.len()).then(|| self.ahead[start as usize..stop].to_vec())?;
+        if stop == self.ahead.len() && self.ahead.len() < READ_AHEAD {
+            self.ahead = Vec::new();
+            self.last_end = u64::MAX;
+        }
+        Some(out)
     }
 
     /// Fill the read-ahead buffer with up to `want` bytes at `offset` (fewer at the end of the
@@ -145,7 +156,7 @@ impl DataFile {
 
     /// Forget what was read ahead: the file is about to change.
     fn drop_ahead(&mut self) {
-        self.ahead.clear();
+        self.ahead = Vec::new();
         self.last_end = u64::MAX;
     }
 
@@ -178,6 +189,9 @@ impl DataFile {
                 .write_all_at(&self.buf, self.buf_at)
                 .map_err(Error::io("write", &self.path))?;
             self.buf.clear();
+            if self.buf.capacity() > KEEP_BUFFER {
+                self.buf = Vec::new();
+            }
         }
         Ok(())
     }

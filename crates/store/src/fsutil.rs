@@ -56,16 +56,33 @@ pub(crate) fn temp_name(stem: &str) -> String {
 /// over `path`, fsync the directory. A crash leaves either the old file or the new one.
 /// `mode` sets the permission bits of a new file (e.g. `0o600` for a secret key).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    write_atomic_with(path, bytes, mode, true)
+}
+
+/// [`write_atomic`], fsyncing only when `sync`: without, the rename still makes the
+/// replacement atomic for a process killed at any moment (not for a power cut).
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(), Error> {
     let dir = parent(path);
     let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(temp_name(stem));
-    write_new(&tmp, bytes, mode)?;
+    write_new_with(&tmp, bytes, mode, sync)?;
     fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
-    sync_dir(&dir)
+    if sync { sync_dir(&dir) } else { Ok(()) }
 }
 
-/// Create `path` (which must not exist) holding `bytes`, fsynced, with permission bits `mode`.
-pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+/// Create `path` (which must not exist) holding `bytes`, with permission bits `mode`; fsynced
+/// when `sync`.
+pub(crate) fn write_new_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(), Error> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -73,7 +90,10 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Erro
         .open(path)
         .map_err(Error::io("create", path))?;
     f.write_all(bytes).map_err(Error::io("write", path))?;
-    f.sync_all().map_err(Error::io("fsync", path))
+    if sync {
+        f.sync_all().map_err(Error::io("fsync", path))?;
+    }
+    Ok(())
 }
 
 /// Read a whole small file, refusing files larger than `limit` bytes (so a damaged or hostile

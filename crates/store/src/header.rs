@@ -178,7 +178,13 @@ pub(crate) struct HeaderFile {
 
 impl HeaderFile {
     /// Write a brand-new header file at `path` (which must not exist yet) holding `header`.
-    pub(crate) fn create(path: &Path, header: &Header, label: &LogLabel) -> Result<(), Error> {
+    /// fsynced when `sync`.
+    pub(crate) fn create(
+        path: &Path,
+        header: &Header,
+        label: &LogLabel,
+        sync: bool,
+    ) -> Result<(), Error> {
         let payload = header.encode();
         let slot = encode_slot(1, &payload).ok_or_else(|| Error::HeaderTooLarge {
             log: label.clone(),
@@ -188,7 +194,7 @@ impl HeaderFile {
         // Slot 0 stays zero (invalid); seq 1 lives in slot 1.
         let mut image = vec![0u8; SLOT_SIZE];
         image.extend_from_slice(&slot);
-        crate::fsutil::write_new(path, &image, 0o644)
+        crate::fsutil::write_new_with(path, &image, 0o644, sync)
     }
 
     /// Open the header file at `path` and pick its newest valid slot.
@@ -329,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("header");
         let label = LogLabel::new(Key([9; 32]), None);
-        HeaderFile::create(&p, &sample(0), &label).unwrap();
+        HeaderFile::create(&p, &sample(0), &label, true).unwrap();
         let mut f = HeaderFile::open(&p).unwrap();
         assert_eq!(f.current(), &sample(0));
         for len in 1..5 {
@@ -345,7 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("header");
         let label = LogLabel::new(Key([9; 32]), None);
-        HeaderFile::create(&p, &sample(0), &label).unwrap();
+        HeaderFile::create(&p, &sample(0), &label, true).unwrap();
         let mut f = HeaderFile::open(&p).unwrap();
         f.commit(sample(1), Durability::Process, &label).unwrap(); // seq 2, slot 0
         f.commit(sample(2), Durability::Process, &label).unwrap(); // seq 3, slot 1
@@ -377,7 +383,7 @@ mod tests {
         let mut h = sample(0);
         h.head.signature = vec![0; MAX_PAYLOAD];
         assert!(matches!(
-            HeaderFile::create(&p, &h, &label),
+            HeaderFile::create(&p, &h, &label, true),
             Err(Error::HeaderTooLarge { .. })
         ));
         assert!(HeaderFile::check_fits(&h, &label).is_err());

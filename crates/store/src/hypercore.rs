@@ -460,14 +460,34 @@ impl Core {
     /// was asked for that is not stored here, or the request is for another fork (JS answers
     /// `noData`).
     pub fn proof(&mut self, request: &Request) -> Result<Option<Data>, CoreError> {
+        self.proof_with(request, true)
+    }
+
+    /// [`Core::proof`], hashing the block read from disk against its leaf only with
+    /// `check_block`. Without, a damaged block goes out as it is read and the peer refuses it
+    /// (every replica verifies each block against the signed tree), instead of our answering
+    /// `noData` and reporting the damage; it saves a BLAKE2b pass over every block served
+    /// (about a quarter of a writer's CPU time for 64 KiB blocks).
+    pub fn proof_with(
+        &mut self,
+        request: &Request,
+        check_block: bool,
+    ) -> Result<Option<Data>, CoreError> {
         if request.fork != self.fork() {
             return Ok(None);
         }
         let value = match request.block {
-            Some(b) => match self.get(b.index)? {
-                Some(v) => Some(v),
-                None => return Ok(None),
-            },
+            Some(b) => {
+                let read = if check_block {
+                    self.storage.block(b.index)?
+                } else {
+                    self.storage.block_unhashed(b.index)?
+                };
+                match read {
+                    Some(v) => Some(v),
+                    None => return Ok(None),
+                }
+            }
             None => None,
         };
         let proof = self
@@ -1101,5 +1121,58 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("\"notes\""), "{e}");
+        // Serving: checked, the damage is an error (the replicator answers noData); unchecked,
+        // the bytes go out as read, and the peer's verification refuses them.
+        let req = Request {
+            block: Some(RequestBlock { index: 4, nodes: 0 }),
+            ..Request::default()
+        };
+        assert!(matches!(
+            core.proof(&req),
+            Err(CoreError::Store(Error::CorruptBlock { index: 4, .. }))
+        ));
+        let sent = core.proof_with(&req, false).unwrap().unwrap();
+        let mut damaged = blocks(4..5).remove(0);
+        damaged[2] = b'X';
+        assert_eq!(sent.block.as_ref().unwrap().value, damaged);
+        let mut replica = store(&dir.path().join("r"))
+            .create_replica(core.key(), None, None)
+            .unwrap();
+        let up = Request {
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 6,
+            }),
+            manifest: true,
+            ..Request::default()
+        };
+        replica.apply(&core.proof(&up).unwrap().unwrap()).unwrap();
+        let req = Request {
+            block: Some(RequestBlock {
+                index: 4,
+                nodes: replica.missing_nodes(8).unwrap(),
+            }),
+            ..Request::default()
+        };
+        let sent = core.proof_with(&req, false).unwrap().unwrap();
+        assert!(matches!(
+            replica.apply(&sent),
+            Err(CoreError::Verify { .. })
+        ));
+        let good = core
+            .proof_with(
+                &{
+                    let mut r = req.clone();
+                    r.block = Some(RequestBlock {
+                        index: 3,
+                        nodes: replica.missing_nodes(6).unwrap(),
+                    });
+                    r
+                },
+                false,
+            )
+            .unwrap()
+            .unwrap();
+        assert!(!replica.apply(&good).unwrap());
     }
 }

@@ -12,9 +12,10 @@
 //!   does not reach, then commits by writing the `header` (two checksummed alternating slots).
 //!   A process killed at any moment reopens to its last committed head, and so does a machine
 //!   that loses power under [`Durability::Sync`].
-//! - **Every read checked.** A block is checked against its leaf node's hash on every read; a
-//!   tree record against its checksum and index; a header slot against its checksum. Damage is a
-//!   typed [`Error`] naming the log and the index, never a panic or a wrong answer.
+//! - **Every read checked.** A block is checked against its leaf node's hash on every read
+//!   (unless a caller that verifies it anyway says so: [`Core::proof_with`]); a tree record
+//!   against its checksum and index; a header slot against its checksum. Damage is a typed
+//!   [`Error`] naming the log and the index, never a panic or a wrong answer.
 //! - **Bounded memory.** Tree nodes and bitfield pages are read on demand through fixed-size
 //!   caches ([`Options`]); no file is ever read whole; write buffers are bounded.
 //!

@@ -22,7 +22,7 @@ use peerhost_log::{Node, NodeSource};
 use crate::bitfield::{BITS_PER_PAGE, BitfieldFile};
 use crate::data::DataFile;
 use crate::flat;
-use crate::fsutil::{read_small, write_atomic};
+use crate::fsutil::{read_small, write_atomic_with};
 use crate::header::{Header, HeaderFile};
 use crate::store::OpenGuard;
 use crate::tree::{ReadError, TreeFile};
@@ -164,13 +164,14 @@ impl CoreStorage {
         self.key_pair.as_ref()
     }
 
-    /// Store the manifest's encoding (a replica learns it from a peer). Atomic and always
-    /// fsynced: it is written at most once per log.
+    /// Store the manifest's encoding (a replica learns it from a peer). Atomic; fsynced under
+    /// [`Durability::Sync`]. Written at most once per log.
     pub fn set_manifest(&mut self, manifest: &[u8]) -> Result<(), Error> {
         if self.manifest.as_deref() == Some(manifest) {
             return Ok(());
         }
-        write_atomic(&self.dir.join(files::MANIFEST), manifest, 0o644)?;
+        let sync = self.durability == Durability::Sync;
+        write_atomic_with(&self.dir.join(files::MANIFEST), manifest, 0o644, sync)?;
         self.manifest = Some(manifest.to_vec());
         Ok(())
     }
@@ -250,6 +251,17 @@ impl CoreStorage {
 
     /// Block `index`, checked against its leaf node; `Ok(None)` when it is not stored.
     pub fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.block_checked(index, true)
+    }
+
+    /// Block `index` with its length checked against its leaf node but not its hash: for a
+    /// reader that verifies the bytes itself (a peer checks every block it downloads against
+    /// the signed tree). `Ok(None)` when it is not stored.
+    pub fn block_unhashed(&mut self, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.block_checked(index, false)
+    }
+
+    fn block_checked(&mut self, index: u64, hash: bool) -> Result<Option<Vec<u8>>, Error> {
         if !self.has(index)? {
             return Ok(None);
         }
@@ -274,7 +286,7 @@ impl CoreStorage {
         let Some(bytes) = self.data.read(offset, leaf.size)? else {
             return Err(corrupt(self, "data file too short"));
         };
-        if leaf_hash(&bytes) != leaf.hash {
+        if hash && leaf_hash(&bytes) != leaf.hash {
             return Err(corrupt(self, "hash mismatch"));
         }
         Ok(Some(bytes))
