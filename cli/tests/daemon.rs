@@ -15,28 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_peerhost");
+mod common;
+use common::{cmd, run};
+
 const GUARD: Duration = Duration::from_secs(120);
-
-fn cmd(storage: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .arg("--storage")
-        .arg(storage)
-        .env("PEERHOST_LOG", "warn")
-        .env_remove("PEERHOST_BOOTSTRAP");
-    c
-}
-
-fn run(storage: &Path, args: &[&str]) -> Output {
-    let out = cmd(storage, args).output().expect("run peerhost");
-    assert!(
-        out.status.success(),
-        "peerhost {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()

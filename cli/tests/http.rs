@@ -10,35 +10,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peerhost_gateway::{TrustedHead, client, range};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_peerhost");
+mod common;
+use common::{cmd, run};
+
 const GUARD: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(10);
-
-fn cmd(storage: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .arg("--storage")
-        .arg(storage)
-        .env("PEERHOST_LOG", "warn")
-        .env_remove("PEERHOST_BOOTSTRAP");
-    c
-}
-
-fn run(storage: &Path, args: &[&str]) -> Output {
-    let out = cmd(storage, args).output().expect("run peerhost");
-    assert!(
-        out.status.success(),
-        "peerhost {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A daemon and the lines it printed first (`n` of them: TCP address, HTTP URL).
 struct Daemon {

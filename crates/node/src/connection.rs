@@ -115,14 +115,9 @@ impl Conn {
             }
         }
         if let (Some(id), false) = (self.id, frames.is_empty()) {
-            self.node.with(|r| {
-                for f in &frames {
-                    r.handle_input(id, f, now);
-                    if r.connection_error(id).is_some() {
-                        break;
-                    }
-                }
-            });
+            // One call for all that one read decrypted: it stops at the first violation, and
+            // stores and schedules once.
+            self.node.with(|r| r.handle_inputs(id, &frames, now));
         }
         Ok(())
     }
