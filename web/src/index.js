@@ -11,3 +11,4 @@ export {
   VerifyError, verifyHead, verifyRange, decodeRangeProof, rangeRoots, verifierFor, verifySignature,
   decodeManifest, encodeManifest, manifestHash, leafHash, parentHash, treeHash, fromHex, toHex
 } from './verify.js'
+export { useEngine as useEd25519Engine, engineName as ed25519EngineName } from './ed25519.js'

@@ -186,9 +186,10 @@ export class Loader {
           const { data, ms } = await this._get(peer, `/v1/logs/${hex}/head`, 'json')
           let head
           try {
-            head = verifyHead(data, hex)
+            head = await verifyHead(data, hex)
           } catch (e) {
-            throw new PeerError('invalid', peer, e.message, e)
+            if (e instanceof VerifyError) throw new PeerError('invalid', peer, e.message, e)
+            throw e // not the peer's fault (the Ed25519 fallback did not load)
           }
           this.peers.success(peer, ms)
           heads.push({ head, peer })

@@ -1,12 +1,14 @@
 // Verification of what a peerhost gateway serves, with the same rules as the Rust `log` crate
 // (protocol/log.md) and hypercore 11: BLAKE2b-256 Merkle hashes, manifests and their hashes,
-// signables, multisignatures, Ed25519, and the PHR1 range proof (protocol/gateway.md §4).
+// signables, multisignatures, Ed25519 (./ed25519.js), and the PHR1 range proof
+// (protocol/gateway.md §4).
 //
 // Everything here is pure: bytes in, values out, or a VerifyError with a hypercore-errors
-// style `code`. Numbers stay below 2^53 (lengths below 2^48), so plain JS numbers are exact.
+// style `code`. Signature checks are async (WebCrypto): `verifySignature` and `verifyHead`
+// return promises; everything else is synchronous. Numbers stay below 2^53 (lengths below 2^48), so plain JS numbers are exact.
 
 import { blake2b } from '@noble/hashes/blake2.js'
-import { ed25519 } from '@noble/curves/ed25519.js'
+import { ed25519Verify } from './ed25519.js'
 
 // ---------------------------------------------------------------------------------------------
 // Errors and bytes
@@ -422,16 +424,6 @@ export function decodeMultiSignatureV0 (bytes) {
   return { proofs, patch: r.array(decodeNode) }
 }
 
-function ed25519Verify (publicKey, message, signature) {
-  if (signature.length !== 64 || publicKey.length !== 32) return false
-  try {
-    // zip215 off: RFC 8032 / libsodium acceptance (no non-canonical encodings).
-    return ed25519.verify(signature, message, publicKey, { zip215: false })
-  } catch {
-    return false
-  }
-}
-
 /**
  * A verifier for `key`: with `manifestBytes` (a v11 log) the manifest must hash to the key, or
  * name the key as its only signer (compat); without, the key is a compat Ed25519 key.
@@ -455,15 +447,15 @@ export function verifierFor (key, manifestBytes) {
 
 /**
  * Whether `signature` signs the head `{treeHash, length, fork}` under `verifier`
- * (`Verifier.verify`). Patched signatures (a signer over a longer head, `allowPatch`) are not
+ * (`Verifier.verify`), as a promise. Patched signatures (a signer over a longer head, `allowPatch`) are not
  * supported here and fail: a gateway serves heads its writer signed directly.
  */
-export function verifySignature (verifier, head, signature) {
+export async function verifySignature (verifier, head, signature) {
   const { manifest, compat } = verifier
   const version = compat ? 0 : manifest.version
   const quorum = compat ? 1 : manifest.quorum
   const allowPatch = !compat && manifest.allowPatch
-  const signerVerifies = (i, sig) => {
+  const signerVerifies = async (i, sig) => {
     const s = manifest.signers[i]
     if (!s) return false
     const msg = compat
@@ -471,7 +463,7 @@ export function verifySignature (verifier, head, signature) {
       : signable(version === 0 ? s.namespace : verifier.manifestHash, head.treeHash, head.length, head.fork)
     return ed25519Verify(s.publicKey, msg, sig)
   }
-  const multi = (sig) => {
+  const multi = async (sig) => {
     if (quorum === 0) return false
     let inflated
     try {
@@ -485,7 +477,7 @@ export function verifySignature (verifier, head, signature) {
       if (p.patch !== 0 && allowPatch) return false // unsupported, see above
       if (p.signer >= manifest.signers.length || tried.has(p.signer)) return false
       tried.add(p.signer)
-      if (!signerVerifies(p.signer, p.signature)) return false
+      if (!(await signerVerifies(p.signer, p.signature))) return false
     }
     return true
   }
@@ -514,10 +506,11 @@ function nodeFromJson (n) {
  * Verify a head as `GET /v1/logs/{key}/head` serves it (JSON, hex fields) for the log `key`
  * (32 bytes, or hex). Checks: the key field, the manifest against the key, the roots against
  * the length and the tree hash, the byte length, the signature. Returns the trusted head
- * `{key, length, fork, byteLength, treeHash, roots, compat}` or throws a VerifyError.
+ * `{key, length, fork, byteLength, treeHash, roots, compat}` or rejects with a VerifyError
+ * (or another error if the fallback Ed25519 engine cannot be loaded).
  * An empty log (length 0) has no signature and proves nothing; it is returned as is.
  */
-export function verifyHead (json, key) {
+export async function verifyHead (json, key) {
   if (typeof key === 'string') key = fromHex(key)
   if (!json || typeof json !== 'object') throw new VerifyError('DECODING_ERROR', 'head is not an object')
   if (!equal(fromHex(json.key), key)) throw new VerifyError('INVALID_OPERATION', 'head of another log')
@@ -539,7 +532,7 @@ export function verifyHead (json, key) {
   const head = { key, length, fork, byteLength, treeHash: tree, roots, compat: verifier.compat }
   if (length === 0 && json.signature == null) return head
   const signature = json.signature == null ? null : fromHex(json.signature)
-  if (!verifySignature(verifier, head, signature)) throw new VerifyError('INVALID_SIGNATURE', 'head signature does not verify')
+  if (!(await verifySignature(verifier, head, signature))) throw new VerifyError('INVALID_SIGNATURE', 'head signature does not verify')
   return head
 }
 
