@@ -5,7 +5,9 @@
 //   how good they look, so load spreads and slow or failing peers get little of it. A peer
 //   that serves a head or proof that does not verify is demoted hard (banned for a while,
 //   doubling each time) and named in a console.warn.
-// - Loader.head(key): the best verified head among a few peers (highest fork, then length).
+// - Loader.head(key): a verified head from a few peers asked at once: the first one that
+//   verifies, or a better one (higher fork, then longer) that verifies within a short grace
+//   after it; answers that come later are still checked (a bad one still demotes its peer).
 // - Loader.range(key, head, start, end): the verified blocks, fetched in aligned chunks
 //   (stable URLs, so HTTP caches share them), several chunks in parallel, each retried on
 //   another peer after a failure or a bad proof.
@@ -17,6 +19,7 @@ const DEFAULTS = {
   chunk: 64, // blocks per range request (aligned to multiples of this)
   parallel: 4, // range requests in flight per range() call
   headPeers: 3, // peers asked for a head at once
+  headGraceMs: 100, // after the first verified head, how long a better one may still arrive
   attempts: 4, // peers tried per chunk before giving up
   maxPeers: 64
 }
@@ -113,7 +116,7 @@ function keyHex (key) {
 }
 
 /** The loader. `opts`: `peers` (gateway base URLs), `fetch`, `timeoutMs`, `chunk`, `parallel`,
- * `headPeers`, `attempts`, `now`, `random`, `log` (console by default). */
+ * `headPeers`, `headGraceMs`, `attempts`, `now`, `random`, `log` (console by default). */
 export class Loader {
   constructor (opts = {}) {
     this.opts = { ...DEFAULTS, ...opts }
@@ -163,16 +166,46 @@ export class Loader {
   }
 
   /**
-   * The best verified head of `key` (hex or bytes): asks up to `headPeers` peers at once and
-   * keeps asking others until one verifies; among the verified heads, the highest fork, then
-   * the longest. Throws if no peer gives a valid head.
+   * A verified head of `key` (hex or bytes): asks up to `headPeers` peers at once and keeps
+   * asking others until one verifies. Once one has, waits at most `headGraceMs` for the
+   * others, then takes the best verified so far (highest fork, then longest); `peers` lists
+   * those that served that head (later ones are added as they verify). Answers that arrive
+   * later are still verified and blamed. Throws if no peer gives a valid head.
    */
   async head (key) {
     const hex = keyHex(key)
     const tried = new Set()
     const heads = []
     const errors = []
-    while (heads.length === 0) {
+    let best = null
+    const same = (a, b) => a.fork === b.fork && a.length === b.length
+    const ask = async (peer) => {
+      try {
+        const { data, ms } = await this._get(peer, `/v1/logs/${hex}/head`, 'json')
+        let head
+        try {
+          head = await verifyHead(data, hex)
+        } catch (e) {
+          if (e instanceof VerifyError) throw new PeerError('invalid', peer, e.message, e)
+          throw e
+        }
+        this.peers.success(peer, ms)
+        heads.push({ head, peer })
+        if (best && same(best, head)) best.peers.push(peer)
+        return true
+      } catch (e) {
+        errors.push(e)
+        this._blame(e)
+        return false
+      }
+    }
+    const choose = () => {
+      if (heads.length === 0) return null
+      const top = heads.reduce((a, b) => (b.head.fork - a.head.fork || b.head.length - a.head.length) > 0 ? b : a).head
+      top.peers = heads.filter((h) => same(h.head, top)).map((h) => h.peer)
+      return top
+    }
+    while (!best) {
       const batch = []
       while (batch.length < this.opts.headPeers) {
         const p = this.peers.pick(new Set([...tried, ...batch]))
@@ -181,32 +214,28 @@ export class Loader {
       }
       if (batch.length === 0) break
       for (const p of batch) tried.add(p)
-      await Promise.all(batch.map(async (peer) => {
-        try {
-          const { data, ms } = await this._get(peer, `/v1/logs/${hex}/head`, 'json')
-          let head
-          try {
-            head = await verifyHead(data, hex)
-          } catch (e) {
-            if (e instanceof VerifyError) throw new PeerError('invalid', peer, e.message, e)
-            throw e // not the peer's fault (the Ed25519 fallback did not load)
-          }
-          this.peers.success(peer, ms)
-          heads.push({ head, peer })
-        } catch (e) {
-          errors.push(e)
-          this._blame(e)
+      best = await new Promise((resolve) => {
+        let pending = batch.length
+        let timer = null
+        let settled = false
+        const done = () => {
+          clearTimeout(timer)
+          if (!settled) resolve(choose())
+          settled = true
         }
-      }))
+        for (const p of batch) {
+          ask(p).then((ok) => {
+            if (--pending === 0) done()
+            else if (ok && timer === null) timer = setTimeout(done, this.opts.headGraceMs)
+          })
+        }
+      })
     }
-    if (heads.length === 0) {
+    if (!best) {
       const err = new Error(`no peer served a valid head for ${hex} (${errors.map((e) => e.message).join('; ') || 'no peers'})`)
       err.errors = errors
       throw err
     }
-    heads.sort((a, b) => b.head.fork - a.head.fork || b.head.length - a.head.length)
-    const best = heads[0].head
-    best.peers = heads.filter((h) => h.head.fork === best.fork && h.head.length === best.length).map((h) => h.peer)
     return best
   }
 

@@ -85,6 +85,56 @@ test('a peer serving a bad head is demoted; the longest valid head wins', async 
   assert.match(warnings[0], /https:\/\/bad.*INVALID_SIGNATURE/)
 })
 
+test('head(): the first verified head suffices; a longer one within the grace wins; later answers are still checked', async () => {
+  // Fast and short, a longer one 30 ms later (within the grace), a bad one 300 ms later, a
+  // longer one still later than that: head() waits for neither of the last two.
+  const peers = {
+    'https://short': fakePeer(log, { headIndex: 0 }),
+    'https://long': fakePeer(log, { delay: 30 }),
+    'https://bad': fakePeer(log, { mode: 'badhead', delay: 300 })
+  }
+  const { loader, warnings } = setup(peers, { headGraceMs: 100 })
+  const t0 = Date.now()
+  const head = await loader.head(log.key)
+  const ms = Date.now() - t0
+  assert.equal(head.length, log.heads[1].length)
+  assert.deepEqual(head.peers, ['https://long'])
+  assert.ok(ms < 250, `head() took ${ms} ms`)
+  assert.deepEqual(warnings, [])
+  // The bad head still arrives, is verified and blamed.
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  assert.equal(warnings.length, 1)
+  assert.match(warnings[0], /https:\/\/bad.*INVALID_SIGNATURE/)
+  assert.equal(loader.peers.list().find((p) => p.url === 'https://bad').bad, 1)
+})
+
+test('head(): past the grace, the first verified head is used; a late equal head joins its peers', async () => {
+  const peers = {
+    'https://a': fakePeer(log),
+    'https://b': fakePeer(log, { delay: 200 }),
+    'https://c': fakePeer(log, { headIndex: 0, delay: 200 })
+  }
+  const { loader } = setup(peers, { headGraceMs: 20 })
+  const t0 = Date.now()
+  const head = await loader.head(log.key)
+  assert.ok(Date.now() - t0 < 150, `head() took ${Date.now() - t0} ms`)
+  assert.deepEqual(head.peers, ['https://a'])
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.deepEqual(head.peers, ['https://a', 'https://b'])
+})
+
+test('head(): when a whole batch fails, the next peers are asked', async () => {
+  const peers = {
+    'https://down': fakePeer(log, { mode: 'down' }),
+    'https://bad': fakePeer(log, { mode: 'badhead' }),
+    'https://ok': fakePeer(log)
+  }
+  const { loader, warnings } = setup(peers, { headPeers: 2, random: () => 0 }) // in order
+  const head = await loader.head(log.key)
+  assert.deepEqual(head.peers, ['https://ok'])
+  assert.equal(warnings.length, 1)
+})
+
 test('down and busy peers are retried elsewhere and lose weight', async () => {
   const peers = {
     'https://down': fakePeer(log, { mode: 'down' }),
