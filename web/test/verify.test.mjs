@@ -322,3 +322,35 @@ test('strict: small-order keys and R (every encoding that fits), non-canonical k
   assert.equal(strict(pk.subarray(1), sig), false)
   assert.equal(strict(pk, sig.subarray(1)), false)
 })
+
+test('both engines agree with libsodium on a key with a torsion component (cofactorless)', async () => {
+  // A = a·B + T (T of order 8), and a signature made with a: S·B − k·A = R − k·T, which is R
+  // only when 8 divides k. libsodium (and WebCrypto) compare encodings, cofactorless, so they
+  // accept exactly those; noble's cofactored `verify` would accept every one.
+  const { sha512 } = await import('@noble/hashes/sha2.js')
+  const { Point } = ed25519
+  let t8 = null
+  for (let y = 2n; !t8; y++) {
+    let x
+    try { x = Point.fromBytes(leBytes(y), false) } catch { continue }
+    const t = x.multiplyUnsafe(L - 1n).add(x)
+    if (!t.double().double().is0()) t8 = t
+  }
+  const a = 0x1234567n
+  const A = Point.BASE.multiply(a).add(t8).toBytes()
+  const seen = { accepted: 0, refused: 0 }
+  for (let i = 0; i < 48; i++) {
+    const msg = new TextEncoder().encode(`message ${i}`)
+    const rs = 1000n + BigInt(i)
+    const R = Point.BASE.multiply(rs).toBytes()
+    const k = leInt(sha512(new Uint8Array([...R, ...A, ...msg]))) % L
+    const sig = new Uint8Array([...R, ...leBytes((rs + k * a) % L)])
+    assert.equal(ed25519.verify(sig, msg, A, { zip215: false }), true, 'noble\'s own verify is cofactored')
+    const want = k % 8n === 0n
+    seen[want ? 'accepted' : 'refused']++
+    for (const engine of ['webcrypto', 'noble']) {
+      assert.equal(await ENGINES[engine](A, msg, sig), want, `${engine}, message ${i}`)
+    }
+  }
+  assert.ok(seen.accepted > 0 && seen.refused > 0, JSON.stringify(seen))
+})
