@@ -3,9 +3,11 @@
 // Chromium driven by playwright-core.
 //
 // 1. An instance and 3 mirrors: the page shows the latest 20 posts; the instance served only
-//    the bootstrap (page, script, JSON: at most 20 KiB as sent, compressed); at least 95% of
-//    the bytes came from the peers.
-// 2. One peer serves tampered blocks to browsers (it answers the instance's health checks
+//    the bootstrap (page, script, JSON: at most 20 KB as sent, compressed); at least 95% of
+//    the bytes came from the peers. Signatures are checked with Chromium's WebCrypto.
+// 2. A browser without WebCrypto Ed25519 (hidden by an init script) fetches the fallback,
+//    ed25519-noble.js, from the instance and shows the same posts.
+// 3. One peer serves tampered blocks to browsers (it answers the instance's health checks
 //    honestly), another is killed mid-load: the page still shows the right posts, the
 //    tamperer is demoted, the console names the bad proof.
 //
@@ -21,7 +23,7 @@ const path = require('node:path')
 const lib = require('./lib.js')
 
 const SHOTS = path.join(__dirname, 'screenshots')
-const BUDGET = 20 * 1024 // the instance's bytes for one page load, bodies as sent
+const BUDGET = 20_000 // the instance's bytes for one page load, bodies as sent (20 KB)
 
 let dir, community, instance, mirrors, chrome
 
@@ -53,6 +55,7 @@ test('an instance and 3 mirrors: the latest 20 posts, nearly every byte from the
   assert.deepStrictEqual(got.titles, latest20())
   await p.page.waitForSelector('body[data-assets="loaded"]', { timeout: 60_000 })
   assert.deepStrictEqual(await p.page.evaluate(() => window.peerhost.assets), ['banner.png', 'style.css'])
+  assert.strictEqual(await p.page.evaluate(() => window.peerhost.ed25519), 'webcrypto')
   await p.page.screenshot({ path: path.join(SHOTS, 'three-mirrors.png'), fullPage: false })
 
   const bytes = await p.bytes()
@@ -76,6 +79,23 @@ test('an instance and 3 mirrors: the latest 20 posts, nearly every byte from the
   })
   assert.strictEqual(table.peers.length, 3)
   assert.ok(table.peers.every((r) => r.healthy && r.bytesServed > 0))
+  await p.context.close()
+})
+
+test('a browser without WebCrypto Ed25519: the fallback from the instance, the same posts', async () => {
+  const p = await lib.countingPage(chrome.browser)
+  await p.page.addInitScript(() => {
+    const subtle = crypto.subtle
+    const importKey = subtle.importKey.bind(subtle)
+    subtle.importKey = (format, key, alg, ...rest) =>
+      /ed25519/i.test(alg && (alg.name || alg))
+        ? Promise.reject(new DOMException('Unrecognized algorithm name', 'NotSupportedError'))
+        : importKey(format, key, alg, ...rest)
+  })
+  const got = await lib.loadPage(p, instance.url)
+  assert.deepStrictEqual(got.titles, latest20())
+  assert.strictEqual(await p.page.evaluate(() => window.peerhost.ed25519), 'noble')
+  assert.deepStrictEqual(p.urls(instance.url), ['/', '/app.js', '/ed25519-noble.js', '/v1/bootstrap'])
   await p.context.close()
 })
 

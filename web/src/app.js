@@ -5,9 +5,12 @@
 // 2. the latest 20 posts through the Loader (heads and range proofs from the peers);
 // 3. the community's published app files the same way: `style.css` applied, `banner.*` shown.
 // The loader and what happened are on `window.peerhost` (tests and curious readers).
+// Signatures are checked with the browser's WebCrypto Ed25519; a browser without it fetches
+// ed25519-noble.js (from the instance, next to this script) the first time.
 
 import { Loader } from './loader.js'
 import { decodeEntry, decodePost } from './feed.js'
+import { engineName } from './ed25519.js'
 
 const $ = (s) => document.querySelector(s)
 const state = (window.peerhost = {})
@@ -64,6 +67,7 @@ async function main () {
   state.firstPostMs = performance.now() // since the navigation started
   $('#status').textContent = `${n} latest of ${head.length} posts, each verified, from ${head.peers.length} of ${peers.length} peers`
   document.body.dataset.state = 'loaded'
+  state.ed25519 = await engineName() // 'webcrypto', or 'noble' from ed25519-noble.js
   if (c.assets) await assets(loader, c.assets).catch((e) => console.warn('peerhost: app assets:', e.message))
   document.body.dataset.assets = 'loaded'
 }
