@@ -5,7 +5,8 @@
 # (interop-tests/community/bench-mirror.js) mirror the same source (a peerhost node) in one run;
 # the follower is a peerhost node in both cases.
 #   bash scripts/bench-node.sh [LOGS]     (default 1000)
-# Prints one JSON line per phase and a markdown table for BENCHMARKS.md.
+# Prints one JSON line per phase and a markdown table for BENCHMARKS.md. Temporary stores go
+# under $TMPDIR: on ext4 without a journal, run it 30 s after the last run (see BENCHMARKS.md).
 # NODE_CACHE=N: tree nodes cached per log in the Rust processes (default: the store's 4096,
 # whose cache preallocates ~128 KiB per open log; 256 cuts the mirror's RSS to ~45 MiB).
 set -euo pipefail
