@@ -20,7 +20,8 @@ use peerhost_feed::read::{self, CommentView, PostView};
 use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Asset, Descriptor, Entry, Kind, Notes, Post};
 use peerhost_ids::Key;
-use peerhost_store::{Core, CreateOptions, Store};
+use peerhost_node::control::{Log, RemoteLog};
+use peerhost_store::{CreateOptions, Store};
 use serde_json::{Value, json};
 
 use crate::StorageArgs;
@@ -207,9 +208,70 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open_store(storage: &StorageArgs) -> anyhow::Result<Store> {
+fn open_store(storage: &StorageArgs) -> anyhow::Result<Logs> {
     let dir = storage.dir()?;
-    Store::open(&dir).with_context(|| format!("cannot open the store {}", dir.display()))
+    match Store::open(&dir) {
+        Ok(store) => Ok(Logs::Local(store)),
+        // A daemon holds the lock: work through it (protocol/control.md).
+        Err(peerhost_store::Error::Locked { .. })
+            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
+                &dir,
+            ))
+            .is_ok() =>
+        {
+            Ok(Logs::Daemon(dir))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open the store {}", dir.display())),
+    }
+}
+
+/// Where a command finds its logs: the store itself, or the daemon that holds its lock.
+enum Logs {
+    Local(Store),
+    Daemon(PathBuf),
+}
+
+impl Logs {
+    /// The log named or keyed `query`, which must be in the store.
+    fn open(&self, query: &str) -> anyhow::Result<Log> {
+        match self {
+            Self::Local(store) => Ok(Log::Local(Box::new(store.open_core(query)?))),
+            Self::Daemon(dir) => Ok(Log::Remote(RemoteLog::open(dir, query)?)),
+        }
+    }
+
+    /// Whether the log `key` is in the store.
+    fn contains(&self, key: &Key) -> anyhow::Result<bool> {
+        match self {
+            Self::Local(store) => Ok(store.contains(key)),
+            Self::Daemon(dir) => match RemoteLog::open(dir, &key.to_hex()) {
+                Ok(_) => Ok(true),
+                Err(peerhost_node::control::ControlError::Refused(_)) => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Whether `query` is a local name (not a key).
+    fn is_name(&self, query: &str) -> bool {
+        match self {
+            Self::Local(store) => store.name_key(query).ok().flatten().is_some(),
+            // The daemon resolves names and keys alike.
+            Self::Daemon(_) => Key::parse(query).is_err(),
+        }
+    }
+
+    /// The store, for commands that need it to themselves (creating logs).
+    fn store(&self, what: &str) -> anyhow::Result<&Store> {
+        match self {
+            Self::Local(store) => Ok(store),
+            Self::Daemon(dir) => bail!(
+                "{what} needs the store {} to itself, and a daemon is running on it: stop \
+                 `peerhost serve`, run this, then start it again",
+                dir.display()
+            ),
+        }
+    }
 }
 
 fn now_us() -> u64 {
@@ -222,7 +284,7 @@ fn now_us() -> u64 {
 struct Community {
     query: String,
     key: Key,
-    log: Core,
+    log: Log,
     /// The latest descriptor entry (kept whole: unknown fields survive an update)…
     entry: Entry,
     /// …and its descriptor.
@@ -230,20 +292,19 @@ struct Community {
 }
 
 impl Community {
-    fn open(store: &Store, query: &str) -> anyhow::Result<Self> {
-        let named = store.name_key(query).ok().flatten().is_some();
-        if !named {
+    fn open(store: &Logs, query: &str) -> anyhow::Result<Self> {
+        if !store.is_name(query) {
             let key = Key::parse(query).map_err(|e| {
                 anyhow::anyhow!("{e}, or the name of a local community (see `peerhost log list`)")
             })?;
-            if !store.contains(&key) {
+            if !store.contains(&key)? {
                 bail!(
                     "community {query} is not in this store: follow it first (with the network), \
                      or pass the --storage that holds it"
                 );
             }
         }
-        let mut log = store.open_core(query)?;
+        let mut log = store.open(query)?;
         let key = log.key();
         let (found, notes) = read::descriptor(&mut log)?;
         let Some((desc, entry)) =
@@ -270,7 +331,7 @@ impl Community {
     }
 
     /// Open one of the community's logs (`which` is "posts", "comments" or "assets").
-    fn open_log(&self, store: &Store, which: &str, write: bool) -> anyhow::Result<Core> {
+    fn open_log(&self, store: &Logs, which: &str, write: bool) -> anyhow::Result<Log> {
         let d = self.descriptor();
         let bytes = match which {
             "posts" => &d.posts,
@@ -281,7 +342,7 @@ impl Community {
             bail!("community {} has no {which} log", self.query);
         };
         let key = Key(bytes);
-        if !store.contains(&key) {
+        if !store.contains(&key)? {
             bail!(
                 "the {which} log of community {} ({}) is not in this store: follow the community \
                  first (with the network)",
@@ -289,7 +350,7 @@ impl Community {
                 key.to_z32()
             );
         }
-        let core = store.open_core(&key.to_hex())?;
+        let core = store.open(&key.to_hex())?;
         if write && !core.writable() {
             bail!(
                 "community {} is read-only here (no secret key for its {which} log): run this on \
@@ -344,7 +405,7 @@ fn warn_notes(what: &str, notes: &Notes) {
 }
 
 fn create(
-    store: &Store,
+    logs: &Logs,
     name: &str,
     title: Option<String>,
     description: String,
@@ -355,6 +416,7 @@ fn create(
              (letters, digits, `_`, `-`)"
         );
     }
+    let store = logs.store("creating a community")?;
     for log in [
         name.to_owned(),
         format!("{name}.posts"),
@@ -398,7 +460,7 @@ fn key_text(bytes: &[u8]) -> Value {
     }
 }
 
-fn info(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
+fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
     let c = Community::open(store, query)?;
     let d = c.descriptor();
     let mut lengths = BTreeMap::new();
@@ -454,7 +516,7 @@ fn info(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn post(
-    store: &Store,
+    store: &Logs,
     query: &str,
     title: String,
     body: String,
@@ -498,7 +560,7 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn append_entries(log: &mut Core, entries: &[Entry]) -> anyhow::Result<()> {
+fn append_entries(log: &mut Log, entries: &[Entry]) -> anyhow::Result<()> {
     for batch in entries.chunks(BATCH_ENTRIES) {
         let blocks = batch
             .iter()
@@ -512,14 +574,14 @@ fn append_entries(log: &mut Core, entries: &[Entry]) -> anyhow::Result<()> {
 /// The posts or comments log of an import, with what it holds, read once on first use.
 struct Target {
     which: &'static str,
-    log: Option<(Core, Seen)>,
+    log: Option<(Log, Seen)>,
 }
 
 impl Target {
     fn apply(
         &mut self,
         c: &Community,
-        store: &Store,
+        store: &Logs,
         items: Vec<Item>,
         now: u64,
     ) -> anyhow::Result<Stats> {
@@ -539,7 +601,7 @@ impl Target {
 }
 
 fn import(
-    store: &Store,
+    store: &Logs,
     query: &str,
     files: &[PathBuf],
     instance: Option<String>,
@@ -643,7 +705,7 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
     Ok(out)
 }
 
-fn publish(store: &Store, query: &str, dir: &Path) -> anyhow::Result<()> {
+fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!(
             "{} is not a directory: pass the web app's build directory",
@@ -713,7 +775,7 @@ fn publish(store: &Store, query: &str, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn current_index(store: &Store, query: &str) -> anyhow::Result<(Core, Vec<Asset>)> {
+fn current_index(store: &Logs, query: &str) -> anyhow::Result<(Log, Vec<Asset>)> {
     let c = Community::open(store, query)?;
     let mut log = c.open_log(store, "assets", false)?;
     let (found, notes) = read::asset_index(&mut log)?;
@@ -724,7 +786,7 @@ fn current_index(store: &Store, query: &str) -> anyhow::Result<(Core, Vec<Asset>
     Ok((log, index.files))
 }
 
-fn assets_ls(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
+fn assets_ls(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
     let (_, files) = current_index(store, query)?;
     if json {
         let v: Vec<Value> = files
@@ -755,7 +817,7 @@ fn assets_ls(store: &Store, query: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn assets_get(store: &Store, query: &str, path: &str, output: Option<&Path>) -> anyhow::Result<()> {
+fn assets_get(store: &Logs, query: &str, path: &str, output: Option<&Path>) -> anyhow::Result<()> {
     let (mut log, files) = current_index(store, query)?;
     let path = path.trim_start_matches('/');
     let Some(asset) = files.iter().find(|a| a.path == path) else {
@@ -836,7 +898,7 @@ fn post_json(v: &PostView, comments: Option<&[&CommentView]>) -> Value {
 }
 
 fn feed(
-    store: &Store,
+    store: &Logs,
     query: &str,
     last: usize,
     json: bool,

@@ -377,3 +377,99 @@ fn a_full_quota_stops_downloads_and_serving_goes_on() {
         "the mirror says why: {out}"
     );
 }
+
+/// The titles of `peerhost feed … --json`'s output, newest first.
+fn titles(out: &Output) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&out.stdout).expect("feed --json");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The length and held blocks of the log of part `part` in a daemon's status.
+fn part(v: &Value, part: &str) -> (u64, u64) {
+    v["logs"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["part"] == part))
+        .map_or((0, 0), |l| {
+            (
+                l["length"].as_u64().unwrap_or(0),
+                l["held"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+#[test]
+fn post_import_and_feed_while_the_daemon_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, m) = (dir.path().join("w"), dir.path().join("m"));
+    let key = stdout(&run(&w, &["community", "create", "news"]));
+    run(&w, &["post", "news", "--title", "before"]);
+    config(&w, "status_interval_ms = 100\n");
+    let (mut server, addr) = spawn(
+        cmd(&w, &["serve", "--no-dht", "--listen-tcp", "127.0.0.1:0"]),
+        true,
+    );
+    let peer = format!("tcp://{}", addr.unwrap());
+    wait_status(&w, "the instance is up", |v| v["running"] == true);
+    config(&m, "status_interval_ms = 100\n");
+    let (mut mirror, _) = spawn(
+        cmd(&m, &["mirror", &key, "--peer", &peer, "--no-dht", "-q"]),
+        false,
+    );
+    wait_status(&m, "the mirror holds the first post", |v| {
+        part(v, "posts") == (1, 1)
+    });
+
+    // The instance's daemon holds the store: the commands go through its control socket,
+    // and its peers hear of the appends at once.
+    run(
+        &w,
+        &["post", "news", "--title", "while serving", "--body", "b"],
+    );
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/feed/tests/data");
+    let (community, posts) = (data.join("community.json"), data.join("posts.json"));
+    let out = run(
+        &w,
+        &[
+            "import",
+            "news",
+            community.to_str().unwrap(),
+            posts.to_str().unwrap(),
+        ],
+    );
+    let said = stdout(&out);
+    assert!(said.contains("descriptor updated"), "{said}");
+    assert!(said.contains("30 posts: 30 new"), "{said}");
+    let out = run(&w, &["feed", "news", "--last", "50", "--json"]);
+    let on_instance = titles(&out);
+    assert_eq!(on_instance.len(), 32, "{on_instance:?}");
+    assert_eq!(on_instance.last().map(String::as_str), Some("before"));
+    assert!(on_instance.iter().any(|t| t == "while serving"));
+    let n = on_instance.len() as u64;
+    wait_status(&m, "the mirror gets the new posts live", |v| {
+        part(v, "posts").1 >= n
+    });
+    // A reader's `feed` while its own daemon (the mirror) runs: read through that daemon.
+    let out = run(&m, &["feed", &key, "--last", "50", "--json"]);
+    assert_eq!(titles(&out), on_instance);
+
+    // Creating logs needs the store itself: a clear error, and the daemon goes on.
+    let out = cmd(&w, &["community", "create", "other"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop `peerhost serve`"), "{err}");
+    // A reader cannot append to the mirror's copy.
+    let out = cmd(&m, &["post", &key, "--title", "x"]).output().unwrap();
+    assert!(!out.status.success());
+
+    sigterm(&mut server);
+    assert!(!w.join("control.sock").exists(), "the socket is removed");
+    // With the daemon gone, the same commands open the store themselves.
+    run(&w, &["post", "news", "--title", "after"]);
+    let out = run(&w, &["feed", "news", "--last", "1", "--json"]);
+    assert_eq!(titles(&out), ["after"]);
+    sigterm(&mut mirror);
+}

@@ -27,6 +27,7 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
 mod connection;
+pub mod control;
 pub mod daemon;
 mod dht_connection;
 mod error;

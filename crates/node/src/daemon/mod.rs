@@ -19,6 +19,7 @@
 //! specified in `protocol/node.md`.
 
 pub mod config;
+mod control;
 mod discovery;
 pub mod http;
 pub mod state;
@@ -738,6 +739,9 @@ impl Daemon {
         }
         daemon.serve_all()?;
         daemon.start_http(&options).await?;
+        if options.write_files {
+            control::start(&daemon);
+        }
         daemon.spawn_controller();
         if options.write_files {
             daemon.write_state();
@@ -1355,6 +1359,7 @@ impl Daemon {
             d.close().await;
         }
         if self.inner.write_files {
+            let _ = std::fs::remove_file(crate::control::socket_path(&self.inner.storage));
             self.write_state();
             self.write_status(false);
         }

@@ -1,0 +1,337 @@
+//! The local control socket (`protocol/control.md`): how a command such as `peerhost post`,
+//! `import` or `feed` works on a store while a daemon (`serve`, `mirror`, `follow`) holds its
+//! lock. The daemon listens on `<storage>/control.sock` (mode 0600); a command that finds the
+//! store locked opens its logs through it instead ([`Log::Remote`]), reads blocks and appends
+//! them there, and the daemon's peers hear of every append at once.
+//!
+//! Frames are a varint length (at most [`MAX_FRAME`]) and one protobuf message
+//! (`protocol/control.proto`); a connection carries one request, then its response, in turn.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peerhost_feed::{AppendBlocks, Blocks};
+use peerhost_ids::Key;
+use peerhost_store::{Core, CoreError};
+use prost::Message;
+
+/// The prost types of `protocol/control.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/peerhost.control.v1.rs"));
+}
+
+use proto::{request, response};
+
+/// The socket's file name in the storage directory.
+pub const SOCKET: &str = "control.sock";
+/// The largest frame either side accepts (a request or a response).
+pub const MAX_FRAME: usize = 16 << 20;
+/// Block bytes sent in one append request (one signed batch each); larger appends are split.
+const APPEND_BYTES: usize = 8 << 20;
+/// How long a command waits for the daemon's answer to one request.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The control socket of the store in `storage`.
+pub fn socket_path(storage: &Path) -> PathBuf {
+    storage.join(SOCKET)
+}
+
+/// What can go wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No daemon answers on the socket.
+    #[error(
+        "cannot reach the daemon through {}: {source} (is `peerhost serve` still running?)",
+        path.display()
+    )]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The connection failed mid-request.
+    #[error("the daemon's control socket failed: {0}")]
+    Io(#[from] io::Error),
+    /// The daemon answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The daemon's answer made no sense (a different peerhost version?).
+    #[error(
+        "the daemon sent an unexpected answer ({0}): are `peerhost` and the daemon the same version?"
+    )]
+    Protocol(&'static str),
+}
+
+/// Write one frame: varint length, message.
+pub(crate) fn encode_frame(msg: &impl Message) -> Vec<u8> {
+    msg.encode_length_delimited_to_vec()
+}
+
+/// Decode a varint frame length from `first` bytes; `None` if more bytes are needed.
+/// Errors on a length over [`MAX_FRAME`] or an over-long varint.
+pub(crate) fn frame_len(prefix: &[u8]) -> io::Result<Option<usize>> {
+    let mut n: u64 = 0;
+    for (i, b) in prefix.iter().enumerate() {
+        if i >= 4 {
+            // 4 varint bytes hold 2^28 > MAX_FRAME: a fifth is always too long.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control frame too long",
+            ));
+        }
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let len = usize::try_from(n).unwrap_or(usize::MAX);
+            if len > MAX_FRAME {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("control frame of {len} bytes, over the {MAX_FRAME}-byte limit"),
+                ));
+            }
+            return Ok(Some(len));
+        }
+    }
+    Ok(None)
+}
+
+/// Read one frame's body; `Ok(None)` at a clean end of stream before its first byte.
+fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = Vec::with_capacity(4);
+    let len = loop {
+        let mut b = [0u8; 1];
+        if r.read(&mut b)? == 0 {
+            if prefix.is_empty() {
+                return Ok(None);
+            }
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        prefix.push(b[0]);
+        if let Some(len) = frame_len(&prefix)? {
+            break len;
+        }
+    };
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// A log the daemon holds, reached through its control socket (one connection per log).
+#[derive(Debug)]
+pub struct RemoteLog {
+    stream: UnixStream,
+    key: Key,
+    length: u64,
+    writable: bool,
+}
+
+impl RemoteLog {
+    /// Open the log `query` (a local name or a key) of the daemon serving `storage`.
+    pub fn open(storage: &Path, query: &str) -> Result<Self, ControlError> {
+        let path = socket_path(storage);
+        let stream = UnixStream::connect(&path).map_err(|source| ControlError::Connect {
+            path: path.clone(),
+            source,
+        })?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        let mut log = Self {
+            stream,
+            key: Key([0; 32]),
+            length: 0,
+            writable: false,
+        };
+        let response::Result::Log(info) = log.call(request::Op::Open(proto::Open {
+            query: query.to_owned(),
+        }))?
+        else {
+            return Err(ControlError::Protocol("no log for open"));
+        };
+        let key = <[u8; 32]>::try_from(info.key.as_slice())
+            .map_err(|_| ControlError::Protocol("a key that is not 32 bytes"))?;
+        log.key = Key(key);
+        log.length = info.length;
+        log.writable = info.writable;
+        Ok(log)
+    }
+
+    fn call(&mut self, op: request::Op) -> Result<response::Result, ControlError> {
+        let req = proto::Request { op: Some(op) };
+        self.stream.write_all(&encode_frame(&req))?;
+        let Some(body) = read_frame(&mut self.stream)? else {
+            return Err(ControlError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the daemon closed the connection",
+            )));
+        };
+        let resp = proto::Response::decode(body.as_slice())
+            .map_err(|_| ControlError::Protocol("an undecodable response"))?;
+        match resp.result {
+            Some(response::Result::Error(e)) => Err(ControlError::Refused(e)),
+            Some(r) => Ok(r),
+            None => Err(ControlError::Protocol("an empty response")),
+        }
+    }
+
+    /// The log's key.
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    /// Its length when opened, or after our last append.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Whether the daemon can append to it.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Block `index`, `None` if the daemon does not hold it.
+    pub fn get(&mut self, index: u64) -> Result<Option<Vec<u8>>, ControlError> {
+        match self.call(request::Op::Get(proto::Get {
+            key: self.key.0.to_vec(),
+            index,
+        }))? {
+            response::Result::Block(b) => Ok(b.data),
+            _ => Err(ControlError::Protocol("no block for get")),
+        }
+    }
+
+    /// Append `blocks`: one signed batch per [`APPEND_BYTES`]; returns the new length.
+    pub fn append(&mut self, blocks: &[Vec<u8>]) -> Result<u64, ControlError> {
+        let mut rest = blocks;
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && (n == 0 || bytes + rest[n].len() <= APPEND_BYTES) {
+                bytes += rest[n].len();
+                n += 1;
+            }
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            match self.call(request::Op::Append(proto::Append {
+                key: self.key.0.to_vec(),
+                blocks: batch.to_vec(),
+            }))? {
+                response::Result::Length(l) => self.length = l,
+                _ => return Err(ControlError::Protocol("no length for append")),
+            }
+        }
+        Ok(self.length)
+    }
+}
+
+/// Why reading or appending to a [`Log`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The local log.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The daemon's.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// A log opened in this process, or held by the daemon that has the store.
+#[derive(Debug)]
+pub enum Log {
+    /// Opened from the store here (boxed: a core is large beside a socket).
+    Local(Box<Core>),
+    /// Reached through the daemon's control socket.
+    Remote(RemoteLog),
+}
+
+impl Log {
+    /// The log's key.
+    pub fn key(&self) -> Key {
+        match self {
+            Self::Local(c) => c.key(),
+            Self::Remote(r) => r.key(),
+        }
+    }
+
+    /// Blocks in the log.
+    pub fn length(&self) -> u64 {
+        match self {
+            Self::Local(c) => c.length(),
+            Self::Remote(r) => r.length(),
+        }
+    }
+
+    /// Whether we (or the daemon) can append.
+    pub fn writable(&self) -> bool {
+        match self {
+            Self::Local(c) => c.writable(),
+            Self::Remote(r) => r.writable(),
+        }
+    }
+
+    /// Append `blocks`; returns the new length.
+    pub fn append(&mut self, blocks: &[Vec<u8>]) -> Result<u64, LogError> {
+        match self {
+            Self::Local(c) => Ok(c.append(blocks)?),
+            Self::Remote(r) => Ok(r.append(blocks)?),
+        }
+    }
+}
+
+impl Blocks for Log {
+    type Error = LogError;
+
+    fn length(&self) -> u64 {
+        Self::length(self)
+    }
+
+    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, LogError> {
+        match self {
+            Self::Local(c) => Ok(c.get(index)?),
+            Self::Remote(r) => Ok(r.get(index)?),
+        }
+    }
+}
+
+impl AppendBlocks for Log {
+    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, LogError> {
+        self.append(blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_are_bounded() {
+        assert_eq!(frame_len(&[]).unwrap(), None);
+        assert_eq!(frame_len(&[0x05]).unwrap(), Some(5));
+        assert_eq!(frame_len(&[0x80]).unwrap(), None);
+        assert_eq!(frame_len(&[0x80, 0x01]).unwrap(), Some(128));
+        // 16 MiB is the largest allowed; one more is refused, as is a fifth varint byte.
+        assert_eq!(
+            frame_len(&[0x80, 0x80, 0x80, 0x08]).unwrap(),
+            Some(MAX_FRAME)
+        );
+        assert!(frame_len(&[0x81, 0x80, 0x80, 0x08]).is_err());
+        assert!(frame_len(&[0x80, 0x80, 0x80, 0x80, 0x00]).is_err());
+    }
+
+    #[test]
+    fn a_frame_round_trips_and_a_cut_one_is_an_error() {
+        let req = proto::Request {
+            op: Some(request::Op::Get(proto::Get {
+                key: vec![7; 32],
+                index: 300,
+            })),
+        };
+        let bytes = encode_frame(&req);
+        let body = read_frame(&mut bytes.as_slice()).unwrap().unwrap();
+        assert_eq!(proto::Request::decode(body.as_slice()).unwrap(), req);
+        assert!(read_frame(&mut &[][..]).unwrap().is_none());
+        assert!(read_frame(&mut &bytes[..bytes.len() - 1]).is_err());
+    }
+}
