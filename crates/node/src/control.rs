@@ -320,6 +320,28 @@ mod tests {
         assert!(frame_len(&[0x80, 0x80, 0x80, 0x80, 0x00]).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever bytes arrive, reading frames and decoding requests ends or errs: no
+        /// panic, and no buffer larger than the limit.
+        #[test]
+        fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut r = bytes.as_slice();
+            while let Ok(Some(body)) = read_frame(&mut r) {
+                proptest::prop_assert!(body.len() <= MAX_FRAME);
+                let _ = proto::Request::decode(body.as_slice());
+                let _ = proto::Response::decode(body.as_slice());
+            }
+        }
+
+        #[test]
+        fn appends_round_trip(key in proptest::collection::vec(proptest::num::u8::ANY, 32), blocks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..8)) {
+            let req = proto::Request { op: Some(request::Op::Append(proto::Append { key, blocks })) };
+            let bytes = encode_frame(&req);
+            let body = read_frame(&mut bytes.as_slice()).unwrap().unwrap();
+            proptest::prop_assert_eq!(proto::Request::decode(body.as_slice()).unwrap(), req);
+        }
+    }
+
     #[test]
     fn a_frame_round_trips_and_a_cut_one_is_an_error() {
         let req = proto::Request {
