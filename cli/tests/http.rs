@@ -223,6 +223,10 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
     );
     assert!(c["posts"].is_string() && c["assets"].is_string());
     assert_eq!(boot["peers"], serde_json::json!([]));
+    // The instance read only the descriptor log as one: no warning about its posts log.
+    wait("the instance's status", || status(&w).is_some());
+    let errors = status(&w).unwrap()["errors"].to_string();
+    assert!(!errors.contains("skipped"), "{errors}");
 
     // Bad registrations: a URL with a path, and one where nothing answers (never listed).
     let post = |path: &str, body: Value| {

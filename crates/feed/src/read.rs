@@ -205,6 +205,17 @@ pub(crate) fn entry_at<B: Blocks>(
     }
 }
 
+/// Whether `log` is a community's descriptor log: its block 0 is a [`Descriptor`] entry, as
+/// `community create` writes it. A community's other logs (posts, comments, assets) and plain
+/// logs are not, nor is an empty log or one whose block 0 is not held here or not an entry.
+pub fn is_descriptor_log<B: Blocks>(log: &mut B) -> Result<bool, ReadError> {
+    if log.length() == 0 {
+        return Ok(false);
+    }
+    let first = read(log, 0)?.and_then(|b| Entry::decode(&b).ok());
+    Ok(first.is_some_and(|e| matches!(e.kind(), Some(Kind::Descriptor(_)))))
+}
+
 /// The latest descriptor of a descriptor log: the last valid one, with its index, as an
 /// [`Entry`] (change it and append it to update the community: unknown fields are kept).
 ///
@@ -576,5 +587,26 @@ mod tests {
         assert_eq!(notes.skipped_total, 1);
         let (found, _) = descriptor(&mut Vec::<Vec<u8>>::new()).unwrap();
         assert!(found.is_none());
+    }
+
+    #[test]
+    fn only_a_log_starting_with_a_descriptor_is_a_descriptor_log() {
+        let d = block(Descriptor {
+            name: "c".into(),
+            ..Default::default()
+        });
+        let p = block(Post {
+            id: "p".into(),
+            ..Default::default()
+        });
+        assert!(is_descriptor_log(&mut vec![d.clone(), p.clone()]).unwrap());
+        assert!(is_descriptor_log(&mut vec![d.clone(), b"\xff\xff".to_vec()]).unwrap());
+        for mut log in [
+            vec![p.clone(), d.clone()],
+            vec![b"plain text".to_vec(), d],
+            Vec::new(),
+        ] {
+            assert!(!is_descriptor_log(&mut log).unwrap());
+        }
     }
 }

@@ -1000,6 +1000,15 @@ impl Daemon {
             .map(|(d, e)| (*d, e.key))
             .collect();
         for (dkey, key) in writers {
+            // Only descriptor logs name parts: reading a community's posts, comments or assets
+            // log (or a plain log) as one would only report its blocks as skipped.
+            let is_descriptor = self.inner.node.with(|r| {
+                r.core_mut(&dkey)
+                    .is_some_and(|core| read::is_descriptor_log(core).unwrap_or(false))
+            });
+            if !is_descriptor {
+                continue;
+            }
             if let Some(desc) = self.read_descriptor(&dkey) {
                 self.tag_parts(key, &desc);
             }
