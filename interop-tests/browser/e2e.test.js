@@ -136,11 +136,13 @@ test('a tampering peer and a peer killed mid-load: the right posts, the tamperer
     await lib.waitFor('the tamperer is listed', async () =>
       (await lib.getJson(instance.url + '/v1/peers')).peers.includes(proxy.url))
     let killed = false
+    let caught = null // the load that saw the bad proof
     let outcome = null
     // Several loads, each a fresh loader: every one must show the right posts; peers are
     // picked at random, so the tamperer is hit on some load (and with 3 peers, almost surely
-    // on the first).
-    for (let load = 1; load <= 6 && !(outcome && outcome.sawBadProof); load++) {
+    // on the first), and mirror 2 asked for blocks on some load (it may not be on the load
+    // that catches the tamperer: a load makes only a few block requests).
+    for (let load = 1; load <= 8 && !(caught && killed); load++) {
       const p = await lib.countingPage(chrome.browser)
       // The page gets the tamperer, mirrors 2 and 3 as its peers (mirror 1 only behind the
       // tamperer), from the instance's own answer.
@@ -163,8 +165,9 @@ test('a tampering peer and a peer killed mid-load: the right posts, the tamperer
       const table = await p.page.evaluate(() => window.peerhost.loader.peers.list())
       const warns = p.console.filter((m) => m.type === 'warning').map((m) => m.text)
       const bad = warns.find((t) => t.includes(proxy.url) && t.includes('INVALID_PROOF'))
-      outcome = { sawBadProof: Boolean(bad), bad, table, warns }
-      if (bad) {
+      outcome = { load, sawBadProof: Boolean(bad), bad, table, warns }
+      if (bad && !caught) {
+        caught = outcome
         const row = table.find((r) => r.url === proxy.url)
         assert.ok(row.bad >= 1, JSON.stringify(row))
         assert.ok(row.bannedUntil > Date.now(), 'the tamperer is banned')
@@ -174,7 +177,7 @@ test('a tampering peer and a peer killed mid-load: the right posts, the tamperer
       await p.context.close()
     }
     assert.ok(killed, 'mirror 2 was killed mid-load')
-    assert.ok(proxy.tampered > 0 && outcome.sawBadProof, `the tamperer was caught: ${JSON.stringify(outcome)}`)
+    assert.ok(proxy.tampered > 0 && caught, `the tamperer was caught: ${JSON.stringify(outcome)}`)
   } finally {
     clearInterval(keepAlive)
     proxy.close()
