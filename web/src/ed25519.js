@@ -4,12 +4,13 @@
 // Two engines behind one strict front:
 // - 'webcrypto': the platform's `crypto.subtle` (Chromium, Firefox, Safari, Node ≥ 20 ship
 //   Ed25519): no code to send to the browser;
-// - 'noble': @noble/curves (strict RFC 8032 mode), in ./ed25519-noble.js, imported only when
-//   the platform lacks Ed25519 (the bundles carry it as a separate chunk).
-// The first use picks one ('auto'): WebCrypto if it verifies an RFC 8032 vector and rejects a
-// forgery of it, else noble. Before either engine runs, `strict` applies what libsodium checks
-// and the engines may not: S < L, a canonical public key, neither the key nor R of small order.
-// What remains different (cofactored noble vs cofactorless WebCrypto) is in web/README.md.
+// - 'noble': @noble/curves' point arithmetic, in ./ed25519-noble.js, imported only when the
+//   platform lacks Ed25519 (built as dist/ed25519-noble.js, a file of its own).
+// The first use picks one ('auto'): WebCrypto if it verifies an RFC 8032 vector and rejects it
+// for another message, else noble. Before either engine runs, `strict` applies what libsodium
+// checks and the engines may not (WebCrypto in Node and Chromium accepts small-order keys):
+// S < L, a canonical public key, neither the key nor R of small order. Both engines then check
+// the cofactorless equation, as libsodium does (web/README.md, "Ed25519").
 
 const P = 2n ** 255n - 19n
 const L = 2n ** 252n + 27742317777372353535851937790883648493n
@@ -69,8 +70,8 @@ async function pick () {
 export const ENGINES = { webcrypto, noble }
 let engine = null // a Promise of the engine in use
 
-/** Use `name` ('webcrypto', 'noble' or 'auto', the default) from now on; for tests. Returns
- * the name of the engine in use ('auto' until the first verification picked one). */
+/** Use `name` ('webcrypto', 'noble' or 'auto', the default: pick at the next use) from now on;
+ * for tests. */
 export function useEngine (name) {
   if (name !== 'auto' && !ENGINES[name]) throw new TypeError(`unknown Ed25519 engine ${name}`)
   engine = name === 'auto' ? null : Promise.resolve(ENGINES[name])
