@@ -16,7 +16,9 @@
 //! Skips (passing, with a line saying why) when not root, when `ip netns`, `nft`, `conntrack`
 //! or the JS packages are missing, or when `PEERHOST_NETLAB=0`. The lab is torn down at the
 //! end even when a cell fails (a guard runs `netlab.sh down`). `NAT_MATRIX_CELLS=port:port,…`
-//! restricts the run to some cells (for debugging).
+//! restricts the run to some cells (for debugging). `NAT_MATRIX_REPEAT=N` runs every cell N
+//! times (fresh keys each time) and reports the median connect time with the range: the
+//! benchmark's setting, since a cell with one randomizing NAT is a birthday draw.
 //!
 //! Run: `cargo test -p peerhost-interop-tests --test nat_matrix -- --nocapture`.
 
@@ -344,6 +346,9 @@ struct Cell {
     client_nat: &'static str,
     /// The client's report (`event: done`), or why the cell failed.
     result: Result<Value, String>,
+    /// With `NAT_MATRIX_REPEAT`: every run's connect time (ms), sorted; `result` is the
+    /// median run's.
+    times: Vec<u64>,
 }
 
 impl Cell {
@@ -356,6 +361,14 @@ impl Cell {
 
     fn short(&self) -> String {
         match &self.result {
+            Ok(v) if self.times.len() > 1 => format!(
+                "{} {} ms (median of {}, {}–{})",
+                self.path(),
+                v["connectMs"],
+                self.times.len(),
+                self.times[0],
+                self.times[self.times.len() - 1]
+            ),
             Ok(v) => format!("{} {} ms", self.path(), v["connectMs"]),
             Err(_) => "FAILED".into(),
         }
@@ -427,7 +440,40 @@ fn run_cell(
         server_nat,
         client_nat,
         result,
+        times: Vec::new(),
     }
+}
+
+/// Runs of one cell folded into one: the first off expectation if any, else the median run,
+/// with every run's time.
+fn fold(mut runs: Vec<Cell>) -> Cell {
+    let ms = |c: &Cell| {
+        c.result
+            .as_ref()
+            .ok()
+            .and_then(|v| v["connectMs"].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    if let Some(i) = runs
+        .iter()
+        .position(|c| c.result.is_err() || c.path() != c.expected_path())
+    {
+        return runs.swap_remove(i);
+    }
+    let mut times: Vec<u64> = runs.iter().map(ms).collect();
+    times.sort_unstable();
+    runs.sort_by_key(ms);
+    let mut median = runs.swap_remove((runs.len() - 1) / 2);
+    median.times = times;
+    median
+}
+
+fn repeat() -> usize {
+    std::env::var("NAT_MATRIX_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .clamp(1, 50)
 }
 
 fn cells() -> Vec<(&'static str, &'static str)> {
@@ -474,6 +520,7 @@ fn to_json(server: Stack, client: Stack, cells: &[Cell]) -> Value {
             "client_nat": c.client_nat,
             "path": c.path(),
             "connect_ms": c.result.as_ref().ok().map(|v| v["connectMs"].clone()),
+            "runs_ms": c.times,
             "total_ms": c.result.as_ref().ok().map(|v| v["totalMs"].clone()),
             "error": c.result.as_ref().err(),
             "report": c.result.as_ref().ok(),
@@ -507,8 +554,14 @@ fn side_by_side(report: &[Value]) -> String {
                 });
                 let text = match cell {
                     Some(x) if x["connect_ms"].is_number() => {
+                        let runs = x["runs_ms"].as_array().map_or(0, Vec::len);
+                        let range = if runs > 1 {
+                            format!(" ({}–{})", x["runs_ms"][0], x["runs_ms"][runs - 1])
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "{} {} ms",
+                            "{} {} ms{range}",
                             x["path"].as_str().unwrap_or("?"),
                             x["connect_ms"]
                         )
@@ -594,7 +647,16 @@ fn nat_matrix() {
         let title = format!("{} server <- {} client", server.name(), client.name());
         let mut done = Vec::new();
         for (i, nats) in cells().into_iter().enumerate() {
-            let mut cell = run_cell(server, client, i, nats, &relays, "peer2");
+            let runs = (0..repeat())
+                .map(|k| {
+                    let c = run_cell(server, client, i + 1000 * k, nats, &relays, "peer2");
+                    if repeat() > 1 {
+                        println!("{title}: {}:{} run {k}: {}", nats.0, nats.1, c.short());
+                    }
+                    c
+                })
+                .collect();
+            let mut cell = fold(runs);
             println!("{title}: {}:{} {}", nats.0, nats.1, cell.short());
             // Punching into a randomizing NAT is a birthday draw (256 mappings against up to
             // 1750 random ports: it misses about once in a thousand); a cell off expectation
