@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use peerhost_ids::Key;
+use peerhost_node::control::{Log, RemoteLog};
 use peerhost_store::{Core, CreateOptions, Store};
 
 /// Blocks handed to one `append` call (one signature and one commit per batch).
@@ -68,8 +69,21 @@ pub(crate) enum LogCommand {
 }
 
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
-    let store =
-        Store::open(dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
+    let store = match Store::open(dir) {
+        Ok(store) => store,
+        // A daemon holds the lock: append and cat through it (protocol/control.md).
+        Err(peerhost_store::Error::Locked { .. })
+            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
+                dir,
+            ))
+            .is_ok() =>
+        {
+            return through_daemon(dir, command);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the store {}", dir.display()));
+        }
+    };
     match command {
         LogCommand::Create { name, compat } => {
             let core = store.create(&name, CreateOptions::default().compat(compat))?;
@@ -81,13 +95,13 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
             );
         }
         LogCommand::Append { name, files, lines } => {
-            let mut core = open_log(&store, &name)?;
+            let core = open_log(&store, &name)?;
             if !core.writable() {
                 bail!(
                     "log {name} is read-only here (no secret key): append on the store that created it"
                 );
             }
-            let len = append(&mut core, &files, lines)?;
+            let len = append(&mut Log::Local(Box::new(core)), &files, lines)?;
             println!("{len}");
         }
         LogCommand::Cat {
@@ -185,6 +199,53 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
 }
 
 /// Open a log by local name or key; a query that is neither gets one line naming the forms.
+/// `log append` and `log cat` while a daemon holds the store: through its control socket.
+fn through_daemon(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
+    match command {
+        LogCommand::Append { name, files, lines } => {
+            let log = RemoteLog::open(dir, &name)?;
+            if !log.writable() {
+                bail!(
+                    "log {name} is read-only here (no secret key): append on the store that created it"
+                );
+            }
+            let len = append(&mut Log::Remote(log), &files, lines)?;
+            println!("{len}");
+        }
+        LogCommand::Cat {
+            log: query,
+            start,
+            end,
+            lines,
+        } => {
+            let mut log = RemoteLog::open(dir, &query)?;
+            let end = end.unwrap_or(log.length()).min(log.length());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in start..end {
+                let Some(block) = log.get(i)? else {
+                    bail!(
+                        "log {query} does not hold block {i} locally: follow or mirror it from a peer"
+                    );
+                };
+                out.write_all(&block)?;
+                if lines {
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+        }
+        LogCommand::Create { .. }
+        | LogCommand::Info { .. }
+        | LogCommand::Verify { .. }
+        | LogCommand::List => bail!(
+            "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
+             serve` (or `peerhost status` shows what it holds), run this, then start it again",
+            dir.display()
+        ),
+    }
+    Ok(())
+}
+
 pub(crate) fn open_log(store: &Store, query: &str) -> anyhow::Result<Core> {
     let named = store.name_key(query).ok().flatten().is_some();
     if !named {
@@ -196,7 +257,7 @@ pub(crate) fn open_log(store: &Store, query: &str) -> anyhow::Result<Core> {
 }
 
 /// Append FILES (or stdin) in bounded batches, with a progress bar on a terminal.
-fn append(core: &mut Core, files: &[PathBuf], lines: bool) -> anyhow::Result<u64> {
+fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64> {
     let sources: Vec<PathBuf> = if files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -260,7 +321,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, core: &mut Core, block: Vec<u8>) -> anyhow::Result<()> {
+    fn push(&mut self, core: &mut Log, block: Vec<u8>) -> anyhow::Result<()> {
         self.bytes += block.len();
         self.blocks.push(block);
         if self.blocks.len() >= BATCH_BLOCKS || self.bytes >= BATCH_BYTES {
@@ -269,7 +330,7 @@ impl Batch {
         Ok(())
     }
 
-    fn flush(&mut self, core: &mut Core) -> anyhow::Result<()> {
+    fn flush(&mut self, core: &mut Log) -> anyhow::Result<()> {
         if !self.blocks.is_empty() {
             core.append(&self.blocks)?;
             self.blocks.clear();

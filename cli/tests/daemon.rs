@@ -407,6 +407,7 @@ fn post_import_and_feed_while_the_daemon_holds_the_store() {
     let (w, m) = (dir.path().join("w"), dir.path().join("m"));
     let key = stdout(&run(&w, &["community", "create", "news"]));
     run(&w, &["post", "news", "--title", "before"]);
+    run(&w, &["log", "create", "notes"]);
     config(&w, "status_interval_ms = 100\n");
     let (mut server, addr) = spawn(
         cmd(&w, &["serve", "--no-dht", "--listen-tcp", "127.0.0.1:0"]),
@@ -455,6 +456,13 @@ fn post_import_and_feed_while_the_daemon_holds_the_store() {
     // A reader's `feed` while its own daemon (the mirror) runs: read through that daemon.
     let out = run(&m, &["feed", &key, "--last", "50", "--json"]);
     assert_eq!(titles(&out), on_instance);
+
+    // A plain log, appended to and read back through the daemon.
+    let block = dir.path().join("block");
+    std::fs::write(&block, b"a block appended while serving").unwrap();
+    run(&w, &["log", "append", "notes", block.to_str().unwrap()]);
+    let out = run(&w, &["log", "cat", "notes"]);
+    assert_eq!(out.stdout, b"a block appended while serving");
 
     // Creating logs needs the store itself: a clear error, and the daemon goes on.
     let out = cmd(&w, &["community", "create", "other"]).output().unwrap();
