@@ -6,9 +6,10 @@
 # the follower is a peerhost node in both cases.
 #   bash scripts/bench-node.sh [LOGS]     (default 1000)
 # Prints one JSON line per phase and a markdown table for BENCHMARKS.md. Temporary stores go
-# under $TMPDIR: on ext4 without a journal, run it 30 s after the last run (see BENCHMARKS.md).
-# NODE_CACHE=N: tree nodes cached per log in the Rust processes (default: the store's 4096,
-# whose cache preallocates ~128 KiB per open log; 256 cuts the mirror's RSS to ~45 MiB).
+# under $TMPDIR: on ext4 without a journal, runs right after
+# another are slowed by its deletes (ext4 skips inodes freed in the last 60-300 s; BENCHMARKS.md).
+# NODE_CACHE=N: tree nodes cached per log in the Rust processes (default: the store's 4096;
+# the cache grows with use, so small logs cost little either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 logs=${1:-1000}
