@@ -51,6 +51,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
+pub mod bootstrap;
 mod client;
 pub mod constants;
 pub mod crypto;
@@ -68,6 +69,7 @@ pub mod driver;
 /// The dht-rpc layer underneath ([`Config::dht`] is its configuration).
 pub use peerhost_dht_rpc as dht_rpc;
 
+pub use bootstrap::{BootstrapNode, ParseBootstrapError};
 pub use client::{AnnounceOptions, ConnectOptions};
 pub use error::{ConnectError, Error};
 pub use holepunch::{PunchCommand, PunchSocket};

@@ -2,139 +2,24 @@
 //! and running a bootstrap node of our own (`peerhost dht bootstrap`).
 
 use std::convert::Infallible;
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::str::FromStr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_hyperdht::{Config, dht_rpc};
 
-use crate::error::{Error, ParseBootstrapError};
+use crate::error::Error;
 
-/// The public HyperDHT bootstrap nodes, `IP@HOST:PORT` (hyperdht 6.34 `lib/constants.js`
-/// `BOOTSTRAP_NODES`).
-pub const PUBLIC_BOOTSTRAP: [&str; 3] = [
-    "88.99.3.86@node1.hyperdht.org:49737",
-    "142.93.90.113@node2.hyperdht.org:49737",
-    "138.68.147.8@node3.hyperdht.org:49737",
-];
+pub use peerhost_hyperdht::bootstrap::{
+    BootstrapNode, PUBLIC_BOOTSTRAP, parse_bootstrap_list, public_bootstrap,
+};
 
-/// One bootstrap node as configured: a host name or IPv4 address and a port, optionally with
-/// a suggested IP to use when the name does not resolve (JS `IP@HOST:PORT`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct BootstrapNode {
-    /// Host name or IPv4 address.
-    pub host: String,
-    /// UDP port.
-    pub port: u16,
-    /// The IP before `@`, if any.
-    pub suggested_ip: Option<Ipv4Addr>,
-}
-
-impl BootstrapNode {
-    /// `host:port`.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Self {
-            host: host.into(),
-            port,
-            suggested_ip: None,
-        }
-    }
-}
-
-impl From<SocketAddrV4> for BootstrapNode {
-    fn from(a: SocketAddrV4) -> Self {
-        Self::new(a.ip().to_string(), a.port())
-    }
-}
-
-impl FromStr for BootstrapNode {
-    type Err = ParseBootstrapError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let (rest, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| ParseBootstrapError::MissingPort(s.to_owned()))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| ParseBootstrapError::InvalidPort(s.to_owned()))?;
-        let (suggested_ip, host) = match rest.split_once('@') {
-            Some((ip, host)) => {
-                let ip = ip
-                    .parse()
-                    .map_err(|_| ParseBootstrapError::InvalidIp(s.to_owned()))?;
-                (Some(ip), host)
-            }
-            None => (None, rest),
-        };
-        if host.is_empty() {
-            return Err(ParseBootstrapError::EmptyHost(s.to_owned()));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-            suggested_ip,
-        })
-    }
-}
-
-impl fmt::Display for BootstrapNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.suggested_ip {
-            write!(f, "{ip}@")?;
-        }
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
-
-/// The public HyperDHT bootstrap nodes ([`PUBLIC_BOOTSTRAP`]).
-pub fn public_bootstrap() -> Vec<BootstrapNode> {
-    PUBLIC_BOOTSTRAP
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
-}
-
-/// Parse a comma-separated `HOST:PORT,…` list (the CLI's `--bootstrap`); empty entries are
-/// skipped.
-pub fn parse_bootstrap_list(list: &str) -> Result<Vec<BootstrapNode>, ParseBootstrapError> {
-    list.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(str::parse)
-        .collect()
-}
-
-/// Resolve bootstrap nodes to IPv4 addresses: IP literals as they are, names through the
-/// system resolver, falling back to the suggested IP; nodes that resolve to nothing are
-/// skipped, as JS skips them. JS first pings the suggested IP and looks the name up only if
-/// that fails; we cannot ping before the DHT is bound, so we prefer the name.
+/// Resolve bootstrap nodes to IPv4 addresses ([`BootstrapNode::resolve`], on tokio's blocking
+/// pool); nodes that resolve to nothing are skipped, as JS skips them.
 pub async fn resolve_bootstrap(nodes: &[BootstrapNode]) -> Vec<SocketAddrV4> {
-    let mut out = Vec::new();
-    for n in nodes {
-        if let Ok(ip) = n.host.parse::<Ipv4Addr>() {
-            out.push(SocketAddrV4::new(ip, n.port));
-            continue;
-        }
-        let resolved = tokio::net::lookup_host((n.host.as_str(), n.port))
-            .await
-            .ok()
-            .and_then(|mut addrs| {
-                addrs.find_map(|a| match a {
-                    SocketAddr::V4(a) => Some(a),
-                    SocketAddr::V6(_) => None,
-                })
-            });
-        match (resolved, n.suggested_ip) {
-            (Some(a), _) => out.push(a),
-            (None, Some(ip)) => out.push(SocketAddrV4::new(ip, n.port)),
-            (None, None) => {}
-        }
-    }
-    out
+    let nodes = nodes.to_vec();
+    tokio::task::spawn_blocking(move || nodes.iter().filter_map(|n| n.resolve().ok()).collect())
+        .await
+        .unwrap_or_default()
 }
 
 /// Where a bootstrap node runs.
@@ -221,27 +106,6 @@ pub async fn run_bootstrap(host: Ipv4Addr, port: u16) -> Result<Infallible, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_cli_lists_and_js_defaults() {
-        let list = parse_bootstrap_list("127.0.0.1:49737, node.example:1234,,").unwrap();
-        assert_eq!(
-            list,
-            [
-                BootstrapNode::new("127.0.0.1", 49737),
-                BootstrapNode::new("node.example", 1234)
-            ]
-        );
-        let public = public_bootstrap();
-        assert_eq!(public.len(), 3);
-        assert_eq!(public[0].host, "node1.hyperdht.org");
-        assert_eq!(public[0].port, 49737);
-        assert_eq!(public[0].suggested_ip, Some(Ipv4Addr::new(88, 99, 3, 86)));
-        assert_eq!(public[2].to_string(), PUBLIC_BOOTSTRAP[2]);
-        for bad in ["host", "host:0", "host:x", "1.2.3@h:1", ":80", "1.2.3.4@:5"] {
-            assert!(bad.parse::<BootstrapNode>().is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn resolves_literals_and_falls_back_to_the_suggested_ip() {

@@ -28,20 +28,4 @@ pub enum Error {
     InvalidHost(std::net::Ipv4Addr),
 }
 
-/// A `--bootstrap` entry did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ParseBootstrapError {
-    /// No `:PORT` at the end.
-    #[error("{0:?}: expected HOST:PORT (or IP@HOST:PORT)")]
-    MissingPort(String),
-    /// The port is not a number in 1–65535.
-    #[error("{0:?}: invalid port")]
-    InvalidPort(String),
-    /// The part before `@` is not an IPv4 address.
-    #[error("{0:?}: the part before @ must be an IPv4 address")]
-    InvalidIp(String),
-    /// An empty host.
-    #[error("{0:?}: empty host")]
-    EmptyHost(String),
-}
+pub use peerhost_hyperdht::ParseBootstrapError;

@@ -25,13 +25,8 @@ use serde::Deserialize;
 /// The file's name inside the storage directory.
 pub const FILE_NAME: &str = "peerhost.toml";
 
-/// The public HyperDHT bootstrap nodes (hyperdht 6 `lib/constants.js` `BOOTSTRAP_NODES`), as
-/// `host:port`; each is tried by name, then by the address JS pins for it.
-pub const PUBLIC_BOOTSTRAP: [(&str, &str); 3] = [
-    ("node1.hyperdht.org:49737", "88.99.3.86:49737"),
-    ("node2.hyperdht.org:49737", "142.93.90.113:49737"),
-    ("node3.hyperdht.org:49737", "138.68.147.8:49737"),
-];
+/// The public HyperDHT bootstrap nodes (`IP@HOST:PORT`, hyperdht 6 `lib/constants.js`).
+pub use peerhost_hyperdht::bootstrap::PUBLIC_BOOTSTRAP;
 
 /// The config file, as parsed.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peerhost_feed::read::{self, PostView};
 use peerhost_feed::{Asset, Descriptor, Notes};
+use peerhost_hyperdht::{BootstrapNode, ParseBootstrapError};
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
 use peerhost_replication::Replicator;
 use peerhost_store::{Core, Durability, Options as StoreOptions, Store};
@@ -499,46 +500,32 @@ pub fn parse_key(text: &str) -> Result<Key, DaemonError> {
     })
 }
 
-/// Resolve `host:port` names to IPv4 socket addresses (DHT bootstrap nodes).
+/// Resolve bootstrap nodes given by the user (`HOST:PORT` or JS's `IP@HOST:PORT`) to IPv4
+/// addresses; one that does not parse or resolve is an error naming it.
 pub fn resolve_bootstrap(names: &[String]) -> Result<Vec<SocketAddrV4>, DaemonError> {
-    use std::net::ToSocketAddrs;
-    let mut out = Vec::new();
-    for n in names {
-        let addrs = n
-            .to_socket_addrs()
-            .map_err(io_err(format!("cannot resolve the bootstrap node {n:?}")))?;
-        let v4 = addrs.filter_map(|a| match a {
-            SocketAddr::V4(a) => Some(a),
-            SocketAddr::V6(_) => None,
-        });
-        let before = out.len();
-        out.extend(v4);
-        if out.len() == before {
-            return Err(DaemonError::Io {
-                what: format!("bootstrap node {n:?}"),
-                source: std::io::Error::other("no IPv4 address"),
-            });
-        }
-    }
-    Ok(out)
+    names
+        .iter()
+        .map(|n| {
+            let node: BootstrapNode =
+                n.parse()
+                    .map_err(|e: ParseBootstrapError| DaemonError::Io {
+                        what: format!("the bootstrap node {n:?}"),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            e.to_string(),
+                        ),
+                    })?;
+            node.resolve()
+                .map_err(io_err(format!("cannot resolve the bootstrap node {n:?}")))
+        })
+        .collect()
 }
 
 /// The public HyperDHT bootstrap nodes, resolved (by name, else the addresses JS pins).
 pub fn public_bootstrap() -> Vec<SocketAddrV4> {
-    use std::net::ToSocketAddrs;
-    config::PUBLIC_BOOTSTRAP
+    peerhost_hyperdht::bootstrap::public_bootstrap()
         .iter()
-        .filter_map(|(name, ip)| {
-            name.to_socket_addrs()
-                .ok()
-                .and_then(|mut a| {
-                    a.find_map(|a| match a {
-                        SocketAddr::V4(a) => Some(a),
-                        SocketAddr::V6(_) => None,
-                    })
-                })
-                .or_else(|| ip.parse().ok())
-        })
+        .filter_map(|n| n.resolve().ok())
         .collect()
 }
 
@@ -1741,5 +1728,33 @@ impl Daemon {
         let dkey = key.discovery_key();
         let now = Instant::now();
         Ok(self.inner.node.with(|r| r.append(&dkey, blocks, now))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_names_resolve_or_say_which_one_failed() {
+        let got = resolve_bootstrap(&["127.0.0.1:49737".into(), "10.1.2.3@name.invalid:7".into()])
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 49737),
+                SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 7)
+            ]
+        );
+        for bad in ["no-port", "host:0", "1.2.3@h:1"] {
+            let e = resolve_bootstrap(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        // `.invalid` never resolves (RFC 6761).
+        let e = resolve_bootstrap(&["nothing.invalid:9".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing.invalid:9"), "{e}");
+        assert_eq!(public_bootstrap().len(), config::PUBLIC_BOOTSTRAP.len());
     }
 }
