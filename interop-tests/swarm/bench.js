@@ -26,7 +26,8 @@
 //                                                   "bytes", "peak_rss"}, times from the join call
 //
 // Every DHT node binds 127.0.0.1 and keeps hyperdht's defaults otherwise (so a new node is
-// firewalled and ephemeral until it has sampled its NAT, as in a real deployment).
+// firewalled and ephemeral until it has sampled its NAT, as in a real deployment); with
+// BENCH_UNFIREWALLED=1 the writer's and readers' nodes start with `firewalled: false`.
 
 const os = require('os')
 const fs = require('fs')
@@ -39,6 +40,7 @@ const createTestnet = require('hyperdht/testnet')
 
 const [mode, ...args] = process.argv.slice(2)
 const HOST = '127.0.0.1'
+const DHT_OPTS = process.env.BENCH_UNFIREWALLED === '1' ? { firewalled: false } : {}
 const tmp = []
 process.on('exit', () => {
   for (const d of tmp) fs.rmSync(d, { recursive: true, force: true })
@@ -86,7 +88,7 @@ async function prepare (dir, blocksArg, sizeArg) {
 async function writer (dir, bootstrap) {
   const core = new Hypercore(dir)
   await core.ready()
-  const dht = new HyperDHT({ bootstrap: bootstrapList(bootstrap), host: HOST })
+  const dht = new HyperDHT({ bootstrap: bootstrapList(bootstrap), host: HOST, ...DHT_OPTS })
   const swarm = new Hyperswarm({ dht })
   swarm.on('connection', (conn) => {
     conn.on('error', () => {})
@@ -127,7 +129,7 @@ async function readerTry (bootstrap, key, all) {
   tmp.push(dir)
   const core = new Hypercore(dir, b4a.from(key, 'hex'))
   await core.ready()
-  const dht = new HyperDHT({ bootstrap: bootstrapList(bootstrap), host: HOST })
+  const dht = new HyperDHT({ bootstrap: bootstrapList(bootstrap), host: HOST, ...DHT_OPTS })
   await dht.fullyBootstrapped()
   const swarm = new Hyperswarm({ dht })
   const t = {}

@@ -16,15 +16,20 @@
 #      from that call to the first connection, the first open replication channel and the
 #      first verified block; readers of both implementations against both writers (a reader
 #      uses the testnet its writer is on);
-#   3. 100 MiB: a fresh reader downloads the whole log, every pairing; throughput counts from
-#      the open channel to the last verified block (UDX + secret-stream + protomux +
-#      hypercore replication), RSS is each process's peak (VmHWM).
+#   3. 100 MiB: a fresh reader downloads the whole log, every pairing, BENCH_FULL_RUNS times
+#      (default 3; the median run is reported); throughput counts from the open channel to the
+#      last verified block (UDX + secret-stream + protomux + hypercore replication), RSS is
+#      each process's peak (VmHWM).
+# Readers and writers keep their DHT defaults (firewalled until proven otherwise); one extra
+# join row runs JS with `firewalled: false` (BENCH_UNFIREWALLED=1 in bench.js).
 # The Rust side is crates/node/examples/swarm_bench.rs, the JS side interop-tests/swarm/bench.js.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tries=${1:-10}
 lookups=${2:-20}
 blocks=${3:-1600}
+# Fresh readers per 100 MiB row (the median is reported).
+full=${BENCH_FULL_RUNS:-3}
 limit=${BENCH_TIMEOUT:-300}
 
 # SWARM_BENCH_BIN: use this build of the example instead of building one.
@@ -107,42 +112,62 @@ echo "Join to first replication channel (median of $tries fresh readers; ms from
 echo
 echo "| writer ← reader | first connection | first open channel | first verified block |"
 echo "|---|---:|---:|---:|"
-for w in peerhost js; do
-  for r in peerhost js; do
-    client "$r" reader "${net[$w]}" "${key[$w]}" "$tries" >"$tmp/join" 2>"$tmp/join.err" || true
-    python3 - "$w" "$r" "$tmp/join" "$tries" <<'PY'
+join_row() { # label file
+  python3 - "$1" "$2" "$tries" <<'PY'
 import json, statistics, sys
-w, r, f, tries = sys.argv[1:5]
+label, f, tries = sys.argv[1:4]
 rows = [json.loads(l) for l in open(f) if l.strip()]
 if not rows:
-    print(f"| {w} ← {r} | failed | – | – |"); sys.exit(0)
+    print(f"| {label} | failed | – | – |"); sys.exit(0)
 def med(k):
     v = [x[k] for x in rows if x.get(k) is not None]
     return f"{statistics.median(v):.1f}" if v else "–"
 note = "" if len(rows) == int(tries) else f" ({len(rows)} of {tries} finished)"
-print(f"| {w} ← {r}{note} | {med('connection_ms')} | {med('channel_ms')} | {med('first_block_ms')} |")
+print(f"| {label}{note} | {med('connection_ms')} | {med('channel_ms')} | {med('first_block_ms')} |")
 PY
+}
+for w in peerhost js; do
+  for r in peerhost js; do
+    client "$r" reader "${net[$w]}" "${key[$w]}" "$tries" >"$tmp/join" 2>"$tmp/join.err" || true
+    join_row "$w ← $r" "$tmp/join"
   done
 done
+# JS with `firewalled: false` on the writer's and the readers' nodes (a shorter connect: no
+# holepunch round through the DHT), on a small log of its own.
+"${js[@]}" prepare "$tmp/js-w2" 16 65536 >/dev/null
+start "$tmp/js-writer2" env BENCH_UNFIREWALLED=1 "${js[@]}" writer "$tmp/js-w2" "${net[js]}" >/dev/null
+BENCH_UNFIREWALLED=1 client js reader "${net[js]}" "$(field "$tmp/js-writer2" key)" "$tries" \
+  >"$tmp/join" 2>"$tmp/join.err" || true
+join_row "js ← js, both \`firewalled: false\`" "$tmp/join"
 
 echo
-echo "$blocks blocks of 64 KiB over UDX (one fresh reader per row):"
+echo "$blocks blocks of 64 KiB over UDX (median of $full fresh readers per row; peak RSS: the largest):"
 echo
-echo "| writer → reader | join → last block | open channel → last block | throughput | reader peak RSS | writer peak RSS so far |"
+echo "| writer → reader | join → last block | open channel → last block | throughput (runs) | reader peak RSS | writer peak RSS so far |"
 echo "|---|---:|---:|---:|---:|---:|"
 for w in peerhost js; do
   for r in peerhost js; do
-    client "$r" reader "${net[$w]}" "${key[$w]}" 1 all >"$tmp/all" 2>"$tmp/all.err" || true
-    python3 - "$w" "$r" "$tmp/all" "$(peak "${writer_pid[$w]}")" <<'PY'
-import json, sys
-w, r, f, wpeak = sys.argv[1:5]
-text = open(f).read().strip()
-if not text:
-    print(f"| {w} → {r} | failed or timed out | – | – | – | {int(wpeak) / 2**20:.0f} MiB |"); sys.exit(0)
-j = json.loads(text)
-moving = j['done_ms'] - j['channel_ms']
-print(f"| {w} → {r} | {j['done_ms']:.0f} ms | {moving:.0f} ms | {j['bytes'] / moving / 1e3:.1f} MB/s "
-      f"| {j['peak_rss'] / 2**20:.0f} MiB | {int(wpeak) / 2**20:.0f} MiB |")
+    : >"$tmp/all"
+    for _ in $(seq "$full"); do
+      client "$r" reader "${net[$w]}" "${key[$w]}" 1 all >>"$tmp/all" 2>"$tmp/all.err" || true
+    done
+    python3 - "$w" "$r" "$tmp/all" "$(peak "${writer_pid[$w]}")" "$full" <<'PY'
+import json, statistics, sys
+w, r, f, wpeak, full = sys.argv[1:6]
+rows = [json.loads(l) for l in open(f) if l.strip()]
+wmib = f"{int(wpeak) / 2**20:.0f} MiB"
+if not rows:
+    print(f"| {w} → {r} | failed or timed out | – | – | – | {wmib} |"); sys.exit(0)
+for x in rows:
+    x['moving'] = x['done_ms'] - x['channel_ms']
+    x['mbps'] = x['bytes'] / x['moving'] / 1e3
+rows.sort(key=lambda x: x['moving'])
+m = rows[len(rows) // 2]
+runs = ", ".join(f"{x['mbps']:.0f}" for x in rows)
+note = "" if len(rows) == int(full) else f" ({len(rows)} of {full} finished)"
+rss = max(x['peak_rss'] for x in rows) / 2**20
+print(f"| {w} → {r}{note} | {m['done_ms']:.0f} ms | {m['moving']:.0f} ms | {m['mbps']:.1f} MB/s ({runs}) "
+      f"| {rss:.0f} MiB | {wmib} |")
 PY
   done
 done
