@@ -86,10 +86,11 @@ client() { # implementation args...
   if [ "$impl" = js ]; then timeout "$limit" "${js[@]}" "$@"; else timeout "$limit" "$rs" "$@"; fi
 }
 
-echo "Lookups ($lookups per row, one after another, each a full query; ms):"
+echo "Lookups ($lookups per row, one after another, each a full query; ms; \"first record\": when the"
+echo "JS stream yielded the first answer listing the writer, peerhost's lookup returns only at the end):"
 echo
-echo "| client | testnet (20 nodes) | median | p90 | answers with records | peers found |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| client | testnet (20 nodes) | median | p90 | first record, median | answers with records | peers found |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for c in peerhost js; do
   for n in peerhost js; do
     client "$c" lookup "${net[$n]}" "${topic[$n]}" "$lookups" >"$tmp/lookup" 2>"$tmp/lookup.err" || true
@@ -98,11 +99,13 @@ import json, statistics, sys
 c, n, f = sys.argv[1:4]
 text = open(f).read().strip()
 if not text:
-    print(f"| {c} | {n} | failed | – | – | – |"); sys.exit(0)
+    print(f"| {c} | {n} | failed | – | – | – | – |"); sys.exit(0)
 j = json.loads(text)
 ms = sorted(j['ms'])
 p90 = ms[min(len(ms) - 1, int(round(0.9 * len(ms))) - 1)]
-print(f"| {c} | {n} | {statistics.median(ms):.2f} | {p90:.2f} | {j['replies']} | {j['peers']} |")
+first = [x for x in j['first_ms'] if x is not None]
+first = f"{statistics.median(first):.2f}" if first else "–"
+print(f"| {c} | {n} | {statistics.median(ms):.2f} | {p90:.2f} | {first} | {j['replies']} | {j['peers']} |")
 PY
   done
 done
