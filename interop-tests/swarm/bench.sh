@@ -49,32 +49,36 @@ cleanup() {
 trap cleanup EXIT
 
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-# Start a long-running process writing one JSON line to FILE; wait for the line.
+# Start a long-running process writing one JSON line to FILE; wait for the line. Its pid is
+# left in $started (not printed: a command substitution would run this in a subshell, and the
+# pid would miss `pids`, leaving the process behind).
 start() { # file cmd...
   local f=$1
   shift
   "$@" >"$f" 2>"$f.err" &
-  pids+=($!)
+  started=$!
+  pids+=("$started")
   local n=0
   while ! [ -s "$f" ]; do
     sleep 0.1
     n=$((n + 1))
     if [ $n -gt 600 ]; then echo "timed out: $*" >&2; cat "$f.err" >&2; exit 1; fi
   done
-  echo $!
 }
 peak() { awk '/VmHWM/ {print $2 * 1024}' "/proc/$1/status"; }
 
 # Testnets and writers.
-start "$tmp/js-net" "${js[@]}" testnet 20 >/dev/null
-start "$tmp/rs-net" "$rs" testnet 20 >/dev/null
+start "$tmp/js-net" "${js[@]}" testnet 20
+start "$tmp/rs-net" "$rs" testnet 20
 declare -A net writer_pid key topic
 net[js]=$(field "$tmp/js-net" bootstrap)
 net[peerhost]=$(field "$tmp/rs-net" bootstrap)
 "${js[@]}" prepare "$tmp/js-w" "$blocks" 65536 >/dev/null
 "$rs" prepare "$tmp/rs-w" "$blocks" 65536 >/dev/null
-writer_pid[js]=$(start "$tmp/js-writer" "${js[@]}" writer "$tmp/js-w" "${net[js]}")
-writer_pid[peerhost]=$(start "$tmp/rs-writer" "$rs" writer "$tmp/rs-w" "${net[peerhost]}")
+start "$tmp/js-writer" "${js[@]}" writer "$tmp/js-w" "${net[js]}"
+writer_pid[js]=$started
+start "$tmp/rs-writer" "$rs" writer "$tmp/rs-w" "${net[peerhost]}"
+writer_pid[peerhost]=$started
 for w in js peerhost; do
   f=$tmp/${w/peerhost/rs}-writer
   key[$w]=$(field "$f" key)
@@ -138,7 +142,7 @@ done
 # JS with `firewalled: false` on the writer's and the readers' nodes (a shorter connect: no
 # holepunch round through the DHT), on a small log of its own.
 "${js[@]}" prepare "$tmp/js-w2" 16 65536 >/dev/null
-start "$tmp/js-writer2" env BENCH_UNFIREWALLED=1 "${js[@]}" writer "$tmp/js-w2" "${net[js]}" >/dev/null
+start "$tmp/js-writer2" env BENCH_UNFIREWALLED=1 "${js[@]}" writer "$tmp/js-w2" "${net[js]}"
 BENCH_UNFIREWALLED=1 client js reader "${net[js]}" "$(field "$tmp/js-writer2" key)" "$tries" \
   >"$tmp/join" 2>"$tmp/join.err" || true
 join_row "js ← js, both \`firewalled: false\`" "$tmp/join"
