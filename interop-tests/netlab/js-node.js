@@ -166,7 +166,9 @@ async function client (bootstrap, serverKey, coreKey, blocks, relayKey) {
   })
   // Hyperswarm swallows connect errors; record them for the report.
   const origConnect = swarm.dht.connect.bind(swarm.dht)
+  let dialMs = null // when hyperswarm first dialed (bootstrap and lookup before it)
   swarm.dht.connect = (...args) => {
+    if (dialMs === null) dialMs = Date.now() - started
     const s = origConnect(...args)
     s.on('error', (err) => errors.push(err.code || err.message))
     return s
@@ -187,6 +189,7 @@ async function client (bootstrap, serverKey, coreKey, blocks, relayKey) {
   out({
     event: 'done',
     connectMs,
+    dialMs,
     totalMs: Date.now() - started,
     path,
     pathAtEnd: pathOf(conn),
