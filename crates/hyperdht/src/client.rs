@@ -25,9 +25,9 @@ use crate::messages::{
     PeerRecord, SecretStreamInfo, UdxInfo,
 };
 use crate::node::{
-    AnnounceResult, Established, FindPeerResult, ImmutablePutResult, ImmutableValue, LookupResult,
-    MutablePutResult, MutableValue, Node, OpId, Outcome, QueryOwner, RequestOwner, Route,
-    decode_record, is_reserved, match_address,
+    AnnounceResult, Established, Event, FindPeerResult, ImmutablePutResult, ImmutableValue,
+    LookupResult, MutablePutResult, MutableValue, Node, OpId, Outcome, QueryOwner, RequestOwner,
+    Route, decode_record, is_reserved, match_address,
 };
 
 /// Handshakes in flight per connect (JS semaphore: 2, 3 with relay hints).
@@ -369,10 +369,7 @@ impl Node {
         };
         match op {
             Op::Lookup {
-                replies,
-                unannounce,
-                target,
-                ..
+                unannounce, target, ..
             } => {
                 let Some(value) = reply.value.as_deref() else {
                     return;
@@ -384,13 +381,23 @@ impl Node {
                     l.peers.len() >= 20 || l.peers.iter().any(|p| p.public_key == kp.public_key())
                 });
                 let (kp, target) = (unannounce.clone(), *target);
-                replies.push(LookupResult {
+                let result = LookupResult {
                     from: reply.from,
                     to: reply.to,
                     token: reply.token,
                     peers: l.peers,
                     bump: l.bump,
-                });
+                };
+                if !result.peers.is_empty() {
+                    self.events.push_back(Event::LookupRecords {
+                        id,
+                        result: result.clone(),
+                    });
+                }
+                let Some(Op::Lookup { replies, .. }) = self.ops.get_mut(&id) else {
+                    return;
+                };
+                replies.push(result);
                 if let (true, Some(kp)) = (listed, kp) {
                     let owner = RequestOwner::Unannounced { op: id };
                     if self.send_unannounce(now, &kp, target, &reply, owner) {

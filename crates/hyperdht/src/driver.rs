@@ -121,6 +121,12 @@ enum Command {
         start: Start,
         waiter: Waiter,
     },
+    /// A lookup whose records are also sent to `records` as they arrive.
+    Lookup {
+        start: Start,
+        waiter: Waiter,
+        records: mpsc::Sender<LookupResult>,
+    },
     Listen {
         key_pair: KeyPair,
         firewall: crate::FirewallFn,
@@ -302,6 +308,34 @@ impl Dht {
         });
         match self.op(start).await {
             Some(Outcome::Lookup(r)) => r,
+            _ => Err(Error::Destroyed),
+        }
+    }
+
+    /// [`Dht::lookup`], also sending each reply that holds records to `records` while the
+    /// query runs (as hyperswarm dials on the first record, not at the query's end). A full
+    /// `records` drops the reply there; the returned list still has it.
+    pub async fn lookup_with(
+        &self,
+        target: [u8; 32],
+        records: mpsc::Sender<LookupResult>,
+    ) -> Result<Vec<LookupResult>, Error> {
+        let start: Start = Box::new(move |n, now| {
+            n.lookup(now, target)
+                .map_err(|e| Box::new(Outcome::Lookup(Err(e))))
+        });
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Lookup {
+            start,
+            waiter: Waiter::Outcome(tx),
+            records,
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| Error::Destroyed)?;
+        match rx.await {
+            Ok(Outcome::Lookup(r)) => r,
             _ => Err(Error::Destroyed),
         }
     }
@@ -534,6 +568,8 @@ struct Task {
     node: Node,
     shared: std::sync::Arc<Shared>,
     waiters: HashMap<OpId, Waiter>,
+    /// Lookups started with [`Dht::lookup_with`]: where their records go as they arrive.
+    records: HashMap<OpId, mpsc::Sender<LookupResult>>,
     accept: HashMap<[u8; 32], mpsc::Sender<Connection>>,
     bootstrapped: bool,
     on_bootstrap: Vec<oneshot::Sender<()>>,
@@ -550,6 +586,7 @@ async fn run(
         node,
         shared: shared.clone(),
         waiters: HashMap::new(),
+        records: HashMap::new(),
         accept: HashMap::new(),
         bootstrapped: false,
         on_bootstrap: Vec::new(),
@@ -604,6 +641,17 @@ impl Task {
             Command::Op { start, waiter } => match start(&mut self.node, now) {
                 Ok(id) => {
                     self.waiters.insert(id, waiter);
+                }
+                Err(outcome) => self.deliver(waiter, *outcome),
+            },
+            Command::Lookup {
+                start,
+                waiter,
+                records,
+            } => match start(&mut self.node, now) {
+                Ok(id) => {
+                    self.waiters.insert(id, waiter);
+                    self.records.insert(id, records);
                 }
                 Err(outcome) => self.deliver(waiter, *outcome),
             },
@@ -703,7 +751,13 @@ impl Task {
                         let _ = tx.send(());
                     }
                 }
+                Event::LookupRecords { id, result } => {
+                    if let Some(tx) = self.records.get(&id) {
+                        let _ = tx.try_send(result);
+                    }
+                }
                 Event::Done { id, outcome } => {
+                    self.records.remove(&id);
                     if let Some(w) = self.waiters.remove(&id) {
                         self.deliver(w, outcome);
                     } else if let Outcome::Connect(r) = outcome {

@@ -312,6 +312,14 @@ pub enum Event {
     },
     /// A listening server accepted a handshake.
     Incoming(Box<Incoming>),
+    /// A lookup still running got records from one node (hyperswarm dials on these without
+    /// waiting for the query's end); its [`Event::Done`] lists every reply again.
+    LookupRecords {
+        /// The lookup.
+        id: OpId,
+        /// The node's reply (its `peers` is not empty).
+        result: LookupResult,
+    },
 }
 
 /// Counters, for tests and monitoring.

@@ -128,6 +128,23 @@ async fn announce_lookup_unannounce() {
             .any(|p| p.public_key == kp.public_key() && p.relay_addresses == vec![relay])
     );
 
+    // The same lookup, streaming: every reply with records also arrives on the channel, and
+    // the channel closes when the lookup ends.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let found = guard(b.lookup_with(topic, tx)).await.unwrap();
+    let mut streamed = Vec::new();
+    while let Some(r) = guard(rx.recv()).await {
+        streamed.push(r);
+    }
+    let with_records: Vec<_> = found.iter().filter(|r| !r.peers.is_empty()).collect();
+    assert!(!streamed.is_empty());
+    assert_eq!(streamed.len(), with_records.len());
+    assert!(
+        streamed
+            .iter()
+            .all(|r| r.peers.iter().any(|p| p.public_key == kp.public_key()))
+    );
+
     guard(a.unannounce(topic, &kp)).await.unwrap();
     let found = guard(b.lookup(topic)).await.unwrap();
     assert!(

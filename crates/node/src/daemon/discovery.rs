@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peerhost_hyperdht::driver::{BindOptions, Dht, Server};
-use peerhost_hyperdht::{AnnounceOptions, Config as DhtConfig, ConnectOptions};
+use peerhost_hyperdht::{AnnounceOptions, Config as DhtConfig, ConnectOptions, LookupResult};
 use peerhost_ids::KeyPair;
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -362,7 +362,21 @@ impl Discovery {
     }
 
     async fn lookup(&self, topic: [u8; 32]) {
-        let r = self.shared.dht.lookup(topic).await;
+        // Dial each peer as its record arrives, as hyperswarm does, not at the query's end
+        // (on the public DHT the end can be seconds later); the dial list dedups.
+        let (tx, mut records) = tokio::sync::mpsc::channel::<LookupResult>(32);
+        let me = self.clone();
+        let early = tokio::spawn(async move {
+            while let Some(reply) = records.recv().await {
+                for p in reply.peers {
+                    if p.public_key != me.shared.key_pair.public_key() {
+                        me.dial(p.public_key, p.relay_addresses);
+                    }
+                }
+            }
+        });
+        let r = self.shared.dht.lookup_with(topic, tx).await;
+        let _ = early.await;
         let now = Instant::now();
         let mut found: HashMap<[u8; 32], Vec<SocketAddrV4>> = HashMap::new();
         if let Ok(replies) = &r {
