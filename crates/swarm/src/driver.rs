@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use peerhost_hyperdht::driver::{BindOptions, Connection as DhtConnection, Dht, Server};
 use peerhost_hyperdht::messages::PeerRecord;
-use peerhost_hyperdht::{AnnounceOptions, ConnectError, ConnectOptions, FirewallFn};
+use peerhost_hyperdht::{AnnounceOptions, ConnectError, ConnectOptions, FirewallFn, LookupResult};
 use peerhost_ids::KeyPair;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -325,6 +325,7 @@ impl Swarm {
         let (tx, rx) = mpsc::channel(COMMANDS);
         let (out, out_rx) = mpsc::channel(CONNECTION_QUEUE);
         let (ban_tx, ban_rx) = mpsc::channel(BAN_EVENTS);
+        let (records_tx, records) = mpsc::channel(RECORDS);
         let mut rng = match config.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_entropy(),
@@ -362,6 +363,9 @@ impl Swarm {
             next_flush: 0,
             destroying: None,
             stopped: false,
+            records_tx,
+            records,
+            streamed: HashMap::new(),
         };
         tokio::spawn(actor.run(rx, ban_rx));
         let swarm = Self {
@@ -554,9 +558,20 @@ struct Actor {
     next_flush: u64,
     destroying: Option<Vec<Reply<()>>>,
     stopped: bool,
+    /// Records from lookups still running (instance, refresh generation, reply): hyperswarm
+    /// dials on each as it arrives, not at the lookup's end.
+    records_tx: mpsc::Sender<(u64, u64, LookupResult)>,
+    records: mpsc::Receiver<(u64, u64, LookupResult)>,
+    /// Peers already handled in a refresh still running, by (instance, generation).
+    streamed: HashMap<(u64, u64), HashSet<Key>>,
 }
 
+/// Lookup replies queued between the DHT walks and the actor; when full, a reply waits for
+/// the walk's end (which lists every reply).
+const RECORDS: usize = 256;
+
 enum Event {
+    Record(u64, u64, LookupResult),
     Command(Option<Command>),
     Banned(Key),
     Done(Done),
@@ -604,6 +619,7 @@ impl Actor {
                     Err(_) => Event::Nothing,
                 },
                 Some(k) = bans.recv() => Event::Banned(k),
+                Some((i, g, r)) = self.records.recv() => Event::Record(i, g, r),
                 c = commands.recv(), if commands_open => Event::Command(c),
                 c = accept(&mut self.listen) => Event::Incoming(c.map(Box::new)),
                 () = sleep_until(deadline) => Event::Timer,
@@ -621,6 +637,7 @@ impl Actor {
                     }
                 }
                 Event::Done(d) => self.done(&mut tasks, d),
+                Event::Record(inst, generation, reply) => self.record(inst, generation, reply),
                 Event::Banned(k) => {
                     if let Some(conn) = self.core.ban(k) {
                         self.kill(conn, "banned");
@@ -883,8 +900,12 @@ impl Actor {
         };
         let dht = self.dht.clone();
         let kp = self.key_pair.clone();
+        let records = self.records_tx.clone();
         tasks.spawn(async move {
-            let result = walk(&dht, &kp, topic, plan, relays).await;
+            let result = walk(&dht, &kp, topic, plan, relays, |r| {
+                let _ = records.try_send((inst, plan.generation, r));
+            })
+            .await;
             Done::Refreshed {
                 instance: inst,
                 generation: plan.generation,
@@ -925,6 +946,25 @@ impl Actor {
         })
     }
 
+    /// A record from a lookup still running: handle its peers now (once per refresh).
+    fn record(&mut self, inst: u64, generation: u64, reply: LookupResult) {
+        let now = Instant::now();
+        let Some(i) = self.instances.get(&inst) else {
+            return;
+        };
+        if !i.state.is_client() || i.leaving.is_some() {
+            return;
+        }
+        let topic = i.topic;
+        let seen = self.streamed.entry((inst, generation)).or_default();
+        for p in reply.peers {
+            if seen.insert(p.public_key) {
+                self.core
+                    .handle_peer(now, topic, p.public_key, p.relay_addresses);
+            }
+        }
+    }
+
     /// A refresh finished.
     fn refreshed(
         &mut self,
@@ -935,6 +975,13 @@ impl Actor {
     ) {
         let now = Instant::now();
         let jitter = self.jitter();
+        // Peers this refresh's lookup already streamed were handled then.
+        let mut seen = self
+            .streamed
+            .remove(&(inst, generation))
+            .unwrap_or_default();
+        self.streamed
+            .retain(|(i, g), _| *i != inst || *g > generation);
         let Some(i) = self.instances.get_mut(&inst) else {
             return;
         };
@@ -947,7 +994,6 @@ impl Actor {
         }
         let (topic, client, leaving) = (i.topic, i.state.is_client(), i.leaving.is_some());
         if client && !leaving {
-            let mut seen = HashSet::new();
             for p in result.unwrap_or_default() {
                 if seen.insert(p.public_key) {
                     self.core
@@ -1271,6 +1317,7 @@ async fn walk(
     topic: Key,
     plan: Plan,
     relays: Vec<SocketAddrV4>,
+    on_record: impl Fn(LookupResult),
 ) -> Result<Vec<PeerRecord>, peerhost_hyperdht::Error> {
     dht.bootstrapped().await;
     let announce = async {
@@ -1292,8 +1339,14 @@ async fn walk(
         if !plan.lookup {
             return Ok(Vec::new());
         }
-        let replies = dht.lookup(topic).await?;
-        Ok(replies.into_iter().flat_map(|r| r.peers).collect())
+        let (tx, mut rx) = mpsc::channel(RECORDS);
+        let forward = async {
+            while let Some(r) = rx.recv().await {
+                on_record(r);
+            }
+        };
+        let (replies, ()) = tokio::join!(dht.lookup_with(topic, tx), forward);
+        Ok(replies?.into_iter().flat_map(|r| r.peers).collect())
     };
     let (a, u, l) = tokio::join!(announce, unannounce, lookup);
     a?;
