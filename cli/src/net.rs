@@ -39,6 +39,19 @@ pub(crate) struct DhtArgs {
     /// Do not use the DHT at all (TCP peers only).
     #[arg(long)]
     no_dht: bool,
+    /// Blind relays (public keys) to connect through when no hole can be punched (both NATs
+    /// randomize), besides `relays` in the config and those found on the DHT.
+    #[arg(
+        long = "relay",
+        value_delimiter = ',',
+        env = "PEERHOST_RELAYS",
+        value_name = "KEY,…"
+    )]
+    relays: Vec<String>,
+    /// Run a blind relay on our DHT node and announce it, so that peerhost nodes behind
+    /// randomizing NATs can connect through us (useful on a host with a public address).
+    #[arg(long)]
+    offer_relay: bool,
 }
 
 impl DhtArgs {
@@ -69,7 +82,16 @@ impl DhtArgs {
         } else {
             resolve_bootstrap(names)?
         };
-        Ok(Network::Dht(DhtOptions::new(bootstrap)))
+        let relays = self
+            .relays
+            .iter()
+            .map(|k| parse_key(k).map(|k| k.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Network::Dht(
+            DhtOptions::new(bootstrap)
+                .with_relays(relays)
+                .with_offer_relay(self.offer_relay),
+        ))
     }
 }
 

@@ -713,7 +713,63 @@ fn nat_matrix() {
         }
     }
 
+    // The daemon as users run it (`peerhost serve` ← `peerhost mirror`), both NATs
+    // randomizing, no relay configured anywhere: a third daemon on the public relay host
+    // offers a blind relay, and the mirror's dial falls back to it once found on the DHT.
+    let mut daemons = None;
+    if std::env::var("NAT_MATRIX_CELLS").map_or(true, |c| c.is_empty() || c.contains("daemon")) {
+        lab(&["nat", "nat1", "symmetric"]);
+        lab(&["nat", "nat2", "symmetric"]);
+        let argv = |args: &[&str]| -> Vec<String> {
+            std::iter::once(nat_peer())
+                .chain(args.iter().map(|a| (*a).to_owned()))
+                .collect()
+        };
+        let boot = bootstrap();
+        let mut relay = Proc::spawn("relay", "daemon relay", &argv(&["daemon-relay", &boot]));
+        let offered = relay.expect("ready", READY_GUARD)["relay"].clone();
+        let mut server = Proc::spawn(
+            "peer1",
+            "daemon server",
+            &argv(&["daemon-serve", &boot, &BLOCKS.to_string()]),
+        );
+        let key = server.expect("ready", READY_GUARD)["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut mirror = Proc::spawn(
+            "peer2",
+            "daemon mirror",
+            &argv(&["daemon-mirror", &boot, &key, &BLOCKS.to_string()]),
+        );
+        let what = "daemons, symmetric ← symmetric, relay found on the DHT";
+        match mirror.wait(&["done", "failed"], CELL_GUARD) {
+            Some(v) if v["event"] == "done" => {
+                let relayed = v["peers"].as_array().is_some_and(|p| {
+                    p.iter()
+                        .any(|a| a.as_str().is_some_and(|a| a.contains("198.51.100.20")))
+                });
+                println!("{what}: {v} (relay {offered})");
+                if !relayed {
+                    failures.push(format!("{what}: not through the relay host: {v}"));
+                }
+                daemons = Some(format!(
+                    "{} {} ms",
+                    if relayed { "relayed" } else { "direct?" },
+                    v["ms"]
+                ));
+            }
+            other => failures.push(format!("{what}: {other:?} (mirror saw {:?})", mirror.seen)),
+        }
+    }
+
     let mut table = side_by_side(&report);
+    if let Some(d) = &daemons {
+        table += &format!(
+            "\nDaemons (`serve` ← `mirror`), both NATs symmetric, no relay configured (one \
+             found on the DHT), from the mirror's start to every block held: {d}\n"
+        );
+    }
     if !lan.is_empty() {
         table += "\nSame LAN (both behind nat1, port-restricted):\n\n";
         for l in &lan {

@@ -105,6 +105,9 @@ pub struct Info {
     pub stored: usize,
 }
 
+/// Fallback relays a [`Dht`] keeps at most.
+pub const MAX_RELAYS: usize = 64;
+
 type Start = Box<dyn FnOnce(&mut Node, Instant) -> Result<OpId, Box<Outcome>> + Send>;
 
 enum Waiter {
@@ -148,8 +151,8 @@ pub struct Dht {
     client_addr: SocketAddr,
     /// The server socket (a blind relay splices on it, see [`Dht::serve_relay`]).
     server_socket: Socket,
-    /// Fallback relays ([`Config::relays`]).
-    relays: std::sync::Arc<Vec<[u8; 32]>>,
+    /// Fallback relays ([`Config::relays`], then [`Dht::add_relays`]).
+    relays: std::sync::Arc<std::sync::RwLock<Vec<[u8; 32]>>>,
     _guard: std::sync::Arc<Guard>,
 }
 
@@ -239,7 +242,7 @@ impl Dht {
         let client_addr = client.local_addr();
         let now = Instant::now();
         let keep_alive = config.connection_keep_alive;
-        let relays = std::sync::Arc::new(config.relays.clone());
+        let relays = std::sync::Arc::new(std::sync::RwLock::new(config.relays.clone()));
         let server_socket = server.clone();
         let node = Node::new(config, server_addr.port(), now, unix_ms());
         let (punch_tx, punch_rx) = mpsc::channel(PUNCH_QUEUE);
@@ -481,6 +484,23 @@ impl Dht {
             .await
     }
 
+    /// The blind relays a failed holepunch falls back to.
+    pub fn relays(&self) -> Vec<[u8; 32]> {
+        self.relays.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Add fallback relays (found on the DHT, say); keys already listed are skipped, and the
+    /// list keeps at most [`MAX_RELAYS`] keys (the newest are dropped beyond it).
+    pub fn add_relays(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        if let Ok(mut r) = self.relays.write() {
+            for k in keys {
+                if r.len() < MAX_RELAYS && !r.contains(&k) {
+                    r.push(k);
+                }
+            }
+        }
+    }
+
     /// [`Dht::connect`] with options.
     ///
     /// When holepunching fails (`HOLEPUNCH_ABORTED`, `CANNOT_HOLEPUNCH`, as hyperswarm's
@@ -493,17 +513,18 @@ impl Dht {
         opts: ConnectOptions,
     ) -> Result<Connection, ConnectError> {
         let first = connect_once(&self.commands, key_pair, remote_public_key, opts.clone()).await;
+        let relays = self.relays();
         let fallback = matches!(
             first,
             Err(ConnectError::HolepunchAborted | ConnectError::CannotHolepunch)
         ) && opts.relay_through.is_none()
-            && !self.relays.is_empty();
+            && !relays.is_empty();
         if !fallback {
             return first;
         }
-        let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..self.relays.len());
+        let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..relays.len());
         let mut opts = opts;
-        opts.relay_through = Some(self.relays[pick]);
+        opts.relay_through = Some(relays[pick]);
         connect_once(&self.commands, key_pair, remote_public_key, opts).await
     }
 }

@@ -14,6 +14,16 @@
 //!     looks the log's discovery key up, connects to SERVER_KEY (holepunching as needed,
 //!     through the blind relay RELAY_KEY when that fails), downloads and checks every block.
 //!     → {"event":"done","connectMs":…,"totalMs":…,"path":"direct"|"relayed","blocks":N}
+//!
+//! The daemon as users run it (`peerhost serve`, `mirror`), with no relay configured:
+//! nat_peer daemon-relay BOOTSTRAP
+//!     a daemon holding no logs that offers a blind relay (`offer_relay`) and announces it.
+//!     → {"event":"ready","relay":…}
+//! nat_peer daemon-serve BOOTSTRAP BLOCKS
+//!     a daemon serving one log of BLOCKS blocks. → {"event":"ready","key":…}
+//! nat_peer daemon-mirror BOOTSTRAP KEY BLOCKS
+//!     a daemon mirroring KEY until it holds BLOCKS blocks, finding its peers and any relay
+//!     on the DHT. → {"event":"done","ms":…,"blocks":N,"relays":R,"peers":[address…]}
 //! ```
 //!
 //! BOOTSTRAP is `HOST:PORT[,HOST:PORT…]`. Block `i` is the same text `js-node.js` writes.
@@ -275,6 +285,79 @@ async fn client(boot: &str, server_key: &str, core_key: &str, blocks: u64, relay
     std::process::exit(0);
 }
 
+async fn daemon(
+    dir: &std::path::Path,
+    boot: &str,
+    offer_relay: bool,
+) -> peerhost_node::daemon::Daemon {
+    use peerhost_node::daemon::{
+        Daemon, DhtOptions, FileConfig, Network, Options as DaemonOptions,
+    };
+    let dht = DhtOptions::new(bootstrap(boot)).with_offer_relay(offer_relay);
+    Daemon::start(
+        DaemonOptions::new(dir, FileConfig::default())
+            .with_network(Network::Dht(dht))
+            .with_write_files(false),
+    )
+    .await
+    .unwrap_or_else(|e| fail(format!("daemon: {e}")))
+}
+
+async fn daemon_relay(boot: &str) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let d = daemon(dir.path(), boot, true).await;
+    let deadline = Instant::now() + GUARD;
+    let relay = loop {
+        if let Some(k) = d.status(true).dht.and_then(|s| s.offered_relay) {
+            break k;
+        }
+        if Instant::now() > deadline {
+            fail("the relay never started");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    out(json!({"event": "ready", "relay": relay}));
+    std::future::pending::<()>().await;
+}
+
+async fn daemon_serve(boot: &str, blocks: u64) {
+    let (store, dir) = store();
+    let mut core = store
+        .create("log", CreateOptions::default())
+        .unwrap_or_else(|e| fail(e));
+    let all: Vec<Vec<u8>> = (0..blocks).map(block).collect();
+    core.append(&all).unwrap_or_else(|e| fail(e));
+    let key = core.key();
+    drop(core);
+    drop(store);
+    let _d = daemon(dir.path(), boot, false).await;
+    out(json!({"event": "ready", "key": hex::encode(key.0)}));
+    std::future::pending::<()>().await;
+}
+
+async fn daemon_mirror(boot: &str, key: &str, blocks: u64) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let started = Instant::now();
+    let d = daemon(dir.path(), boot, false).await;
+    let key = Key(key32(key));
+    d.mirror(key, false).unwrap_or_else(|e| fail(e));
+    while d.held(&key) < blocks {
+        if started.elapsed() > GUARD {
+            fail(format!("held {} of {blocks} blocks", d.held(&key)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = d.status(true);
+    out(json!({
+        "event": "done",
+        "ms": started.elapsed().as_millis() as u64,
+        "blocks": d.held(&key),
+        "relays": st.dht.map_or(0, |s| s.relays),
+        "peers": st.peers.iter().map(|p| p.address.clone()).collect::<Vec<_>>(),
+    }));
+    std::process::exit(0);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -291,6 +374,9 @@ fn main() {
         Some("server") => rt.block_on(server(a(1), a(2), a(3).parse().unwrap_or(64), a(4))),
         Some("relay") => rt.block_on(relay(a(1), a(2))),
         Some("client") => rt.block_on(client(a(1), a(2), a(3), a(4).parse().unwrap_or(64), a(5))),
+        Some("daemon-relay") => rt.block_on(daemon_relay(a(1))),
+        Some("daemon-serve") => rt.block_on(daemon_serve(a(1), a(2).parse().unwrap_or(64))),
+        Some("daemon-mirror") => rt.block_on(daemon_mirror(a(1), a(2), a(3).parse().unwrap_or(64))),
         _ => {
             eprintln!(
                 "usage: nat_peer server BOOTSTRAP SEED BLOCKS RELAY_KEY | client BOOTSTRAP SERVER_KEY CORE_KEY BLOCKS RELAY_KEY"

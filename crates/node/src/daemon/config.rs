@@ -15,6 +15,8 @@
 //! bootstrap_page = "/srv/peerhost/web/dist" # an instance's bootstrap page (built web/dist)
 //! register = ["https://instance.example"]   # instances to register our gateway with
 //! public_url = "http://203.0.113.7:8080"    # our gateway's URL as others reach it
+//! relays = ["<relay key>"]                  # blind relays for when no hole can be punched
+//! offer_relay = true                        # run a blind relay and announce it (public hosts)
 //! ```
 
 use std::net::SocketAddr;
@@ -64,6 +66,13 @@ pub struct FileConfig {
     /// Our gateway's base URL as instances and readers reach it (default
     /// `http://<the bound address>`).
     pub public_url: Option<String>,
+    /// Blind relays (public keys: hex, z-base32 or pear://) to connect through when no hole
+    /// can be punched, besides those found on the DHT.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Run a blind relay on our DHT node and announce it for other peerhost nodes to find
+    /// (default false; useful on a host with a public address).
+    pub offer_relay: Option<bool>,
 }
 
 /// How hard downloads are pushed to disk (see `peerhost_store::Durability`).

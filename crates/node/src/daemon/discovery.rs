@@ -17,6 +17,11 @@
 //! - a peer we are already connected to is not dialled again; a failed dial waits 1 s,
 //!   doubling to 60 s, before that peer is tried again.
 //!
+//! - relays: when no hole can be punched (both NATs randomize), a dial goes through a blind
+//!   relay, from the configured list and those other peerhost nodes announce under
+//!   [`relay_topic`] (looked up at start, then every [`RELAY_LOOKUP_EVERY`]); with
+//!   `offer_relay` we run one on our DHT node and announce it there.
+//!
 //! `peerhost-swarm` (hyperswarm's full connection management: dedup of simultaneous dials,
 //! priorities, bans) will replace this once its driver is in; the daemon only calls
 //! [`Discovery::join`], [`Discovery::status`] and [`Discovery::close`].
@@ -47,6 +52,15 @@ pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
 pub(crate) const LOOKUP_AGAIN: Duration = Duration::from_secs(60);
 /// Topics tracked at most (each log held is one; beyond, new topics are not joined).
 pub(crate) const MAX_TOPICS: usize = 1 << 16;
+/// How often the relay topic is looked up again (sooner, from 5 s doubling, while it finds
+/// none).
+pub(crate) const RELAY_LOOKUP_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// The DHT topic peerhost nodes that offer a blind relay announce it under (the record's
+/// public key is the relay's).
+pub fn relay_topic() -> [u8; 32] {
+    peerhost_hyperdht::crypto::hash(b"peerhost/blind-relays/v1")
+}
 
 /// The topic a community is found under: the discovery key of its descriptor log (so a JS
 /// peer that joined every log's discovery key announces it too).
@@ -81,6 +95,9 @@ struct Shared {
     dials: Mutex<Dials>,
     relays: Mutex<Vec<SocketAddrV4>>,
     nodes: Mutex<usize>,
+    /// The blind relay we offer (its key), once it runs.
+    offered_relay: Mutex<Option<[u8; 32]>>,
+    offer_relay: bool,
     wake: Notify,
     stop: watch::Sender<bool>,
     announces: Arc<Semaphore>,
@@ -101,6 +118,7 @@ impl Discovery {
     pub(crate) async fn start(node: Node, opts: &DhtOptions) -> Result<Self, DaemonError> {
         let mut config = DhtConfig::default();
         config.dht.bootstrap = opts.bootstrap.clone();
+        config.relays.clone_from(&opts.relays);
         let dht = Dht::bind(config, BindOptions::host(opts.host).with_port(opts.port))
             .await
             .map_err(|e| DaemonError::Dht(e.to_string()))?;
@@ -115,6 +133,8 @@ impl Discovery {
                 dials: Mutex::new(Dials::default()),
                 relays: Mutex::new(Vec::new()),
                 nodes: Mutex::new(0),
+                offered_relay: Mutex::new(None),
+                offer_relay: opts.offer_relay,
                 wake: Notify::new(),
                 stop,
                 announces: Arc::new(Semaphore::new(ANNOUNCES)),
@@ -138,6 +158,10 @@ impl Discovery {
                     *lock(&me.shared.relays) = server.relay_addresses().await;
                     tracing::info!(addr = %me.address(), "on the DHT");
                     tokio::spawn(me.clone().accept(server));
+                    tokio::spawn(me.clone().find_relays());
+                    if me.shared.offer_relay {
+                        tokio::spawn(me.clone().offer_relay());
+                    }
                     me.schedule().await;
                 }
                 Err(e) => tracing::error!("the DHT is unusable: cannot listen on our key: {e}"),
@@ -194,6 +218,8 @@ impl Discovery {
             nodes: *lock(&self.shared.nodes),
             announced: topics.values().filter(|t| t.announced).count(),
             lookups: topics.values().filter(|t| t.lookup).count(),
+            relays: self.shared.dht.relays().len(),
+            offered_relay: lock(&self.shared.offered_relay).map(|k| crate::hex(&k)),
         }
     }
 
@@ -219,6 +245,90 @@ impl Discovery {
             while set.join_next().await.is_some() {}
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+    }
+
+    /// Look the relay topic up now and then; add the relays found to the fallback list.
+    async fn find_relays(self) {
+        let mut stop = self.shared.stop.subscribe();
+        let mut delay = Duration::from_secs(5);
+        loop {
+            let own = *lock(&self.shared.offered_relay);
+            let found: Vec<[u8; 32]> = match self.shared.dht.lookup(relay_topic()).await {
+                Ok(replies) => replies
+                    .iter()
+                    .flat_map(|r| r.peers.iter().map(|p| p.public_key))
+                    .filter(|k| Some(*k) != own)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let before = self.shared.dht.relays().len();
+            self.shared.dht.add_relays(found.iter().copied());
+            let after = self.shared.dht.relays().len();
+            if after > before {
+                tracing::info!(relays = after, "found blind relays on the DHT");
+            }
+            let wait = if found.is_empty() {
+                delay = (delay * 2).min(RELAY_LOOKUP_EVERY);
+                delay / 2
+            } else {
+                RELAY_LOOKUP_EVERY
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = crate::stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    /// Run a blind relay on our DHT node and keep it announced under the relay topic.
+    async fn offer_relay(self) {
+        let mut stop = self.shared.stop.subscribe();
+        let key_pair = KeyPair::generate();
+        let relay = match self.shared.dht.serve_relay(&key_pair).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot offer a blind relay: {e}");
+                return;
+            }
+        };
+        *lock(&self.shared.offered_relay) = Some(key_pair.public_key());
+        if self.shared.dht.info().await.is_some_and(|i| i.firewalled) {
+            tracing::warn!(
+                "offering a blind relay, but our DHT node looks firewalled: peers may not reach it"
+            );
+        }
+        tracing::info!(key = %crate::hex(&key_pair.public_key()), "offering a blind relay");
+        loop {
+            let wait = match self
+                .shared
+                .dht
+                .announce(
+                    relay_topic(),
+                    &key_pair,
+                    Vec::new(),
+                    AnnounceOptions::default(),
+                )
+                .await
+            {
+                Ok(_) => ANNOUNCE_EVERY,
+                Err(e) => {
+                    tracing::debug!("cannot announce our relay: {e}");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = crate::stopped(&mut stop) => {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        self.shared.dht.unannounce(relay_topic(), &key_pair),
+                    )
+                    .await;
+                    drop(relay);
+                    return;
+                }
+            }
+        }
     }
 
     async fn accept(self, mut server: Server) {

@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use crate::{Config as NodeConfig, Node};
 pub use config::{ConfigError, FileConfig};
 use discovery::Discovery;
-pub use discovery::community_topic;
+pub use discovery::{community_topic, relay_topic};
 pub use http::HttpOptions;
 use state::{Counts, State, Status};
 
@@ -67,6 +67,11 @@ pub struct DhtOptions {
     pub host: Ipv4Addr,
     /// The server socket's port (0: any).
     pub port: u16,
+    /// Blind relays (public keys) to fall back to when holepunching fails; relays announced
+    /// by other peerhost nodes are added as they are found.
+    pub relays: Vec<[u8; 32]>,
+    /// Run a blind relay on our DHT node and announce it.
+    pub offer_relay: bool,
 }
 
 impl DhtOptions {
@@ -76,7 +81,21 @@ impl DhtOptions {
             bootstrap,
             host: Ipv4Addr::UNSPECIFIED,
             port: 0,
+            relays: Vec::new(),
+            offer_relay: false,
         }
+    }
+
+    /// Set [`DhtOptions::relays`].
+    pub fn with_relays(mut self, relays: Vec<[u8; 32]>) -> Self {
+        self.relays = relays;
+        self
+    }
+
+    /// Set [`DhtOptions::offer_relay`].
+    pub fn with_offer_relay(mut self, offer: bool) -> Self {
+        self.offer_relay = offer;
+        self
     }
 
     /// Set [`DhtOptions::host`].
@@ -681,6 +700,13 @@ impl Daemon {
                 if let Some(p) = file.dht_port {
                     dht.port = p;
                 }
+                for text in &file.relays {
+                    let key = parse_key(text)?.0;
+                    if !dht.relays.contains(&key) {
+                        dht.relays.push(key);
+                    }
+                }
+                dht.offer_relay |= file.offer_relay.unwrap_or(false);
                 Some(Discovery::start(node.clone(), &dht).await?)
             }
         };

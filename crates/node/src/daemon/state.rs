@@ -169,6 +169,12 @@ pub struct DhtStatus {
     pub announced: usize,
     /// Topics we look up.
     pub lookups: usize,
+    /// Blind relays we would fall back to (configured and found).
+    #[serde(default)]
+    pub relays: usize,
+    /// The key of the blind relay we offer, if any (hex).
+    #[serde(default)]
+    pub offered_relay: Option<String>,
 }
 
 /// One connection in [`Status`].
