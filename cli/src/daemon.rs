@@ -85,6 +85,14 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
             "dht:    {}, {} nodes known, {} topics announced, {} looked up",
             d.address, d.nodes, d.announced, d.lookups
         )?;
+        match &d.offered_relay {
+            Some(k) => writeln!(
+                out,
+                "relays: {} to fall back to; offering one: {k}",
+                d.relays
+            )?,
+            None => writeln!(out, "relays: {} to fall back to", d.relays)?,
+        }
     }
     if let Some(t) = &st.listen_tcp {
         writeln!(out, "tcp:    {t}")?;
