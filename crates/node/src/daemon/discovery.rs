@@ -266,6 +266,16 @@ impl Discovery {
             let after = self.shared.dht.relays().len();
             if after > before {
                 tracing::info!(relays = after, "found blind relays on the DHT");
+                // Dials that failed for want of a relay are retried at once: look every
+                // topic up again now rather than at its next period.
+                let now = Instant::now();
+                for t in lock(&self.shared.topics).values_mut() {
+                    if t.lookup && !t.busy {
+                        t.next_lookup = Some(now);
+                    }
+                }
+                lock(&self.shared.dials).backoff.clear();
+                self.shared.wake.notify_one();
             }
             let wait = if found.is_empty() {
                 delay = (delay * 2).min(RELAY_LOOKUP_EVERY);
@@ -291,7 +301,6 @@ impl Discovery {
                 return;
             }
         };
-        *lock(&self.shared.offered_relay) = Some(key_pair.public_key());
         if self.shared.dht.info().await.is_some_and(|i| i.firewalled) {
             tracing::warn!(
                 "offering a blind relay, but our DHT node looks firewalled: peers may not reach it"
@@ -310,7 +319,11 @@ impl Discovery {
                 )
                 .await
             {
-                Ok(_) => ANNOUNCE_EVERY,
+                Ok(_) => {
+                    // Offered once others can find it.
+                    *lock(&self.shared.offered_relay) = Some(key_pair.public_key());
+                    ANNOUNCE_EVERY
+                }
                 Err(e) => {
                     tracing::debug!("cannot announce our relay: {e}");
                     Duration::from_secs(5)
