@@ -169,9 +169,18 @@ struct Proc {
     seen: Vec<Value>,
 }
 
+/// The lab's scratch directory: every peer's `TMPDIR` (their stores), removed when the test
+/// ends. Peers are killed, not asked to stop, so they cannot clean up after themselves (a JS
+/// hypercore store is ~75 MB of preallocated files).
+static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 impl Proc {
     fn spawn(host: &str, name: &str, argv: &[String]) -> Self {
-        let mut child = Command::new("bash")
+        let mut cmd = Command::new("bash");
+        if let Some(dir) = SCRATCH.get() {
+            cmd.env("TMPDIR", dir);
+        }
+        let mut child = cmd
             .arg(netlab())
             .arg("exec")
             .arg(host)
@@ -584,6 +593,8 @@ fn nat_matrix() {
         return;
     }
     let _lab = Lab::up();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let _ = SCRATCH.set(scratch.path().to_owned());
 
     let mut dht = Proc::spawn(
         "boot",
