@@ -27,6 +27,9 @@ async function main () {
   const [port, keysFile] = process.argv.slice(2)
   const keys = fs.readFileSync(keysFile, 'utf8').split('\n').filter(Boolean)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-bench-js-'))
+  // Removed on any exit; SIGTERM (how the tests stop a peer) exits too.
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  process.on('SIGTERM', () => process.exit(0))
   const store = new Corestore(dir)
   const t0 = Date.now()
   const c0 = cpuMs()

@@ -33,6 +33,9 @@ async function main () {
   const [boot, ...keys] = process.argv.slice(2)
   const [host, port] = boot.split(':')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-community-js-'))
+  // Removed on any exit; SIGTERM (how the tests stop a peer) exits too.
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  process.on('SIGTERM', () => process.exit(0))
   const store = new Corestore(dir)
   const dht = new HyperDHT({ bootstrap: [{ host, port: Number(port) }], host: '127.0.0.1' })
   const swarm = new Hyperswarm({ dht })

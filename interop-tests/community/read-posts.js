@@ -30,6 +30,9 @@ async function main () {
   const root = protobuf.loadSync(path.join(__dirname, '..', '..', 'protocol', 'feed.proto'))
   const Entry = root.lookupType('peerhost.feed.Entry')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-read-posts-'))
+  // Removed on any exit; SIGTERM (how the tests stop a peer) exits too.
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  process.on('SIGTERM', () => process.exit(0))
   const core = new Hypercore(dir, Buffer.from(keyHex, 'hex'))
   await core.ready()
   const socket = net.connect(Number(port), '127.0.0.1')

@@ -163,7 +163,19 @@ impl NodePeer {
 }
 
 impl Drop for NodePeer {
+    /// SIGTERM first, so that the script removes its store (the scripts exit on it); SIGKILL
+    /// after 2 s if it is still there.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
