@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_feed::Blocks as _;
 use peerhost_ids::Key;
 use peerhost_node::control::{Log, RemoteLog};
 use peerhost_store::{Core, CreateOptions, Store};
@@ -110,21 +111,8 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
             end,
             lines,
         } => {
-            let mut core = open_log(&store, &log)?;
-            let end = end.unwrap_or(core.length()).min(core.length());
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for i in start..end {
-                let Some(block) = core.get(i)? else {
-                    bail!(
-                        "log {log} does not hold block {i} locally: follow or mirror it from a peer"
-                    );
-                };
-                out.write_all(&block)?;
-                if lines {
-                    out.write_all(b"\n")?;
-                }
-            }
-            out.flush()?;
+            let core = open_log(&store, &log)?;
+            cat(&mut Log::Local(Box::new(core)), &log, start, end, lines)?;
         }
         LogCommand::Info { log, json } => {
             let mut core = open_log(&store, &log)?;
@@ -199,6 +187,29 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
 }
 
 /// Open a log by local name or key; a query that is neither gets one line naming the forms.
+/// `log cat`: blocks `start..end` (clamped to the length) to stdout.
+fn cat(
+    log: &mut Log,
+    query: &str,
+    start: u64,
+    end: Option<u64>,
+    lines: bool,
+) -> anyhow::Result<()> {
+    let end = end.unwrap_or(log.length()).min(log.length());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in start..end {
+        let Some(block) = log.block(i)? else {
+            bail!("log {query} does not hold block {i} locally: follow or mirror it from a peer");
+        };
+        out.write_all(&block)?;
+        if lines {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// `log append` and `log cat` while a daemon holds the store: through its control socket.
 fn through_daemon(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
     match command {
@@ -218,21 +229,8 @@ fn through_daemon(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
             end,
             lines,
         } => {
-            let mut log = RemoteLog::open(dir, &query)?;
-            let end = end.unwrap_or(log.length()).min(log.length());
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for i in start..end {
-                let Some(block) = log.get(i)? else {
-                    bail!(
-                        "log {query} does not hold block {i} locally: follow or mirror it from a peer"
-                    );
-                };
-                out.write_all(&block)?;
-                if lines {
-                    out.write_all(b"\n")?;
-                }
-            }
-            out.flush()?;
+            let log = RemoteLog::open(dir, &query)?;
+            cat(&mut Log::Remote(log), &query, start, end, lines)?;
         }
         LogCommand::Create { .. }
         | LogCommand::Info { .. }
