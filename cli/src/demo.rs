@@ -16,9 +16,9 @@ use anyhow::{Context, bail};
 use peerhost_feed::assets;
 use peerhost_feed::{Descriptor, Entry, Post};
 use peerhost_ids::Key;
-use peerhost_node::daemon::testnet::Testnet;
 use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_store::{CreateOptions, Store};
+use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
 use crate::daemon::human;
 
@@ -81,10 +81,10 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
 
 async fn daemon(
     dir: &std::path::Path,
-    testnet: &Testnet,
+    testnet: &Bootstrapper,
     announce: bool,
 ) -> anyhow::Result<Daemon> {
-    let dht = DhtOptions::new(testnet.bootstrap()).with_host(Ipv4Addr::LOCALHOST);
+    let dht = DhtOptions::new(vec![testnet.addr().into()]).with_host(Ipv4Addr::LOCALHOST);
     let opts = Options::new(dir, FileConfig::default())
         .with_network(Network::Dht(dht))
         .with_announce(announce);
@@ -113,11 +113,13 @@ async fn demo() -> anyhow::Result<()> {
     println!("peerhost demo — everything runs in this process on 127.0.0.1");
     println!("stores: {} (temporary)\n", tmp.path().display());
 
-    let testnet = Testnet::start(Ipv4Addr::LOCALHOST, 2).await?;
+    let testnet = Bootstrapper::bind(
+        BootstrapOptions::new(Ipv4Addr::LOCALHOST, 0).with_bind(Ipv4Addr::LOCALHOST),
+    )
+    .await?;
     println!(
-        "1. a local HyperDHT: {} nodes, bootstrap {}",
-        testnet.len(),
-        testnet.bootstrap
+        "1. a local HyperDHT: a bootstrap node on {} (it stores records too)",
+        testnet.addr()
     );
 
     let key = {
@@ -135,17 +137,18 @@ async fn demo() -> anyhow::Result<()> {
         daemon(&dir("mirror-b"), &testnet, true).await?,
     ];
     for m in &mirrors {
-        m.mirror(key, true)?;
+        m.mirror(key, true).await?;
     }
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let done = mirrors.iter().all(|m| {
-            let st = m.status(true);
-            st.logs.len() >= 4
+        let mut done = true;
+        for m in &mirrors {
+            let st = m.status(true).await;
+            done &= st.logs.len() >= 4
                 && st.logs.iter().filter(|l| l.community.is_some()).all(|l| {
                     l.part.as_deref() == Some("comments") || (l.length > 0 && l.held == l.length)
-                })
-        });
+                });
+        }
         if done {
             break;
         }
@@ -155,7 +158,7 @@ async fn demo() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "3. two mirrors found it with one DHT lookup and copied all of it ({:.1} s)",
+        "3. two mirrors found it on the DHT and copied all of it ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     let instance_served = served(&instance);

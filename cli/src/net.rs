@@ -18,8 +18,9 @@ use peerhost_feed::{Entry, Kind};
 use peerhost_ids::Key;
 use peerhost_node::daemon::{
     Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
-    Range, parse_key, public_bootstrap, resolve_bootstrap,
+    Range, parse_key,
 };
+use peerhost_swarm::BootstrapNode;
 use serde_json::{Value, json};
 
 /// How long `follow` waits for peers and blocks before giving up (default).
@@ -71,16 +72,9 @@ impl DhtArgs {
             return Ok(Network::Off);
         }
         let bootstrap = if names.is_empty() {
-            let b = public_bootstrap();
-            if b.is_empty() {
-                bail!(
-                    "cannot resolve the public HyperDHT bootstrap nodes: pass --bootstrap \
-                     HOST:PORT or --peer tcp://HOST:PORT"
-                );
-            }
-            b
+            peerhost_swarm::public_bootstrap()
         } else {
-            resolve_bootstrap(names)?
+            parse_bootstrap(names)?
         };
         let relays = self
             .relays
@@ -93,6 +87,18 @@ impl DhtArgs {
                 .with_offer_relay(self.offer_relay),
         ))
     }
+}
+
+/// Bootstrap nodes as given (`HOST:PORT` or `IP@HOST:PORT`); they are resolved when the DHT
+/// starts, and one that does not resolve is an error naming it.
+pub(crate) fn parse_bootstrap(names: &[String]) -> anyhow::Result<Vec<BootstrapNode>> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .with_context(|| format!("the bootstrap node {n:?}"))
+        })
+        .collect()
 }
 
 /// The HTTP gateway for browsers (`protocol/gateway.md`): shared by `serve` and `mirror`.
@@ -367,7 +373,7 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start serving {}", dir.display()))?;
         print_addresses(&daemon);
-        let st = daemon.status(true);
+        let st = daemon.status(true).await;
         tracing::info!(
             logs = st.logs.len(),
             tcp = ?daemon.tcp_addr(),
@@ -399,7 +405,7 @@ pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start mirroring in {}", dir.display()))?;
         print_addresses(&daemon);
-        daemon.mirror(key, true)?;
+        daemon.mirror(key, true).await?;
         for p in peers {
             daemon.add_tcp_peer(p);
         }
@@ -421,7 +427,7 @@ async fn report_mirror(daemon: &Daemon, quiet: bool) {
         if quiet {
             continue;
         }
-        let st = daemon.status(true);
+        let st = daemon.status(true).await;
         for l in st.logs.iter().filter(|l| l.role == "mirror") {
             if l.length > 0 && l.held == l.length && seen.get(&l.key) != Some(&l.length) {
                 seen.insert(l.key.clone(), l.length);

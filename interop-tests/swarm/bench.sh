@@ -6,7 +6,7 @@
 # BENCHMARKS.md.
 #
 # Two testnets of 20 nodes each on 127.0.0.1, one per implementation (JS `hyperdht/testnet`;
-# peerhost `Testnet`, as `peerhost demo` runs), both all-persistent and unfirewalled. On each, a
+# peerhost: the swarm's `Bootstrapper` and persistent nodes), both all-persistent and unfirewalled. On each, a
 # writer of that implementation holds a 100 MiB log and announces its discovery key (JS: a
 # hyperswarm server; peerhost: the daemon `peerhost serve` runs). Then:
 #   1. lookups: a fresh DHT node of each implementation, bootstrapped, looks up each writer's

@@ -1,7 +1,7 @@
-//! One HyperDHT connection ↔ the node's replicator, in one task.
+//! One swarm connection ↔ the node's replicator, in one task.
 //!
 //! The HyperDHT driver already runs the secret stream (its handshake was the Noise IK inside
-//! PEER_HANDSHAKE) and hands us whole messages through bounded queues. The loop:
+//! PEER_HANDSHAKE) and the swarm hands us whole messages through bounded queues. The loop:
 //! 1. reserve a slot in the connection's send queue while we have a frame to send, then send
 //!    it (taking upload tokens);
 //! 2. receive a message (only while the replicator wants input) and hand it over;
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use peerhost_hyperdht::driver::Connection;
 use peerhost_replication::{ConnId, ConnectionInfo};
+use peerhost_swarm::Connection;
 use tokio::sync::Notify;
 
 use crate::{ConnectionError, Counters, Node, Registration};

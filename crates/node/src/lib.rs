@@ -6,8 +6,8 @@
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
 //!   and channel state) behind a mutex that is never held across an `await`;
 //! - each connection is one task ([`Node::run_connection`] for a byte stream, which runs the
-//!   secret stream itself; [`Node::run_dht_connection`] for a HyperDHT connection, whose
-//!   secret stream is already up) owning its transport. It hands each message to the
+//!   secret stream itself; [`Node::run_swarm_connection`] for a connection the swarm opened,
+//!   whose secret stream is already up) owning its transport. It hands each message to the
 //!   replicator, and pulls frames from the replicator only while its write buffer is below a
 //!   high-water mark — so a peer that does not read gets nothing more produced for it, and a
 //!   peer whose requests pile up is no longer read;
@@ -428,10 +428,11 @@ impl Node {
         result
     }
 
-    /// Drive one HyperDHT connection (secret stream already established) until it ends.
-    pub async fn run_dht_connection(
+    /// Drive one connection the swarm opened (secret stream already established) until it
+    /// ends.
+    pub async fn run_swarm_connection(
         &self,
-        conn: peerhost_hyperdht::driver::Connection,
+        conn: peerhost_swarm::Connection,
         label: String,
     ) -> Result<(), ConnectionError> {
         let result = dht_connection::run(self.clone(), conn, &label).await;

@@ -20,30 +20,36 @@
 
 pub mod config;
 mod control;
-mod discovery;
 pub mod http;
+mod network;
 pub mod state;
-pub mod testnet;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peerhost_feed::read::{self, PostView};
 use peerhost_feed::{Asset, Descriptor, Notes};
-use peerhost_hyperdht::{BootstrapNode, ParseBootstrapError};
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
 use peerhost_replication::Replicator;
 use peerhost_store::{Core, Durability, Options as StoreOptions, Store};
+use peerhost_swarm::BootstrapNode;
+use peerhost_swarm::hyperdht::driver::BindOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::{Config as NodeConfig, Node};
 pub use config::{ConfigError, FileConfig};
-use discovery::Discovery;
-pub use discovery::{community_topic, relay_topic};
+use network::{Network as Swarm, SwarmOptions};
+pub use peerhost_swarm::relay_topic;
+
+/// The topic a community is found under: the discovery key of its descriptor log (so a JS
+/// peer that joined every log's discovery key announces it too).
+pub fn community_topic(community_key: &Key) -> [u8; 32] {
+    community_key.discovery_key().0
+}
 pub use http::HttpOptions;
 use state::{Counts, State, Status};
 
@@ -61,12 +67,16 @@ pub enum Network {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DhtOptions {
-    /// Bootstrap nodes.
-    pub bootstrap: Vec<SocketAddrV4>,
+    /// Bootstrap nodes (resolved when the daemon starts; one that does not resolve is an
+    /// error naming it).
+    pub bootstrap: Vec<BootstrapNode>,
     /// The address both UDP sockets bind to (`0.0.0.0` by default).
     pub host: Ipv4Addr,
     /// The server socket's port (0: any).
     pub port: u16,
+    /// Our LAN addresses, offered to peers behind the same NAT (default: the bound host if
+    /// specific, else loopback).
+    pub local_addresses: Vec<Ipv4Addr>,
     /// Blind relays (public keys) to fall back to when holepunching fails; relays announced
     /// by other peerhost nodes are added as they are found.
     pub relays: Vec<[u8; 32]>,
@@ -76,11 +86,12 @@ pub struct DhtOptions {
 
 impl DhtOptions {
     /// Bootstrap through `bootstrap`, binding to any address and port.
-    pub fn new(bootstrap: Vec<SocketAddrV4>) -> Self {
+    pub fn new(bootstrap: Vec<BootstrapNode>) -> Self {
         Self {
             bootstrap,
             host: Ipv4Addr::UNSPECIFIED,
             port: 0,
+            local_addresses: Vec::new(),
             relays: Vec::new(),
             offer_relay: false,
         }
@@ -101,6 +112,12 @@ impl DhtOptions {
     /// Set [`DhtOptions::host`].
     pub fn with_host(mut self, host: Ipv4Addr) -> Self {
         self.host = host;
+        self
+    }
+
+    /// Set [`DhtOptions::local_addresses`].
+    pub fn with_local_addresses(mut self, addresses: Vec<Ipv4Addr>) -> Self {
+        self.local_addresses = addresses;
         self
     }
 }
@@ -212,9 +229,10 @@ pub enum DaemonError {
         /// Why.
         message: String,
     },
-    /// The DHT could not start.
+    /// The swarm (the DHT node) could not start: a bootstrap node does not resolve, or its
+    /// sockets cannot be bound.
     #[error("the DHT could not start: {0}")]
-    Dht(String),
+    Swarm(peerhost_swarm::Error),
     /// Nothing happened in time (no peer has the log, or peers are too slow).
     #[error("{what}: nothing within {secs} s (no peer found that has it?)")]
     Timeout {
@@ -462,7 +480,7 @@ struct Inner {
     storage: PathBuf,
     store: Store,
     node: Node,
-    discovery: Option<Discovery>,
+    swarm: Option<Swarm>,
     tracked: Mutex<Tracked>,
     state: Mutex<State>,
     errors: Mutex<VecDeque<String>>,
@@ -517,35 +535,6 @@ pub fn parse_key(text: &str) -> Result<Key, DaemonError> {
         text: text.to_owned(),
         message: e.to_string(),
     })
-}
-
-/// Resolve bootstrap nodes given by the user (`HOST:PORT` or JS's `IP@HOST:PORT`) to IPv4
-/// addresses; one that does not parse or resolve is an error naming it.
-pub fn resolve_bootstrap(names: &[String]) -> Result<Vec<SocketAddrV4>, DaemonError> {
-    names
-        .iter()
-        .map(|n| {
-            let node: BootstrapNode =
-                n.parse()
-                    .map_err(|e: ParseBootstrapError| DaemonError::Io {
-                        what: format!("the bootstrap node {n:?}"),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            e.to_string(),
-                        ),
-                    })?;
-            node.resolve()
-                .map_err(io_err(format!("cannot resolve the bootstrap node {n:?}")))
-        })
-        .collect()
-}
-
-/// The public HyperDHT bootstrap nodes, resolved (by name, else the addresses JS pins).
-pub fn public_bootstrap() -> Vec<SocketAddrV4> {
-    peerhost_hyperdht::bootstrap::public_bootstrap()
-        .iter()
-        .filter_map(|n| n.resolve().ok())
-        .collect()
 }
 
 fn load_identity(storage: &Path) -> Result<KeyPair, DaemonError> {
@@ -707,7 +696,14 @@ impl Daemon {
                     }
                 }
                 dht.offer_relay |= file.offer_relay.unwrap_or(false);
-                Some(Discovery::start(node.clone(), &dht).await?)
+                let opts = SwarmOptions {
+                    bootstrap: dht.bootstrap,
+                    bind: BindOptions::host(dht.host).with_port(dht.port),
+                    local_addresses: dht.local_addresses,
+                    relays: dht.relays,
+                    offer_relay: dht.offer_relay,
+                };
+                Some(Swarm::start(node.clone(), opts).await?)
             }
         };
         let daemon = Self {
@@ -715,7 +711,7 @@ impl Daemon {
                 storage: options.storage.clone(),
                 store,
                 node,
-                discovery,
+                swarm: discovery,
                 tracked: Mutex::new(Tracked::default()),
                 state: Mutex::new(state),
                 errors: Mutex::new(VecDeque::new()),
@@ -748,9 +744,9 @@ impl Daemon {
             }
         }
         for key in mirrors {
-            daemon.track_mirror(key)?;
+            daemon.track_mirror(key).await?;
         }
-        daemon.serve_all()?;
+        daemon.serve_all().await?;
         daemon.start_http(&options).await?;
         if options.write_files {
             control::start(&daemon);
@@ -758,7 +754,7 @@ impl Daemon {
         daemon.spawn_controller();
         if options.write_files {
             daemon.write_state();
-            daemon.write_status(true);
+            daemon.write_status(true).await;
         }
         Ok(daemon)
     }
@@ -862,12 +858,12 @@ impl Daemon {
 
     /// Our DHT server socket's address, if the DHT is on.
     pub fn dht_addr(&self) -> Option<SocketAddr> {
-        self.inner.discovery.as_ref().map(Discovery::address)
+        self.inner.swarm.as_ref().map(Swarm::address)
     }
 
     /// Mirror `key` (a community or a plain log): complete and live, served, announced.
     /// With `persist`, it is recorded in the state file and mirrored again after a restart.
-    pub fn mirror(&self, key: Key, persist: bool) -> Result<(), DaemonError> {
+    pub async fn mirror(&self, key: Key, persist: bool) -> Result<(), DaemonError> {
         if persist {
             let mut st = lock(&self.inner.state);
             let hex = key.to_hex();
@@ -875,7 +871,7 @@ impl Daemon {
                 st.mirrors.push(hex);
             }
         }
-        self.track_mirror(key)?;
+        self.track_mirror(key).await?;
         if self.inner.write_files {
             self.write_state();
         }
@@ -911,7 +907,7 @@ impl Daemon {
 
     /// Add `key` to the replicator (opening or creating its replica) with `role`; upgrade the
     /// role of a log already there. Joins its topic on the DHT.
-    fn ensure_log(
+    async fn ensure_log(
         &self,
         key: Key,
         role: Role,
@@ -971,7 +967,7 @@ impl Daemon {
             }
             role = e.role;
         }
-        if let Some(d) = &self.inner.discovery {
+        if let Some(d) = &self.inner.swarm {
             let is_community = community.is_some_and(|(_, p)| p == Part::Descriptor);
             let announce = self.inner.announce && role != Role::Follow;
             // Mirrors and followers look up a community's topic (one lookup finds peers for
@@ -984,26 +980,27 @@ impl Daemon {
                 announce,
                 lookup,
                 is_community || community.is_none(),
-            );
+            )
+            .await;
         }
         Ok(dkey)
     }
 
-    fn track_mirror(&self, key: Key) -> Result<(), DaemonError> {
+    async fn track_mirror(&self, key: Key) -> Result<(), DaemonError> {
         lock(&self.inner.tracked).mirrors.insert(key);
-        let dkey = self.ensure_log(key, Role::Mirror, None)?;
-        self.check_community(key, dkey, Mode::Mirror)?;
+        let dkey = self.ensure_log(key, Role::Mirror, None).await?;
+        self.check_community(key, dkey, Mode::Mirror).await?;
         Ok(())
     }
 
     /// Serve every log of the store that is not tracked yet.
-    fn serve_all(&self) -> Result<(), DaemonError> {
+    async fn serve_all(&self) -> Result<(), DaemonError> {
         for key in self.inner.store.keys()? {
             let dkey = key.discovery_key();
             if lock(&self.inner.tracked).logs.contains_key(&dkey) {
                 continue;
             }
-            self.ensure_log(key, Role::Serve, None)?;
+            self.ensure_log(key, Role::Serve, None).await?;
         }
         // Writers of communities: name their parts (status) and announce the community topic.
         let writers: Vec<(DiscoveryKey, Key)> = lock(&self.inner.tracked)
@@ -1065,7 +1062,12 @@ impl Daemon {
     }
 
     /// If `key`'s log now reads as a community, track it as one and add the logs it names.
-    fn check_community(&self, key: Key, dkey: DiscoveryKey, mode: Mode) -> Result<(), DaemonError> {
+    async fn check_community(
+        &self,
+        key: Key,
+        dkey: DiscoveryKey,
+        mode: Mode,
+    ) -> Result<(), DaemonError> {
         let length = self
             .inner
             .node
@@ -1102,14 +1104,14 @@ impl Daemon {
             Mode::Follow => Role::Follow,
         };
         // The descriptor log's own topic becomes the community topic (looked up).
-        if let Some(d) = &self.inner.discovery {
+        if let Some(d) = &self.inner.swarm {
             let announce = self.inner.announce && mode == Mode::Mirror;
-            d.join(dkey.0, announce, true, true);
+            d.join(dkey.0, announce, true, true).await;
         }
         if mode == Mode::Mirror {
             for part in [Part::Posts, Part::Comments, Part::Assets] {
                 if let Some(k) = part.key_in(&desc) {
-                    self.ensure_log(k, role, Some((key, part)))?;
+                    Box::pin(self.ensure_log(k, role, Some((key, part)))).await?;
                 }
             }
         }
@@ -1145,7 +1147,7 @@ impl Daemon {
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     () = crate::stopped(&mut stop) => return,
                 }
-                d.tick();
+                d.tick().await;
                 let now = Instant::now();
                 if now - last_measure >= MEASURE_EVERY {
                     last_measure = now;
@@ -1158,7 +1160,7 @@ impl Daemon {
                 if d.inner.write_files {
                     if now - last_status >= d.inner.status_interval {
                         last_status = now;
-                        d.write_status(true);
+                        d.write_status(true).await;
                     }
                     if now - last_state >= STATE_EVERY {
                         last_state = now;
@@ -1170,7 +1172,7 @@ impl Daemon {
     }
 
     /// Re-read the descriptors of tracked communities whose log grew.
-    fn tick(&self) {
+    async fn tick(&self) {
         let communities: Vec<(Key, Mode)> = {
             let t = lock(&self.inner.tracked);
             let mut v: Vec<(Key, Mode)> = t.communities.iter().map(|(k, c)| (*k, c.mode)).collect();
@@ -1183,7 +1185,7 @@ impl Daemon {
             v
         };
         for (key, mode) in communities {
-            if let Err(e) = self.check_community(key, key.discovery_key(), mode) {
+            if let Err(e) = self.check_community(key, key.discovery_key(), mode).await {
                 self.note(format!("community {}: {e}", key.to_z32()));
             }
         }
@@ -1244,7 +1246,7 @@ impl Daemon {
     }
 
     /// The status as `peerhost status` shows it.
-    pub fn status(&self, running: bool) -> Status {
+    pub async fn status(&self, running: bool) -> Status {
         let node = &self.inner.node;
         let stats = node.log_stats();
         let state = lock(&self.inner.state).clone();
@@ -1317,7 +1319,10 @@ impl Daemon {
             updated_ms: unix_ms(SystemTime::now()),
             interval_ms: u64::try_from(self.inner.status_interval.as_millis()).unwrap_or(0),
             public_key: crate::hex(&node.public_key()),
-            dht: self.inner.discovery.as_ref().map(Discovery::status),
+            dht: match &self.inner.swarm {
+                Some(s) => Some(s.status().await),
+                None => None,
+            },
             listen_tcp: self.inner.tcp_addr.map(|a| a.to_string()),
             peers,
             logs,
@@ -1342,8 +1347,8 @@ impl Daemon {
         }
     }
 
-    fn write_status(&self, running: bool) {
-        let status = self.status(running);
+    async fn write_status(&self, running: bool) {
+        let status = self.status(running).await;
         let path = self.inner.storage.join(state::STATUS_FILE);
         if let Err(e) = state::write_json(&path, &status) {
             tracing::warn!("cannot write {}: {e}", path.display());
@@ -1377,13 +1382,13 @@ impl Daemon {
         while !self.inner.node.peers().is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(d) = &self.inner.discovery {
+        if let Some(d) = &self.inner.swarm {
             d.close().await;
         }
         if self.inner.write_files {
             let _ = std::fs::remove_file(crate::control::socket_path(&self.inner.storage));
             self.write_state();
-            self.write_status(false);
+            self.write_status(false).await;
         }
     }
 
@@ -1484,7 +1489,7 @@ impl Daemon {
         range: Range,
         timeout: Duration,
     ) -> Result<Followed, DaemonError> {
-        let dkey = self.ensure_log(key, Role::Follow, None)?;
+        let dkey = self.ensure_log(key, Role::Follow, None).await?;
         let z = key.to_z32();
         let length = self
             .sync(dkey, timeout, &format!("the head of {z}"))
@@ -1546,7 +1551,7 @@ impl Daemon {
         key: Key,
         timeout: Duration,
     ) -> Result<Community, DaemonError> {
-        let dkey = self.ensure_log(key, Role::Follow, None)?;
+        let dkey = self.ensure_log(key, Role::Follow, None).await?;
         let z = key.to_z32();
         let length = self
             .sync(dkey, timeout, &format!("the head of {z}"))
@@ -1559,7 +1564,7 @@ impl Daemon {
             &format!("the descriptor log of {z}"),
         )
         .await?;
-        self.check_community(key, dkey, Mode::Follow)?;
+        self.check_community(key, dkey, Mode::Follow).await?;
         let Some(descriptor) = self.read_descriptor(&dkey) else {
             return Err(DaemonError::NotACommunity { key: z });
         };
@@ -1577,7 +1582,9 @@ impl Daemon {
             key: c.key.to_z32(),
             part: part.name(),
         })?;
-        let dkey = self.ensure_log(key, Role::Follow, Some((c.key, part)))?;
+        let dkey = self
+            .ensure_log(key, Role::Follow, Some((c.key, part)))
+            .await?;
         let length = self
             .sync(
                 dkey,
@@ -1754,33 +1761,5 @@ impl Daemon {
         let dkey = key.discovery_key();
         let now = Instant::now();
         Ok(self.inner.node.with(|r| r.append(&dkey, blocks, now))?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bootstrap_names_resolve_or_say_which_one_failed() {
-        let got = resolve_bootstrap(&["127.0.0.1:49737".into(), "10.1.2.3@name.invalid:7".into()])
-            .unwrap();
-        assert_eq!(
-            got,
-            [
-                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 49737),
-                SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 7)
-            ]
-        );
-        for bad in ["no-port", "host:0", "1.2.3@h:1"] {
-            let e = resolve_bootstrap(&[bad.into()]).unwrap_err().to_string();
-            assert!(e.contains(bad), "{e}");
-        }
-        // `.invalid` never resolves (RFC 6761).
-        let e = resolve_bootstrap(&["nothing.invalid:9".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nothing.invalid:9"), "{e}");
-        assert_eq!(public_bootstrap().len(), config::PUBLIC_BOOTSTRAP.len());
     }
 }
