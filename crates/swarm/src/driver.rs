@@ -6,9 +6,10 @@
 //! - The actor owns the core, every topic instance, the listening server and a `JoinSet` of
 //!   its helpers: DHT walks (announce / lookup / unannounce for a refresh, unannounce on
 //!   leave; at most [`Config::max_refreshes`] at once, the others queued, lookups and
-//!   prioritized topics first), dials (`Dht::connect`), the listen call, and one forwarding
-//!   task per open connection (see `connection.rs`). Each helper ends with a `Done` the actor
-//!   feeds back.
+//!   prioritized topics first), dials (`Dht::connect_raw`), the listen call, and one helper
+//!   per connection handed out that waits for the application to drop the connection's
+//!   [`Control`](crate::Control) (see `connection.rs`). Each helper ends with a `Done` the
+//!   actor feeds back.
 //! - It loops (`select!`, biased): hand waiting connections to the application, collect
 //!   finished helpers, bans from the server's firewall, commands, incoming connections, and
 //!   timers (the core's retry timers, each topic's refresh and empty-lookup retry). After each

@@ -39,7 +39,9 @@
 //! let topic = [7; 32];
 //! swarm.join(topic, JoinOptions::both()).await?;
 //! swarm.flush().await;
-//! while let Some((mut conn, peer)) = connections.next().await {
+//! while let Some((conn, peer)) = connections.next().await {
+//!     // Whole messages through queues; `conn.into_parts()` hands over the stream instead.
+//!     let mut conn = conn.into_messages();
 //!     conn.send(b"hello".to_vec()).await?;
 //!     let reply = conn.recv().await;
 //!     # let _ = (peer, reply);
@@ -64,7 +66,7 @@ pub use bootstrap::{
     BootstrapNode, BootstrapOptions, Bootstrapper, PUBLIC_BOOTSTRAP, parse_bootstrap_list,
     public_bootstrap, resolve_bootstrap, run_bootstrap,
 };
-pub use connection::{Connection, MESSAGE_QUEUE};
+pub use connection::{CloseReason, Connection, Control, MESSAGE_QUEUE, Messages};
 pub use driver::{
     CONNECTION_QUEUE, Config, Connections, Discovery, MAX_BANS, PENDING_CONNECTIONS, Swarm,
 };

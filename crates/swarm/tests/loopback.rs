@@ -12,7 +12,7 @@ use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_hyperdht::{Config as DhtConfig, crypto};
 use peerhost_ids::KeyPair;
 use peerhost_swarm::{
-    BootstrapOptions, Bootstrapper, Config, Connection, JoinOptions, PeerInfo, Swarm,
+    BootstrapOptions, Bootstrapper, Config, JoinOptions, Messages, PeerInfo, Swarm,
 };
 use tokio::sync::mpsc;
 
@@ -86,6 +86,7 @@ impl Peer {
         let (c2, n2) = (conns.clone(), count.clone());
         tokio::spawn(async move {
             while let Some((conn, info)) = incoming.next().await {
+                let conn = conn.into_messages();
                 n2.fetch_add(1, Ordering::SeqCst);
                 let record = Record {
                     remote: conn.remote_public_key(),
@@ -140,7 +141,7 @@ impl Peer {
     }
 }
 
-async fn serve(mut conn: Connection, record: Record) {
+async fn serve(mut conn: Messages, record: Record) {
     while let Some(m) = conn.recv().await {
         if let Some(rest) = m.strip_prefix(b"ping") {
             let mut reply = b"pong".to_vec();

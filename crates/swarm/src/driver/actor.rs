@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peerhost_hyperdht::driver::{Connection as DhtConnection, Dht, Server};
+use peerhost_hyperdht::driver::{Dht, RawConnection as DhtConnection, Server};
 use peerhost_hyperdht::messages::PeerRecord;
 use peerhost_hyperdht::{AnnounceOptions, ConnectError, ConnectOptions, FirewallFn, LookupResult};
 use peerhost_ids::KeyPair;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{BAN_EVENTS, Command, Config, MAX_BANS, PENDING_CONNECTIONS, RECORDS, Reply};
-use crate::connection::{self, Connection, Link, Shared};
+use crate::connection::{self, CloseReason, Connection, Link, Shared};
 use crate::error::Error;
 use crate::peer::PeerInfo;
 use crate::state::{Action, ConnId, Core, Dialed, Firewall, Incoming, Key};
@@ -212,7 +212,7 @@ enum Event {
 
 async fn accept(server: &mut Listen) -> Option<DhtConnection> {
     match server {
-        Listen::Ready(s) => s.accept().await,
+        Listen::Ready(s) => s.accept_raw().await,
         _ => std::future::pending().await,
     }
 }
@@ -262,14 +262,14 @@ impl Actor {
                 Event::Deliver(Err(_)) => {
                     // Nobody takes connections any more: end them.
                     for (id, _, _) in std::mem::take(&mut self.pending) {
-                        self.kill(id, "connection not taken");
+                        self.kill(id, CloseReason::NotTaken);
                     }
                 }
                 Event::Done(d) => self.done(&mut tasks, d),
                 Event::Record(inst, generation, reply) => self.record(inst, generation, reply),
                 Event::Banned(k) => {
                     if let Some(conn) = self.core.ban(k) {
-                        self.kill(conn, "banned");
+                        self.kill(conn, CloseReason::Banned);
                     }
                 }
                 Event::Command(Some(c)) => self.command(&mut tasks, c),
@@ -315,7 +315,7 @@ impl Actor {
                     tasks.spawn(async move {
                         let mut opts = ConnectOptions::default();
                         opts.relay_addresses = relay_addresses;
-                        let result = dht.connect_with(&kp, public_key, opts).await;
+                        let result = dht.connect_raw(&kp, public_key, opts).await;
                         Done::Dialed {
                             conn,
                             result: result.map(Box::new),
@@ -429,7 +429,7 @@ impl Actor {
             Command::LeavePeer(k) => self.core.leave_peer(&k),
             Command::Ban(k) => {
                 if let Some(conn) = self.core.ban(k) {
-                    self.kill(conn, "banned");
+                    self.kill(conn, CloseReason::Banned);
                 }
             }
             Command::Unban(k) => {
@@ -783,17 +783,17 @@ impl Actor {
         });
     }
 
-    /// Wrap an established connection and start its forwarding task.
+    /// Hand an established connection out with the swarm's hold on it; a helper waits for
+    /// the hold to be dropped (the connection closed).
     fn start(
         &mut self,
         tasks: &mut JoinSet<Done>,
         conn: ConnId,
         inner: DhtConnection,
     ) -> Connection {
-        let (kill, killed) = oneshot::channel();
-        let (app, link, shared, task) = connection::wrap(inner, killed);
+        let (control, kill, link, shared, closed) = connection::control();
         tasks.spawn(async move {
-            task.await;
+            let _ = closed.await;
             Done::Closed { conn }
         });
         self.live.insert(
@@ -804,14 +804,14 @@ impl Actor {
                 shared,
             },
         );
-        app
+        Connection::new(inner, control)
     }
 
     /// End a connection the swarm no longer wants.
-    fn kill(&mut self, conn: ConnId, reason: &str) {
-        tracing::debug!(?conn, reason, "ending a connection");
+    fn kill(&mut self, conn: ConnId, reason: CloseReason) {
+        tracing::debug!(?conn, %reason, "ending a connection");
         if let Some(l) = self.live.get_mut(&conn) {
-            l.shared.set_error(reason);
+            l.shared.set_reason(reason);
             if let Some(k) = l.kill.take() {
                 let _ = k.send(());
             }
@@ -823,7 +823,7 @@ impl Actor {
     fn deliver(&mut self, conn: ConnId, c: Connection, peer: PeerInfo) {
         if self.pending.len() >= PENDING_CONNECTIONS {
             drop(c);
-            self.kill(conn, "too many connections waiting for the application");
+            self.kill(conn, CloseReason::Backlog);
             return;
         }
         self.pending.push_back((conn, c, peer));
@@ -849,7 +849,7 @@ impl Actor {
             Incoming::Replace { conn, close } => {
                 let app = self.start(tasks, conn, c);
                 self.parked.insert(conn, app);
-                self.kill(close, "duplicate connection");
+                self.kill(close, CloseReason::Duplicate);
             }
         }
     }
@@ -927,7 +927,7 @@ impl Actor {
                         }
                         Incoming::Reject(_) => {}
                         // Parked again, behind the one just adopted.
-                        Incoming::Replace { close, .. } => self.kill(close, "duplicate connection"),
+                        Incoming::Replace { close, .. } => self.kill(close, CloseReason::Duplicate),
                     }
                 }
                 // Parked connections that were not adopted (rejected, or the swarm stopped).
@@ -999,7 +999,7 @@ impl Actor {
         self.listen = Listen::Idle;
         let live: Vec<ConnId> = self.live.keys().copied().collect();
         for conn in live {
-            self.kill(conn, "swarm destroyed");
+            self.kill(conn, CloseReason::Destroyed);
         }
         self.pending.clear();
         self.parked.clear();
