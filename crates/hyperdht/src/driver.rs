@@ -201,6 +201,9 @@ struct Shared {
     /// Server connections waiting for their client ([`Route::Await`]), by local stream id:
     /// streams on birthday sockets opened later are offered here.
     awaiting: std::sync::Mutex<HashMap<u32, mpsc::Sender<Stream>>>,
+    /// Streams of our connects still running, by local stream id, one per DHT socket: they
+    /// keep what a server sends before our handshake completed (see `task.rs`).
+    early: std::sync::Mutex<HashMap<u32, Vec<(SocketKind, Stream)>>>,
 }
 
 /// Datagrams from birthday sockets queued for the node before new ones are dropped.
@@ -258,6 +261,7 @@ impl Dht {
             punch_tx,
             awaiting: std::sync::Mutex::new(HashMap::new()),
             relayed: std::sync::Mutex::new(HashMap::new()),
+            early: std::sync::Mutex::new(HashMap::new()),
         });
         let stop = std::sync::Arc::new(Stop::default());
         tokio::spawn(task::run(node, shared, rx, punch_rx, stop.clone()));
@@ -617,6 +621,12 @@ fn lock_relayed(
 
 fn lock_awaiting(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::Sender<Stream>>> {
     shared.awaiting.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_early(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, HashMap<u32, Vec<(SocketKind, Stream)>>> {
+    shared.early.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock_extra(

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use peerhost_dht_rpc::SocketKind;
 use peerhost_ids::KeyPair;
 use peerhost_noise::{Config as StreamConfig, Event as StreamEvent, HandshakeResult, SecretStream};
 use peerhost_udx::driver::Stream;
@@ -19,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::{
-    Command, MESSAGE_QUEUE, READ_CHUNK, Shared, connect_once, lock_awaiting, lock_extra,
-    lock_relayed,
+    Command, MESSAGE_QUEUE, READ_CHUNK, Shared, connect_once, lock_awaiting, lock_early,
+    lock_extra, lock_relayed,
 };
 use crate::client::ConnectOptions;
 use crate::error::ConnectError;
@@ -53,6 +54,22 @@ async fn open_stream(
     est: &Established,
 ) -> Result<(Stream, SocketAddr), ConnectError> {
     let io = |e: io::Error| ConnectError::Stream(e.to_string());
+    // Our connect's streams opened before the handshake completed (`task.rs`), one per DHT
+    // socket: the route takes the one on its socket (what the server sent early is in it),
+    // the others go when this returns. A new stream never takes their ids on their sockets.
+    let mut early = lock_early(shared).remove(&est.local_id).unwrap_or_default();
+    let mut take_early = |kind: SocketKind| {
+        early
+            .iter()
+            .position(|(k, _)| *k == kind)
+            .map(|i| early.swap_remove(i).1)
+    };
+    let stream_on = |kind: SocketKind, early: Option<Stream>, firewall: Firewall| match early {
+        Some(s) => s.set_firewall(firewall).map(|()| s),
+        None => shared
+            .socket(kind)
+            .create_stream(est.local_id, UdxConfig::default().firewall(firewall)),
+    };
     match &est.route {
         Route::Punched { socket, addr } => {
             // The birthday socket the punch came through now belongs to this stream (its
@@ -70,10 +87,7 @@ async fn open_stream(
             Ok((stream, SocketAddr::V4(*addr)))
         }
         Route::Connect { socket, addr } => {
-            let stream = shared
-                .socket(*socket)
-                .create_stream(est.local_id, UdxConfig::default())
-                .map_err(io)?;
+            let stream = stream_on(*socket, take_early(*socket), Firewall::Drop).map_err(io)?;
             stream
                 .connect(est.remote_id, SocketAddr::V4(*addr))
                 .map_err(io)?;
@@ -111,25 +125,18 @@ async fn open_stream(
                 .await
                 .map_err(|_| ConnectError::HolepunchAborted)?;
             lock_relayed(shared).insert(est.local_id, client);
-            let stream = shared
-                .socket(*socket)
-                .create_stream(est.local_id, UdxConfig::default())
-                .map_err(io)?;
+            let stream = stream_on(*socket, take_early(*socket), Firewall::Drop).map_err(io)?;
             stream.connect(relay_id, relay_addr).map_err(io)?;
             Ok((stream, relay_addr))
         }
         Route::Await { sockets, timeout } => {
-            let config = UdxConfig::default().firewall(Firewall::Connect {
+            let firewall = Firewall::Connect {
                 remote_id: est.remote_id,
-            });
+            };
             let mut streams = Vec::new();
             for s in sockets {
-                streams.push(
-                    shared
-                        .socket(*s)
-                        .create_stream(est.local_id, config)
-                        .map_err(io)?,
-                );
+                // An early stream that already heard the server connects to it here.
+                streams.push(stream_on(*s, take_early(*s), firewall).map_err(io)?);
             }
             // Holepunching may open birthday sockets later; their streams arrive here.
             let (tx, mut more) = mpsc::channel(crate::holepunch::puncher::BIRTHDAY_SOCKETS);

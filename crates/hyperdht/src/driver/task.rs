@@ -13,7 +13,7 @@ use peerhost_udx::{Firewall, StreamConfig as UdxConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{RawConnection, establish};
-use super::{Command, Info, Server, Shared, Stop, Waiter, lock_extra, lock_relayed};
+use super::{Command, Info, Server, Shared, Stop, Waiter, lock_early, lock_extra, lock_relayed};
 use crate::error::{ConnectError, Error};
 use crate::holepunch::{PunchCommand, PunchSocket};
 use crate::node::{Event, Listening, LookupResult, Node, OpId, Outcome};
@@ -25,6 +25,8 @@ struct Task {
     /// Lookups started with [`Dht::lookup_with`]: where their records go as they arrive.
     records: HashMap<OpId, mpsc::Sender<LookupResult>>,
     accept: HashMap<[u8; 32], mpsc::Sender<RawConnection>>,
+    /// Our connects still running: their local stream ids (see [`open_early`]).
+    connects: HashMap<OpId, u32>,
     bootstrapped: bool,
     on_bootstrap: Vec<oneshot::Sender<()>>,
 }
@@ -42,6 +44,7 @@ pub(super) async fn run(
         waiters: HashMap::new(),
         records: HashMap::new(),
         accept: HashMap::new(),
+        connects: HashMap::new(),
         bootstrapped: false,
         on_bootstrap: Vec::new(),
     };
@@ -94,6 +97,12 @@ impl Task {
         match cmd {
             Command::Op { start, waiter } => match start(&mut self.node, now) {
                 Ok(id) => {
+                    if let (Waiter::Connect(_), Some(local)) =
+                        (&waiter, self.node.connect_stream_id(id))
+                    {
+                        open_early(&self.shared, local);
+                        self.connects.insert(id, local);
+                    }
                     self.waiters.insert(id, waiter);
                 }
                 Err(outcome) => self.deliver(waiter, *outcome),
@@ -212,10 +221,18 @@ impl Task {
                 }
                 Event::Done { id, outcome } => {
                     self.records.remove(&id);
+                    let early = self.connects.remove(&id);
+                    let connected = matches!(&outcome, Outcome::Connect(r) if r.is_ok());
+                    if let (Some(local), false) = (early, connected) {
+                        // The connect failed: its early streams go (an established one's
+                        // stream is taken from them in `establish`).
+                        lock_early(&self.shared).remove(&local);
+                    }
                     if let Some(w) = self.waiters.remove(&id) {
                         self.deliver(w, outcome);
                     } else if let Outcome::Connect(r) = outcome {
                         if let Ok(est) = *r {
+                            lock_early(&self.shared).remove(&est.local_id);
                             self.node.release_stream_id(est.local_id);
                         }
                     }
@@ -301,4 +318,19 @@ async fn punch_command(shared: &std::sync::Arc<Shared>, cmd: PunchCommand) {
             }
         }
     }
+}
+
+/// Open a stream with our connect's id on each DHT socket before the handshake completes,
+/// taking packets in (`Firewall::Accept`: acknowledged once connected). A server that is to
+/// connect to us sends its secret-stream header as soon as it answered; that can arrive
+/// before the answer reaches us through the relay, and with no stream for its id it would be
+/// dropped and resent only after UDX's 1 s retransmission timeout. JS creates the raw stream
+/// up front for the same reason.
+fn open_early(shared: &Shared, local_id: u32) {
+    let config = UdxConfig::default().firewall(Firewall::Accept);
+    let streams: Vec<_> = [SocketKind::Server, SocketKind::Client]
+        .into_iter()
+        .filter_map(|k| Some((k, shared.socket(k).create_stream(local_id, config).ok()?)))
+        .collect();
+    lock_early(shared).insert(local_id, streams);
 }

@@ -520,6 +520,7 @@ impl Actor {
 
     /// Run a refresh's DHT walks in a helper (announcing ones once we listen).
     async fn run_plan(&mut self, tasks: &mut JoinSet<Done>, inst: u64, plan: Plan) {
+        tracing::debug!(inst, ?plan, walking = self.walking, "refresh");
         let Some(i) = self.instances.get(&inst) else {
             return;
         };
@@ -663,6 +664,7 @@ impl Actor {
             return;
         };
         let ok = result.is_ok();
+        tracing::debug!(topic = %hex8(&i.topic), generation, ok, found, "refreshed");
         if !i.state.handle_done(now, generation, ok, found, jitter) {
             return;
         }
