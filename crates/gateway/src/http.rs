@@ -614,12 +614,10 @@ async fn contributions<S: LogSource>(State(state): State<Shared<S>>) -> Result<R
     Ok(no_store(axum::Json(body).into_response()))
 }
 
-/// `GET /v1/bootstrap`: the communities and the peers to read them from.
-async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
-    let instance = instance_of(&state)?;
-    // A reader needs a few peers, not all: at most BOOTSTRAP_PEERS, a different window of
-    // the list each time (load spreads over every healthy peer; the page stays small).
-    let mut peers = listed_peers(&state);
+/// The peers a reader starts with: at most BOOTSTRAP_PEERS, a different window of the list
+/// each time (load spreads over every healthy peer; the page stays small).
+fn bootstrap_peers<S>(state: &Shared<S>) -> Vec<String> {
+    let mut peers = listed_peers(state);
     if peers.len() > BOOTSTRAP_PEERS {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -628,11 +626,28 @@ async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Respo
         peers.rotate_left(nanos % len);
         peers.truncate(BOOTSTRAP_PEERS);
     }
+    peers
+}
+
+/// `GET /v1/bootstrap`: the communities and the peers to read them from.
+async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?;
     let body = serde_json::json!({
         "communities": instance.communities(),
-        "peers": peers,
+        "peers": bootstrap_peers(&state),
     });
     Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// The bootstrap document's data block: the community key (the first the instance
+/// publishes) and the peers a reader starts with (the same window as `GET /v1/bootstrap`).
+fn page_data<S>(state: &Shared<S>, instance: &Instance) -> String {
+    let community = instance.communities().into_iter().next();
+    crate::site::script_json(&serde_json::json!({
+        "community": community.as_ref().map(|c| c.key.clone()),
+        "title": community.as_ref().map(|c| c.title.clone()),
+        "peers": bootstrap_peers(state),
+    }))
 }
 
 /// `GET /` and `GET /{file}`: the bootstrap page, precompressed when the client takes it.
@@ -642,13 +657,12 @@ async fn site_file<S: LogSource>(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = file.map_or_else(|| "index.html".to_owned(), |Path(f)| f);
-    let f = state
-        .config
-        .instance
-        .as_ref()
-        .and_then(|i| i.site())
-        .and_then(|s| s.file(&name))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"))?;
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint");
+    let instance = state.config.instance.as_ref().ok_or_else(missing)?;
+    let site = instance.site().ok_or_else(missing)?;
+    let f = site
+        .file(&name, || page_data(&state, instance))
+        .ok_or_else(missing)?;
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -676,9 +690,19 @@ async fn site_file<S: LogSource>(
     if let Some(e) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    // The page is revalidated; the rest may be cached for a while.
+    if let Some(v) = site
+        .csp(&name)
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    // The document is revalidated (a returning reader's Service Worker serves its own copy);
+    // the Service Worker script is checked for updates at most daily; the rest may be cached
+    // for a while.
     let control = if name.ends_with(".html") {
         "no-cache"
+    } else if name == "sw.js" {
+        "public, max-age=86400"
     } else {
         "public, max-age=300"
     };

@@ -15,7 +15,6 @@
 //!   is listed only while that works and it keeps registering.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,16 +24,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::client;
 use crate::range::{self, TrustedHead};
+use crate::site::Site;
 use crate::source::{LogSource, SignedHead};
 
 /// Peers kept in the table at most; a full table replaces its stalest unhealthy entry.
 pub const MAX_REGISTERED: usize = 256;
 /// Peers checked at once.
 pub const CHECKS_IN_FLIGHT: usize = 16;
-/// Files a [`Site`] holds at most.
-pub const MAX_SITE_FILES: usize = 64;
-/// Bytes a [`Site`] holds at most.
-pub const MAX_SITE_BYTES: u64 = 16 << 20;
 
 /// Bytes and requests a gateway answered (bodies only, as sent: compressed if compressed).
 #[derive(Debug, Default)]
@@ -58,117 +54,6 @@ impl Counters {
     /// Body bytes sent.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// One file of the bootstrap page, with its precompressed variants.
-#[derive(Debug, Clone)]
-pub(crate) struct SiteFile {
-    pub(crate) content_type: &'static str,
-    pub(crate) identity: Arc<[u8]>,
-    pub(crate) br: Option<Arc<[u8]>>,
-    pub(crate) gzip: Option<Arc<[u8]>>,
-}
-
-/// The bootstrap page: the files of one directory (`web/dist` after `npm run build`), read
-/// once at start, served at `/NAME` (`/` is `index.html`). `NAME.br` and `NAME.gz` next to a
-/// file are sent instead of it to clients that accept them.
-#[derive(Debug, Clone, Default)]
-pub struct Site {
-    files: BTreeMap<String, SiteFile>,
-}
-
-/// Why a [`Site`] could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SiteError {
-    /// The directory or a file could not be read.
-    #[error("cannot read the page directory {path}: {source}")]
-    Read {
-        /// What.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// No `index.html` in it (run `npm run build` in `web/`).
-    #[error("{0} has no index.html (build it: cd web && npm ci && npm run build)")]
-    NoIndex(String),
-    /// Too many files or bytes.
-    #[error("{0} holds more than {MAX_SITE_FILES} files or {MAX_SITE_BYTES} bytes")]
-    TooLarge(String),
-}
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit('.').next().unwrap_or_default() {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-impl Site {
-    /// Read every plain file of `dir` (not its subdirectories).
-    pub fn load(dir: &Path) -> Result<Self, SiteError> {
-        let shown = dir.display().to_string();
-        let read_err = |source| SiteError::Read {
-            path: shown.clone(),
-            source,
-        };
-        let mut raw = BTreeMap::new();
-        let mut total = 0u64;
-        for e in std::fs::read_dir(dir).map_err(read_err)? {
-            let e = e.map_err(read_err)?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if !e.file_type().map_err(read_err)?.is_file()
-                || name.starts_with('.')
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                continue;
-            }
-            let bytes = std::fs::read(e.path()).map_err(read_err)?;
-            total += bytes.len() as u64;
-            if raw.len() >= 3 * MAX_SITE_FILES || total > MAX_SITE_BYTES {
-                return Err(SiteError::TooLarge(shown));
-            }
-            raw.insert(name, bytes);
-        }
-        let mut files = BTreeMap::new();
-        for (name, bytes) in &raw {
-            if name.ends_with(".br") || name.ends_with(".gz") {
-                continue;
-            }
-            let variant = |ext: &str| raw.get(&format!("{name}.{ext}")).map(|b| b[..].into());
-            files.insert(
-                name.clone(),
-                SiteFile {
-                    content_type: content_type(name),
-                    identity: bytes[..].into(),
-                    br: variant("br"),
-                    gzip: variant("gz"),
-                },
-            );
-        }
-        if files.len() > MAX_SITE_FILES {
-            return Err(SiteError::TooLarge(shown));
-        }
-        if !files.contains_key("index.html") {
-            return Err(SiteError::NoIndex(shown));
-        }
-        Ok(Self { files })
-    }
-
-    pub(crate) fn file(&self, name: &str) -> Option<&SiteFile> {
-        self.files.get(name)
     }
 }
 

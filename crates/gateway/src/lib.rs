@@ -36,13 +36,14 @@ pub mod instance;
 mod limit;
 mod listener;
 pub mod range;
+mod site;
 mod source;
 
 pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
 pub use instance::{
-    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, Site, run_checks,
-    run_reporter,
+    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, run_checks, run_reporter,
 };
+pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
 pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};
