@@ -207,7 +207,7 @@ async function countingPage (browser, context = null) {
       const origin = new URL(req.url()).origin
       urls.push(req.url())
       const b = bytes.get(origin) || { body: 0, headers: 0, requests: 0 }
-      b.body += s.responseBodySize
+      b.body += Math.max(0, s.responseBodySize)
       b.headers += s.responseHeadersSize
       b.requests++
       bytes.set(origin, b)

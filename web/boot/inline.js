@@ -11,9 +11,11 @@
 // the instance itself after three peers.
 
 /* global RUNTIME_SHA256 */
+const PIN = RUNTIME_SHA256
 const $ = (s) => document.querySelector(s)
 const data = JSON.parse($('#peerhost-data').textContent)
 const t0 = performance.now()
+const html = '<!doctype html>' + document.documentElement.outerHTML // as served, for the Service Worker
 const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('')
 const sha = async (b) => hex(await crypto.subtle.digest('SHA-256', b))
 let saved = []
@@ -36,7 +38,8 @@ function pb (b) {
   while (i < b.length) {
     const tag = v()
     const t = tag & 7
-    ;(out[tag >> 3] ||= []).push(t ? b.subarray(i, (i += t === 2 ? v() : t === 1 ? 8 : 4)) : v())
+    const n = t === 2 ? v() : t === 1 ? 8 : 4
+    ;(out[tag >> 3] ||= []).push(t ? b.subarray(i, (i += n)) : v())
   }
   return out
 }
@@ -69,7 +72,7 @@ async function chain (base) {
   const assets = hex(one(d, 6))
   const [index, head] = await lastEntry(assets, 7)
   for (const f of (index[1] || []).map(pb)) {
-    if (hex(one(f, 4)) === RUNTIME_SHA256) {
+    if (hex(one(f, 4)) === PIN) {
       const bytes = new Uint8Array(one(f, 3))
       let o = 0
       for (const c of await blocks(assets, one(f, 5) || 0, (one(f, 5) || 0) + one(f, 6), head)) {
@@ -77,7 +80,7 @@ async function chain (base) {
         bytes.set(x, o)
         o += x.length
       }
-      if ((await sha(bytes)) === RUNTIME_SHA256) return bytes
+      if ((await sha(bytes)) === PIN) return bytes
     }
   }
   throw new Error('no runtime')
@@ -85,9 +88,9 @@ async function chain (base) {
 
 async function runtime () {
   const c = self.caches && await caches.open('peerhost-boot')
-  const hit = c && await c.match('/_peerhost/runtime/' + RUNTIME_SHA256)
+  const hit = c && await c.match('/_peerhost/runtime/' + PIN)
   const cached = hit && new Uint8Array(await hit.arrayBuffer())
-  if (cached && (await sha(cached)) === RUNTIME_SHA256) return { bytes: cached }
+  if (cached && (await sha(cached)) === PIN) return { bytes: cached }
   const bases = [...peers.slice(0, 3), location.origin, ...peers.slice(3)]
   const tries = []
   let won = false
@@ -97,17 +100,17 @@ async function runtime () {
       url: base,
       done: new Promise((settled) => setTimeout(() => {
         if (won) return settled()
-        chain(base).then((b) => win(b, (won = true)), () => --left || lose(new Error('no peer has the bootstrap runtime ' + RUNTIME_SHA256))).finally(settled)
+        chain(base).then((b) => win(b, (won = true)), () => --left || lose(new Error('no peer has the bootstrap runtime ' + PIN))).finally(settled)
       }, i * 300))
     }))
   })
-  if (c) c.put('/_peerhost/runtime/' + RUNTIME_SHA256, new Response(bytes)).catch(() => {})
+  if (c) c.put('/_peerhost/runtime/' + PIN, new Response(bytes)).catch(() => {})
   return { bytes, tries }
 }
 
 runtime().then(async ({ bytes, tries }) => {
   const m = await import(URL.createObjectURL(new Blob([bytes], { type: 'text/javascript' })))
-  await m.start({ data, peers, t0, tries })
+  await m.start({ data, peers, t0, tries, html })
 }).catch((e) => {
   $('#note').textContent = 'Failed: ' + e.message
   document.body.dataset.state = 'failed'

@@ -79,12 +79,13 @@ export class Loader {
     return Math.min(1000, Math.max(60, 4 * this._lat(p)))
   }
 
-  _pick (tried) {
+  // A peer to ask, not in `tried`; the instance only when `last` and no peer is left.
+  _pick (tried, last = true) {
     const t = this.now()
     const ok = this.peers.filter((p) => !p.last && !tried.has(p) && p.ban <= t &&
       !(p.busy.size && t - Math.min(...p.busy) > this._hedge(p)))
     if (!ok.length) {
-      const inst = this.peers.find((p) => p.last && !tried.has(p))
+      const inst = last && this.peers.find((p) => p.last && !tried.has(p))
       if (inst && !this.fallback) {
         this.fallback = true
         this.onFallback()
@@ -161,14 +162,15 @@ export class Loader {
         if (wins.length) resolve(wins.reduce(better))
         else reject(Object.assign(new Error(`no peer served ${path}: ${errors.map((e) => e.message).join('; ') || 'no peers'}`), { errors }))
       }
-      const launch = () => {
+      // The instance is asked only when no peer request is running or they all stalled.
+      const launch = (stalled) => {
         if (over || wins.length) return
-        const p = this._pick(tried)
+        const p = this._pick(tried, !live || stalled === true)
         if (!p) return live || end()
         tried.add(p)
         live++
         clearTimeout(hedge)
-        hedge = setTimeout(launch, this._hedge(p))
+        hedge = setTimeout(() => launch(true), this._hedge(p))
         this._ask(p, path, as, check).then((v) => {
           wins.push(v)
           if (fan < 2) end()
@@ -215,8 +217,9 @@ export class Loader {
   async _fetch (head, start, end, prefix) {
     const out = []
     while (start < end) {
-      const got = await this._race(`/v1/logs/${head.key}/blocks?start=${start}&end=${end}&length=${head.length}&fork=${head.fork}`,
-        'bytes', (body) => verifyRange(body, head, start, end))
+      const s = start // a hedged answer may arrive after the loop moved on
+      const got = await this._race(`/v1/logs/${head.key}/blocks?start=${s}&end=${end}&length=${head.length}&fork=${head.fork}`,
+        'bytes', (body) => verifyRange(body, head, s, end))
       if (prefix && !sameRoots(prefix, got.left)) prefix = false
       prefix = prefix && null
       out.push(...got.blocks)

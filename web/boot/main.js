@@ -21,13 +21,14 @@ const store = (k, v) => { try { return v === undefined ? localStorage.getItem(k)
 const note = (t) => { $('#note').textContent = t }
 const KEY = /^[0-9a-f]{64}$/
 
-let data, state, loader
+let data, state, loader, html
 let saved = { t: 0, peers: [] }
 
 /** Run the bootstrap: `data` ({community, peers}), `peers` (the page's and stored ones),
  * `tries` (the document's requests: peers that have not answered yet count as busy). */
 export function start (ctx) {
   data = ctx.data
+  html = ctx.html
   state = window.peerhost = { community: data.community, t0: ctx.t0 }
   try { saved = JSON.parse(store('peerhost.peers')) || saved } catch {}
   loader = state.loader = new Loader({
@@ -195,9 +196,15 @@ async function main () {
   frame.srcdoc = `<!doctype html><meta http-equiv="Content-Security-Policy" content="${APP_CSP}"><script>${SHIM}</script>`
   frame.onload = () => frame.contentWindow.postMessage('peerhost', '*', [port2])
   $('main').replaceChildren(frame)
+  // The Service Worker serves this document on later visits: the copy it keeps is the one
+  // this page was parsed from (no second download).
   const sw = navigator.serviceWorker
   if (sw) {
     if (sw.controller && Date.now() - saved.t > 600_000) refreshPeers()
+    else if (!sw.controller) {
+      store('peerhost.peers', JSON.stringify({ t: Date.now(), peers: saved.peers })) // the page's are fresh
+      await caches.open('peerhost-boot').then((c) => c.put('/', new Response(html, { headers: { 'content-type': 'text/html; charset=utf-8' } })))
+    }
     sw.register('/sw.js', { updateViaCache: 'all' }).catch(() => {})
   }
 }
