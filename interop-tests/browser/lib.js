@@ -155,13 +155,14 @@ async function startInstance (storage) {
     '--bootstrap-page', PAGE, '--http-interval', '1'], 2)
 }
 
-/** A mirror of `key` from the instance, serving HTTP and registering with it. */
-async function startMirror (dir, i, key, instance) {
+/** A mirror of `key` from the instance, serving HTTP and registering with it; `peers` are
+ * more tcp addresses to replicate with, `mirrors` more keys to keep (its config file). */
+async function startMirror (dir, i, key, instance, { peers = [], mirrors = [] } = {}) {
   const storage = path.join(dir, `mirror${i}`)
   fs.mkdirSync(storage, { recursive: true })
-  fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
-  return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, '--no-dht', '-q',
-    '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
+  fs.writeFileSync(path.join(storage, 'peerhost.toml'), `status_interval_ms = 500\nmirrors = ${JSON.stringify(mirrors)}\n`)
+  return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, ...peers.flatMap((p) => ['--peer', `tcp://${p}`]),
+    '--no-dht', '-q', '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
 }
 
 /** Until the instance lists exactly these peers (registered and healthy). */
@@ -178,7 +179,9 @@ async function launch () {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // Pages the tests rewrite (page.route) count as public: let them reach loopback peers.
+      '--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests']
   })
   return { browser, close: () => browser.close() }
 }

@@ -96,13 +96,15 @@ async function runtime () {
   let won = false
   const bytes = await new Promise((win, lose) => {
     let left = bases.length
-    bases.forEach((base, i) => tries.push({
-      url: base,
-      done: new Promise((settled) => setTimeout(() => {
+    bases.forEach((base, i) => {
+      const t = { url: base, started: false }
+      t.done = new Promise((settled) => setTimeout(() => {
         if (won) return settled()
+        t.started = true
         chain(base).then((b) => win(b, (won = true)), () => --left || lose(new Error('no peer has the bootstrap runtime ' + PIN))).finally(settled)
       }, i * 300))
-    }))
+      tries.push(t)
+    })
   })
   if (c) c.put('/_peerhost/runtime/' + PIN, new Response(bytes)).catch(() => {})
   return { bytes, tries }

@@ -162,11 +162,17 @@ export class Loader {
         if (wins.length) resolve(wins.reduce(better))
         else reject(Object.assign(new Error(`no peer served ${path}: ${errors.map((e) => e.message).join('; ') || 'no peers'}`), { errors }))
       }
-      // The instance is asked only when no peer request is running or they all stalled.
+      // The instance is asked only when no peer request is running, or they all stalled and
+      // the request is 600 ms old (a busy page also delays answers).
+      const started = this.now()
       const launch = (stalled) => {
         if (over || wins.length) return
-        const p = this._pick(tried, !live || stalled === true)
-        if (!p) return live || end()
+        const late = this.now() - started >= 600
+        const p = this._pick(tried, !live || (stalled === true && late))
+        if (!p) {
+          if (stalled === true && live && !late) hedge = setTimeout(() => launch(true), 600 - (this.now() - started))
+          return live || end()
+        }
         tried.add(p)
         live++
         clearTimeout(hedge)

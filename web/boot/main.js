@@ -41,11 +41,11 @@ export function start (ctx) {
     refreshPeers()
   }
 })
-  // A peer still silent on the document's request is busy with it until it answers.
-  for (const { url, done } of ctx.tries || []) {
-    const p = loader.peers.find((p) => p.url === url)
+  // A peer still silent on the document's request counts as stalled until it answers.
+  for (const { url, started, done } of ctx.tries || []) {
+    const p = started && loader.peers.find((p) => p.url === url)
     if (p) {
-      const t = ctx.t0
+      const t = ctx.t0 - 10_000
       p.busy.add(t)
       done.then(() => p.busy.delete(t))
     }

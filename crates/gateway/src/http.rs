@@ -690,10 +690,7 @@ async fn site_file<S: LogSource>(
     if let Some(e) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    if let Some(v) = site
-        .csp(&name)
-        .and_then(|p| HeaderValue::from_str(&p).ok())
-    {
+    if let Some(v) = site.csp(&name).and_then(|p| HeaderValue::from_str(&p).ok()) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     // The document is revalidated (a returning reader's Service Worker serves its own copy);

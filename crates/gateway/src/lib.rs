@@ -43,7 +43,7 @@ pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, 
 pub use instance::{
     CommunityInfo, Contribution, Counters, Instance, InstanceOptions, run_checks, run_reporter,
 };
-pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
+pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};
