@@ -35,6 +35,8 @@ mod cache;
 mod error;
 mod iter;
 pub mod messages;
+#[cfg(test)]
+mod model_tests;
 #[cfg(feature = "store")]
 mod store;
 mod sub;
