@@ -187,6 +187,9 @@ impl<B: Blocks> Bee<B> {
     }
 
     /// The value of `key` at `version` (a past log length: hyperbee's `checkout`).
+    ///
+    /// `version` must end an operation or a batch: the blocks inside a batch are not a tree
+    /// of their own (their roots were dropped when the batch was written, in JS as here).
     pub fn get_at(&mut self, version: u64, key: &[u8]) -> Result<Option<Entry>, Error> {
         self.sync();
         let Some(mut node) = self.root(version)? else {
