@@ -60,7 +60,7 @@ impl Default for Config {
         Self {
             metadata: None,
             always_duplicate: true,
-            cache_blocks: 16_384,
+            cache_blocks: 65_536,
         }
     }
 }
