@@ -669,6 +669,20 @@ impl Drop for InboundSlot {
     }
 }
 
+/// Resolves once the flag behind `rx` is true (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn log_end(label: &str, result: &Result<(), ConnectionError>) {
+    match result {
+        Ok(()) => tracing::info!(peer = %label, "connection closed"),
+        Err(e) => {
+            tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod inbound_tests {
     use super::*;
@@ -698,19 +712,5 @@ mod inbound_tests {
             InboundCaps::admit(&caps, ip("10.9.9.9")).is_some(),
             "a place freed"
         );
-    }
-}
-
-/// Resolves once the flag behind `rx` is true (or its sender is gone).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-fn log_end(label: &str, result: &Result<(), ConnectionError>) {
-    match result {
-        Ok(()) => tracing::info!(peer = %label, "connection closed"),
-        Err(e) => {
-            tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
-        }
     }
 }
