@@ -44,6 +44,8 @@ pub(crate) enum Owner {
     QuickNat,
     /// A PING_NAT of a firewall check.
     Firewall { generation: u64 },
+    /// A PING proving that `ip` receives, so that answers held for it can go (`proof.rs`).
+    Probe { ip: std::net::Ipv4Addr },
 }
 
 /// One request in flight or queued.

@@ -50,6 +50,7 @@ pub mod messages;
 mod nat;
 mod node;
 mod peer;
+pub mod proof;
 mod query;
 mod table;
 mod token;
