@@ -21,6 +21,7 @@ const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
 const lib = require('./lib.js')
+const auth = require('../lib/peerhost-auth.js')
 
 const SHOTS = path.join(__dirname, 'screenshots')
 const BUDGET = 20_000 // the instance's bytes for one page load, bodies as sent (20 KB)
@@ -100,9 +101,17 @@ test('a browser without WebCrypto Ed25519: the fallback from the instance, the s
 })
 
 /** A gateway in front of `target` that flips a byte of every block it sends to browsers, and
- * answers peerhost nodes (the instance's health checks) honestly. */
+ * answers peerhost nodes (the instance's health checks) honestly. It has its own node key:
+ * it registers signed and answers the instance's key challenge (protocol/gateway.md §7.1). */
 function tamperingProxy (target) {
+  const kp = auth.keyPair()
   const server = http.createServer((req, res) => {
+    if (req.url.startsWith('/v1/identity?challenge=')) {
+      const answer = auth.answerChallenge(kp, `http://${req.headers.host}`, req.url.split('=')[1])
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(answer))
+      return
+    }
     const browser = !/peerhost/.test(req.headers['user-agent'] || '')
     fetch(target + req.url, { headers: { 'user-agent': req.headers['user-agent'] || '' } }).then(async (up) => {
       const body = Buffer.from(await up.arrayBuffer())
@@ -117,6 +126,7 @@ function tamperingProxy (target) {
     }, () => { res.writeHead(502); res.end() })
   })
   server.tampered = 0
+  server.keyPair = kp
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
     server.url = `http://127.0.0.1:${server.address().port}`
     resolve(server)
@@ -125,9 +135,11 @@ function tamperingProxy (target) {
 
 test('a tampering peer and a peer killed mid-load: the right posts, the tamperer demoted', async () => {
   const proxy = await tamperingProxy(mirrors[0].url)
-  // The tamperer registers like any mirror; the instance checks it and lists it.
+  // The tamperer registers like any mirror (signed with its key, which it proves to the
+  // instance's challenge); the instance checks it and lists it.
   const register = async () => {
-    await fetch(instance.url + '/v1/peers', { method: 'POST', body: JSON.stringify({ url: proxy.url }), headers: { 'user-agent': 'peerhost' } })
+    const res = await auth.postSigned(proxy.keyPair, instance.url, '/v1/peers', { url: proxy.url })
+    assert.strictEqual(res.status, 200, await res.text())
   }
   await register()
   const keepAlive = setInterval(register, 2000)
