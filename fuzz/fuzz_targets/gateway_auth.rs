@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((again, p2), (Host::Ip(address::unmap(ip)), port));
         let _ = address::classify(ip);
     }
-    let (head, rest) = text.split_at(text.len() / 2);
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid -= 1;
+    }
+    let (head, rest) = text.split_at(mid);
     let req = Request {
         origin: rest,
         method: "POST",
