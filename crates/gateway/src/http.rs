@@ -6,7 +6,8 @@
 //!   client's semaphore ([`ClientLimiter`]) for the whole request, or `429`;
 //! - a handler parses the path and query, takes one of `max_inflight` blocking slots, and runs
 //!   the [`LogSource`] call on tokio's blocking pool;
-//! - every response gets `Access-Control-Allow-Origin: *` and a `Cache-Control`.
+//! - every `GET`/`HEAD` response gets `Access-Control-Allow-Origin: *`, every one a
+//!   `Cache-Control`; `POST` routes (signed, `application/json` only) get no CORS header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

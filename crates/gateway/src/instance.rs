@@ -7,12 +7,17 @@
 //! Ownership and flow:
 //! - [`Instance`] is shared (`Arc`) between the router (registrations, reports, listings),
 //!   the check loop (health) and the node (the communities it publishes, the status file);
-//! - a mirror's [`run_reporter`] POSTs `{url}` to `/v1/peers` and `{url, bytes, requests,
-//!   startedMs}` to `/v1/report` every few seconds; the instance keeps at most
-//!   [`MAX_REGISTERED`] peers;
-//! - [`run_checks`] asks every registered peer, every few seconds, for the last block of each
-//!   community log at the instance's own head and verifies the range proof against it: a peer
-//!   is listed only while that works and it keeps registering.
+//! - a mirror's [`run_reporter`] POSTs `{url}` to `/v1/peers` and `{bytes, requests,
+//!   startedMs}` to `/v1/report` every few seconds, both signed with its node key
+//!   ([`crate::auth`]); the router verifies them and resolves the URL once
+//!   ([`crate::address`]); the table keeps one entry per canonical address, at most
+//!   [`MAX_REGISTERED`], capped per IP and per /24 (/48), stale entries evicted first;
+//! - [`run_checks`] first challenges every new entry (`GET /v1/identity`: its gateway must sign
+//!   with the key that registered it), then asks every proven, fresh peer, every few seconds,
+//!   for the last block of each community log at the instance's own head and verifies the
+//!   range proof against it: a peer is listed (a random sample to each reader) only while that
+//!   works and it keeps registering. Every connection goes to the address checked at
+//!   registration, and only if the address policy allows it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
