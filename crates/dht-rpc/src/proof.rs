@@ -8,7 +8,14 @@
 //!
 //! - **Proven** (per IP, as dht-rpc tokens are): the host sent a request carrying a valid token
 //!   (a token reached it), or answered one of our requests from the address we sent it to (our
-//!   request reached it, and only it knows the random tid), within [`PROOF_LIFETIME`].
+//!   request reached it, and only it saw the random tid), within [`PROOF_LIFETIME`].
+//! - A tid has 16 bits: an off-path attacker could try to guess one "from" a victim. Our tids
+//!   are random (not JS's counter), and a response with a tid we do not wait for **taints** its
+//!   host for [`TAINT`]: no proof from it meanwhile, and its probe in flight fails. So an
+//!   attacker gets one guess per host per [`TAINT`] (odds 1 in 65 536 each: about 90 hours per
+//!   2-minute proof). The price: a host whose answers someone keeps spoofing cannot get a *new*
+//!   proof from us while that goes on (it still gets every answer that fits its request, and a
+//!   proof it holds stays valid).
 //! - An answer that fits its request is sent at once, proven or not.
 //! - An answer that does not fit, to an unproven host, is **held** and the host is **probed**:
 //!   one plain `PING` without our id (11 bytes, the smallest request there is, so never larger
@@ -33,7 +40,11 @@ use std::time::{Duration, Instant};
 use crate::node::Transmit;
 
 /// How long a proof lasts.
-pub const PROOF_LIFETIME: Duration = Duration::from_secs(10 * 60);
+pub const PROOF_LIFETIME: Duration = Duration::from_secs(2 * 60);
+/// How long a host that sent an unexpected response cannot be proven.
+pub const TAINT: Duration = Duration::from_secs(5);
+/// Tainted hosts remembered at most.
+pub const MAX_TAINTED: usize = 4096;
 /// Hosts remembered as proven at most.
 pub const MAX_PROVEN: usize = 16_384;
 /// Answers held for probes at most.
@@ -60,6 +71,7 @@ pub(crate) struct Proofs {
     held: HashMap<Ipv4Addr, Vec<Held>>,
     held_count: usize,
     probing: HashSet<Ipv4Addr>,
+    tainted: HashMap<Ipv4Addr, Instant>,
 }
 
 impl Proofs {
@@ -67,8 +79,36 @@ impl Proofs {
         self.proven.get(&ip).is_some_and(|until| *until > now)
     }
 
-    /// `ip` proved it receives: remember it and return what was held for it.
+    /// `ip` sent a response we did not wait for: no proof from it for [`TAINT`]. Returns
+    /// whether a probe of it was in flight (the caller voids it).
+    pub(crate) fn taint(&mut self, ip: Ipv4Addr, now: Instant) -> bool {
+        if !self.tainted.contains_key(&ip) && self.tainted.len() >= MAX_TAINTED {
+            self.tainted.retain(|_, until| *until > now);
+            if self.tainted.len() >= MAX_TAINTED {
+                if let Some(k) = self
+                    .tainted
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(k, _)| *k)
+                {
+                    self.tainted.remove(&k);
+                }
+            }
+        }
+        self.tainted.insert(ip, now + TAINT);
+        self.probing.contains(&ip)
+    }
+
+    fn is_tainted(&self, ip: Ipv4Addr, now: Instant) -> bool {
+        self.tainted.get(&ip).is_some_and(|until| *until > now)
+    }
+
+    /// `ip` proved it receives: remember it and return what was held for it. A tainted host
+    /// proves nothing (what was held for it stays held until it expires or its probe ends).
     pub(crate) fn prove(&mut self, ip: Ipv4Addr, now: Instant) -> Vec<Transmit> {
+        if self.is_tainted(ip, now) {
+            return Vec::new();
+        }
         if !self.proven.contains_key(&ip) && self.proven.len() >= MAX_PROVEN {
             self.proven.retain(|_, until| *until > now);
             if self.proven.len() >= MAX_PROVEN {
@@ -134,9 +174,10 @@ impl Proofs {
         self.probing.contains(&ip)
     }
 
-    /// Whether answers for `ip` can be held: a probe of it is in flight, or one can start.
-    pub(crate) fn can_hold(&self, ip: Ipv4Addr) -> bool {
-        self.probing.contains(&ip) || self.probing.len() < MAX_PROBES
+    /// Whether answers for `ip` can be held: it is not tainted, and a probe of it is in flight
+    /// or one can start.
+    pub(crate) fn can_hold(&self, ip: Ipv4Addr, now: Instant) -> bool {
+        !self.is_tainted(ip, now) && (self.probing.contains(&ip) || self.probing.len() < MAX_PROBES)
     }
 
     /// Whether a probe of `ip` should start now (none in flight, room for one); marks it in
@@ -209,5 +250,21 @@ mod tests {
         p.hold(other, 1, t(1), now);
         assert_eq!(p.fail(other), 1);
         assert_eq!(p.held(), 0);
+    }
+
+    #[test]
+    fn a_tainted_host_is_not_proven_until_the_taint_passes() {
+        let now = Instant::now();
+        let ip = Ipv4Addr::new(10, 0, 0, 3);
+        let mut p = Proofs::default();
+        assert!(p.start_probe(ip));
+        p.hold(ip, 1, t(1), now);
+        assert!(p.taint(ip, now), "its probe was in flight");
+        assert!(p.prove(ip, now).is_empty());
+        assert!(!p.is_proven(ip, now) && !p.can_hold(ip, now));
+        let later = now + TAINT;
+        assert!(p.can_hold(ip, later));
+        assert_eq!(p.prove(ip, later).len(), 1);
+        assert!(p.is_proven(ip, later));
     }
 }

@@ -638,6 +638,11 @@ impl Node {
                 if let Some(tid) = peek_response_tid(data) {
                     if self.io.get(tid).is_none() {
                         self.stats.unmatched_responses += 1;
+                        // Someone may be guessing tids "from" this host to make it look proven:
+                        // no proof for it for a while, and its probe (if any) fails.
+                        if self.proofs.taint(*from.ip(), now) {
+                            self.cancel_probe(*from.ip());
+                        }
                         return;
                     }
                 }
@@ -916,7 +921,13 @@ impl Node {
         owner: Owner,
     ) -> Result<u16, RequestError> {
         let socket = opts.socket.unwrap_or(self.default_socket());
-        let tid = self.io.alloc_tid().ok_or(RequestError::Overloaded)?;
+        // A random tid: responses are matched by tid alone, and a response proves its sender
+        // receives (`crate::proof`), so tids must not be predictable.
+        let start = self.rng.r#gen();
+        let tid = self
+            .io
+            .alloc_tid_from(start)
+            .ok_or(RequestError::Overloaded)?;
         let msg = Request {
             tid,
             to: out.to,
@@ -1015,7 +1026,7 @@ impl Node {
             return;
         }
         let (socket, destination) = (t.socket, t.destination);
-        if !self.proofs.can_hold(ip) || !self.proofs.hold(ip, tid, t, self.now) {
+        if !self.proofs.can_hold(ip, self.now) || !self.proofs.hold(ip, tid, t, self.now) {
             self.stats.answers_unproven += 1;
             return;
         }
@@ -1041,6 +1052,18 @@ impl Node {
                 self.stats.answers_unproven += self.proofs.fail(ip) as u64;
             }
         }
+    }
+
+    /// The probe of `ip` is void (a guessed answer may have been sent for it): forget it and
+    /// drop what waited for it.
+    fn cancel_probe(&mut self, ip: Ipv4Addr) {
+        for tid in self
+            .io
+            .tids_where(|o| matches!(o, Owner::Probe { ip: p } if *p == ip))
+        {
+            self.io.remove(tid);
+        }
+        self.stats.answers_unproven += self.proofs.fail(ip) as u64;
     }
 
     /// `ip` proved it receives: send what was held for it.
