@@ -63,6 +63,9 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Bounds on a request's per-send timeout (ours).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Bytes a relayed request may exceed the request it relays by, to an unproven address: an
+/// address (6), our id (32) and their flags, with room to spare (`crate::proof`).
+pub const RELAY_SLACK: usize = 64;
 /// Hosts remembered while a firewall check listens on the server socket (ours).
 const MAX_CHECK_HOSTS: usize = 64;
 
@@ -878,7 +881,10 @@ impl Node {
             destination: to,
             contents: bytes,
         };
-        self.answer_out(t, req.tid, req.size);
+        // A relayed request grows by what the relay adds (the requester's address, our id):
+        // that slack is no amplification, and its destination is the relayer's choice (hyperdht
+        // relays only along routes it knows).
+        self.answer_out(t, req.tid, req.size + RELAY_SLACK);
         Ok(())
     }
 
