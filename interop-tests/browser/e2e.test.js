@@ -165,7 +165,8 @@ test('a browser without WebCrypto Ed25519: the pinned fallback from the peers, t
 })
 
 /** A gateway in front of `target` that flips a byte of every block range it sends to
- * browsers for which `which(url)` holds, and answers peerhost nodes (health checks) honestly. */
+ * browsers for which `which(url)` holds, and answers peerhost nodes (health checks) honestly.
+ * Pages get it through their peer list (`loadsWith`), so it never registers. */
 function tamperingProxy (target, which = () => true) {
   const server = http.createServer((req, res) => {
     const browser = !/peerhost/.test(req.headers['user-agent'] || '')
@@ -268,8 +269,12 @@ test('an app that reaches for storage, cookies, the parent page, keys and the ne
     await new Promise((resolve) => { const r = indexedDB.open('keys'); r.onupgradeneeded = () => r.result.createObjectStore('S3CRET'); r.onsuccess = resolve })
     await caches.open('S3CRET')
   })
-  await p.page.goto(`${instance.url}/#app=${hostile.app}`)
-  await p.page.reload()
+  // A new hash reloads the page itself (web/boot/main.js): wait for that navigation rather
+  // than racing it with one of our own.
+  await Promise.all([
+    p.page.waitForNavigation({ waitUntil: 'load' }),
+    p.page.evaluate((app) => { location.hash = `app=${app}` }, hostile.app)
+  ])
   await p.page.waitForSelector('body[data-state="loaded"]')
   const frame = await lib.appFrame(p.page)
   const out = JSON.parse(await frame.textContent('#out'))

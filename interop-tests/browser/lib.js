@@ -151,8 +151,9 @@ function copyApp (dir, name) {
 /** The instance (TCP for mirrors, HTTP with the bootstrap page). */
 async function startInstance (storage) {
   fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
+  // Its mirrors run on this machine: loopback peers, refused by default (issue 17).
   return start(storage, ['serve', '--no-dht', '--listen-tcp', '127.0.0.1:0', '--http', '127.0.0.1:0',
-    '--bootstrap-page', PAGE, '--http-interval', '1'], 2)
+    '--bootstrap-page', PAGE, '--http-interval', '1', '--allow-private-peers'], 2)
 }
 
 /** A mirror of `key` from the instance, serving HTTP and registering with it; `peers` are

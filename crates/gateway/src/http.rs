@@ -6,7 +6,8 @@
 //!   client's semaphore ([`ClientLimiter`]) for the whole request, or `429`;
 //! - a handler parses the path and query, takes one of `max_inflight` blocking slots, and runs
 //!   the [`LogSource`] call on tokio's blocking pool;
-//! - every response gets `Access-Control-Allow-Origin: *` and a `Cache-Control`.
+//! - every `GET`/`HEAD` response gets `Access-Control-Allow-Origin: *`, every one a
+//!   `Cache-Control`; `POST` routes (signed, `application/json` only) get no CORS header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,15 +20,17 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use peerhost_ids::Key;
+use peerhost_ids::{Key, KeyPair};
+use rand::seq::SliceRandom;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::instance::{Counters, Instance};
+use crate::instance::{Counters, Instance, RegisterError};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
 use crate::range::MAX_LENGTH;
 use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+use crate::{address, auth};
 
 /// `Cache-Control` of a range addressed by key, fork, length and range: its bytes never change.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -66,6 +69,10 @@ pub struct Config {
     /// The instance's routes (bootstrap page and JSON, peer registration, reports,
     /// contributions); without one those answer `404`.
     pub instance: Option<Arc<Instance>>,
+    /// The node key this gateway answers challenges with (`GET /v1/identity`), proving to an
+    /// instance that it holds the key its registrations are signed with; without one that route
+    /// answers `404`.
+    pub identity: Option<KeyPair>,
 }
 
 impl Default for Config {
@@ -82,6 +89,7 @@ impl Default for Config {
             peers: Vec::new(),
             counters: Arc::default(),
             instance: None,
+            identity: None,
         }
     }
 }
@@ -103,6 +111,12 @@ impl Config {
     /// Serving `instance`'s routes too.
     pub fn instance(mut self, instance: Arc<Instance>) -> Self {
         self.instance = Some(instance);
+        self
+    }
+
+    /// Answering challenges with `key_pair` (the node key registrations are signed with).
+    pub fn identity(mut self, key_pair: KeyPair) -> Self {
+        self.identity = Some(key_pair);
         self
     }
 
@@ -148,6 +162,7 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/report", post(report::<S>))
         .route("/v1/contributions", get(contributions::<S>))
         .route("/v1/bootstrap", get(bootstrap::<S>))
+        .route("/v1/identity", get(identity::<S>))
         .route("/", get(site_file::<S>))
         .route("/{file}", get(site_file::<S>))
         .fallback(not_found)
@@ -275,7 +290,7 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -301,12 +316,23 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         }
         Err(Refused::Full) => return with_cors(ApiError::busy().into_response()),
     };
+    let post = req.method() == Method::POST;
     let res = next.run(req).await;
     drop(permit);
     let bytes = axum::body::HttpBody::size_hint(res.body())
         .exact()
         .unwrap_or(0);
     state.config.counters.add(bytes);
+    // POST routes are for nodes, never for pages of other origins: no CORS headers, so a
+    // cross-origin script can neither read their answers nor get a preflight through.
+    if post {
+        let mut res = res;
+        res.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return res;
+    }
     with_cors(res)
 }
 
@@ -510,7 +536,8 @@ struct PeersJson<'a> {
     peers: &'a [String],
 }
 
-/// The peers to hand readers: the configured ones, then the instance's healthy ones.
+/// The peers to hand readers: the configured ones, then a random sample of the instance's
+/// proven, healthy ones.
 fn listed_peers<S>(state: &Shared<S>) -> Vec<String> {
     let mut peers = state.config.peers.clone();
     if let Some(i) = &state.config.instance {
@@ -545,20 +572,77 @@ pub const BOOTSTRAP_PEERS: usize = 8;
 /// The largest registration or report body read.
 const MAX_POST: usize = 4096;
 
-async fn json_body(body: Body) -> Result<serde_json::Value, ApiError> {
+fn auth_error(e: &auth::AuthError) -> ApiError {
+    let status = match e {
+        auth::AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
+        auth::AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// The body of a signed JSON POST, and the key that signed it: only `application/json` (a
+/// cross-origin form cannot send it without a preflight, which we never grant), at most
+/// [`MAX_POST`] bytes, signed for this `Host`, method, path and body ([`auth`]).
+async fn signed_json(
+    instance: &Instance,
+    req: Request,
+) -> Result<([u8; 32], serde_json::Value), ApiError> {
+    let (parts, body) = req.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "the body must be application/json",
+        ));
+    }
     let bytes = axum::body::to_bytes(body, MAX_POST)
         .await
         .map_err(|_| ApiError::bad_request("body too large"))?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("body must be JSON"))
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (http, https) = (format!("http://{host}"), format!("https://{host}"));
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let signed = auth::Request {
+        origin: &http,
+        method: parts.method.as_str(),
+        path,
+        body: &bytes,
+    };
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let key = instance
+        .verifier()
+        .verify(header, &[&http, &https], &signed, auth::now_ms())
+        .map_err(|e| auth_error(&e))?;
+    let value =
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("body must be JSON"))?;
+    Ok((key, value))
 }
 
-fn registration_error(e: crate::instance::RegisterError) -> ApiError {
-    use crate::instance::RegisterError as E;
-    match e {
-        E::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FULL", e.to_string()),
-        E::Unknown => ApiError::new(StatusCode::NOT_FOUND, "NOT_REGISTERED", e.to_string()),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "BAD_URL", e.to_string()),
-    }
+fn registration_error(e: RegisterError) -> ApiError {
+    let status = match e {
+        RegisterError::Full => StatusCode::SERVICE_UNAVAILABLE,
+        RegisterError::AddressCap => StatusCode::FORBIDDEN,
+        RegisterError::Taken | RegisterError::NotProven => StatusCode::CONFLICT,
+        RegisterError::Unknown => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
 }
 
 fn no_store(mut res: Response) -> Response {
@@ -566,38 +650,75 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-/// `POST /v1/peers {"url"}`: a peer registers its gateway (listed once its checks pass).
+/// `POST /v1/peers {"url"}`, signed by the peer's node key: registers its gateway, listed once
+/// it answered a challenge with that key and passes its checks (`protocol/gateway.md` §7).
 async fn register<S: LogSource>(
     State(state): State<Shared<S>>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let v = json_body(req.into_body()).await?;
+    let (key, v) = signed_json(&instance, req).await?;
     let url = v["url"].as_str().unwrap_or_default();
-    let url = instance.register(url).map_err(registration_error)?;
+    // Resolved once, here; the instance then only ever connects to this address.
+    let addr = address::resolve(url, instance.options().policy())
+        .await
+        .map_err(|e| registration_error(RegisterError::BadUrl(e)))?;
+    let r = instance.register(key, addr).map_err(registration_error)?;
     Ok(no_store(
-        axum::Json(serde_json::json!({ "url": url })).into_response(),
+        axum::Json(serde_json::json!({
+            "url": r.url,
+            "key": hex::encode(key),
+            "proven": r.proven,
+        }))
+        .into_response(),
     ))
 }
 
-/// `POST /v1/report {"url", "bytes", "requests", "startedMs"}`: what a peer served.
+/// `POST /v1/report {"bytes", "requests", "startedMs"}`, signed by the key that registered:
+/// what its gateway served.
 async fn report<S: LogSource>(
     State(state): State<Shared<S>>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let v = json_body(req.into_body()).await?;
+    let (key, v) = signed_json(&instance, req).await?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     instance
-        .report(
-            v["url"].as_str().unwrap_or_default(),
-            n("bytes"),
-            n("requests"),
-            n("startedMs"),
-        )
+        .report(key, n("bytes"), n("requests"), n("startedMs"))
         .map_err(registration_error)?;
     Ok(no_store(
         axum::Json(serde_json::json!({ "ok": true })).into_response(),
+    ))
+}
+
+/// `GET /v1/identity?challenge=<64 hex>`: prove this gateway holds its node key, for the
+/// origin it is asked at (`http://` + `Host`).
+async fn identity<S: LogSource>(
+    State(state): State<Shared<S>>,
+    RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let kp =
+        state.config.identity.as_ref().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "NO_IDENTITY", "no node key here")
+        })?;
+    let challenge: [u8; auth::CHALLENGE_LEN] = raw
+        .as_deref()
+        .and_then(|q| q.strip_prefix("challenge="))
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("challenge must be 64 hex characters"))?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad_request("no Host header"))?;
+    let signature = auth::answer_challenge(kp, &format!("http://{host}"), &challenge);
+    Ok(no_store(
+        axum::Json(serde_json::json!({
+            "key": hex::encode(kp.public_key()),
+            "signature": hex::encode(signature),
+        }))
+        .into_response(),
     ))
 }
 
@@ -609,23 +730,17 @@ async fn contributions<S: LogSource>(State(state): State<Shared<S>>) -> Result<R
             "bytes": state.config.counters.bytes(),
             "requests": state.config.counters.requests(),
         },
-        "peers": instance.contributions(),
+        "peers": instance.public_contributions(),
     });
     Ok(no_store(axum::Json(body).into_response()))
 }
 
-/// The peers a reader starts with: at most BOOTSTRAP_PEERS, a different window of the list
-/// each time (load spreads over every healthy peer; the page stays small).
+/// The peers a reader starts with: at most BOOTSTRAP_PEERS, a different random sample each
+/// time (load spreads over every healthy peer; the page stays small).
 fn bootstrap_peers<S>(state: &Shared<S>) -> Vec<String> {
     let mut peers = listed_peers(state);
-    if peers.len() > BOOTSTRAP_PEERS {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as usize);
-        let len = peers.len();
-        peers.rotate_left(nanos % len);
-        peers.truncate(BOOTSTRAP_PEERS);
-    }
+    peers.shuffle(&mut rand::thread_rng());
+    peers.truncate(BOOTSTRAP_PEERS);
     peers
 }
 

@@ -12,7 +12,10 @@
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
 //! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
 //!   register and are health-checked, their reports of what they served;
-//! - [`client`]: the minimal HTTP client gateways use to check and report to each other.
+//! - [`client`]: the minimal HTTP client gateways use to check and report to each other;
+//! - [`auth`]: signed requests and key challenges (how a node proves its key over HTTP);
+//! - [`address`]: canonical peer URLs, resolving once, and which addresses an instance may
+//!   connect to (no requests to loopback or private networks on anyone's behalf).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +33,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+pub mod address;
+pub mod auth;
 pub mod client;
 mod http;
 pub mod instance;
@@ -41,7 +46,8 @@ mod source;
 
 pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
 pub use instance::{
-    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, run_checks, run_reporter,
+    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, RegisterError, Registered,
+    run_checks, run_reporter,
 };
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
