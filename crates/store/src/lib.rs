@@ -26,6 +26,7 @@
 
 mod bitfield;
 mod cache;
+mod commit;
 mod data;
 mod error;
 mod flat;
@@ -36,6 +37,7 @@ mod storage;
 mod store;
 mod tree;
 
+pub use commit::{BlockWrite, Changes, Commit};
 pub use error::{Error, LogLabel};
 pub use header::Head;
 pub use hypercore::{Core, CoreError, CreateOptions, Info, Report};
