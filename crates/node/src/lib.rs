@@ -272,11 +272,13 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Run `f` on the replicator, then wake the connections it queued frames for, count and
-    /// publish its events. Never call it from inside `f`.
+    /// Run `f` on the replicator, then run the commits it asks for (without the lock), wake
+    /// the connections it queued frames for, count and publish its events. Never call it from
+    /// inside `f`.
     pub fn with<R>(&self, f: impl FnOnce(&mut Replicator) -> R) -> R {
         let mut inner = self.lock();
         let out = f(&mut inner.replicator);
+        inner = self.commit(inner);
         let mut any = false;
         let mut exhausted = false;
         while let Some(e) = inner.replicator.poll_event() {
@@ -335,6 +337,27 @@ impl Node {
             self.shared.changed.notify_waiters();
         }
         out
+    }
+
+    /// Make the replicator's verified data durable: each commit's file writes (and fsyncs)
+    /// run with the lock released, so other connections and the daemon go on meanwhile; the
+    /// replicator takes them back under the lock, which may begin the next commits.
+    fn commit<'a>(&'a self, mut inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        loop {
+            let commits: Vec<_> = std::iter::from_fn(|| inner.replicator.poll_commit()).collect();
+            if commits.is_empty() {
+                return inner;
+            }
+            drop(inner);
+            for c in &commits {
+                c.run();
+            }
+            inner = self.lock();
+            let now = Instant::now();
+            for c in commits {
+                inner.replicator.handle_committed(c, now);
+            }
+        }
     }
 
     /// Replicator events from now on (bounded: a subscriber that falls more than 4096 events

@@ -29,7 +29,7 @@ use crate::{Durability, Error};
 /// Verified changes to one log, to commit with [`crate::Core::begin_commit`]. The caller has
 /// verified every node and block against the signed tree (as for a
 /// [`crate::Transaction`]): the store writes them as given.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 #[non_exhaustive]
 pub struct Changes {
     /// Tree nodes to store (any order; duplicates and nodes already stored are skipped).

@@ -288,7 +288,8 @@ impl Core {
         })
     }
 
-    fn label(&self) -> LogLabel {
+    /// How errors name this log.
+    pub fn label(&self) -> LogLabel {
         self.storage.label().clone()
     }
 
