@@ -378,3 +378,133 @@ pub(crate) fn peer_fault(e: &CoreError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryLog;
+    use peerhost_ids::KeyPair;
+    use peerhost_log::Request;
+    use peerhost_log::proof::{RequestBlock, RequestUpgrade};
+
+    fn writer(n: u8) -> MemoryLog {
+        let mut w = MemoryLog::writer(KeyPair::from_seed(&[9; 32]), false);
+        let blocks: Vec<Vec<u8>> = (0..n).map(|i| vec![i; 3]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).unwrap();
+        w
+    }
+
+    fn upgrade(w: &mut MemoryLog, length: u64) -> Data {
+        let req = Request {
+            upgrade: Some(RequestUpgrade { start: 0, length }),
+            manifest: true,
+            ..Request::default()
+        };
+        w.proof(&req, true).unwrap().unwrap()
+    }
+
+    fn block(w: &mut MemoryLog, view: &mut LogView<MemoryLog>, i: u64) -> Data {
+        let req = Request {
+            block: Some(RequestBlock {
+                index: i,
+                nodes: view.missing_nodes(2 * i),
+            }),
+            ..Request::default()
+        };
+        w.proof(&req, true).unwrap().unwrap()
+    }
+
+    fn commit(view: &mut LogView<MemoryLog>) -> Committed {
+        let (id, job) = view.begin_commit().unwrap().unwrap();
+        job.run();
+        view.finish_commit(id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_view_runs_ahead_of_the_store_until_its_commits_are_done() {
+        let mut w = writer(10);
+        let mut view = LogView::new(MemoryLog::replica(w.key(), None).unwrap());
+        view.verify(upgrade(&mut w, 10)).unwrap();
+        assert_eq!((view.length(), view.store().length()), (10, 0));
+        assert!(view.verifier().is_some() && view.store().verifier().is_none());
+        for i in [0, 2] {
+            let d = block(&mut w, &mut view, i);
+            assert_eq!(view.verify(d).unwrap().block, Some(i));
+        }
+        // Verified blocks count as held to the scheduler, not to the store.
+        assert_eq!(view.next_missing(0, 10).unwrap(), Some(1));
+        assert_eq!(view.next_missing(2, 10).unwrap(), Some(3));
+        assert!(view.has(2).unwrap() && !view.store_mut().has(2).unwrap());
+        assert_eq!(view.uncommitted_bytes(), 6);
+        // The same block again adds nothing.
+        let again = block(&mut w, &mut view, 2);
+        assert_eq!(view.verify(again).unwrap().block, None);
+
+        let (id, job) = view.begin_commit().unwrap().unwrap();
+        // In flight: what verifies now waits for the next commit.
+        let d = block(&mut w, &mut view, 5);
+        view.verify(d).unwrap();
+        assert!(
+            view.begin_commit().unwrap().is_none(),
+            "one commit at a time"
+        );
+        job.run();
+        let done = view.finish_commit(id).unwrap().unwrap();
+        assert!(done.head);
+        assert_eq!(done.blocks, vec![(0, 3), (2, 3)]);
+        assert_eq!(view.store().length(), 10);
+        assert!(view.store_mut().has(2).unwrap() && !view.store_mut().has(5).unwrap());
+        assert_eq!(
+            view.finish_commit(id).map(|r| r.is_ok()),
+            None,
+            "handed back twice"
+        );
+
+        let done = commit(&mut view);
+        assert!(!done.head && done.blocks == vec![(5, 3)]);
+        assert!(!view.has_uncommitted() && view.uncommitted_bytes() == 0);
+        assert_eq!(view.next_missing(3, 10).unwrap(), Some(3));
+        assert_eq!(view.store().verify().unwrap(), 3);
+    }
+
+    #[test]
+    fn settle_commits_everything_in_place_and_staged_blocks_can_be_dropped() {
+        let mut w = writer(6);
+        let mut view = LogView::new(MemoryLog::replica(w.key(), None).unwrap());
+        view.verify(upgrade(&mut w, 6)).unwrap();
+        let d = block(&mut w, &mut view, 0);
+        view.verify(d).unwrap();
+        let (_id, _job) = view.begin_commit().unwrap().unwrap();
+        for i in [1, 3] {
+            let d = block(&mut w, &mut view, i);
+            view.verify(d).unwrap();
+        }
+        view.drop_staged_blocks();
+        assert!(!view.has(3).unwrap());
+        let d = block(&mut w, &mut view, 4);
+        view.verify(d).unwrap();
+        let done = view.settle();
+        assert_eq!(done.len(), 2);
+        assert!(!view.has_uncommitted());
+        let held: Vec<u64> = (0..6)
+            .filter(|&i| view.store_mut().has(i).unwrap())
+            .collect();
+        assert_eq!(held, vec![0, 4]);
+    }
+
+    #[test]
+    fn a_bad_proof_stages_nothing() {
+        let mut w = writer(4);
+        let mut view = LogView::new(MemoryLog::replica(w.key(), None).unwrap());
+        view.verify(upgrade(&mut w, 4)).unwrap();
+        commit(&mut view);
+        let mut d = block(&mut w, &mut view, 1);
+        if let Some(b) = d.block.as_mut() {
+            b.value[0] ^= 1;
+        }
+        let e = view.verify(d).unwrap_err();
+        assert!(peer_fault(&e), "{e}");
+        assert!(!view.has_uncommitted() && !view.has(1).unwrap());
+    }
+}

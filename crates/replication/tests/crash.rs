@@ -74,7 +74,9 @@ fn crash_child_replicates() {
             let start = nodes[0].core(&dkey).expect("writer").length();
             let n = rng.gen_range(1..=8u64);
             let blocks: Vec<Vec<u8>> = (start..start + n).map(content).collect();
-            nodes[0].append(&dkey, &blocks, Instant::now()).expect("append");
+            nodes[0]
+                .append(&dkey, &blocks, Instant::now())
+                .expect("append");
         }
         for (from, cf, to, ct) in [(0, c0, 1, c1), (1, c1, 0, c0)] {
             while let Some(f) = nodes[from].poll_transmit(cf) {
@@ -200,7 +202,10 @@ fn run(mode: &str) {
     let mut core = store.open_core("r").expect("log");
     let report = core.verify().expect("full verify");
     assert!(report.signed && report.blocks > 300, "{mode}: {report:?}");
-    assert!(!acked.blocks.is_empty(), "{mode}: no block was ever reported");
+    assert!(
+        !acked.blocks.is_empty(),
+        "{mode}: no block was ever reported"
+    );
     eprintln!(
         "{mode}: {KILLS_PER_MODE} kills, {} blocks reported, replica lengths {lengths:?}",
         acked.blocks.len()
