@@ -197,9 +197,8 @@ impl<S: LogStore> LogView<S> {
     /// Verify a `data` answer on our fork against the view and stage what it proves: its
     /// nodes, its block, its head and manifest. Nothing is stored yet.
     pub(crate) fn verify(&mut self, data: Data) -> Result<Verified, CoreError> {
-        let label = self.store.label();
-        let verify_error = |source| CoreError::Verify {
-            log: label.clone(),
+        let verify_error = |store: &S, source| CoreError::Verify {
+            log: store.label(),
             source: Box::new(source),
         };
         let resolved;
@@ -207,7 +206,7 @@ impl<S: LogStore> LogView<S> {
             Some(v) => v,
             None => {
                 resolved = Verifier::resolve(self.store.key(), None, data.manifest.as_ref())
-                    .map_err(|e| verify_error(VerifyError::InvalidManifest(e)))?;
+                    .map_err(|e| verify_error(&self.store, VerifyError::InvalidManifest(e)))?;
                 &resolved
             }
         };
@@ -215,10 +214,10 @@ impl<S: LogStore> LogView<S> {
             nodes: &self.nodes,
             store: &mut self.store,
         };
-        let proof = self
-            .tree
-            .verify_proof(&data, verifier, &mut overlay)
-            .map_err(verify_error)?;
+        let proof = match self.tree.verify_proof(&data, verifier, &mut overlay) {
+            Ok(proof) => proof,
+            Err(e) => return Err(verify_error(&self.store, e)),
+        };
         // Learned from a proof that verified against it (without a manifest in the proof this
         // is the compat manifest of the key, which JS also keeps after the first upgrade).
         let learned = (self.verifier.is_none()
@@ -242,12 +241,15 @@ impl<S: LogStore> LogView<S> {
         let block = match data.block {
             Some(b) if !self.has(b.index)? => {
                 let (tree, mut overlay) = self.overlay();
-                let offset =
-                    tree.byte_offset(b.index, &mut overlay)
-                        .map_err(|source| CoreError::Tree {
-                            log: label.clone(),
+                let offset = match tree.byte_offset(b.index, &mut overlay) {
+                    Ok(offset) => offset,
+                    Err(source) => {
+                        return Err(CoreError::Tree {
+                            log: self.store.label(),
                             source: Box::new(source),
-                        })?;
+                        });
+                    }
+                };
                 let bytes = b.value.len() as u64;
                 self.blocks.insert(b.index);
                 self.uncommitted += bytes;

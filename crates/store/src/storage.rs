@@ -426,15 +426,18 @@ impl CoreStorage {
         };
         let new_length = header.as_ref().map_or(length, |h| h.head.length);
         let (nodes, masked, mut clean) = self.nodes_to_write(nodes, length, new_length)?;
+        let mut blocks = blocks;
+        blocks.sort_by_key(|b| b.index);
+        blocks.dedup_by_key(|b| b.index);
         let mut writes = Vec::with_capacity(blocks.len());
         for b in blocks {
-            if self.has(b.index)? || writes.iter().any(|w: &BlockWrite| w.index == b.index) {
+            if self.has(b.index)? {
                 continue;
             }
             clean |= b.index >= new_length;
             writes.push(b);
         }
-        writes.sort_by_key(|b| b.offset);
+        // Index order is offset order: the data runs coalesce.
         let indices: Vec<u64> = writes.iter().map(|b| b.index).collect();
         let pages = self.bitfield.stage(&indices)?;
         let job = Job {

@@ -55,8 +55,9 @@ impl<S: LogStore> Replicator<S> {
         let Some(log) = self.logs.get_mut(&dkey) else {
             return;
         };
+        let held_back = log.view.uncommitted_bytes() >= self.config.max_uncommitted_bytes;
         if let Some(outcome) = log.view.finish_commit(commit.id) {
-            self.committed(dkey, outcome, now);
+            self.committed(dkey, outcome, held_back, now);
         }
         self.begin_commit(dkey, now);
     }
@@ -86,14 +87,16 @@ impl<S: LogStore> Replicator<S> {
         // Its commits still queued for the driver are done now.
         self.commits.retain(|c| c.dkey != dkey);
         for outcome in outcomes {
-            self.committed(dkey, outcome, now);
+            self.committed(dkey, outcome, true, now);
         }
     }
 
+    /// Take a commit's outcome in; `held_back`: the log's block requests waited for it.
     fn committed(
         &mut self,
         dkey: DiscoveryKey,
         outcome: Result<Committed, CoreError>,
+        held_back: bool,
         now: Instant,
     ) {
         let done = match outcome {
@@ -114,8 +117,8 @@ impl<S: LogStore> Replicator<S> {
         }
         if done.head {
             self.head_changed(dkey, now);
-        } else {
-            // A log that waited for its uncommitted blocks to shrink asks for more now.
+        } else if held_back {
+            // The log waited for its uncommitted blocks to shrink: it asks for more now.
             self.update(&dkey, now);
         }
     }
