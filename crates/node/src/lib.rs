@@ -4,7 +4,9 @@
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
-//!   and channel state) behind a mutex that is never held across an `await`;
+//!   and channel state) behind a mutex that is never held across an `await`, nor across the
+//!   file writes of downloaded data: the replicator hands those out as commits, which
+//!   [`Node::with`] runs with the mutex released;
 //! - each connection is one task ([`Node::run_connection`] for a byte stream, which runs the
 //!   secret stream itself; [`Node::run_dht_connection`] for a HyperDHT connection, whose
 //!   secret stream is already up) owning its transport. It hands each message to the
