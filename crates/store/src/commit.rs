@@ -192,27 +192,39 @@ impl Job {
     }
 }
 
-/// Concatenate blocks sorted by offset into runs of contiguous bytes of at most `max` bytes
-/// (a larger block is a run of its own): the data file's `pwrite`s.
+/// Concatenate blocks sorted by offset into runs of contiguous bytes of at most `max` bytes:
+/// the data file's `pwrite`s. A run of one block is that block's own buffer (no copy), so
+/// large blocks, which fill a run alone, are never copied.
 pub(crate) fn coalesce(blocks: Vec<BlockWrite>, max: usize) -> Vec<(u64, Vec<u8>)> {
-    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-    for b in blocks {
-        if let Some((at, buf)) = out.last_mut() {
-            let contiguous = *at + buf.len() as u64 == b.offset;
-            if contiguous && buf.len() + b.value.len() <= max {
-                buf.extend_from_slice(&b.value);
+    // First the runs (index ranges into `blocks`), then their buffers, sized exactly.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if let Some((first, end, bytes)) = runs.last_mut() {
+            let next = blocks[*first].offset + *bytes as u64;
+            if *end == i && next == b.offset && *bytes + b.value.len() <= max {
+                *end = i + 1;
+                *bytes += b.value.len();
                 continue;
             }
         }
-        if b.value.len() >= max {
-            out.push((b.offset, b.value));
-        } else {
-            let mut buf = Vec::with_capacity(max.min(b.value.len() * 16));
-            buf.extend_from_slice(&b.value);
-            out.push((b.offset, buf));
-        }
+        runs.push((i, i + 1, b.value.len()));
     }
-    out
+    let mut blocks = blocks.into_iter();
+    runs.into_iter()
+        .filter_map(|(first, end, bytes)| {
+            let mut run = blocks.by_ref().take(end - first);
+            let head = run.next()?;
+            if end - first == 1 {
+                return Some((head.offset, head.value));
+            }
+            let mut buf = Vec::with_capacity(bytes);
+            buf.extend_from_slice(&head.value);
+            for b in run {
+                buf.extend_from_slice(&b.value);
+            }
+            Some((head.offset, buf))
+        })
+        .collect()
 }
 
 #[cfg(test)]
