@@ -2,22 +2,22 @@
 //! form, so the scheduler steps over a window of hundreds of requests in one lookup instead of
 //! one per block.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::hash::U64Map;
 use crate::runs::Runs;
 
 /// Block index → owner, plus the same set as [`Runs`].
 #[derive(Debug)]
 pub(crate) struct InflightBlocks<P> {
-    owner: HashMap<u64, P>,
+    owner: U64Map<P>,
     runs: Runs,
 }
 
 impl<P: Copy + Eq + Hash> InflightBlocks<P> {
     pub(crate) fn new() -> Self {
         Self {
-            owner: HashMap::new(),
+            owner: U64Map::default(),
             runs: Runs::new(),
         }
     }

@@ -45,6 +45,7 @@ mod conn;
 mod download;
 mod error;
 mod event;
+mod hash;
 mod inflight;
 pub mod messages;
 mod pairing;

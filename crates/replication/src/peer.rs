@@ -2,7 +2,7 @@
 //! which blocks it has, which it wants) and our requests in flight to it. Pure state: no
 //! frames are sent from here; the callers turn what it decides into messages.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use peerhost_ids::DiscoveryKey;
@@ -11,6 +11,7 @@ use peerhost_protomux::ChannelHandle;
 
 use crate::ConnId;
 use crate::config::WANT_BATCH;
+use crate::hash::U64Map;
 use crate::messages::{Bitfield, Range, Sync, Want};
 use crate::rangeset::RangeSet;
 
@@ -58,7 +59,7 @@ pub(crate) struct Peer {
     pub(crate) contig: u64,
     /// Other blocks the remote has.
     has: RangeSet,
-    pub(crate) inflight: HashMap<u64, Inflight>,
+    pub(crate) inflight: U64Map<Inflight>,
     next_id: u64,
     /// `want` batches sent.
     wants_sent: HashSet<u64>,
@@ -80,7 +81,7 @@ impl Peer {
             length_acked: 0,
             contig: 0,
             has: RangeSet::new(max_runs),
-            inflight: HashMap::new(),
+            inflight: U64Map::default(),
             next_id: 1,
             wants_sent: HashSet::new(),
             remote_wants: Vec::new(),

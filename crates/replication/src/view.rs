@@ -14,11 +14,10 @@
 //! - the scheduler asks the view (length, missing blocks, missing nodes), so nothing verified
 //!   is asked for twice; serving asks the store, so nothing uncommitted is served.
 
-use std::collections::HashMap;
-
 use peerhost_log::{Data, Node, NodeSource, Tree, Verifier, VerifyError};
 use peerhost_store::{BlockWrite, Changes, CoreError};
 
+use crate::hash::U64Map;
 use crate::runs::Runs;
 use crate::store::{CommitJob, LogStore};
 
@@ -29,8 +28,12 @@ pub(crate) struct LogView<S> {
     /// The newest verified head: the committed one, or a verified upgrade not committed yet.
     tree: Tree,
     verifier: Option<Verifier>,
-    /// Nodes verified and not committed, with how many staged or in-flight commits hold each.
-    nodes: HashMap<u64, (Node, u32)>,
+    /// Nodes verified and not committed, with how many staged or in-flight commits hold each
+    /// (looked up before the store on every node read of the view).
+    nodes: U64Map<(Node, u32)>,
+    /// The indices of `nodes` lie in `lo..=hi` (or it is empty): lookups outside skip it.
+    lo: u64,
+    hi: u64,
     /// Blocks verified and not committed.
     blocks: Runs,
     /// Their bytes.
@@ -75,17 +78,22 @@ pub(crate) struct Verified {
 
 /// The view's uncommitted nodes over the store's committed ones.
 struct Overlay<'a, S> {
-    nodes: &'a HashMap<u64, (Node, u32)>,
+    nodes: &'a U64Map<(Node, u32)>,
+    /// The range `nodes` lies in.
+    range: (u64, u64),
     store: &'a mut S,
 }
 
 impl<S: LogStore> NodeSource for Overlay<'_, S> {
     type Error = peerhost_store::Error;
     fn node(&mut self, index: u64) -> Result<Option<Node>, Self::Error> {
-        match self.nodes.get(&index) {
-            Some((n, _)) => Ok(Some(*n)),
-            None => self.store.node(index),
+        let (lo, hi) = self.range;
+        if (lo..=hi).contains(&index) {
+            if let Some((n, _)) = self.nodes.get(&index) {
+                return Ok(Some(*n));
+            }
         }
+        self.store.node(index)
     }
 }
 
@@ -95,7 +103,9 @@ impl<S: LogStore> LogView<S> {
             tree: store.tree().clone(),
             verifier: store.verifier().cloned(),
             store,
-            nodes: HashMap::new(),
+            nodes: U64Map::default(),
+            lo: u64::MAX,
+            hi: 0,
             blocks: Runs::new(),
             uncommitted: 0,
             staged: Staged::default(),
@@ -148,6 +158,7 @@ impl<S: LogStore> LogView<S> {
     fn overlay(&mut self) -> (&Tree, Overlay<'_, S>) {
         let overlay = Overlay {
             nodes: &self.nodes,
+            range: (self.lo, self.hi),
             store: &mut self.store,
         };
         (&self.tree, overlay)
@@ -212,6 +223,7 @@ impl<S: LogStore> LogView<S> {
         };
         let mut overlay = Overlay {
             nodes: &self.nodes,
+            range: (self.lo, self.hi),
             store: &mut self.store,
         };
         let proof = match self.tree.verify_proof(&data, verifier, &mut overlay) {
@@ -225,6 +237,8 @@ impl<S: LogStore> LogView<S> {
         .then(|| verifier.clone());
         for n in &proof.nodes {
             self.nodes.entry(n.index).or_insert((*n, 0)).1 += 1;
+            self.lo = self.lo.min(n.index);
+            self.hi = self.hi.max(n.index);
         }
         self.staged.changes.nodes.extend_from_slice(&proof.nodes);
         if let Some(mut head) = proof.head {
@@ -306,17 +320,22 @@ impl<S: LogStore> LogView<S> {
             self.rollback();
             return Some(Err(e));
         }
-        for i in f.nodes {
-            if let Some(entry) = self.nodes.get_mut(&i) {
-                entry.1 -= 1;
-                if entry.1 == 0 {
-                    self.nodes.remove(&i);
+        if self.staged.changes.is_empty() {
+            // Nothing else uncommitted (the usual case: the driver commits at once).
+            self.clear_uncommitted();
+        } else {
+            for i in f.nodes {
+                if let Some(entry) = self.nodes.get_mut(&i) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        self.nodes.remove(&i);
+                    }
                 }
             }
-        }
-        for &(i, bytes) in &f.blocks {
-            self.blocks.remove(i);
-            self.uncommitted -= bytes;
+            for &(i, bytes) in &f.blocks {
+                self.blocks.remove(i);
+                self.uncommitted -= bytes;
+            }
         }
         Some(Ok(Committed {
             blocks: f.blocks,
@@ -359,11 +378,16 @@ impl<S: LogStore> LogView<S> {
         self.verifier = self.store.verifier().cloned();
     }
 
-    /// Forget everything uncommitted (a commit failed).
-    fn rollback(&mut self) {
+    fn clear_uncommitted(&mut self) {
         self.nodes.clear();
+        (self.lo, self.hi) = (u64::MAX, 0);
         self.blocks.clear();
         self.uncommitted = 0;
+    }
+
+    /// Forget everything uncommitted (a commit failed).
+    fn rollback(&mut self) {
+        self.clear_uncommitted();
         self.staged = Staged::default();
         self.inflight = None;
         self.tree = self.store.tree().clone();

@@ -13,7 +13,7 @@
 //! The write order, and what each [`Durability`] fsyncs, is in `protocol/store.md` ("Commit
 //! protocol").
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
@@ -84,7 +84,7 @@ struct InFlight {
     nodes: Vec<Node>,
     /// Of those, the ones below the committed length that were absent: they read as absent
     /// until it is done (the file may hold them, or half of one, meanwhile).
-    masked: HashSet<u64>,
+    masked: BTreeSet<u64>,
     /// The bitfield pages it writes.
     pages: Vec<(u64, Page)>,
     /// The header it commits, with its sequence number.
@@ -427,7 +427,7 @@ impl CoreStorage {
         let new_length = header.as_ref().map_or(length, |h| h.head.length);
         let (nodes, masked, mut clean) = self.nodes_to_write(nodes, length, new_length)?;
         let mut blocks = blocks;
-        blocks.sort_by_key(|b| b.index);
+        blocks.sort_unstable_by_key(|b| b.index);
         blocks.dedup_by_key(|b| b.index);
         let mut writes = Vec::with_capacity(blocks.len());
         for b in blocks {
@@ -476,17 +476,20 @@ impl CoreStorage {
         mut nodes: Vec<Node>,
         length: u64,
         new_length: u64,
-    ) -> Result<(Vec<Node>, HashSet<u64>, bool), Error> {
-        nodes.sort_by_key(|n| n.index);
+    ) -> Result<(Vec<Node>, BTreeSet<u64>, bool), Error> {
+        // Proofs of consecutive blocks come nearly sorted.
+        nodes.sort_unstable_by_key(|n| n.index);
         nodes.dedup_by_key(|n| n.index);
-        let mut masked = HashSet::new();
+        let mut masked = BTreeSet::new();
         let mut clean = false;
         let mut keep = Vec::with_capacity(nodes.len());
         for n in nodes {
-            if self.tree.holds(&n) {
-                continue;
-            }
-            if flat::within(n.index, length) {
+            if !flat::within(n.index, length) {
+                if self.tree.holds(&n) {
+                    continue;
+                }
+            } else {
+                // Through the cache: one lookup tells a node held (skip it) from a hole.
                 match self.tree.read(n.index) {
                     Ok(Some(old)) if old == n => continue,
                     // A hole (or a damaged record, which the verified node replaces).
