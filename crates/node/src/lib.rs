@@ -4,7 +4,9 @@
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
-//!   and channel state) behind a mutex that is never held across an `await`;
+//!   and channel state) behind a mutex that is never held across an `await`, nor across the
+//!   file writes of downloaded data: the replicator hands those out as commits, which
+//!   [`Node::with`] runs with the mutex released;
 //! - each connection is one task ([`Node::run_connection`] for a byte stream, which runs the
 //!   secret stream itself; [`Node::run_dht_connection`] for a HyperDHT connection, whose
 //!   secret stream is already up) owning its transport. It hands each message to the
@@ -285,11 +287,13 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Run `f` on the replicator, then wake the connections it queued frames for, count and
-    /// publish its events. Never call it from inside `f`.
+    /// Run `f` on the replicator, then run the commits it asks for (without the lock), wake
+    /// the connections it queued frames for, count and publish its events. Never call it from
+    /// inside `f`.
     pub fn with<R>(&self, f: impl FnOnce(&mut Replicator) -> R) -> R {
         let mut inner = self.lock();
         let out = f(&mut inner.replicator);
+        inner = self.commit(inner);
         let mut any = false;
         let mut exhausted = false;
         while let Some(e) = inner.replicator.poll_event() {
@@ -348,6 +352,27 @@ impl Node {
             self.shared.changed.notify_waiters();
         }
         out
+    }
+
+    /// Make the replicator's verified data durable: each commit's file writes (and fsyncs)
+    /// run with the lock released, so other connections and the daemon go on meanwhile; the
+    /// replicator takes them back under the lock, which may begin the next commits.
+    fn commit<'a>(&'a self, mut inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        loop {
+            let commits: Vec<_> = std::iter::from_fn(|| inner.replicator.poll_commit()).collect();
+            if commits.is_empty() {
+                return inner;
+            }
+            drop(inner);
+            for c in &commits {
+                c.run();
+            }
+            inner = self.lock();
+            let now = Instant::now();
+            for c in commits {
+                inner.replicator.handle_committed(c, now);
+            }
+        }
     }
 
     /// Replicator events from now on (bounded: a subscriber that falls more than 4096 events
