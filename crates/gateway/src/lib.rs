@@ -7,6 +7,8 @@
 //! through [`LogSource`] ([`Cores`] is a ready implementation over shared
 //! `Arc<Mutex<Core>>`). It does not sign, replicate or discover peers.
 //!
+//! - [`api`]: the log routes' answers without a transport ([`api::Api`]: a request path in,
+//!   status, content type and body out), shared by HTTP and the WebRTC data channels;
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
@@ -30,6 +32,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+pub mod api;
 pub mod client;
 mod http;
 pub mod instance;
