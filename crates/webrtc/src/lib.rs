@@ -1,0 +1,7 @@
+//! WebRTC for peerhost (work in progress).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
+
+pub mod frame;
+pub mod session;
+pub mod stun;
