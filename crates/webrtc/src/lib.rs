@@ -3,5 +3,6 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod frame;
+pub mod peer;
 pub mod session;
 pub mod stun;

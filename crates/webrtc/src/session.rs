@@ -20,7 +20,6 @@ use crate::frame::{self, ContentType, Frame, GoAwayCode};
 
 /// A channel's limits (`protocol/webrtc.md` §4).
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Limits {
     /// The largest message sent (RESPONSE or DATA, header included).
     pub max_message: usize,
