@@ -154,6 +154,8 @@ pub struct Peer {
     connected: Option<Instant>,
     remote: Option<SocketAddr>,
     close_reason: Option<String>,
+    /// The browser's server-reflexive addresses from the offer.
+    public: Vec<SocketAddr>,
     /// Close the connection once every session's GOAWAY is written.
     closing: bool,
     stats: Stats,
@@ -178,6 +180,27 @@ fn candidate_has_ip(line: &str) -> bool {
     line.split_whitespace()
         .nth(4)
         .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// The addresses of the offer's server-reflexive candidates (the browser's public side, as
+/// its STUN server saw it), at most 8: where a birthday search probes.
+pub fn offer_public_addresses(sdp: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for line in sdp.lines() {
+        let Some(c) = line.trim_end().strip_prefix("a=candidate:") else {
+            continue;
+        };
+        let f: Vec<&str> = c.split_whitespace().collect();
+        if f.len() >= 8 && f[6] == "typ" && f[7] == "srflx" {
+            if let (Ok(ip), Ok(port)) = (f[4].parse::<std::net::IpAddr>(), f[5].parse::<u16>()) {
+                let a = SocketAddr::new(ip, port);
+                if !out.contains(&a) && out.len() < 8 {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The offer with the candidates we cannot use removed: mDNS host names (Chromium's default
@@ -223,6 +246,7 @@ impl Peer {
         config: Config,
         now: Instant,
     ) -> Result<(Self, String), PeerError> {
+        let public = offer_public_addresses(offer);
         let (sdp, _) = sanitize_offer(offer);
         if !sdp.contains("webrtc-datachannel") {
             return Err(PeerError::NoDataChannel);
@@ -263,12 +287,23 @@ impl Peer {
             connected: None,
             remote: None,
             close_reason: None,
+            public,
             closing: false,
             stats: Stats::default(),
             done: Default::default(),
         };
         peer.drain(now);
         Ok((peer, answer.to_sdp_string()))
+    }
+
+    /// The browser's server-reflexive addresses named in its offer.
+    pub fn remote_public(&self) -> &[SocketAddr] {
+        &self.public
+    }
+
+    /// The browser's address in use, once connected.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
     }
 
     /// Our ICE ufrag: a browser's checks name it first in USERNAME (`ours:theirs`).
@@ -312,6 +347,10 @@ impl Peer {
         }
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
+        // RFC 7983: 20..=63 is DTLS; the address it comes from is the browser's in use.
+        if bytes.first().is_some_and(|b| (20..64).contains(b)) {
+            self.remote = Some(source);
+        }
         let Ok(contents) = bytes.try_into() else {
             return;
         };
@@ -668,6 +707,14 @@ mod tests {
 a=candidate:2 1 udp 1677729535 203.0.113.12 40001 typ srflx raddr 0.0.0.0 rport 0 generation 0 network-cost 999\r\n\
 a=candidate:3 1 tcp 1518280447 10.2.0.2 9 typ host tcptype active generation 0\r\n\
 a=end-of-candidates\r\n";
+
+    #[test]
+    fn public_addresses_come_from_srflx_candidates() {
+        assert_eq!(
+            offer_public_addresses(OFFER_TAIL),
+            vec!["203.0.113.12:40001".parse().unwrap()]
+        );
+    }
 
     #[test]
     fn offers_lose_mdns_and_tcp_candidates() {
