@@ -432,8 +432,7 @@ export class RtcTransport {
 
   /** A fetch-like call for the loader: `url` is `rtc://NAME/v1/...`; `init.signal` aborts. */
   async fetch (url, init = {}) {
-    const u = new URL(url)
-    const r = await this.request(u.pathname + u.search, { signal: init.signal })
+    const r = await this.request(splitRtcUrl(url).path, { signal: init.signal })
     return responseOf(r)
   }
 
@@ -484,6 +483,16 @@ async function jsonOf (r) {
   return JSON.parse(text)
 }
 
+/** `rtc://NAME/PATH?QUERY` → {name, path}. Parsed by hand: URL() of non-special schemes
+ * differs between browsers. */
+export function splitRtcUrl (url) {
+  const s = String(url)
+  if (!s.startsWith('rtc://')) throw new RtcError(`not an rtc:// URL: ${s}`)
+  const rest = s.slice(6)
+  const slash = rest.indexOf('/')
+  return slash < 0 ? { name: rest, path: '/' } : { name: rest.slice(0, slash), path: rest.slice(slash) }
+}
+
 /** A fetch Response look-alike over an answer (what loader.js reads of a Response). */
 export function responseOf (r) {
   const body = r.body
@@ -505,7 +514,7 @@ export function rtcFetch (transports, fallback = globalThis.fetch && globalThis.
   return async (url, init) => {
     const s = String(url)
     if (!s.startsWith('rtc://')) return fallback(url, init)
-    const name = new URL(s).host
+    const { name } = splitRtcUrl(s)
     const t = transports.get(name)
     if (!t) throw new RtcError(`no WebRTC peer ${name}`)
     return t.fetch(s, init)
