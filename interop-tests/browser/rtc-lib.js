@@ -5,7 +5,7 @@
 // through a wrapper script; the test page bundled from web/src with web/'s esbuild.
 //
 // Why namespaces even for "loopback": Chromium gathers no candidates on the loopback
-// interface, so the browser and the peer share a namespace with one dummy interface
+// interface, so the browser and the peer share a namespace with one veth interface
 // (10.99.0.1) instead; Chromium's mDNS host candidates stay on (the peer connects through
 // peer-reflexive and server-reflexive candidates, as it must in the wild).
 
@@ -107,14 +107,20 @@ async function startPage (ns, host, dir) {
   return new JsonChild('page', 'node', [path.join(__dirname, 'rtc-static.js'), `${host}:0`, dir], { ns })
 }
 
-/** A namespace with one dummy interface at `addr` (and lo): the "loopback" lab. */
+/** A namespace with one interface at `addr` (and lo): the "loopback" lab. */
 function makeNetns (name, addr) {
   removeNetns(name)
   sh('ip', ['netns', 'add', name])
   sh('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
-  sh('ip', ['-n', name, 'link', 'add', 'eth0', 'type', 'dummy'])
+  // A veth pair with both ends inside (the kernel here has no dummy devices): eth0 holds the
+  // address, eth1 (no address) swallows what is routed out.
+  sh('ip', ['-n', name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1'])
   sh('ip', ['-n', name, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'])
   sh('ip', ['-n', name, 'link', 'set', 'eth0', 'up'])
+  sh('ip', ['-n', name, 'link', 'set', 'eth1', 'up'])
+  // A default route into it: Chromium picks its "default" network by a routing lookup;
+  // nothing can leave the namespace.
+  sh('ip', ['-n', name, 'route', 'add', 'default', 'dev', 'eth0'])
 }
 
 function removeNetns (name) {

@@ -1,7 +1,7 @@
 'use strict'
 // WebRTC data channels with real Chromium (issue 11, phase 1): the test peer
 // (src/bin/rtc_peer.rs: peerhost-webrtc over str0m, the gateway's answers) and Debian's
-// Chromium through playwright-core, in a network namespace with one dummy interface
+// Chromium through playwright-core, in a network namespace with one veth interface
 // (Chromium gathers nothing on loopback). Chromium's mDNS host candidates stay ON: the offer
 // names the browser only by a .local name and a server-reflexive address (from our STUN
 // server), and the peer connects through the peer-reflexive address it learns from the

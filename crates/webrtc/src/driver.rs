@@ -588,12 +588,19 @@ impl<S: LogSource> Driver<S> {
         for (to, bytes) in sends {
             let _ = self.socket.send_to(&bytes, to).await;
         }
-        // Peer timers.
+        // Peer timers: take the due ones first (driving a peer re-arms its timer, maybe in
+        // the past: that waits for the next turn of the loop).
+        let mut due = Vec::new();
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
             }
             self.timers.pop_first();
+            due.push(id);
+        }
+        due.sort_unstable();
+        due.dedup();
+        for id in due {
             let mut birthday = None;
             if let Some(e) = self.peers.get_mut(&id) {
                 if e.birthday_at.is_some_and(|t| t <= now) {
@@ -647,12 +654,13 @@ impl<S: LogSource> Driver<S> {
                 _ => {}
             }
         }
+        // Re-arm (the entry may have been taken by timers_due).
         let deadline = e.peer.poll_timeout();
-        if deadline != e.deadline {
+        if e.birthday_at != Some(e.deadline) {
             self.timers.remove(&(e.deadline, id));
-            e.deadline = deadline;
-            self.timers.insert((deadline, id));
         }
+        e.deadline = deadline;
+        self.timers.insert((deadline, id));
         if !e.peer.is_alive() {
             let Some(e) = self.peers.remove(&id) else {
                 return;

@@ -381,14 +381,19 @@ impl Peer {
             return;
         }
         if self.connected.is_some()
+            && !self.closing
             && now >= self.last_heard + self.config.idle_timeout
-            && self.channels.values().all(|c| c.session.is_idle())
         {
-            for c in self.channels.values_mut() {
-                c.session.close(GoAwayCode::Idle, "idle");
+            if self.channels.values().all(|c| c.session.is_idle()) {
+                for c in self.channels.values_mut() {
+                    c.session.close(GoAwayCode::Idle, "idle");
+                }
+                self.closing = true;
+                self.close_reason.get_or_insert_with(|| "idle".into());
+            } else {
+                // Answers still in flight: that is activity.
+                self.last_heard = now;
             }
-            self.closing = true;
-            self.close_reason.get_or_insert_with(|| "idle".into());
         }
         if now >= self.rtc_timeout {
             if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
@@ -646,7 +651,7 @@ impl Peer {
         }
         if self.connected.is_none() {
             t = t.min(self.created + self.config.connect_timeout);
-        } else {
+        } else if !self.closing {
             t = t.min(self.last_heard + self.config.idle_timeout);
         }
         t
