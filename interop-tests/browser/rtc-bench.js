@@ -61,10 +61,15 @@ async function main () {
         runs.push(await p.page.evaluate((o) => window.rtcBulk(o), { mode, key: ready.bulk, count: 512, httpUrl: ready.http }))
       }
       const best = runs.reduce((a, b) => (a.mbps > b.mbps ? a : b))
+      const raw = []
+      for (let i = 0; i < 3; i++) {
+        raw.push(await p.page.evaluate((o) => window.rtcRawBulk(o), { mode, key: ready.bulk, count: 512, httpUrl: ready.http }))
+      }
       const s = mode === 'rtc' ? await p.page.evaluate(() => window.rtcStats()) : null
       console.log(`verified blocks, ${mode === 'rtc' ? 'one data channel' : 'HTTP'}: ${runs.map((r) => r.mbps.toFixed(1)).join(', ')} MB/s ` +
         `(best ${best.mbps.toFixed(1)} MB/s, ${(best.bytes / 1e6).toFixed(1)} MB in ${best.ms.toFixed(0)} ms)` +
         (s && s.transport ? `; Chromium received ${(s.transport.bytesReceived / 1e6).toFixed(1)} MB on the pair` : ''))
+      console.log(`transfer only (no verification), ${mode}: ${raw.map((r) => r.mbps.toFixed(1)).join(', ')} MB/s`)
       await p.close()
     }
 

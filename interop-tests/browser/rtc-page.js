@@ -70,6 +70,36 @@ window.rtcBulk = async (opts) => {
   return { ms, bytes, blocks: blocks.length, mbps: bytes / 1e6 / (ms / 1000) }
 }
 
+/**
+ * Transfer only, no verification: blocks 0..count of `key` in ranges of `chunk`, `parallel`
+ * in flight, over the open transport or HTTP fetch (what the transport itself carries).
+ */
+window.rtcRawBulk = async ({ mode, key, count, chunk = 64, parallel = 4, httpUrl }) => {
+  const get = mode === 'rtc'
+    ? async (path) => (await window.transport.request(path, { timeoutMs: 30000 })).body
+    : async (path) => new Uint8Array(await (await fetch(httpUrl + path)).arrayBuffer())
+  let next = 0
+  let bytes = 0
+  const t0 = performance.now()
+  const worker = async () => {
+    while (next < count) {
+      const start = next
+      const end = Math.min(count, next + chunk)
+      next = end
+      let at = start
+      while (at < end) {
+        const body = await get(`/v1/logs/${key}/blocks?start=${at}&end=${end}`)
+        bytes += body.length
+        // PHR1: the served end is at byte offset 28 (u64 LE, below 2^32 here).
+        at = new DataView(body.buffer, body.byteOffset).getUint32(28, true)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: parallel }, worker))
+  const ms = performance.now() - t0
+  return { ms, bytes, mbps: bytes / 1e6 / (ms / 1000) }
+}
+
 /** Raw requests on the open transport: `count` requests of `path`, `window` in flight. */
 window.rtcHammer = async ({ path, count, window: win }) => {
   const t = window.transport

@@ -290,17 +290,26 @@ export class RtcTransport {
     return this
   }
 
-  /** Wait for ICE gathering to complete, at most `gatherMs`. */
+  /**
+   * Wait until the offer carries what the peer needs: our public address (the first
+   * server-reflexive candidate), or, without STUN servers, the first candidate; or gathering
+   * completes; at most `gatherMs`. (Chromium completes gathering ~100 ms after its srflx
+   * candidate; the peer needs no more: it learns the address our checks come from.)
+   */
   _gathered () {
     const pc = this.pc
     if (pc.iceGatheringState === 'complete') return Promise.resolve()
+    const wantSrflx = (this.opts.iceServers || []).length > 0
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, this.opts.gatherMs)
+      const done = () => { clearTimeout(timer); resolve() }
       pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') {
-          clearTimeout(timer)
-          resolve()
-        }
+        if (pc.iceGatheringState === 'complete') done()
+      })
+      pc.addEventListener('icecandidate', (ev) => {
+        const c = ev.candidate && ev.candidate.candidate
+        if (!c) return done()
+        if (!wantSrflx || / typ (srflx|relay)/.test(c)) done()
       })
     })
   }

@@ -337,3 +337,35 @@ fn idle_connections_close() {
     assert_eq!(p.client.goaways, vec![GoAwayCode::Idle]);
     assert_eq!(p.peer.close_reason(), Some("idle"));
 }
+
+/// Both sides' CPU cost of moving bytes (no network): `cargo test --release -p
+/// peerhost-webrtc --test pair -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn throughput() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mut config = Config::default();
+    config.sctp_buffer = env("SCTP_BUFFER", config.sctp_buffer);
+    config.high_water = env("HIGH_WATER", config.high_water);
+    config.session.max_message = env("MAX_MESSAGE", config.session.max_message);
+    let mut p = Pair::new(config, &[SUBPROTOCOL]);
+    p.connect(1);
+    let ch = p.client.open[0];
+    let t0 = std::time::Instant::now();
+    let n = 64u32;
+    for id in 0..n {
+        assert!(p.request(ch, id, "/len/1048576"));
+    }
+    p.run_until("all answers", |p| p.client.answers.len() == n as usize);
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{} MiB in {secs:.2} s: {:.1} MB/s (both ends, one thread)",
+        n,
+        f64::from(n) * 1.048_576 / secs
+    );
+}

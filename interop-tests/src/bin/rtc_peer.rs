@@ -8,7 +8,7 @@
 //!     a STUN binding server (RFC 8489) on ADDR. → {"event":"ready","stun":ADDR}
 //! rtc_peer serve --bind IP:PORT [--stun ADDR]… [--http IP:PORT] [--posts N]
 //!                [--bulk BLOCKS] [--block-size BYTES] [--no-birthday] [--birthday N]
-//!                [--max-peers N] [--seed S]
+//!                [--max-peers N] [--seed S] [--sctp-buffer B] [--high-water B] [--max-message B]
 //!     writes a store in a temporary directory: a log of N JSON posts (default 50) and a
 //!     log of BLOCKS blocks of BYTES (default 0 blocks, 65536 bytes); answers offers on
 //!     stdin; with --http also serves the same logs over the HTTP gateway.
@@ -80,6 +80,9 @@ struct Args {
     birthday: Option<Birthday>,
     max_peers: usize,
     seed: u8,
+    sctp_buffer: Option<usize>,
+    high_water: Option<usize>,
+    max_message: Option<usize>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Args {
@@ -93,6 +96,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
         birthday: Some(Birthday::default()),
         max_peers: 256,
         seed: 7,
+        sctp_buffer: None,
+        high_water: None,
+        max_message: None,
     };
     let addr = |v: Option<String>| -> SocketAddr {
         v.and_then(|s| s.parse().ok())
@@ -119,6 +125,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             }
             "--max-peers" => a.max_peers = num(it.next()),
             "--seed" => a.seed = num(it.next()) as u8,
+            "--sctp-buffer" => a.sctp_buffer = Some(num(it.next())),
+            "--high-water" => a.high_water = Some(num(it.next())),
+            "--max-message" => a.max_message = Some(num(it.next())),
             other => fail(format!("unknown flag {other}")),
         }
     }
@@ -188,7 +197,18 @@ async fn serve(a: Args) {
     }
 
     let api = Api::new(cores.clone(), GatewayConfig::default());
+    let mut peer_config = peerhost_webrtc::peer::Config::default();
+    if let Some(n) = a.sctp_buffer {
+        peer_config.sctp_buffer = n;
+    }
+    if let Some(n) = a.high_water {
+        peer_config.high_water = n;
+    }
+    if let Some(n) = a.max_message {
+        peer_config.session.max_message = n;
+    }
     let config = Config {
+        peer: peer_config,
         stun_servers: a.stun.clone(),
         birthday: a.birthday.clone(),
         max_peers: a.max_peers,
