@@ -356,7 +356,7 @@ fn throughput() {
     let mut p = Pair::new(config, &[SUBPROTOCOL]);
     p.connect(1);
     let ch = p.client.open[0];
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let n = 64u32;
     for id in 0..n {
         assert!(p.request(ch, id, "/len/1048576"));
