@@ -99,6 +99,7 @@ async function startPage (ns, host, dir) {
     platform: 'browser',
     target: ['es2022'],
     outfile: path.join(dir, 'rtc-page.bundle.js'),
+    minify: true,
     logLevel: 'warning'
   })
   fs.writeFileSync(path.join(dir, 'index.html'),
@@ -153,6 +154,12 @@ async function openPage (browser, url, peer, { onOffer } = {}) {
   const page = await context.newPage()
   const console = []
   page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`))
+  // Bytes from the page's origin (the instance), as Chromium counted them: bodies + headers.
+  const counted = []
+  page.on('requestfinished', (req) => {
+    if (!/^https?:/.test(req.url())) return
+    counted.push(req.sizes().then((s) => s.responseBodySize + s.responseHeadersSize).catch(() => 0))
+  })
   await page.exposeFunction('peerhostSignal', async (sdp) => {
     if (onOffer) onOffer(sdp)
     const r = await peer.request({ op: 'offer', sdp })
@@ -161,7 +168,14 @@ async function openPage (browser, url, peer, { onOffer } = {}) {
   })
   await page.goto(url)
   await page.waitForFunction(() => typeof window.rtcRun === 'function')
-  return { context, page, console, close: () => context.close() }
+  return {
+    context,
+    page,
+    console,
+    close: () => context.close(),
+    /** Bytes the page fetched over HTTP so far (the page server's share). */
+    httpBytes: async () => (await Promise.all(counted)).reduce((a, b) => a + b, 0)
+  }
 }
 
 /** The candidate types an SDP carries, e.g. {host: 1, srflx: 1, mdns: 1}. */

@@ -43,10 +43,6 @@ async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, paral
   const peer = lib.startPeer(`${PREFIX}peer1`, peerArgs)
   const ready = await peer.ready
   const p = await lib.openPage(browser, pageUrl, peer)
-  // Bytes from the instance: the page's own requests, as Chromium counted them.
-  let instBytes = 0
-  const pending = []
-  p.page.on('requestfinished', (req) => pending.push(req.sizes().then((s) => { instBytes += s.responseBodySize + s.responseHeadersSize }).catch(() => {})))
   const row = { peerNat, browserNat, birthday, parallel, connected: false }
   const t0 = Date.now()
   try {
@@ -65,8 +61,8 @@ async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, paral
     row.error = String(e.message || e).slice(0, 200)
     row.failMs = Date.now() - t0
   }
-  await Promise.all(pending)
-  row.bytesFromInstance = instBytes
+  // Bytes from the instance: the page's own requests (page and script), as Chromium counted.
+  row.bytesFromInstance = await p.httpBytes()
   const st = await peer.request({ op: 'status' }).catch(() => ({ peers: [] }))
   const live = st.peers.filter((x) => x.connectMs !== null)
   row.peerConnectMs = live.length ? live[0].connectMs : null

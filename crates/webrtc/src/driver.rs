@@ -196,6 +196,7 @@ impl Server {
             probes: Vec::new(),
             bindings: Vec::new(),
             next_refresh: Instant::now(),
+            punches: Vec::new(),
         };
         tokio::spawn(driver.run(rx));
         Ok(Self {
@@ -334,6 +335,8 @@ struct Driver<S> {
     probes: Vec<Probe>,
     bindings: Vec<Binding>,
     next_refresh: Instant,
+    /// Datagrams to send at once (the first punch towards a new browser).
+    punches: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 type AnswerMsg = (u64, ChannelId, u32, peerhost_gateway::api::Answer);
@@ -396,7 +399,9 @@ impl<S: LogSource> Driver<S> {
         match c {
             Command::Answer(offer, reply) => {
                 let _ = reply.send(self.accept(&offer));
-                // The answer may have produced nothing to send yet (browsers check first).
+                for (to, bytes) in std::mem::take(&mut self.punches) {
+                    let _ = self.socket.send_to(&bytes, to).await;
+                }
             }
             Command::Probe(id, ip, shape) => self.start_probe(id, ip, &shape, Instant::now()),
             Command::Status(reply) => {
@@ -454,6 +459,15 @@ impl<S: LogSource> Driver<S> {
         );
         if let Some(at) = birthday_at {
             self.timers.insert((at, id));
+        }
+        // Open our NAT towards the browser's public addresses now, before the answer reaches
+        // it: its first checks then find the way open (a port- or address-restricted NAT in
+        // front of us drops what comes from where we have not sent).
+        if let Some(e) = self.peers.get(&id) {
+            for a in e.peer.remote_public() {
+                let req = stun::Builder::new(stun::BINDING_REQUEST, rand::random()).finish();
+                self.punches.push((*a, req));
+            }
         }
         Ok(Answered { id, sdp })
     }
