@@ -29,7 +29,11 @@ window.rtcRun = async (opts) => {
     transport = await transportFor(opts)
     connectMs = performance.now() - t0
     window.transport = transport
-    loader = new Loader({ peers: ['rtc://home'], fetch: rtcFetch(new Map([['home', transport]])) })
+    // With `httpUrl` too: a mixed peer set, the WebRTC peer and an HTTP gateway side by side.
+    const peers = opts.httpUrl ? ['rtc://home', opts.httpUrl] : ['rtc://home']
+    // `pickFirst`: always the first usable peer (the WebRTC one), for tests that need it asked.
+    const random = opts.pickFirst ? () => 0 : undefined
+    loader = new Loader({ peers, fetch: rtcFetch(new Map([['home', transport]])), headPeers: peers.length, random })
   } else {
     loader = new Loader({ peers: [opts.httpUrl] })
   }
@@ -52,7 +56,8 @@ window.rtcRun = async (opts) => {
     connectMs,
     length: head.length,
     titles: posts.map((p) => p.title),
-    stats: transport ? await transport.stats() : null
+    stats: transport ? await transport.stats() : null,
+    peers: loader.peers.list()
   }
 }
 

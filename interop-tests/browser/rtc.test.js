@@ -12,7 +12,10 @@
 // 2. hostile: garbage, a text message, an oversized message, 10 000 requests in a window of
 //    16 (all answered), a flood of 10 000 at once (429s, GOAWAY FLOOD, connection closed);
 //    the peer's memory stays bounded;
-// 3. 100 browsers' connections held at once, under 100 MB RSS.
+// 3. 100 browsers' connections held at once, under 100 MB RSS;
+// 4. a peer that answers offers, then serves tampered blocks, is demoted like an HTTP mirror:
+//    the page still shows the right posts (from an honest HTTP gateway beside it), the loader
+//    bans the WebRTC peer and the console names it.
 //
 // Needs root (ip netns), target/release/rtc_peer (cargo build --release -p
 // peerhost-interop-tests --bin rtc_peer), web/node_modules (npm ci in web/), /usr/bin/chromium.
@@ -138,5 +141,24 @@ test('one peer holds 100 browsers\' connections under 100 MB RSS', async () => {
     assert.ok(st.rssKb < 100 * 1024, `RSS ${st.rssKb} KiB`)
   } finally {
     for (const p of pages) await p.close()
+  }
+})
+
+test('a WebRTC peer that serves tampered blocks is demoted; the posts come from an honest peer', async () => {
+  // Same seed: the same logs, keys and signatures as the honest peer's HTTP gateway.
+  const liar = lib.startPeer(NS, ['--bind', `${IP}:0`, '--stun', `${IP}:3478`, '--posts', '50', '--tamper'])
+  const liarReady = await liar.ready
+  assert.strictEqual(liarReady.posts, ready.posts)
+  const p = await lib.openPage(browser, page.info.url, liar)
+  try {
+    const got = await p.page.evaluate((o) => window.rtcRun(o), { mode: 'rtc', key: ready.posts, n: 20, iceServers: ICE, httpUrl: ready.http, pickFirst: true })
+    assert.deepStrictEqual(got.titles, latest20())
+    const rtc = got.peers.find((x) => x.url === 'rtc://home')
+    assert.ok(rtc.bad >= 1 && rtc.bannedUntil > 0, `the WebRTC peer is banned: ${JSON.stringify(rtc)}`)
+    assert.ok(p.console.some((l) => l.includes('rtc://home') && /does not verify/.test(l)), `console: ${p.console.join(' | ')}`)
+    console.log(`# tamperer demoted: ${p.console.find((l) => l.includes('rtc://home'))}`)
+  } finally {
+    await p.close()
+    liar.stop()
   }
 })

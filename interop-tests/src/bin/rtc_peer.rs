@@ -9,9 +9,13 @@
 //! rtc_peer serve --bind IP:PORT [--stun ADDR]… [--http IP:PORT] [--posts N]
 //!                [--bulk BLOCKS] [--block-size BYTES] [--no-birthday] [--birthday N]
 //!                [--max-peers N] [--seed S] [--sctp-buffer B] [--high-water B] [--max-message B]
+//!                [--tamper]
 //!     writes a store in a temporary directory: a log of N JSON posts (default 50) and a
 //!     log of BLOCKS blocks of BYTES (default 0 blocks, 65536 bytes); answers offers on
-//!     stdin; with --http also serves the same logs over the HTTP gateway.
+//!     stdin; with --http also serves the same logs over the HTTP gateway. The same --seed
+//!     gives the same logs (keys, blocks, signatures) in every process. With --tamper, every
+//!     block served in a range over WebRTC has its last byte flipped (heads stay honest): a
+//!     peer that answers offers and then lies.
 //!     → {"event":"ready","local":…,"public":[…],"http":…,"posts":KEY,"bulk":KEY|null}
 //! ```
 //!
@@ -30,7 +34,31 @@ use peerhost_ids::KeyPair;
 use peerhost_store::{CreateOptions, Store};
 use peerhost_webrtc::driver::{Birthday, Config, Server};
 use peerhost_webrtc::stun_server::{StunConfig, StunStats, serve_stun};
+use peerhost_gateway::range::RangeProof;
+use peerhost_gateway::{LogSource, RangeError, RangeQuery, SignedHead, SourceError};
+use peerhost_ids::Key;
 use serde_json::{Value, json};
+
+/// A source that flips the last byte of every block it serves in a range.
+struct Tamper(Cores);
+
+impl LogSource for Tamper {
+    fn keys(&self, limit: usize) -> Result<Vec<Key>, SourceError> {
+        self.0.keys(limit)
+    }
+    fn head(&self, key: &Key) -> Result<Option<SignedHead>, SourceError> {
+        self.0.head(key)
+    }
+    fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError> {
+        let mut proof = self.0.range(key, query)?;
+        for b in &mut proof.blocks {
+            if let Some(last) = b.last_mut() {
+                *last ^= 1;
+            }
+        }
+        Ok(proof)
+    }
+}
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -83,6 +111,7 @@ struct Args {
     sctp_buffer: Option<usize>,
     high_water: Option<usize>,
     max_message: Option<usize>,
+    tamper: bool,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Args {
@@ -99,6 +128,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
         sctp_buffer: None,
         high_water: None,
         max_message: None,
+        tamper: false,
     };
     let addr = |v: Option<String>| -> SocketAddr {
         v.and_then(|s| s.parse().ok())
@@ -128,6 +158,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             "--sctp-buffer" => a.sctp_buffer = Some(num(it.next())),
             "--high-water" => a.high_water = Some(num(it.next())),
             "--max-message" => a.max_message = Some(num(it.next())),
+            "--tamper" => a.tamper = true,
             other => fail(format!("unknown flag {other}")),
         }
     }
@@ -196,7 +227,6 @@ async fn serve(a: Args) {
         cores.insert_core(core);
     }
 
-    let api = Api::new(cores.clone(), GatewayConfig::default());
     let mut peer_config = peerhost_webrtc::peer::Config::default();
     if let Some(n) = a.sctp_buffer {
         peer_config.sctp_buffer = n;
@@ -214,9 +244,17 @@ async fn serve(a: Args) {
         max_peers: a.max_peers,
         ..Config::default()
     };
-    let server = Server::bind(a.bind, api, config)
+    let server = if a.tamper {
+        Server::bind(
+            a.bind,
+            Api::new(Tamper(cores.clone()), GatewayConfig::default()),
+            config,
+        )
         .await
-        .unwrap_or_else(|e| fail(format!("bind {}: {e}", a.bind)));
+    } else {
+        Server::bind(a.bind, Api::new(cores.clone(), GatewayConfig::default()), config).await
+    }
+    .unwrap_or_else(|e| fail(format!("bind {}: {e}", a.bind)));
 
     let mut http = None;
     if let Some(h) = a.http {
