@@ -654,6 +654,9 @@ impl<S: LogSource> Driver<S> {
             let tx = answers.clone();
             tokio::spawn(async move {
                 let ans = api.get(&path).await;
+                // Served over WebRTC counts as served, as the HTTP gateway counts its answers
+                // (the instance's contribution table reads these counters).
+                api.config().counters.add(ans.body.len() as u64);
                 let _ = tx.send((id, ch, rid, ans)).await;
             });
         }

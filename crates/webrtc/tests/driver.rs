@@ -212,6 +212,9 @@ async fn a_client_reads_a_store_through_the_driver() {
     assert_eq!(c.answers[&4].0, 400);
     assert_eq!(c.answers[&5].0, 404);
 
+    // The gateway's counters saw every answer (the api.get calls above count nothing: only
+    // the HTTP middleware and the WebRTC driver count).
+    assert_eq!(api.config().counters.requests(), paths.len() as u64);
     let status = server.status().await.unwrap();
     let p = &status.peers[0];
     assert_eq!(p.id, answered.id);
