@@ -25,8 +25,9 @@ fuzz_target!(|data: &[u8]| {
         i += 2;
         match op % 5 {
             0 | 1 => {
-                let end = (i + arg).min(data.len());
-                s.handle_message(op % 5 == 0, &data[i..end]);
+                let start = i.min(data.len());
+                let end = (start + arg).min(data.len());
+                s.handle_message(op % 5 == 0, &data[start..end]);
                 i = end;
             }
             2 => {
