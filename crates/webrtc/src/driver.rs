@@ -507,12 +507,17 @@ impl<S: LogSource> Driver<S> {
         if stun::is_stun(bytes) {
             if let Some(ufrag) = stun::local_ufrag(bytes) {
                 let id = *self.by_ufrag.get(&ufrag)?;
-                self.by_addr.insert(from, id);
+                self.remember(from, id);
                 return Some(id);
             }
         }
         if let Some(id) = self.by_addr.get(&from) {
             return Some(*id);
+        }
+        // From an address no check came from: only DTLS (RFC 7983: first byte 20..=63) is
+        // worth asking every connection about; anything else is dropped without a scan.
+        if !bytes.first().is_some_and(|b| (20..64).contains(b)) {
+            return None;
         }
         let local = self.local;
         let id = self
@@ -520,8 +525,17 @@ impl<S: LogSource> Driver<S> {
             .iter()
             .find(|(_, e)| e.peer.accepts(now, from, local, bytes))
             .map(|(id, _)| *id)?;
-        self.by_addr.insert(from, id);
+        self.remember(from, id);
         Some(id)
+    }
+
+    /// Route `from` to peer `id` from now on. Bounded: a ufrag is in the SDP, so anyone who
+    /// saw it can send checks from many (spoofed) addresses before str0m's integrity check
+    /// drops them; past the bound, routing falls back to the ufrag and the DTLS scan.
+    fn remember(&mut self, from: SocketAddr, id: u64) {
+        if self.by_addr.len() < self.config.max_peers.saturating_mul(8).max(64) {
+            self.by_addr.insert(from, id);
+        }
     }
 
     async fn datagram(
