@@ -197,6 +197,7 @@ impl Server {
             bindings: Vec::new(),
             next_refresh: Instant::now(),
             punches: Vec::new(),
+            sweeps: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
         Ok(Self {
@@ -309,6 +310,39 @@ struct Entry {
     birthday_at: Option<Instant>,
 }
 
+/// A walk over the ports 1024..=65535 in a random order that visits each once: `start +
+/// i · stride (mod N)` with a stride coprime to N = 64 512 = 2^10 · 3^2 · 7.
+#[derive(Debug)]
+struct Sweep {
+    start: u32,
+    stride: u32,
+    i: u32,
+}
+
+impl Sweep {
+    const N: u32 = 65_536 - 1024;
+
+    fn new() -> Self {
+        let mut stride = 1 + rand::random::<u32>() % (Self::N - 1);
+        while stride % 2 == 0 || stride % 3 == 0 || stride % 7 == 0 {
+            stride = 1 + rand::random::<u32>() % (Self::N - 1);
+        }
+        Self {
+            start: rand::random::<u32>() % Self::N,
+            stride,
+            i: 0,
+        }
+    }
+
+    fn next_port(&mut self) -> u16 {
+        let k = (u64::from(self.start) + u64::from(self.i) * u64::from(self.stride))
+            % u64::from(Self::N);
+        self.i = self.i.wrapping_add(1);
+        // k < N, so the port is at most 65 535.
+        (1024 + k) as u16
+    }
+}
+
 struct Probe {
     peer: u64,
     ip: IpAddr,
@@ -337,6 +371,8 @@ struct Driver<S> {
     next_refresh: Instant,
     /// Datagrams to send at once (the first punch towards a new browser).
     punches: Vec<(SocketAddr, Vec<u8>)>,
+    /// One port sweep per address being searched.
+    sweeps: HashMap<IpAddr, Sweep>,
 }
 
 type AnswerMsg = (u64, ChannelId, u32, peerhost_gateway::api::Answer);
@@ -593,10 +629,15 @@ impl<S: LogSource> Driver<S> {
             }
         }
         // Birthday probes: one datagram per due probe (a 20-byte STUN binding request with
-        // a random transaction id, which the browser's NAT drops or its ICE ignores).
+        // a random transaction id, which the browser's NAT drops or its ICE ignores). All
+        // searches towards one address share one sweep: no port is probed twice.
         for p in &mut self.probes {
             while p.next <= now && p.left > 0 {
-                let port = 1024 + (rand::random::<u16>() % (65535 - 1024));
+                let port = self
+                    .sweeps
+                    .entry(p.ip)
+                    .or_insert_with(Sweep::new)
+                    .next_port();
                 let req = stun::Builder::new(stun::BINDING_REQUEST, rand::random()).finish();
                 sends.push((SocketAddr::new(p.ip, port), req));
                 p.left -= 1;
@@ -607,12 +648,18 @@ impl<S: LogSource> Driver<S> {
             }
         }
         let peers = &self.peers;
+        let before = self.probes.len();
         self.probes.retain(|p| {
             p.left > 0
                 && peers
                     .get(&p.peer)
                     .is_some_and(|e| e.peer.is_alive() && e.peer.connected_at().is_none())
         });
+        if self.probes.len() != before {
+            let probes = &self.probes;
+            self.sweeps
+                .retain(|ip, _| probes.iter().any(|p| p.ip == *ip));
+        }
         for (to, bytes) in sends {
             let _ = self.socket.send_to(&bytes, to).await;
         }
@@ -744,5 +791,24 @@ fn peer_status(id: u64, e: &Entry) -> PeerStatus {
             Some(e.peer.close_reason().unwrap_or("closed").to_owned())
         },
         probes: e.probes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sweep;
+
+    #[test]
+    fn a_sweep_visits_every_port_once() {
+        for _ in 0..3 {
+            let mut s = Sweep::new();
+            let mut seen = vec![false; 65_536];
+            for _ in 0..Sweep::N {
+                let p = usize::from(s.next_port());
+                assert!(p >= 1024);
+                assert!(!seen[p], "port {p} twice");
+                seen[p] = true;
+            }
+        }
     }
 }
