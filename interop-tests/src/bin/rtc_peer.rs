@@ -29,14 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peerhost_gateway::api::Api;
+use peerhost_gateway::range::RangeProof;
 use peerhost_gateway::{Config as GatewayConfig, Cores, ServeOptions};
+use peerhost_gateway::{LogSource, RangeError, RangeQuery, SignedHead, SourceError};
+use peerhost_ids::Key;
 use peerhost_ids::KeyPair;
 use peerhost_store::{CreateOptions, Store};
 use peerhost_webrtc::driver::{Birthday, Config, Server};
 use peerhost_webrtc::stun_server::{StunConfig, StunStats, serve_stun};
-use peerhost_gateway::range::RangeProof;
-use peerhost_gateway::{LogSource, RangeError, RangeQuery, SignedHead, SourceError};
-use peerhost_ids::Key;
 use serde_json::{Value, json};
 
 /// A source that flips the last byte of every block it serves in a range.
@@ -116,7 +116,9 @@ struct Args {
 
 fn parse(mut it: impl Iterator<Item = String>) -> Args {
     let mut a = Args {
-        bind: "127.0.0.1:0".parse().unwrap_or_else(|_| fail("bad default")),
+        bind: "127.0.0.1:0"
+            .parse()
+            .unwrap_or_else(|_| fail("bad default")),
         stun: vec![],
         http: None,
         posts: 50,
@@ -252,7 +254,12 @@ async fn serve(a: Args) {
         )
         .await
     } else {
-        Server::bind(a.bind, Api::new(cores.clone(), GatewayConfig::default()), config).await
+        Server::bind(
+            a.bind,
+            Api::new(cores.clone(), GatewayConfig::default()),
+            config,
+        )
+        .await
     }
     .unwrap_or_else(|e| fail(format!("bind {}: {e}", a.bind)));
 
