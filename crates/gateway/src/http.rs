@@ -4,8 +4,9 @@
 //! Request flow:
 //! - `admit` (middleware): CORS preflight answered here; otherwise one permit from the
 //!   client's semaphore ([`ClientLimiter`]) for the whole request, or `429`;
-//! - a handler parses the path and query, takes one of `max_inflight` blocking slots, and runs
-//!   the [`LogSource`] call on tokio's blocking pool;
+//! - the log routes parse the path and query and hand them to [`Api`] (`api.rs`, shared with
+//!   the WebRTC data channels), which takes one of `max_inflight` blocking slots and runs the
+//!   [`LogSource`] call on tokio's blocking pool;
 //! - every `GET`/`HEAD` response gets `Access-Control-Allow-Origin: *`, every one a
 //!   `Cache-Control`; `POST` routes (signed, `application/json` only) get no CORS header.
 
@@ -20,16 +21,15 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use peerhost_ids::{Key, KeyPair};
+use peerhost_ids::KeyPair;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
+use crate::api::{Answer, Api, ApiError, Request as ApiRequest};
 use crate::instance::{Counters, Instance, RegisterError};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
-use crate::range::MAX_LENGTH;
-use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+use crate::source::LogSource;
 use crate::{address, auth};
 
 /// `Cache-Control` of a range addressed by key, fork, length and range: its bytes never change.
@@ -135,10 +135,9 @@ impl Config {
 }
 
 struct AppState<S> {
-    source: Arc<S>,
+    api: Api<S>,
     config: Config,
     clients: ClientLimiter,
-    inflight: Arc<Semaphore>,
 }
 
 type Shared<S> = Arc<AppState<S>>;
@@ -149,9 +148,8 @@ type Shared<S> = Arc<AppState<S>>;
 /// without connect info all clients share one concurrency bucket.
 pub fn router<S: LogSource>(source: S, config: Config) -> Router {
     let state = Arc::new(AppState {
-        source: Arc::new(source),
+        api: Api::new(source, config.clone()),
         clients: ClientLimiter::new(config.per_client, config.max_clients),
-        inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
         config,
     });
     Router::new()
@@ -170,91 +168,29 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .with_state(state)
 }
 
-/// An error response: a status, a JSON body `{error, message, …}`, never cached.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    extra: Option<(&'static str, u64)>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            extra: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-    }
-
-    fn busy() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BUSY",
-            "gateway busy, retry later",
-        )
-    }
-
-    fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::warn!("gateway storage error: {e}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "STORAGE",
-            "storage error",
-        )
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
-        if let (Some((k, v)), Some(obj)) = (self.extra, body.as_object_mut()) {
-            obj.insert(k.to_owned(), v.into());
-        }
-        let mut res = (self.status, axum::Json(body)).into_response();
+        self.into_answer().into_response()
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut res = Response::new(Body::from(self.body));
+        *res.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        if let Ok(v) = HeaderValue::from_str(&self.cache_control) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+        if self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
-    }
-}
-
-impl From<RangeError> for ApiError {
-    fn from(e: RangeError) -> Self {
-        let code = e.code();
-        let message = e.to_string();
-        let (status, extra) = match &e {
-            RangeError::UnknownLog => (StatusCode::NOT_FOUND, None),
-            RangeError::BadRange(_) => (StatusCode::BAD_REQUEST, None),
-            RangeError::ForkMismatch { fork } => (StatusCode::CONFLICT, Some(("fork", *fork))),
-            RangeError::LengthUnavailable { length } => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, Some(("length", *length)))
-            }
-            RangeError::BlockUnavailable { index } => {
-                (StatusCode::NOT_FOUND, Some(("block", *index)))
-            }
-            RangeError::NodeUnavailable { index } => {
-                (StatusCode::NOT_FOUND, Some(("node", *index)))
-            }
-            RangeError::Source(e) => return Self::internal(e),
-        };
-        Self {
-            status,
-            code,
-            message,
-            extra,
-        }
     }
 }
 
@@ -336,33 +272,6 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
     with_cors(res)
 }
 
-/// Run a blocking source call in one of the `max_inflight` slots.
-async fn blocking<S: LogSource, T: Send + 'static>(
-    state: &Shared<S>,
-    f: impl FnOnce(&S) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let permit = tokio::time::timeout(
-        state.config.queue_timeout,
-        state.inflight.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::busy())?
-    .map_err(|_| ApiError::busy())?;
-    let source = state.source.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let out = f(&source);
-        drop(permit);
-        out
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(out)
-}
-
-fn parse_key(s: &str) -> Result<Key, ApiError> {
-    Key::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
 fn cache(res: &mut Response, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         res.headers_mut().insert(header::CACHE_CONTROL, v);
@@ -373,122 +282,19 @@ fn short_cache(config: &Config) -> String {
     format!("public, max-age={}", config.head_max_age)
 }
 
-#[derive(Serialize)]
-struct ListJson {
-    logs: Vec<String>,
-    truncated: bool,
-}
-
-async fn list<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
-    let limit = state.config.max_logs_listed;
-    let keys = blocking(&state, move |s| s.keys(limit.saturating_add(1)))
-        .await?
-        .map_err(ApiError::internal)?;
-    let truncated = keys.len() > limit;
-    let logs = keys.iter().take(limit).map(Key::to_hex).collect();
-    let mut res = axum::Json(ListJson { logs, truncated }).into_response();
-    cache(&mut res, &short_cache(&state.config));
-    Ok(res)
-}
-
-/// A node as JSON: `{index, size, hash}`.
-#[derive(Serialize)]
-struct NodeJson {
-    index: u64,
-    size: u64,
-    hash: String,
-}
-
-/// `GET /v1/logs/{key}/head`, field for field (`protocol/gateway.md` §3.2).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HeadJson {
-    key: String,
-    length: u64,
-    fork: u64,
-    byte_length: u64,
-    tree_hash: String,
-    signature: Option<String>,
-    manifest: Option<String>,
-    roots: Vec<NodeJson>,
-}
-
-impl From<SignedHead> for HeadJson {
-    fn from(h: SignedHead) -> Self {
-        Self {
-            key: h.key.to_hex(),
-            length: h.length,
-            fork: h.fork,
-            byte_length: h.byte_length,
-            tree_hash: hex::encode(h.tree_hash),
-            signature: h.signature.map(hex::encode),
-            manifest: h.manifest.map(hex::encode),
-            roots: h
-                .roots
-                .iter()
-                .map(|n| NodeJson {
-                    index: n.index,
-                    size: n.size,
-                    hash: hex::encode(n.hash),
-                })
-                .collect(),
-        }
-    }
+async fn list<S: LogSource>(State(state): State<Shared<S>>) -> Response {
+    state.api.answer(ApiRequest::Logs).await.into_response()
 }
 
 async fn head<S: LogSource>(
     State(state): State<Shared<S>>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
-    let head = blocking(&state, move |s| s.head(&key))
-        .await?
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_LOG", "log not held here"))?;
-    let mut res = axum::Json(HeadJson::from(head)).into_response();
-    cache(&mut res, &short_cache(&state.config));
-    Ok(res)
-}
-
-/// The query of `GET /v1/logs/{key}/blocks`: decimal `start`, `end`, optional `length`, `fork`.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct BlocksParams {
-    start: Option<u64>,
-    end: Option<u64>,
-    length: Option<u64>,
-    fork: Option<u64>,
-}
-
-/// Parse the query by hand so every mistake is a JSON 400 naming the field. Unknown
-/// parameters are ignored; a repeated one is an error; at most 16 parameters are read.
-fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiError> {
-    let mut p = BlocksParams::default();
-    for pair in raw
-        .unwrap_or_default()
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .take(16)
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match name {
-            "start" => &mut p.start,
-            "end" => &mut p.end,
-            "length" => &mut p.length,
-            "fork" => &mut p.fork,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(ApiError::bad_request(format!("{name} given twice")));
-        }
-        // Decimal digits only: no sign, no spaces, at most 16 digits (below 2^53).
-        if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::bad_request(format!(
-                "{name} must be a decimal integer"
-            )));
-        }
-        *slot = value.parse().ok();
-    }
-    Ok(p)
+    Ok(state
+        .api
+        .answer(ApiRequest::head(&key)?)
+        .await
+        .into_response())
 }
 
 async fn blocks<S: LogSource>(
@@ -496,39 +302,8 @@ async fn blocks<S: LogSource>(
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
-    let p = parse_blocks_query(raw.as_deref())?;
-    let (Some(start), Some(end)) = (p.start, p.end) else {
-        return Err(ApiError::bad_request("start and end are required"));
-    };
-    if start >= end || end > MAX_LENGTH || p.length.is_some_and(|l| l > MAX_LENGTH) {
-        return Err(ApiError::bad_request(
-            "need start < end <= 2^48 and length <= 2^48",
-        ));
-    }
-    let query = RangeQuery {
-        start,
-        end,
-        length: p.length,
-        fork: p.fork,
-        max_blocks: state.config.max_blocks,
-        max_bytes: state.config.max_bytes,
-    };
-    let proof = blocking(&state, move |s| s.range(&key, &query)).await??;
-    let mut res = Response::new(Body::from(proof.encode()));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(RANGE_PROOF_TYPE),
-    );
-    // Addressed by fork and length, the bytes are fixed forever; otherwise they follow the
-    // current head.
-    let control = if p.length.is_some() && p.fork.is_some() {
-        IMMUTABLE.to_owned()
-    } else {
-        "no-cache".to_owned()
-    };
-    cache(&mut res, &control);
-    Ok(res)
+    let req = ApiRequest::blocks(&key, raw.as_deref())?;
+    Ok(state.api.answer(req).await.into_response())
 }
 
 #[derive(Serialize)]
@@ -824,35 +599,4 @@ async fn site_file<S: LogSource>(
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_query_parsing() {
-        let p = parse_blocks_query(Some("start=1&end=5&length=9&fork=0&x=y")).unwrap();
-        assert_eq!(
-            p,
-            BlocksParams {
-                start: Some(1),
-                end: Some(5),
-                length: Some(9),
-                fork: Some(0)
-            }
-        );
-        assert_eq!(parse_blocks_query(None).unwrap(), BlocksParams::default());
-        for bad in [
-            "start=1&start=2",
-            "start=-1",
-            "start=+1",
-            "start=",
-            "start=1e3",
-            "end=99999999999999999",
-            "fork=0x1",
-        ] {
-            assert!(parse_blocks_query(Some(bad)).is_err(), "{bad}");
-        }
-    }
 }

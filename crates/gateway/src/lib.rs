@@ -7,6 +7,8 @@
 //! through [`LogSource`] ([`Cores`] is a ready implementation over shared
 //! `Arc<Mutex<Core>>`). It does not sign, replicate or discover peers.
 //!
+//! - [`api`]: the log routes' answers without a transport ([`api::Api`]: a request path in,
+//!   status, content type and body out), shared by HTTP and the WebRTC data channels;
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
@@ -34,6 +36,7 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod address;
+pub mod api;
 pub mod auth;
 pub mod client;
 mod http;
