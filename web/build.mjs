@@ -1,61 +1,106 @@
-// Bundle for browsers (`npm run build`), one minified ES module each:
-// - src/index.js → dist/loader.js: the library (Loader, verifier, renderPosts);
-// - src/app.js → dist/app.js: the instance's bootstrap page script, with src/page.html →
-//   dist/index.html. `peerhost serve --http ADDR --bootstrap-page web/dist` serves them, and
-//   sends the precompressed dist/*.br or *.gz to browsers that take them.
-// - src/ed25519-noble.js → dist/ed25519-noble.js: @noble/curves, which src/ed25519.js imports
-//   only where WebCrypto lacks Ed25519 (the instance serves it too; most browsers never ask).
-//   It is a build of its own, external to the others: esbuild's `splitting` would move the
-//   code it shares with them (@noble/hashes' utils) into a third file that every page loads.
+// `npm run build`: three outputs.
+//
+// 1. dist/: what an instance serves (`peerhost serve --http ADDR --bootstrap-page web/dist`):
+//    - index.html, the bootstrap document: boot/page.html with boot/main.js (and what it
+//      imports) bundled and inlined as one module script, and its Content-Security-Policy in
+//      a <meta> (the scripts' SHA-256 hashes; the instance sends the same as a header);
+//    - sw.js, the Service Worker;
+//    with .br / .gz next to each. The instance writes the community key and its peers into
+//    the document's `#peerhost-data` block when it serves it (crates/gateway, Site).
+// 2. app/dist/: the default app (web/app, each file minified, the layout kept), plus the
+//    Ed25519 fallback (src/ed25519-noble.js, @noble/curves) that the bootstrap fetches from
+//    the peers where WebCrypto lacks Ed25519, pinned by its SHA-256. Publish it with
+//    `peerhost assets publish COMMUNITY web/app/dist`.
+// 3. dist/lib/loader.js: the library (src/index.js: Loader, verifier, renderPosts) for other
+//    pages, with dist/lib/ed25519-noble.js, which it imports at run time from next to itself.
 // Then report the sizes raw, gzip'd and brotli'd.
 
-import { build } from 'esbuild'
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { build, transform } from 'esbuild'
+import { createHash } from 'node:crypto'
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 import { fileURLToPath } from 'node:url'
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url))
-const outdir = here('./dist')
-rmSync(outdir, { recursive: true, force: true }) // no stale chunks
-mkdirSync(outdir, { recursive: true })
+for (const d of ['./dist', './app/dist']) rmSync(here(d), { recursive: true, force: true })
+for (const d of ['./dist/lib', './app/dist']) mkdirSync(here(d), { recursive: true })
 
-const common = {
+const sha256 = (s) => createHash('sha256').update(s).digest()
+const bundle = async (entry, opts = {}) => (await build({
+  entryPoints: [here(entry)],
   bundle: true,
+  write: false,
   format: 'esm',
-  outdir,
-  external: ['./ed25519-noble.js'], // imported at run time, from next to the importer
   platform: 'browser',
   target: ['es2022'],
   minify: true,
-  sourcemap: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  ...opts
+})).outputFiles[0].text.trim()
+
+// The library and its Ed25519 fallback (dist/lib).
+const common = {
+  bundle: true,
+  format: 'esm',
+  outdir: here('./dist/lib'),
+  external: ['./ed25519-noble.js'],
+  platform: 'browser',
+  target: ['es2022'],
+  minify: true,
   legalComments: 'eof',
   logLevel: 'warning'
 }
-await build({ ...common, entryPoints: { loader: here('./src/index.js') } })
-await build({ ...common, entryPoints: { 'ed25519-noble': here('./src/ed25519-noble.js') }, sourcemap: false })
-// The page's script: every byte counts against the instance's budget (20 KiB brotli'd with the
-// page and the bootstrap JSON), so no source map comment and the licences in one line.
-await build({
-  ...common,
-  entryPoints: { app: here('./src/app.js') },
-  sourcemap: false,
-  mangleProps: /^_[a-z]/, // the loader's private methods (_get, _chunk, _blame)
-  legalComments: 'none',
-  banner: { js: '/*! @noble/hashes (@noble/curves in ed25519-noble.js): MIT License (c) 2022 Paul Miller (paulmillr.com) */' }
+await build({ ...common, entryPoints: { loader: here('./src/index.js') }, sourcemap: true })
+await build({ ...common, entryPoints: { 'ed25519-noble': here('./src/ed25519-noble.js') } })
+
+// The app (app/dist): every file minified on its own (ES modules keep their imports), and
+// the fallback engine the bootstrap looks for by hash.
+for (const name of readdirSync(here('./app'))) {
+  const from = here('./app/' + name)
+  if (name === 'dist') continue
+  if (/\.(js|css)$/.test(name)) {
+    const out = await transform(readFileSync(from, 'utf8'), { loader: name.endsWith('.js') ? 'js' : 'css', minify: true, format: name.endsWith('.js') ? 'esm' : undefined, target: 'es2022', legalComments: 'none' })
+    writeFileSync(here('./app/dist/' + name), out.code)
+  } else copyFileSync(from, here('./app/dist/' + name))
+}
+copyFileSync(here('./dist/lib/ed25519-noble.js'), here('./app/dist/ed25519-noble.js'))
+const noble = sha256(readFileSync(here('./app/dist/ed25519-noble.js'))).toString('hex')
+
+// The bootstrap document: the iframe's shim and CSP, then the bootstrap with them inlined.
+const shim = await bundle('./boot/shim.js', { format: 'iife' })
+const hash = (s) => `'sha256-${sha256(s).toString('base64')}'`
+const appCsp = `default-src 'none'; script-src ${hash(shim)} blob:; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'none'; form-action 'none'; base-uri 'none'`
+// The bootstrap runtime, published with the app and pinned (by SHA-256) in the document.
+const runtime = await bundle('./boot/main.js', {
+  define: { SHIM: JSON.stringify(shim), APP_CSP: JSON.stringify(appCsp), NOBLE_SHA256: JSON.stringify(noble) },
+  mangleProps: /^_[a-z]/
 })
-copyFileSync(here('./src/page.html'), here('./dist/index.html'))
+writeFileSync(here('./app/dist/peerhost-runtime.js'), runtime)
+const boot = await bundle('./boot/inline.js', { define: { RUNTIME_SHA256: JSON.stringify(sha256(runtime).toString('hex')) } })
+if (/<\/script/i.test(boot)) throw new Error('the bootstrap contains </script')
+const csp = `default-src 'none'; script-src ${hash(boot)} ${hash(shim)} blob:; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'self' http: https:; worker-src 'self'; base-uri 'none'; form-action 'none'`
+const page = readFileSync(here('./boot/page.html'), 'utf8')
+  .replace('<!--CSP-->', `<meta http-equiv="Content-Security-Policy" content="${csp}">`)
+  .replace('/*BOOT*/', () => boot)
+writeFileSync(here('./dist/index.html'), page)
+writeFileSync(here('./dist/sw.js'), (await bundle('./boot/sw.js', { format: 'iife' })) + '\n')
 
 const kib = (n) => (n / 1024).toFixed(1) + ' KiB'
-for (const name of ['loader.js', 'app.js', 'index.html', 'ed25519-noble.js']) {
-  const path = here('./dist/' + name)
+const sizes = {}
+for (const name of ['dist/index.html', 'dist/sw.js', 'dist/lib/loader.js', 'app/dist/ed25519-noble.js', ...readdirSync(here('./app/dist')).filter((n) => n !== 'ed25519-noble.js').sort().map((n) => 'app/dist/' + n)]) {
+  const path = here('./' + name)
   const bytes = readFileSync(path)
   const gz = gzipSync(bytes, { level: 9 })
   const br = brotliCompressSync(bytes, {
     params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length }
   })
-  if (name !== 'loader.js') { // what the instance serves
+  if (/^dist\/[^/]+$/.test(name)) { // what the instance serves
     writeFileSync(path + '.gz', gz)
     writeFileSync(path + '.br', br)
   }
-  console.log(`dist/${name}: ${kib(bytes.length)} (${kib(gz.length)} gzip'd, ${kib(br.length)} brotli'd)`)
+  sizes[name] = { raw: bytes.length, gzip: gz.length, br: br.length }
+  console.log(`${name}: ${kib(bytes.length)} (${kib(gz.length)} gzip'd, ${kib(br.length)} brotli'd)`)
 }
+console.log(`inline script ${boot.length} B, runtime ${runtime.length} B, shim ${shim.length} B; Ed25519 fallback SHA-256 ${noble}`)
+writeFileSync(here('./dist/lib/sizes.json'), JSON.stringify(sizes, null, 2) + '\n')

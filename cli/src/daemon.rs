@@ -198,8 +198,10 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
                 c.uptime_ms / 1000,
                 now_ms().saturating_sub(c.first_seen_ms) / 1000,
             )?;
-            if let Some(p) = &c.problem {
-                writeln!(out, "    {p}")?;
+            match (&c.problem, &c.detail) {
+                (Some(p), Some(d)) => writeln!(out, "    {p}: {}", printable(d))?,
+                (Some(p), None) => writeln!(out, "    {p}")?,
+                _ => {}
             }
         }
     }
@@ -210,4 +212,19 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A peer's error text with control characters (escapes, CR) shown as `\u{..}`: it may hold
+/// bytes a stranger's server sent.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
 }

@@ -119,6 +119,10 @@ pub(crate) struct HttpArgs {
     /// (mirror).
     #[arg(long, value_name = "SECS", default_value_t = 3, hide = true)]
     http_interval: u64,
+    /// An instance: accept peer gateways on loopback and private networks (LANs, tests); by
+    /// default only public addresses are registered and checked.
+    #[arg(long)]
+    allow_private_peers: bool,
 }
 
 impl HttpArgs {
@@ -129,6 +133,7 @@ impl HttpArgs {
         o.register.clone_from(&self.register);
         o.public_url.clone_from(&self.public_url);
         o.interval = Some(Duration::from_secs(self.http_interval.max(1)));
+        o.allow_private_peers = self.allow_private_peers;
         o
     }
 }

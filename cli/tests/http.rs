@@ -199,6 +199,7 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
                 page.to_str().unwrap(),
                 "--http-interval",
                 "1",
+                "--allow-private-peers",
             ],
         ),
         2,
@@ -229,10 +230,26 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
     assert!(!errors.contains("skipped"), "{errors}");
 
     // Bad registrations: a URL with a path, and one where nothing answers (never listed).
+    // Registrations are signed with the registering node's key (`peerhost_gateway::auth`).
+    let kp = peerhost_ids::KeyPair::generate();
     let post = |path: &str, body: Value| {
-        rt.block_on(client::post_json(&format!("{base}{path}"), &body, T))
-            .unwrap()
+        rt.block_on(client::post_json_signed(
+            &format!("{base}{path}"),
+            &body,
+            &kp,
+            T,
+        ))
+        .unwrap()
     };
+    // Unsigned: refused.
+    let unsigned = rt
+        .block_on(client::post_json(
+            &format!("{base}/v1/peers"),
+            &serde_json::json!({"url": "http://127.0.0.1:9"}),
+            T,
+        ))
+        .unwrap();
+    assert_eq!(unsigned.status, 401);
     assert_eq!(
         post("/v1/peers", serde_json::json!({"url": "http://x:1/a"})).status,
         400
@@ -297,7 +314,9 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
         .find(|p| p["url"] == "http://127.0.0.1:9")
         .unwrap();
     assert_eq!(dead["healthy"], false);
-    assert!(dead["problem"].is_string());
+    // The public table says why in a code; the OS error is for `peerhost status` only.
+    assert_eq!(dead["problem"], "UNREACHABLE");
+    assert!(dead.get("detail").is_none(), "{dead}");
     wait("the status file has the table", || {
         status(&w).is_some_and(|s| {
             s["http"]["contributions"]
@@ -311,6 +330,7 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
         "{text}"
     );
     assert!(text.contains(&murl), "{text}");
+    assert!(text.contains("UNREACHABLE: challenge: "), "{text}");
     let ms = status(&m).unwrap();
     assert!(ms["http"]["bytes_served"].as_u64() >= Some(served));
 
@@ -319,4 +339,45 @@ fn an_instance_checks_lists_and_counts_its_mirrors() {
     wait("the dead mirror is dropped", || {
         get_json(&rt, &format!("{base}/v1/peers"))["peers"] == serde_json::json!([])
     });
+}
+
+/// Issue 17: without `--allow-private-peers` an instance refuses peer URLs on loopback (every
+/// spelling), private networks and the like, and never connects to them; registrations must be
+/// signed JSON.
+#[test]
+fn an_instance_refuses_private_peers_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    run(&w, &["community", "create", "c"]);
+    let instance = Daemon::start(cmd(&w, &["serve", "--no-dht", "--http", "127.0.0.1:0"]), 1);
+    let base = instance.url();
+    let rt = rt();
+    // Something listening on loopback that must never be contacted.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let port = trap.local_addr().unwrap().port();
+    let kp = peerhost_ids::KeyPair::generate();
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.1:{port}"),
+        format!("http://2130706433:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+    ] {
+        let r = rt
+            .block_on(client::post_json_signed(
+                &format!("{base}/v1/peers"),
+                &serde_json::json!({ "url": url }),
+                &kp,
+                T,
+            ))
+            .unwrap();
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 400, "{url}: {body}");
+        assert!(body.contains("REFUSED_ADDRESS"), "{url}: {body}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(trap.accept().is_err(), "the instance connected to loopback");
+    let t = get_json(&rt, &format!("{base}/v1/contributions"));
+    assert_eq!(t["peers"], serde_json::json!([]));
 }

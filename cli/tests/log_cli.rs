@@ -202,3 +202,51 @@ fn a_corrupt_tree_node_is_found_by_verify() {
     let line = one_line_error(peerhost(s, &["verify", "t"]));
     assert!(line.contains("\"t\"") && line.contains('5'), "{line}");
 }
+
+/// Issue 17, item 8: a new store is private (root 0700, LOCK 0600); a link planted in a log's
+/// directory is refused, one line, and the file it points to is left alone (it used to be
+/// truncated by `log info`); a root other users can write to is refused with the fix.
+#[test]
+fn the_store_is_private_and_never_follows_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    ok(peerhost(&s, &["create", "notes"]));
+    ok(peerhost_stdin(
+        &s,
+        &["append", "notes", "--lines"],
+        b"a\nb\n",
+    ));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s), 0o700);
+    assert_eq!(mode(&s.join("LOCK")), 0o600);
+
+    let core = core_dir(&s, "notes");
+    let outside = dir.path().join("precious.txt");
+    std::fs::write(&outside, b"someone else's file").unwrap();
+    for f in ["data", "tree", "bitfield", "header"] {
+        let p = core.join(f);
+        let saved = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&outside, &p).unwrap();
+        let e = one_line_error(peerhost(&s, &["info", "notes"]));
+        assert!(e.contains("symbolic link"), "{f}: {e}");
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            b"someone else's file",
+            "{f}"
+        );
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, saved).unwrap();
+    }
+    assert_eq!(info(&s, "notes")["length"], 2);
+
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = one_line_error(peerhost(&s, &["info", "notes"]));
+    assert!(
+        e.contains("writable by other users") && e.contains("chmod go-w"),
+        "{e}"
+    );
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(info(&s, "notes")["length"], 2);
+}

@@ -1,6 +1,7 @@
-//! blind-relay: a relay core with three sessions and a client, fed arbitrary protomux frames
-//! (each input is split into `[target byte, len byte, frame…]` records). No panic, bounds hold,
-//! and every match the core reports can be confirmed.
+//! blind-relay: a relay core with three sessions (two from one client address, under its
+//! per-client bounds) and a client, fed arbitrary protomux frames (each input is split into
+//! `[target byte, len byte, frame…]` records). No panic, bounds hold, every match the core
+//! reports can be confirmed, and no match pairs a session with itself.
 #![no_main]
 
 use peerhost_relay::client::Client;
@@ -8,11 +9,14 @@ use peerhost_relay::server::{Event, Server};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut server = Server::default();
-    let sessions = [
-        server.accept(Some(&[1; 32])),
-        server.accept(Some(&[2; 32])),
-        server.accept(None),
-    ];
+    let from = std::net::SocketAddr::from(([10, 0, 0, 1], 1000));
+    let (Some(a), Some(b)) = (
+        server.accept_from(Some(&[1; 32]), from),
+        server.accept_from(Some(&[2; 32]), from),
+    ) else {
+        panic!("two sessions fit any per-client bound");
+    };
+    let sessions = [a, b, server.accept(None)];
     let mut client = Client::new(Some(&[1; 32]));
     let mut rest = data;
     let mut next_id = 1u32;
@@ -36,7 +40,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(ev) = server.poll_event() {
-            if let Event::Matched { token, .. } = ev {
+            if let Event::Matched {
+                token,
+                initiator,
+                responder,
+            } = ev
+            {
+                assert_ne!(initiator.session, responder.session);
                 server.confirm(token, next_id, next_id + 1);
                 next_id += 2;
             }

@@ -13,6 +13,7 @@ const ROOT = path.resolve(__dirname, '..', '..')
 const BIN = process.env.PEERHOST_BIN ||
   path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'release', 'peerhost')
 const PAGE = process.env.PEERHOST_PAGE || path.join(ROOT, 'web', 'dist')
+const APP = process.env.PEERHOST_APP || path.join(ROOT, 'web', 'app', 'dist')
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 
 function run (storage, args) {
@@ -111,10 +112,11 @@ article h2{color:#2b4aa8}
 `
 
 /**
- * An instance's store: a community with `posts` posts (titles returned, oldest first) and a
- * published web app (style.css and a banner image of about `bannerBytes`).
+ * An instance's store: a community with `posts` posts (titles returned, oldest first) and the
+ * default web app (web/app/dist) published; with `bannerBytes`, a style sheet and a banner
+ * image of about that size are added to it.
  */
-function makeCommunity (dir, { posts = 50, bannerBytes = 600_000 } = {}) {
+function makeCommunity (dir, { posts = 50, bannerBytes = 0, app = APP } = {}) {
   const storage = path.join(dir, 'instance')
   const key = run(storage, ['community', 'create', 'peerhost-demo'])
   const titles = []
@@ -124,29 +126,44 @@ function makeCommunity (dir, { posts = 50, bannerBytes = 600_000 } = {}) {
     run(storage, ['post', 'peerhost-demo', '--title', title, '--body', body])
     titles.push(title)
   }
-  const app = path.join(dir, 'app')
-  fs.mkdirSync(app, { recursive: true })
-  fs.writeFileSync(path.join(app, 'style.css'), STYLE)
-  const side = Math.ceil(Math.sqrt(bannerBytes / 3 / 4))
-  fs.writeFileSync(path.join(app, 'banner.png'), png(side * 4, side))
+  if (bannerBytes) {
+    app = copyApp(dir, 'app-with-banner')
+    fs.appendFileSync(path.join(app, 'style.css'), STYLE + `body{background-image:url(banner.png)}`)
+    const side = Math.ceil(Math.sqrt(bannerBytes / 3 / 4))
+    fs.writeFileSync(path.join(app, 'banner.png'), png(side * 4, side))
+  }
   run(storage, ['assets', 'publish', 'peerhost-demo', app])
-  return { storage, key, titles }
+  return { storage, key, titles, info: communityInfo(storage, 'peerhost-demo') }
+}
+
+/** `peerhost community info NAME --json` of a store. */
+function communityInfo (storage, name) {
+  return JSON.parse(run(storage, ['community', 'info', name, '--json']))
+}
+
+/** A copy of the default app's build in `dir/name`, to change. */
+function copyApp (dir, name) {
+  const to = path.join(dir, name)
+  fs.cpSync(APP, to, { recursive: true })
+  return to
 }
 
 /** The instance (TCP for mirrors, HTTP with the bootstrap page). */
 async function startInstance (storage) {
   fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
+  // Its mirrors run on this machine: loopback peers, refused by default (issue 17).
   return start(storage, ['serve', '--no-dht', '--listen-tcp', '127.0.0.1:0', '--http', '127.0.0.1:0',
-    '--bootstrap-page', PAGE, '--http-interval', '1'], 2)
+    '--bootstrap-page', PAGE, '--http-interval', '1', '--allow-private-peers'], 2)
 }
 
-/** A mirror of `key` from the instance, serving HTTP and registering with it. */
-async function startMirror (dir, i, key, instance) {
+/** A mirror of `key` from the instance, serving HTTP and registering with it; `peers` are
+ * more tcp addresses to replicate with, `mirrors` more keys to keep (its config file). */
+async function startMirror (dir, i, key, instance, { peers = [], mirrors = [] } = {}) {
   const storage = path.join(dir, `mirror${i}`)
   fs.mkdirSync(storage, { recursive: true })
-  fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
-  return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, '--no-dht', '-q',
-    '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
+  fs.writeFileSync(path.join(storage, 'peerhost.toml'), `status_interval_ms = 500\nmirrors = ${JSON.stringify(mirrors)}\n`)
+  return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, ...peers.flatMap((p) => ['--peer', `tcp://${p}`]),
+    '--no-dht', '-q', '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
 }
 
 /** Until the instance lists exactly these peers (registered and healthy). */
@@ -163,62 +180,91 @@ async function launch () {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // Pages the tests rewrite (page.route) count as public: let them reach loopback peers.
+      '--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests']
   })
   return { browser, close: () => browser.close() }
 }
 
 /**
- * Open a fresh page that counts, per origin, the response body bytes as they came over the
- * wire (compressed when compressed) and the header bytes, from Chromium's own accounting.
+ * Open a page that counts, per origin, the response bytes that came over the network (bodies
+ * as sent, compressed when compressed, and headers), from Chromium's own accounting: the
+ * page's requests and its Service Worker's, not what the Service Worker or the memory cache
+ * answered. A fresh context (no cache, no cookies, no Service Worker) unless `context` is
+ * given (a repeat visit).
  */
-async function countingPage (browser) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 1100 } })
+async function countingPage (browser, context = null) {
+  context ||= await browser.newContext({ viewport: { width: 900, height: 1100 } })
   const page = await context.newPage()
   const bytes = new Map()
   const console = []
   const pending = []
   const urls = []
   page.on('console', (m) => console.push({ type: m.type(), text: m.text() }))
-  page.on('requestfinished', (req) => {
+  const onFinished = (req) => {
     if (!/^https?:/.test(req.url())) return // blob: and data: URLs are not the network
-    pending.push(req.sizes().then((s) => {
+    pending.push((async () => {
+      const res = await req.response()
+      if (!res || res.fromServiceWorker()) return
+      const s = await req.sizes()
       const origin = new URL(req.url()).origin
       urls.push(req.url())
       const b = bytes.get(origin) || { body: 0, headers: 0, requests: 0 }
-      b.body += s.responseBodySize
+      b.body += Math.max(0, s.responseBodySize)
       b.headers += s.responseHeadersSize
       b.requests++
       bytes.set(origin, b)
-    }).catch(() => {}))
-  })
+    })().catch(() => {}))
+  }
+  context.on('requestfinished', onFinished)
   return {
     page,
     context,
     console,
-    /** The paths asked of `origin`, sorted. */
+    /** The paths asked of `origin` over the network, sorted. */
     urls: (origin) => urls.filter((u) => u.startsWith(origin + '/')).map((u) => u.slice(origin.length)).sort(),
     async bytes () {
       await Promise.all(pending)
       return bytes
-    }
+    },
+    /** Stop counting (the context stays open for another visit). */
+    stop: () => context.off('requestfinished', onFinished)
   }
 }
 
-/** Load the instance page; resolves when the posts are on screen. */
-async function loadPage (p, instanceUrl) {
+/** The app's frame (the bootstrap's sandboxed iframe), once it exists. */
+async function appFrame (page) {
+  const el = await page.waitForSelector('main iframe', { timeout: 60_000 })
+  return el.contentFrame()
+}
+
+/** Load the instance page (or `url`); resolves when the app reported its first posts. */
+async function loadPage (p, instanceUrl, { url = instanceUrl + '/', selector = 'main article h2' } = {}) {
   const t0 = Date.now()
-  await p.page.goto(instanceUrl + '/')
+  await p.page.goto(url)
   await p.page.waitForSelector('body[data-state="loaded"], body[data-state="failed"]', { timeout: 60_000 })
   const state = await p.page.evaluate(() => document.body.dataset.state)
-  const status = await p.page.textContent('#status')
-  if (state !== 'loaded') throw new Error(`the page failed: ${status}`)
+  const note = await p.page.textContent('#note')
+  if (state !== 'loaded') throw new Error(`the page failed: ${note}`)
   const firstPostMs = await p.page.evaluate(() => window.peerhost.firstPostMs)
-  const titles = await p.page.$$eval('main article h2', (hs) => hs.map((h) => h.textContent))
-  return { titles, firstPostMs, wallMs: Date.now() - t0, status }
+  const frame = await appFrame(p.page)
+  const titles = await frame.$$eval(selector, (hs) => hs.map((h) => h.textContent))
+  const status = await frame.textContent('#status').catch(() => '')
+  return { titles, firstPostMs, wallMs: Date.now() - t0, status, note, frame }
+}
+
+/** The instance's own count of the response body bytes it sent, and its requests. */
+async function instanceCount (instance) {
+  const res = await fetch(instance.url + '/v1/contributions', { headers: { 'user-agent': 'peerhost-test' } })
+  const body = await res.text()
+  const t = JSON.parse(body)
+  // This answer is counted after it is sent: leave it out of the next reading.
+  return { bytes: t.instance.bytes + Buffer.byteLength(body), requests: t.instance.requests + 1 }
 }
 
 module.exports = {
-  ROOT, BIN, PAGE, CHROMIUM, run, start, stop, sleep, getJson, waitFor, png, makeCommunity,
-  startInstance, startMirror, waitPeers, launch, countingPage, loadPage
+  ROOT, BIN, PAGE, APP, CHROMIUM, run, start, stop, sleep, getJson, waitFor, png, makeCommunity,
+  communityInfo, copyApp, startInstance, startMirror, waitPeers, launch, countingPage, loadPage,
+  appFrame, instanceCount
 }

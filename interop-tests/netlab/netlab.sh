@@ -15,10 +15,12 @@
 #
 #   ph-boot  198.51.100.10-14 ─┐                     ┌─ 203.0.113.11 ph-nat1 10.1.0.1 ─┬─ 10.1.0.2 ph-peer1
 #                              ├─ pub ─ ph-inet ─ isp ┤                                  └─ 10.1.0.3 ph-peer3
-#   ph-relay 198.51.100.20 ────┘  .1            .1   └─ 203.0.113.12 ph-nat2 10.2.0.1 ─── 10.2.0.2 ph-peer2
+#   ph-relay 198.51.100.20 ────┤  .1            .1   └─ 203.0.113.12 ph-nat2 10.2.0.1 ─── 10.2.0.2 ph-peer2
+#   ph-inst  198.51.100.30 ────┘
 #
 # ph-inet routes between the public segment (198.51.100.0/24, TEST-NET-2: DHT bootstrap nodes
-# on ph-boot, one address per node, and the blind relay on ph-relay) and the ISP segment
+# on ph-boot, one address per node, the blind relay on ph-relay, and an instance on ph-inst:
+# STUN and the page for the WebRTC browser tests) and the ISP segment
 # (203.0.113.0/24, TEST-NET-3: the routers' WAN sides). It does no NAT. Each router NATs its
 # private LAN (10.1.0.0/24, 10.2.0.0/24) behind its one WAN address.
 #
@@ -40,8 +42,10 @@
 # 180 s, refreshed by outbound traffic); conntrack's UDP timeouts are the kernel's.
 set -euo pipefail
 
-P=ph-
-HOSTS="inet boot relay nat1 nat2 peer1 peer2 peer3"
+# NETLAB_PREFIX names the namespaces (default "ph-"): two labs with different prefixes can
+# run side by side (e.g. the WebRTC lab and the NAT matrix).
+P=${NETLAB_PREFIX:-ph-}
+HOSTS="inet boot relay inst nat1 nat2 peer1 peer2 peer3"
 NAT1=${NAT1:-port}
 NAT2=${NAT2:-port}
 MAP_TIMEOUT=${MAP_TIMEOUT:-180s}
@@ -49,6 +53,7 @@ MAP_TIMEOUT=${MAP_TIMEOUT:-180s}
 PUB_GW=198.51.100.1
 BOOT_IPS="198.51.100.10 198.51.100.11 198.51.100.12 198.51.100.13 198.51.100.14"
 RELAY_IP=198.51.100.20
+INST_IP=198.51.100.30
 ISP_GW=203.0.113.1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -65,6 +70,7 @@ addr_of() {
     inet) echo $PUB_GW;;
     boot) echo "${BOOT_IPS%% *}";;
     relay) echo $RELAY_IP;;
+    inst) echo $INST_IP;;
     nat1|nat2) wan_ip "$1";;
     peer1) echo 10.1.0.2;;
     peer3) echo 10.1.0.3;;
@@ -153,13 +159,13 @@ up() {
   in_ns inet ip link set pub up
   in_ns inet ip link set isp up
 
-  for h in boot relay; do
+  for h in boot relay inst; do
     wire "$h" eth0 inet "to-$h"
     in_ns inet ip link set "to-$h" master pub up
     if [ "$h" = boot ]; then
       for ip in $BOOT_IPS; do in_ns boot ip addr add "$ip/24" dev eth0; done
     else
-      in_ns relay ip addr add "$RELAY_IP/24" dev eth0
+      in_ns "$h" ip addr add "$(addr_of "$h")/24" dev eth0
     fi
     in_ns "$h" ip link set eth0 up
     in_ns "$h" ip route add default via $PUB_GW

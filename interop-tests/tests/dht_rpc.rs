@@ -387,6 +387,15 @@ fn js_nodes_bootstrap_from_a_rust_bootstrapper() {
     want.push(public);
     want.sort();
     assert_eq!(found, want, "{v}");
+    // Issue 17: JS sends no tokens outside commits, so our larger answers to JS nodes it had
+    // not heard from went out only after a probe (a PING every JS node answers) proved their
+    // address; that is how they got them.
+    let info = rt.block_on(dht.info()).expect("info");
+    assert!(
+        info.stats.probes > 0 && info.stats.answers_held > 0,
+        "{:?}",
+        info.stats
+    );
     rt.block_on(dht.destroy());
 }
 

@@ -1,37 +1,54 @@
-// The esbuild bundles (npm run build) build, stay small, and verify like the sources: the
-// library (dist/loader.js), the page's script (dist/app.js), and the Ed25519 fallback they
-// import only where WebCrypto lacks Ed25519 (dist/ed25519-noble.js).
+// `npm run build`: the bootstrap document (dist/index.html, small, its one script inline and
+// hashed in its CSP), the runtime and the Ed25519 fallback in the app (app/dist), each pinned
+// by SHA-256 where it is loaded from, and the library (dist/lib/loader.js) verifying like the
+// sources with either Ed25519 engine.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readFileSync, readdirSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { fileURLToPath } from 'node:url'
 
 const golden = JSON.parse(readFileSync(new URL('./golden/gateway.json', import.meta.url), 'utf8'))
 // Edwards25519's d, as noble writes it: a marker of the curve code.
 const CURVE_D = /52036cee2b6ffe738cc740797779e898/
-const dist = (name) => new URL('../dist/' + name, import.meta.url)
+const at = (name) => new URL('../' + name, import.meta.url)
+const sha256 = (b, enc = 'hex') => createHash('sha256').update(b).digest(enc)
 
-test('npm run build: small ES modules that verify the golden logs with either Ed25519 engine', async () => {
-  const out = execFileSync(process.execPath, [fileURLToPath(new URL('../build.mjs', import.meta.url))], { encoding: 'utf8' })
-  assert.match(out, /dist\/loader\.js: .* gzip'd/)
-  const gz = gzipSync(readFileSync(dist('loader.js'))).length
+test('npm run build: a bootstrap document under 4 KiB brotli\'d, pinning what it loads', async () => {
+  const out = execFileSync(process.execPath, [fileURLToPath(at('build.mjs'))], { encoding: 'utf8' })
+  assert.match(out, /dist\/index\.html: .* brotli'd/)
+  const doc = readFileSync(at('dist/index.html'), 'utf8')
+  const br = readFileSync(at('dist/index.html.br')).length
+  assert.ok(br <= 4096, `index.html.br: ${br} bytes`)
+  assert.ok(readFileSync(at('dist/sw.js.br')).length < 512)
+  // Exactly one executable script, inline, and its hash is the CSP's.
+  const scripts = [...doc.matchAll(/<script([^>]*)>([\s\S]*?)<\/script>/g)]
+  const code = scripts.filter((m) => !/application\/json/.test(m[1]))
+  assert.equal(code.length, 1)
+  assert.doesNotMatch(code[0][1], /src=/)
+  const csp = doc.match(/http-equiv="Content-Security-Policy" content="([^"]+)"/)[1]
+  assert.ok(csp.includes(`'sha256-${sha256(code[0][2], 'base64')}'`), csp)
+  assert.match(csp, /default-src 'none'/)
+  assert.match(doc, /<script id="peerhost-data" type="application\/json">null<\/script>/)
+  // The runtime and the fallback are pinned by their hashes; the runtime is not in the page.
+  const runtime = readFileSync(at('app/dist/peerhost-runtime.js'))
+  assert.ok(code[0][2].includes(sha256(runtime)), 'the document pins the runtime')
+  assert.ok(runtime.toString().includes(sha256(readFileSync(at('app/dist/ed25519-noble.js')))), 'the runtime pins the fallback')
+  assert.doesNotMatch(runtime.toString(), CURVE_D)
+  assert.match(readFileSync(at('app/dist/ed25519-noble.js'), 'utf8'), CURVE_D)
+  assert.deepEqual(readdirSync(at('app/dist')).sort(), ['ed25519-noble.js', 'feed.js', 'index.html', 'main.js', 'peerhost-runtime.js', 'style.css'])
+})
+
+test('the library bundle verifies (and rejects) golden heads with either engine', async () => {
+  const gz = gzipSync(readFileSync(at('dist/lib/loader.js'))).length
   assert.ok(gz < 16 * 1024, `loader.js: ${gz} bytes gzip'd`)
-  // The page's script, as the instance sends it (its .br), leaves room in the 20 000-byte
-  // budget for the page and the bootstrap JSON; the curve code is not in it.
-  const app = readFileSync(dist('app.js'))
-  assert.ok(readFileSync(dist('app.js.br')).length < 14_000, `app.js.br: ${readFileSync(dist('app.js.br')).length} bytes`)
-  for (const file of ['app.js', 'loader.js']) {
-    const js = readFileSync(dist(file), 'utf8')
-    assert.doesNotMatch(js, CURVE_D, `${file} carries no curve code`)
-    assert.match(js, /import\("\.\/ed25519-noble\.js"\)/, `${file} imports the fallback at run time`)
-    assert.doesNotMatch(js.replace(/import\("\.\/ed25519-noble\.js"\)/g, ''), /\bimport\b[^.]*from\s*"/, `${file} has no static imports`)
-  }
-  assert.match(readFileSync(dist('ed25519-noble.js'), 'utf8'), CURVE_D)
-
-  const bundle = await import(dist('loader.js').href)
+  const js = readFileSync(at('dist/lib/loader.js'), 'utf8')
+  assert.doesNotMatch(js, CURVE_D)
+  assert.match(js, /import\("\.\/ed25519-noble\.js"\)/)
+  const bundle = await import(at('dist/lib/loader.js').href)
   for (const name of ['Loader', 'PeerSet', 'renderPosts', 'verifyHead', 'verifyRange', 'useEd25519Engine']) assert.equal(typeof bundle[name], 'function', name)
   for (const engine of ['webcrypto', 'noble']) {
     bundle.useEd25519Engine(engine)

@@ -44,6 +44,8 @@ pub(crate) enum Owner {
     QuickNat,
     /// A PING_NAT of a firewall check.
     Firewall { generation: u64 },
+    /// A PING proving that `ip` receives, so that answers held for it can go (`proof.rs`).
+    Probe { ip: std::net::Ipv4Addr },
 }
 
 /// One request in flight or queued.
@@ -148,6 +150,13 @@ impl Io {
 
     /// Reserve the next free tid (`_tid++`, wrapping at 65536; tids still in flight are
     /// skipped, which JS does not do).
+    /// A free tid, searching from `start` (the node passes a random one: our tids are not a
+    /// counter an attacker could follow to forge an answer; see `crate::proof`).
+    pub(crate) fn alloc_tid_from(&mut self, start: u16) -> Option<u16> {
+        self.next_tid = start;
+        self.alloc_tid()
+    }
+
     pub(crate) fn alloc_tid(&mut self) -> Option<u16> {
         if !self.has_room() {
             return None;

@@ -50,6 +50,7 @@ pub mod messages;
 mod nat;
 mod node;
 mod peer;
+pub mod proof;
 mod query;
 mod table;
 mod token;
@@ -62,8 +63,9 @@ pub use error::{ReplyError, RequestError};
 pub use limit::RateLimits;
 pub use nat::NatSampler;
 pub use node::{
-    DEFAULT_RETRIES, DRAIN_INTERVAL, Event, IncomingRequest, Node, QueryId, Reply, ReplyOptions,
-    RequestId, RequestOptions, RequestParams, SocketKind, Stats, TICK_INTERVAL, Transmit,
+    DEFAULT_RETRIES, DRAIN_INTERVAL, Event, IncomingRequest, Node, QueryId, RELAY_SLACK, Reply,
+    ReplyOptions, RequestId, RequestOptions, RequestParams, SocketKind, Stats, TICK_INTERVAL,
+    Transmit,
 };
 pub use peer::{ID_LEN, NodeId, decode_addr, encode_addr, to_v4};
 pub use query::{

@@ -429,3 +429,103 @@ fn down_hints_about_live_nodes_evict_nothing() {
             .contains(&NodeId::from_addr(dead))
     );
 }
+
+/// Issue 17, item 5: a request whose source is spoofed (the "victim" below, where nothing
+/// answers) gets nothing larger than itself sent there: the node holds its answer and sends one
+/// probe (a bare PING, smaller than any request), which nobody answers. Real nodes prove their
+/// address by answering the probe (or with a token) and get their answers.
+#[test]
+fn no_answer_larger_than_its_request_to_an_address_that_has_not_proven_it_receives() {
+    let mut sim = testnet(12, 5);
+    let node = 1;
+    let victim: SocketAddrV4 = "10.77.0.1:5555".parse().unwrap();
+    let requests = [
+        // FIND_NODE: our id and up to 20 closer nodes back for 43 bytes.
+        Message::Request(Request {
+            tid: 1,
+            to: Sim::addr(node),
+            internal: true,
+            command: 2,
+            target: Some([7; 32]),
+            ..Default::default()
+        }),
+        // An application command answered with a token and closer nodes.
+        Message::Request(Request {
+            tid: 2,
+            to: Sim::addr(node),
+            command: 43,
+            target: Some([8; 32]),
+            ..Default::default()
+        }),
+        // A bad token: INVALID_TOKEN carries a fresh token and closer nodes.
+        Message::Request(Request {
+            tid: 3,
+            to: Sim::addr(node),
+            command: 43,
+            target: Some([9; 32]),
+            token: Some([0xee; 32]),
+            ..Default::default()
+        }),
+        // An unknown internal command: closer nodes.
+        Message::Request(Request {
+            tid: 4,
+            to: Sim::addr(node),
+            internal: true,
+            command: 77,
+            target: Some([5; 32]),
+            ..Default::default()
+        }),
+    ];
+    let mut sent = 0;
+    for r in &requests {
+        let bytes = r.encode();
+        let before = sim.strays.len();
+        sim.inject(victim, node, &bytes);
+        sim.run_for(Duration::from_secs(5));
+        sent += bytes.len();
+        for (_, to, len) in &sim.strays[before..] {
+            assert_eq!(*to, victim);
+            assert!(
+                *len <= bytes.len(),
+                "{len} bytes for a {}-byte request",
+                bytes.len()
+            );
+        }
+    }
+    let to_victim: usize = sim.strays.iter().map(|(_, _, l)| l).sum();
+    assert!(
+        to_victim <= sent,
+        "{to_victim} bytes to the victim for {sent}"
+    );
+    let st = sim.nodes[node].node.stats();
+    assert!(st.answers_held >= 4 && st.probes >= 1, "{st:?}");
+    assert_eq!(
+        sim.nodes[node].node.answers_held(),
+        0,
+        "given up after the probe"
+    );
+    assert!(!sim.nodes[node].node.is_proven(*victim.ip()));
+
+    // A real node asking for a large answer gets it, after proving itself to the probe.
+    let asker = 3;
+    let value = vec![0x5a; 1000];
+    let id = sim.nodes[asker]
+        .node
+        .request(
+            sim.now,
+            Sim::addr(node),
+            RequestParams {
+                command: 42,
+                value: Some(value.clone()),
+                target: Some([1; 32]),
+                ..Default::default()
+            },
+            RequestOptions::default(),
+        )
+        .unwrap();
+    assert!(sim.run_until(MINUTE, |s| s.nodes[asker].responses.contains_key(&id)));
+    let Event::Response { result: Ok(r), .. } = &sim.nodes[asker].responses[&id] else {
+        panic!("no answer: {:?}", sim.nodes[asker].responses[&id]);
+    };
+    assert_eq!(r.value.as_deref().map(<[u8]>::len), Some(1000));
+}

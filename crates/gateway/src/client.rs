@@ -2,7 +2,7 @@
 //! checking a registered peer (`GET …/blocks`), a mirror registering and reporting to its
 //! instance (`POST /v1/peers`, `POST /v1/report`).
 //!
-//! Only `http://HOST:PORT` URLs, one request per connection (`Connection: close`), bodies with
+//! Only `http://HOST:PORT` URLs (or an exact address: [`get_at`]), one request per connection (`Connection: close`), bodies with
 //! a `Content-Length` (what axum sends for whole bodies), chunked, or read to the end, at most
 //! [`MAX_RESPONSE`] bytes, everything within one timeout. Anything else is an error: these
 //! calls are between peerhost nodes, not a general client. (TLS-fronted gateways are reached
@@ -28,6 +28,9 @@ pub enum ClientError {
     /// No answer within the timeout.
     #[error("timed out")]
     Timeout,
+    /// The address is in a range the caller's policy refuses (nothing was sent).
+    #[error("refused to connect to a {} address", .0.code())]
+    Refused(crate::address::Refusal),
     /// The answer is not HTTP/1.x we understand, or too large.
     #[error("bad response: {0}")]
     BadResponse(&'static str),
@@ -63,7 +66,9 @@ pub(crate) fn split_url(url: &str) -> Result<(&str, &str), ClientError> {
 
 /// `GET url`.
 pub async fn get(url: &str, timeout: Duration) -> Result<Response, ClientError> {
-    request("GET", url, None, timeout).await
+    let (authority, path) = split_url(url)?;
+    let call = Call::new("GET", authority, path);
+    send(Target::Name(authority), call, timeout).await
 }
 
 /// `POST url` with a JSON body.
@@ -73,31 +78,125 @@ pub async fn post_json(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadResponse("json"))?;
-    request("POST", url, Some(&bytes), timeout).await
+    let (authority, path) = split_url(url)?;
+    let mut call = Call::new("POST", authority, path);
+    call.body = Some(("application/json", &bytes));
+    send(Target::Name(authority), call, timeout).await
 }
 
-async fn request(
+/// `METHOD url` with `body` (of `content_type`, if any), signed with `key_pair`
+/// ([`crate::auth`]: the origin is `http://` and the URL's authority, as the `Host` header
+/// carries it).
+pub async fn send_signed(
     method: &str,
     url: &str,
-    body: Option<&[u8]>,
+    body: Option<(&str, &[u8])>,
+    key_pair: &peerhost_ids::KeyPair,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let (authority, path) = split_url(url)?;
+    let origin = format!("http://{authority}");
+    let req = crate::auth::Request {
+        origin: &origin,
+        method,
+        path,
+        body: body.map_or(&[][..], |(_, b)| b),
+    };
+    let auth = crate::auth::Credentials::sign(key_pair, &req, crate::auth::now_ms()).header_value();
+    let mut call = Call::new(method, authority, path);
+    call.body = body;
+    call.authorization = Some(&auth);
+    send(Target::Name(authority), call, timeout).await
+}
+
+/// `POST url` with a JSON body, signed with `key_pair` (see [`send_signed`]).
+pub async fn post_json_signed(
+    url: &str,
+    body: &serde_json::Value,
+    key_pair: &peerhost_ids::KeyPair,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadResponse("json"))?;
+    send_signed(
+        "POST",
+        url,
+        Some(("application/json", &bytes)),
+        key_pair,
+        timeout,
+    )
+    .await
+}
+
+/// `GET path` from the gateway at `addr`, exactly that address (no name lookup), and only if
+/// `policy` allows it: what an instance uses to reach registered peers, whose addresses were
+/// resolved and checked once at registration ([`crate::address`]). The `Host` header is the
+/// address's canonical authority.
+pub async fn get_at(
+    addr: std::net::SocketAddr,
+    path: &str,
+    policy: crate::address::Policy,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let addr = std::net::SocketAddr::new(crate::address::unmap(addr.ip()), addr.port());
+    policy.check(addr.ip()).map_err(ClientError::Refused)?;
+    let url = crate::address::canonical_url(addr);
+    let authority = url.trim_start_matches("http://").to_owned();
+    let call = Call::new("GET", &authority, path);
+    send(Target::Addr(addr), call, timeout).await
+}
+
+/// Where to connect.
+enum Target<'a> {
+    /// `host:port`, resolved by the OS (configured URLs: an instance a mirror registers with).
+    Name(&'a str),
+    /// This address and no other.
+    Addr(std::net::SocketAddr),
+}
+
+/// One request.
+struct Call<'a> {
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    body: Option<(&'a str, &'a [u8])>,
+    authorization: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: &'a str, authority: &'a str, path: &'a str) -> Self {
+        Self {
+            method,
+            authority,
+            path,
+            body: None,
+            authorization: None,
+        }
+    }
+}
+
+async fn send(target: Target<'_>, c: Call<'_>, timeout: Duration) -> Result<Response, ClientError> {
     let call = async {
-        let stream = TcpStream::connect(authority).await?;
+        let stream = match target {
+            Target::Name(authority) => TcpStream::connect(authority).await?,
+            Target::Addr(addr) => TcpStream::connect(addr).await?,
+        };
         let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
-             User-Agent: peerhost\r\nAccept: */*\r\n"
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             User-Agent: peerhost\r\nAccept: */*\r\n",
+            c.method, c.path, c.authority
         );
-        if let Some(b) = body {
+        if let Some(a) = c.authorization {
+            head.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        if let Some((ty, b)) = c.body {
             head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                "Content-Type: {ty}\r\nContent-Length: {}\r\n",
                 b.len()
             ));
         }
         head.push_str("\r\n");
         write_all(&stream, head.as_bytes()).await?;
-        if let Some(b) = body {
+        if let Some((_, b)) = c.body {
             write_all(&stream, b).await?;
         }
         let mut raw = Vec::new();

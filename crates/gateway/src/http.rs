@@ -4,9 +4,11 @@
 //! Request flow:
 //! - `admit` (middleware): CORS preflight answered here; otherwise one permit from the
 //!   client's semaphore ([`ClientLimiter`]) for the whole request, or `429`;
-//! - a handler parses the path and query, takes one of `max_inflight` blocking slots, and runs
-//!   the [`LogSource`] call on tokio's blocking pool;
-//! - every response gets `Access-Control-Allow-Origin: *` and a `Cache-Control`.
+//! - the log routes parse the path and query and hand them to [`Api`] (`api.rs`, shared with
+//!   the WebRTC data channels), which takes one of `max_inflight` blocking slots and runs the
+//!   [`LogSource`] call on tokio's blocking pool;
+//! - every `GET`/`HEAD` response gets `Access-Control-Allow-Origin: *`, every one a
+//!   `Cache-Control`; `POST` routes (signed, `application/json` only) get no CORS header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,15 +21,16 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use peerhost_ids::Key;
+use peerhost_ids::KeyPair;
+use rand::seq::SliceRandom;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
-use crate::instance::{Counters, Instance};
+use crate::api::{Answer, Api, ApiError, Request as ApiRequest};
+use crate::instance::{Counters, Instance, RegisterError};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
-use crate::range::MAX_LENGTH;
-use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+use crate::source::LogSource;
+use crate::{address, auth};
 
 /// `Cache-Control` of a range addressed by key, fork, length and range: its bytes never change.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -66,6 +69,10 @@ pub struct Config {
     /// The instance's routes (bootstrap page and JSON, peer registration, reports,
     /// contributions); without one those answer `404`.
     pub instance: Option<Arc<Instance>>,
+    /// The node key this gateway answers challenges with (`GET /v1/identity`), proving to an
+    /// instance that it holds the key its registrations are signed with; without one that route
+    /// answers `404`.
+    pub identity: Option<KeyPair>,
 }
 
 impl Default for Config {
@@ -82,6 +89,7 @@ impl Default for Config {
             peers: Vec::new(),
             counters: Arc::default(),
             instance: None,
+            identity: None,
         }
     }
 }
@@ -106,6 +114,12 @@ impl Config {
         self
     }
 
+    /// Answering challenges with `key_pair` (the node key registrations are signed with).
+    pub fn identity(mut self, key_pair: KeyPair) -> Self {
+        self.identity = Some(key_pair);
+        self
+    }
+
     /// With this many requests in flight per client.
     pub fn per_client(mut self, n: usize) -> Self {
         self.per_client = n;
@@ -121,10 +135,9 @@ impl Config {
 }
 
 struct AppState<S> {
-    source: Arc<S>,
+    api: Api<S>,
     config: Config,
     clients: ClientLimiter,
-    inflight: Arc<Semaphore>,
 }
 
 type Shared<S> = Arc<AppState<S>>;
@@ -135,9 +148,8 @@ type Shared<S> = Arc<AppState<S>>;
 /// without connect info all clients share one concurrency bucket.
 pub fn router<S: LogSource>(source: S, config: Config) -> Router {
     let state = Arc::new(AppState {
-        source: Arc::new(source),
+        api: Api::new(source, config.clone()),
         clients: ClientLimiter::new(config.per_client, config.max_clients),
-        inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
         config,
     });
     Router::new()
@@ -148,6 +160,7 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/report", post(report::<S>))
         .route("/v1/contributions", get(contributions::<S>))
         .route("/v1/bootstrap", get(bootstrap::<S>))
+        .route("/v1/identity", get(identity::<S>))
         .route("/", get(site_file::<S>))
         .route("/{file}", get(site_file::<S>))
         .fallback(not_found)
@@ -155,91 +168,29 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .with_state(state)
 }
 
-/// An error response: a status, a JSON body `{error, message, …}`, never cached.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    extra: Option<(&'static str, u64)>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            extra: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-    }
-
-    fn busy() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BUSY",
-            "gateway busy, retry later",
-        )
-    }
-
-    fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::warn!("gateway storage error: {e}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "STORAGE",
-            "storage error",
-        )
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
-        if let (Some((k, v)), Some(obj)) = (self.extra, body.as_object_mut()) {
-            obj.insert(k.to_owned(), v.into());
-        }
-        let mut res = (self.status, axum::Json(body)).into_response();
+        self.into_answer().into_response()
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut res = Response::new(Body::from(self.body));
+        *res.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        if let Ok(v) = HeaderValue::from_str(&self.cache_control) {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+        if self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
-    }
-}
-
-impl From<RangeError> for ApiError {
-    fn from(e: RangeError) -> Self {
-        let code = e.code();
-        let message = e.to_string();
-        let (status, extra) = match &e {
-            RangeError::UnknownLog => (StatusCode::NOT_FOUND, None),
-            RangeError::BadRange(_) => (StatusCode::BAD_REQUEST, None),
-            RangeError::ForkMismatch { fork } => (StatusCode::CONFLICT, Some(("fork", *fork))),
-            RangeError::LengthUnavailable { length } => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, Some(("length", *length)))
-            }
-            RangeError::BlockUnavailable { index } => {
-                (StatusCode::NOT_FOUND, Some(("block", *index)))
-            }
-            RangeError::NodeUnavailable { index } => {
-                (StatusCode::NOT_FOUND, Some(("node", *index)))
-            }
-            RangeError::Source(e) => return Self::internal(e),
-        };
-        Self {
-            status,
-            code,
-            message,
-            extra,
-        }
     }
 }
 
@@ -275,7 +226,7 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -301,40 +252,24 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         }
         Err(Refused::Full) => return with_cors(ApiError::busy().into_response()),
     };
+    let post = req.method() == Method::POST;
     let res = next.run(req).await;
     drop(permit);
     let bytes = axum::body::HttpBody::size_hint(res.body())
         .exact()
         .unwrap_or(0);
     state.config.counters.add(bytes);
+    // POST routes are for nodes, never for pages of other origins: no CORS headers, so a
+    // cross-origin script can neither read their answers nor get a preflight through.
+    if post {
+        let mut res = res;
+        res.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return res;
+    }
     with_cors(res)
-}
-
-/// Run a blocking source call in one of the `max_inflight` slots.
-async fn blocking<S: LogSource, T: Send + 'static>(
-    state: &Shared<S>,
-    f: impl FnOnce(&S) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let permit = tokio::time::timeout(
-        state.config.queue_timeout,
-        state.inflight.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::busy())?
-    .map_err(|_| ApiError::busy())?;
-    let source = state.source.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let out = f(&source);
-        drop(permit);
-        out
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(out)
-}
-
-fn parse_key(s: &str) -> Result<Key, ApiError> {
-    Key::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn cache(res: &mut Response, value: &str) {
@@ -347,122 +282,19 @@ fn short_cache(config: &Config) -> String {
     format!("public, max-age={}", config.head_max_age)
 }
 
-#[derive(Serialize)]
-struct ListJson {
-    logs: Vec<String>,
-    truncated: bool,
-}
-
-async fn list<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
-    let limit = state.config.max_logs_listed;
-    let keys = blocking(&state, move |s| s.keys(limit.saturating_add(1)))
-        .await?
-        .map_err(ApiError::internal)?;
-    let truncated = keys.len() > limit;
-    let logs = keys.iter().take(limit).map(Key::to_hex).collect();
-    let mut res = axum::Json(ListJson { logs, truncated }).into_response();
-    cache(&mut res, &short_cache(&state.config));
-    Ok(res)
-}
-
-/// A node as JSON: `{index, size, hash}`.
-#[derive(Serialize)]
-struct NodeJson {
-    index: u64,
-    size: u64,
-    hash: String,
-}
-
-/// `GET /v1/logs/{key}/head`, field for field (`protocol/gateway.md` §3.2).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HeadJson {
-    key: String,
-    length: u64,
-    fork: u64,
-    byte_length: u64,
-    tree_hash: String,
-    signature: Option<String>,
-    manifest: Option<String>,
-    roots: Vec<NodeJson>,
-}
-
-impl From<SignedHead> for HeadJson {
-    fn from(h: SignedHead) -> Self {
-        Self {
-            key: h.key.to_hex(),
-            length: h.length,
-            fork: h.fork,
-            byte_length: h.byte_length,
-            tree_hash: hex::encode(h.tree_hash),
-            signature: h.signature.map(hex::encode),
-            manifest: h.manifest.map(hex::encode),
-            roots: h
-                .roots
-                .iter()
-                .map(|n| NodeJson {
-                    index: n.index,
-                    size: n.size,
-                    hash: hex::encode(n.hash),
-                })
-                .collect(),
-        }
-    }
+async fn list<S: LogSource>(State(state): State<Shared<S>>) -> Response {
+    state.api.answer(ApiRequest::Logs).await.into_response()
 }
 
 async fn head<S: LogSource>(
     State(state): State<Shared<S>>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
-    let head = blocking(&state, move |s| s.head(&key))
-        .await?
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_LOG", "log not held here"))?;
-    let mut res = axum::Json(HeadJson::from(head)).into_response();
-    cache(&mut res, &short_cache(&state.config));
-    Ok(res)
-}
-
-/// The query of `GET /v1/logs/{key}/blocks`: decimal `start`, `end`, optional `length`, `fork`.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct BlocksParams {
-    start: Option<u64>,
-    end: Option<u64>,
-    length: Option<u64>,
-    fork: Option<u64>,
-}
-
-/// Parse the query by hand so every mistake is a JSON 400 naming the field. Unknown
-/// parameters are ignored; a repeated one is an error; at most 16 parameters are read.
-fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiError> {
-    let mut p = BlocksParams::default();
-    for pair in raw
-        .unwrap_or_default()
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .take(16)
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match name {
-            "start" => &mut p.start,
-            "end" => &mut p.end,
-            "length" => &mut p.length,
-            "fork" => &mut p.fork,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(ApiError::bad_request(format!("{name} given twice")));
-        }
-        // Decimal digits only: no sign, no spaces, at most 16 digits (below 2^53).
-        if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::bad_request(format!(
-                "{name} must be a decimal integer"
-            )));
-        }
-        *slot = value.parse().ok();
-    }
-    Ok(p)
+    Ok(state
+        .api
+        .answer(ApiRequest::head(&key)?)
+        .await
+        .into_response())
 }
 
 async fn blocks<S: LogSource>(
@@ -470,39 +302,8 @@ async fn blocks<S: LogSource>(
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
-    let p = parse_blocks_query(raw.as_deref())?;
-    let (Some(start), Some(end)) = (p.start, p.end) else {
-        return Err(ApiError::bad_request("start and end are required"));
-    };
-    if start >= end || end > MAX_LENGTH || p.length.is_some_and(|l| l > MAX_LENGTH) {
-        return Err(ApiError::bad_request(
-            "need start < end <= 2^48 and length <= 2^48",
-        ));
-    }
-    let query = RangeQuery {
-        start,
-        end,
-        length: p.length,
-        fork: p.fork,
-        max_blocks: state.config.max_blocks,
-        max_bytes: state.config.max_bytes,
-    };
-    let proof = blocking(&state, move |s| s.range(&key, &query)).await??;
-    let mut res = Response::new(Body::from(proof.encode()));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(RANGE_PROOF_TYPE),
-    );
-    // Addressed by fork and length, the bytes are fixed forever; otherwise they follow the
-    // current head.
-    let control = if p.length.is_some() && p.fork.is_some() {
-        IMMUTABLE.to_owned()
-    } else {
-        "no-cache".to_owned()
-    };
-    cache(&mut res, &control);
-    Ok(res)
+    let req = ApiRequest::blocks(&key, raw.as_deref())?;
+    Ok(state.api.answer(req).await.into_response())
 }
 
 #[derive(Serialize)]
@@ -510,7 +311,8 @@ struct PeersJson<'a> {
     peers: &'a [String],
 }
 
-/// The peers to hand readers: the configured ones, then the instance's healthy ones.
+/// The peers to hand readers: the configured ones, then a random sample of the instance's
+/// proven, healthy ones.
 fn listed_peers<S>(state: &Shared<S>) -> Vec<String> {
     let mut peers = state.config.peers.clone();
     if let Some(i) = &state.config.instance {
@@ -545,20 +347,77 @@ pub const BOOTSTRAP_PEERS: usize = 8;
 /// The largest registration or report body read.
 const MAX_POST: usize = 4096;
 
-async fn json_body(body: Body) -> Result<serde_json::Value, ApiError> {
+fn auth_error(e: &auth::AuthError) -> ApiError {
+    let status = match e {
+        auth::AuthError::Malformed(_) => StatusCode::BAD_REQUEST,
+        auth::AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// The body of a signed JSON POST, and the key that signed it: only `application/json` (a
+/// cross-origin form cannot send it without a preflight, which we never grant), at most
+/// [`MAX_POST`] bytes, signed for this `Host`, method, path and body ([`auth`]).
+async fn signed_json(
+    instance: &Instance,
+    req: Request,
+) -> Result<([u8; 32], serde_json::Value), ApiError> {
+    let (parts, body) = req.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "the body must be application/json",
+        ));
+    }
     let bytes = axum::body::to_bytes(body, MAX_POST)
         .await
         .map_err(|_| ApiError::bad_request("body too large"))?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("body must be JSON"))
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (http, https) = (format!("http://{host}"), format!("https://{host}"));
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let signed = auth::Request {
+        origin: &http,
+        method: parts.method.as_str(),
+        path,
+        body: &bytes,
+    };
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let key = instance
+        .verifier()
+        .verify(header, &[&http, &https], &signed, auth::now_ms())
+        .map_err(|e| auth_error(&e))?;
+    let value =
+        serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("body must be JSON"))?;
+    Ok((key, value))
 }
 
-fn registration_error(e: crate::instance::RegisterError) -> ApiError {
-    use crate::instance::RegisterError as E;
-    match e {
-        E::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "FULL", e.to_string()),
-        E::Unknown => ApiError::new(StatusCode::NOT_FOUND, "NOT_REGISTERED", e.to_string()),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "BAD_URL", e.to_string()),
-    }
+fn registration_error(e: RegisterError) -> ApiError {
+    let status = match e {
+        RegisterError::Full => StatusCode::SERVICE_UNAVAILABLE,
+        RegisterError::AddressCap => StatusCode::FORBIDDEN,
+        RegisterError::Taken | RegisterError::NotProven => StatusCode::CONFLICT,
+        RegisterError::Unknown => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
 }
 
 fn no_store(mut res: Response) -> Response {
@@ -566,38 +425,75 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-/// `POST /v1/peers {"url"}`: a peer registers its gateway (listed once its checks pass).
+/// `POST /v1/peers {"url"}`, signed by the peer's node key: registers its gateway, listed once
+/// it answered a challenge with that key and passes its checks (`protocol/gateway.md` §7).
 async fn register<S: LogSource>(
     State(state): State<Shared<S>>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let v = json_body(req.into_body()).await?;
+    let (key, v) = signed_json(&instance, req).await?;
     let url = v["url"].as_str().unwrap_or_default();
-    let url = instance.register(url).map_err(registration_error)?;
+    // Resolved once, here; the instance then only ever connects to this address.
+    let addr = address::resolve(url, instance.options().policy())
+        .await
+        .map_err(|e| registration_error(RegisterError::BadUrl(e)))?;
+    let r = instance.register(key, addr).map_err(registration_error)?;
     Ok(no_store(
-        axum::Json(serde_json::json!({ "url": url })).into_response(),
+        axum::Json(serde_json::json!({
+            "url": r.url,
+            "key": hex::encode(key),
+            "proven": r.proven,
+        }))
+        .into_response(),
     ))
 }
 
-/// `POST /v1/report {"url", "bytes", "requests", "startedMs"}`: what a peer served.
+/// `POST /v1/report {"bytes", "requests", "startedMs"}`, signed by the key that registered:
+/// what its gateway served.
 async fn report<S: LogSource>(
     State(state): State<Shared<S>>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let v = json_body(req.into_body()).await?;
+    let (key, v) = signed_json(&instance, req).await?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     instance
-        .report(
-            v["url"].as_str().unwrap_or_default(),
-            n("bytes"),
-            n("requests"),
-            n("startedMs"),
-        )
+        .report(key, n("bytes"), n("requests"), n("startedMs"))
         .map_err(registration_error)?;
     Ok(no_store(
         axum::Json(serde_json::json!({ "ok": true })).into_response(),
+    ))
+}
+
+/// `GET /v1/identity?challenge=<64 hex>`: prove this gateway holds its node key, for the
+/// origin it is asked at (`http://` + `Host`).
+async fn identity<S: LogSource>(
+    State(state): State<Shared<S>>,
+    RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let kp =
+        state.config.identity.as_ref().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "NO_IDENTITY", "no node key here")
+        })?;
+    let challenge: [u8; auth::CHALLENGE_LEN] = raw
+        .as_deref()
+        .and_then(|q| q.strip_prefix("challenge="))
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("challenge must be 64 hex characters"))?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad_request("no Host header"))?;
+    let signature = auth::answer_challenge(kp, &format!("http://{host}"), &challenge);
+    Ok(no_store(
+        axum::Json(serde_json::json!({
+            "key": hex::encode(kp.public_key()),
+            "signature": hex::encode(signature),
+        }))
+        .into_response(),
     ))
 }
 
@@ -609,30 +505,39 @@ async fn contributions<S: LogSource>(State(state): State<Shared<S>>) -> Result<R
             "bytes": state.config.counters.bytes(),
             "requests": state.config.counters.requests(),
         },
-        "peers": instance.contributions(),
+        "peers": instance.public_contributions(),
     });
     Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// The peers a reader starts with: at most BOOTSTRAP_PEERS, a different random sample each
+/// time (load spreads over every healthy peer; the page stays small).
+fn bootstrap_peers<S>(state: &Shared<S>) -> Vec<String> {
+    let mut peers = listed_peers(state);
+    peers.shuffle(&mut rand::thread_rng());
+    peers.truncate(BOOTSTRAP_PEERS);
+    peers
 }
 
 /// `GET /v1/bootstrap`: the communities and the peers to read them from.
 async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?;
-    // A reader needs a few peers, not all: at most BOOTSTRAP_PEERS, a different window of
-    // the list each time (load spreads over every healthy peer; the page stays small).
-    let mut peers = listed_peers(&state);
-    if peers.len() > BOOTSTRAP_PEERS {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as usize);
-        let len = peers.len();
-        peers.rotate_left(nanos % len);
-        peers.truncate(BOOTSTRAP_PEERS);
-    }
     let body = serde_json::json!({
         "communities": instance.communities(),
-        "peers": peers,
+        "peers": bootstrap_peers(&state),
     });
     Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// The bootstrap document's data block: the community key (the first the instance
+/// publishes) and the peers a reader starts with (the same window as `GET /v1/bootstrap`).
+fn page_data<S>(state: &Shared<S>, instance: &Instance) -> String {
+    let community = instance.communities().into_iter().next();
+    crate::site::script_json(&serde_json::json!({
+        "community": community.as_ref().map(|c| c.key.clone()),
+        "title": community.as_ref().map(|c| c.title.clone()),
+        "peers": bootstrap_peers(state),
+    }))
 }
 
 /// `GET /` and `GET /{file}`: the bootstrap page, precompressed when the client takes it.
@@ -642,13 +547,12 @@ async fn site_file<S: LogSource>(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = file.map_or_else(|| "index.html".to_owned(), |Path(f)| f);
-    let f = state
-        .config
-        .instance
-        .as_ref()
-        .and_then(|i| i.site())
-        .and_then(|s| s.file(&name))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"))?;
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint");
+    let instance = state.config.instance.as_ref().ok_or_else(missing)?;
+    let site = instance.site().ok_or_else(missing)?;
+    let f = site
+        .file(&name, || page_data(&state, instance))
+        .ok_or_else(missing)?;
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -676,9 +580,16 @@ async fn site_file<S: LogSource>(
     if let Some(e) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    // The page is revalidated; the rest may be cached for a while.
+    if let Some(v) = site.csp(&name).and_then(|p| HeaderValue::from_str(&p).ok()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    // The document is revalidated (a returning reader's Service Worker serves its own copy);
+    // the Service Worker script is checked for updates at most daily; the rest may be cached
+    // for a while.
     let control = if name.ends_with(".html") {
         "no-cache"
+    } else if name == "sw.js" {
+        "public, max-age=86400"
     } else {
         "public, max-age=300"
     };
@@ -688,35 +599,4 @@ async fn site_file<S: LogSource>(
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_query_parsing() {
-        let p = parse_blocks_query(Some("start=1&end=5&length=9&fork=0&x=y")).unwrap();
-        assert_eq!(
-            p,
-            BlocksParams {
-                start: Some(1),
-                end: Some(5),
-                length: Some(9),
-                fork: Some(0)
-            }
-        );
-        assert_eq!(parse_blocks_query(None).unwrap(), BlocksParams::default());
-        for bad in [
-            "start=1&start=2",
-            "start=-1",
-            "start=+1",
-            "start=",
-            "start=1e3",
-            "end=99999999999999999",
-            "fork=0x1",
-        ] {
-            assert!(parse_blocks_query(Some(bad)).is_err(), "{bad}");
-        }
-    }
 }

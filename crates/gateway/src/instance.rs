@@ -7,34 +7,37 @@
 //! Ownership and flow:
 //! - [`Instance`] is shared (`Arc`) between the router (registrations, reports, listings),
 //!   the check loop (health) and the node (the communities it publishes, the status file);
-//! - a mirror's [`run_reporter`] POSTs `{url}` to `/v1/peers` and `{url, bytes, requests,
-//!   startedMs}` to `/v1/report` every few seconds; the instance keeps at most
-//!   [`MAX_REGISTERED`] peers;
-//! - [`run_checks`] asks every registered peer, every few seconds, for the last block of each
-//!   community log at the instance's own head and verifies the range proof against it: a peer
-//!   is listed only while that works and it keeps registering.
+//! - a mirror's [`run_reporter`] POSTs `{url}` to `/v1/peers` and `{bytes, requests,
+//!   startedMs}` to `/v1/report` every few seconds, both signed with its node key
+//!   ([`crate::auth`]); the router verifies them and resolves the URL once
+//!   ([`crate::address`]); the table keeps one entry per canonical address, at most
+//!   [`MAX_REGISTERED`], capped per IP and per /24 (/48), stale entries evicted first;
+//! - [`run_checks`] first challenges every new entry (`GET /v1/identity`: its gateway must sign
+//!   with the key that registered it), then asks every proven, fresh peer, every few seconds,
+//!   for the last block of each community log at the instance's own head and verifies the
+//!   range proof against it: a peer is listed (a random sample to each reader) only while that
+//!   works and it keeps registering. Every connection goes to the address checked at
+//!   registration, and only if the address policy allows it.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use peerhost_ids::Key;
+use peerhost_ids::{Key, KeyPair};
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::client;
 use crate::range::{self, TrustedHead};
+use crate::site::Site;
 use crate::source::{LogSource, SignedHead};
+use crate::{address, auth, client};
 
 /// Peers kept in the table at most; a full table replaces its stalest unhealthy entry.
 pub const MAX_REGISTERED: usize = 256;
 /// Peers checked at once.
 pub const CHECKS_IN_FLIGHT: usize = 16;
-/// Files a [`Site`] holds at most.
-pub const MAX_SITE_FILES: usize = 64;
-/// Bytes a [`Site`] holds at most.
-pub const MAX_SITE_BYTES: u64 = 16 << 20;
 
 /// Bytes and requests a gateway answered (bodies only, as sent: compressed if compressed).
 #[derive(Debug, Default)]
@@ -58,117 +61,6 @@ impl Counters {
     /// Body bytes sent.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// One file of the bootstrap page, with its precompressed variants.
-#[derive(Debug, Clone)]
-pub(crate) struct SiteFile {
-    pub(crate) content_type: &'static str,
-    pub(crate) identity: Arc<[u8]>,
-    pub(crate) br: Option<Arc<[u8]>>,
-    pub(crate) gzip: Option<Arc<[u8]>>,
-}
-
-/// The bootstrap page: the files of one directory (`web/dist` after `npm run build`), read
-/// once at start, served at `/NAME` (`/` is `index.html`). `NAME.br` and `NAME.gz` next to a
-/// file are sent instead of it to clients that accept them.
-#[derive(Debug, Clone, Default)]
-pub struct Site {
-    files: BTreeMap<String, SiteFile>,
-}
-
-/// Why a [`Site`] could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SiteError {
-    /// The directory or a file could not be read.
-    #[error("cannot read the page directory {path}: {source}")]
-    Read {
-        /// What.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// No `index.html` in it (run `npm run build` in `web/`).
-    #[error("{0} has no index.html (build it: cd web && npm ci && npm run build)")]
-    NoIndex(String),
-    /// Too many files or bytes.
-    #[error("{0} holds more than {MAX_SITE_FILES} files or {MAX_SITE_BYTES} bytes")]
-    TooLarge(String),
-}
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit('.').next().unwrap_or_default() {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-impl Site {
-    /// Read every plain file of `dir` (not its subdirectories).
-    pub fn load(dir: &Path) -> Result<Self, SiteError> {
-        let shown = dir.display().to_string();
-        let read_err = |source| SiteError::Read {
-            path: shown.clone(),
-            source,
-        };
-        let mut raw = BTreeMap::new();
-        let mut total = 0u64;
-        for e in std::fs::read_dir(dir).map_err(read_err)? {
-            let e = e.map_err(read_err)?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            if !e.file_type().map_err(read_err)?.is_file()
-                || name.starts_with('.')
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                continue;
-            }
-            let bytes = std::fs::read(e.path()).map_err(read_err)?;
-            total += bytes.len() as u64;
-            if raw.len() >= 3 * MAX_SITE_FILES || total > MAX_SITE_BYTES {
-                return Err(SiteError::TooLarge(shown));
-            }
-            raw.insert(name, bytes);
-        }
-        let mut files = BTreeMap::new();
-        for (name, bytes) in &raw {
-            if name.ends_with(".br") || name.ends_with(".gz") {
-                continue;
-            }
-            let variant = |ext: &str| raw.get(&format!("{name}.{ext}")).map(|b| b[..].into());
-            files.insert(
-                name.clone(),
-                SiteFile {
-                    content_type: content_type(name),
-                    identity: bytes[..].into(),
-                    br: variant("br"),
-                    gzip: variant("gz"),
-                },
-            );
-        }
-        if files.len() > MAX_SITE_FILES {
-            return Err(SiteError::TooLarge(shown));
-        }
-        if !files.contains_key("index.html") {
-            return Err(SiteError::NoIndex(shown));
-        }
-        Ok(Self { files })
-    }
-
-    pub(crate) fn file(&self, name: &str) -> Option<&SiteFile> {
-        self.files.get(name)
     }
 }
 
@@ -229,13 +121,24 @@ impl CommunityInfo {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Contribution {
-    /// The peer's gateway base URL.
+    /// The peer's gateway base URL, canonical (`http://IP:PORT`).
     pub url: String,
+    /// The key it registered with (hex): its node key, proven by a challenge.
+    #[serde(default)]
+    pub key: String,
+    /// Whether it answered the key challenge (until then it is not health-checked).
+    #[serde(default)]
+    pub proven: bool,
     /// Whether its last health check passed.
     pub healthy: bool,
-    /// Why the last check failed, if it did.
+    /// Why the last check failed, as a short code (`UNREACHABLE`, `TIMEOUT`, `HTTP_STATUS`,
+    /// `BEHIND`, `BAD_PROOF`, `BAD_RESPONSE`, `CHALLENGE_FAILED`, `NOT_CHECKED`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The failure in words (the OS error, the status and body start): only in the operator's
+    /// view (`peerhost status`, logs), never in the public table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// First registration, ms since the Unix epoch.
     pub first_seen_ms: u64,
     /// Last registration or report.
@@ -259,10 +162,23 @@ pub struct Contribution {
 pub struct InstanceOptions {
     /// How often every registered peer is checked.
     pub check_every: Duration,
-    /// A peer that has not registered or reported for this long is no longer listed.
+    /// A peer that has not registered or reported for this long is no longer listed, no longer
+    /// checked, and the first to be evicted when room is needed.
     pub stale_after: Duration,
+    /// A peer not seen for this long is dropped from the table.
+    pub forget_after: Duration,
     /// Time allowed for one check request.
     pub check_timeout: Duration,
+    /// Peers kept in the table at most.
+    pub max_registered: usize,
+    /// Peers with one IP address at most (public addresses).
+    pub max_per_ip: usize,
+    /// Peers in one /24 (IPv4) or /48 (IPv6) at most (public addresses).
+    pub max_per_prefix: usize,
+    /// Accept (and connect to) loopback, private, link-local, unique-local, CGNAT,
+    /// documentation and benchmarking addresses: for LANs, tests and the demo. Those peers are
+    /// not subject to the per-address caps (the operator vouches for that network).
+    pub allow_private_peers: bool,
 }
 
 impl Default for InstanceOptions {
@@ -270,7 +186,12 @@ impl Default for InstanceOptions {
         Self {
             check_every: Duration::from_secs(5),
             stale_after: Duration::from_secs(60),
+            forget_after: Duration::from_secs(600),
             check_timeout: Duration::from_secs(5),
+            max_registered: MAX_REGISTERED,
+            max_per_ip: 4,
+            max_per_prefix: 16,
+            allow_private_peers: false,
         }
     }
 }
@@ -281,6 +202,69 @@ impl InstanceOptions {
         self.check_every = every;
         self
     }
+
+    /// Whether private addresses are accepted (see [`InstanceOptions::allow_private_peers`]).
+    pub fn allow_private_peers(mut self, allow: bool) -> Self {
+        self.allow_private_peers = allow;
+        self
+    }
+
+    /// With these caps: in all, per IP address, per /24 or /48.
+    pub fn caps(mut self, total: usize, per_ip: usize, per_prefix: usize) -> Self {
+        self.max_registered = total;
+        self.max_per_ip = per_ip;
+        self.max_per_prefix = per_prefix;
+        self
+    }
+
+    /// Listing peers seen within `stale_after`, forgetting them after `forget_after`.
+    pub fn lifetimes(mut self, stale_after: Duration, forget_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self.forget_after = forget_after;
+        self
+    }
+
+    /// The address policy of checks and registrations.
+    pub fn policy(&self) -> address::Policy {
+        address::Policy {
+            allow_private: self.allow_private_peers,
+        }
+    }
+}
+
+/// Where a peer is in the proof of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// Not proven yet: the next challenge is due at `next_ms`; `failures` in a row so far.
+    Pending { failures: u32, next_ms: u64 },
+    /// It answered a challenge with its key.
+    Proven,
+}
+
+/// One registered gateway.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: [u8; 32],
+    addr: SocketAddr,
+    proof: Proof,
+    row: Contribution,
+}
+
+/// The peer table: entries by canonical URL, and which URL each key holds.
+#[derive(Debug, Default)]
+struct Table {
+    by_url: BTreeMap<String, Entry>,
+    by_key: HashMap<[u8; 32], String>,
+}
+
+impl Table {
+    fn remove(&mut self, url: &str) {
+        if let Some(e) = self.by_url.remove(url) {
+            if self.by_key.get(&e.key).is_some_and(|u| u == url) {
+                self.by_key.remove(&e.key);
+            }
+        }
+    }
 }
 
 /// The instance's side: its page, its communities, the peers registered with it.
@@ -289,44 +273,95 @@ pub struct Instance {
     site: Option<Site>,
     options: InstanceOptions,
     communities: RwLock<Vec<CommunityInfo>>,
-    peers: Mutex<BTreeMap<String, Contribution>>,
+    peers: Mutex<Table>,
+    verifier: auth::Verifier,
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    auth::now_ms()
 }
 
 /// Why a registration or report was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegisterError {
-    /// Not `http://HOST:PORT` (no path, at most 200 characters).
-    #[error("url must be http://HOST:PORT (no path), at most 200 characters")]
-    BadUrl,
-    /// The table is full of healthy peers.
+    /// The URL is malformed, does not resolve, or is in a refused range.
+    #[error("{0}")]
+    BadUrl(#[from] address::UrlError),
+    /// The table is full of fresh, proven, healthy peers.
     #[error("the peer table is full")]
     Full,
-    /// A report for a URL that is not registered.
+    /// Too many peers at this IP address or in its /24 (/48).
+    #[error("too many peers registered from this address or its network")]
+    AddressCap,
+    /// Another key holds this URL and proved it lately.
+    #[error("another key holds this URL")]
+    Taken,
+    /// A report from a key that is not registered.
     #[error("not registered: POST /v1/peers first")]
     Unknown,
+    /// A report from a key that has not answered its challenge yet.
+    #[error("not proven yet: the instance has not checked this key's gateway")]
+    NotProven,
 }
 
-/// `http://HOST:PORT` with nothing after it (one trailing `/` is dropped).
-pub fn normalize_peer_url(url: &str) -> Option<String> {
-    let url = url.strip_suffix('/').unwrap_or(url);
-    if url.len() > 200 {
-        return None;
+impl RegisterError {
+    /// The code of the HTTP error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUrl(address::UrlError::Refused { .. }) => "REFUSED_ADDRESS",
+            Self::BadUrl(_) => "BAD_URL",
+            Self::Full => "FULL",
+            Self::AddressCap => "ADDRESS_CAP",
+            Self::Taken => "URL_TAKEN",
+            Self::Unknown => "NOT_REGISTERED",
+            Self::NotProven => "NOT_PROVEN",
+        }
     }
-    let (authority, path) = client::split_url(url).ok()?;
-    let port = authority.rsplit_once(':')?.1;
-    (path == "/" && !url.ends_with('/') && port.parse::<u16>().is_ok_and(|p| p > 0))
-        .then(|| url.to_owned())
+}
+
+/// A registration's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Registered {
+    /// The canonical URL.
+    pub url: String,
+    /// Whether the key is already proven at that URL.
+    pub proven: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A failed check: a public code and the operator's detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    code: &'static str,
+    detail: String,
+}
+
+impl Failure {
+    fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn of_client(log: &str, e: &client::ClientError) -> Self {
+        let code = match e {
+            client::ClientError::Timeout => "TIMEOUT",
+            client::ClientError::Refused(_) => "REFUSED_ADDRESS",
+            client::ClientError::BadResponse(_) | client::ClientError::Url(_) => "BAD_RESPONSE",
+            _ => "UNREACHABLE",
+        };
+        Self::new(code, format!("{log}{e}"))
+    }
 }
 
 impl Instance {
@@ -336,12 +371,23 @@ impl Instance {
             site,
             options,
             communities: RwLock::new(Vec::new()),
-            peers: Mutex::new(BTreeMap::new()),
+            peers: Mutex::new(Table::default()),
+            verifier: auth::Verifier::default(),
         }
     }
 
     pub(crate) fn site(&self) -> Option<&Site> {
         self.site.as_ref()
+    }
+
+    /// How peers are checked and capped.
+    pub fn options(&self) -> &InstanceOptions {
+        &self.options
+    }
+
+    /// The verifier of signed registrations and reports (its replay cache).
+    pub fn verifier(&self) -> &auth::Verifier {
+        &self.verifier
     }
 
     /// Set the communities the bootstrap JSON names (and whose logs peers are checked on).
@@ -359,81 +405,237 @@ impl Instance {
             .unwrap_or_default()
     }
 
-    /// Register (or refresh) a peer's gateway.
-    pub fn register(&self, url: &str) -> Result<String, RegisterError> {
-        let url = normalize_peer_url(url).ok_or(RegisterError::BadUrl)?;
-        let now = now_ms();
-        let mut peers = lock(&self.peers);
-        if let Some(p) = peers.get_mut(&url) {
-            p.last_seen_ms = now;
-            return Ok(url);
-        }
-        if peers.len() >= MAX_REGISTERED {
-            // Make room: the unhealthy peer seen longest ago.
-            let victim = peers
-                .values()
-                .filter(|p| !p.healthy)
-                .min_by_key(|p| p.last_seen_ms)
-                .map(|p| p.url.clone())
-                .ok_or(RegisterError::Full)?;
-            peers.remove(&victim);
-        }
-        peers.insert(
-            url.clone(),
-            Contribution {
-                url: url.clone(),
-                first_seen_ms: now,
-                last_seen_ms: now,
-                problem: Some("not checked yet".into()),
-                ..Contribution::default()
-            },
-        );
-        Ok(url)
+    /// Whether `addr` counts against the per-address caps.
+    fn capped(&self, addr: &SocketAddr) -> bool {
+        !(self.options.allow_private_peers && address::classify(addr.ip()).is_some())
     }
 
-    /// A registered peer's report of what its gateway served (its own counters, trusted as
-    /// told: the instance cannot see traffic between readers and peers).
+    /// Register (or refresh) the gateway at `addr` (resolved and checked: see
+    /// [`crate::address::resolve`]) for the node key `key`, which signed the registration. A new
+    /// entry is not checked until its gateway answers a challenge with `key`. A key holds one URL:
+    /// registering another moves it.
+    pub fn register(&self, key: [u8; 32], addr: SocketAddr) -> Result<Registered, RegisterError> {
+        let addr = SocketAddr::new(address::unmap(addr.ip()), addr.port());
+        self.options.policy().check(addr.ip()).map_err(|refusal| {
+            RegisterError::BadUrl(address::UrlError::Refused {
+                addr: addr.ip(),
+                refusal,
+            })
+        })?;
+        let url = address::canonical_url(addr);
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.options.stale_after));
+        let mut t = lock(&self.peers);
+        if let Some(e) = t.by_url.get_mut(&url) {
+            if e.key == key {
+                e.row.last_seen_ms = now;
+                return Ok(Registered {
+                    url,
+                    proven: e.proof == Proof::Proven,
+                });
+            }
+            if e.proof == Proof::Proven && e.row.last_seen_ms >= stale {
+                return Err(RegisterError::Taken);
+            }
+            // Unproven or stale: the new key may have it (it must prove it too).
+            t.remove(&url);
+        }
+        if let Some(old) = t.by_key.get(&key).cloned() {
+            t.remove(&old);
+        }
+        // Room, per address, per network, in all: evict what is stale first, then what is
+        // unproven, then what fails its checks; never a fresh, proven, healthy peer.
+        if self.capped(&addr) {
+            let ip = addr.ip();
+            let prefix = address::prefix_of(ip);
+            self.make_room(&mut t, now, self.options.max_per_ip, |e| {
+                address::unmap(e.addr.ip()) == ip
+            })?;
+            self.make_room(&mut t, now, self.options.max_per_prefix, |e| {
+                address::prefix_of(e.addr.ip()) == prefix
+            })?;
+        }
+        self.make_room(&mut t, now, self.options.max_registered, |_| true)
+            .map_err(|_| RegisterError::Full)?;
+        t.by_key.insert(key, url.clone());
+        t.by_url.insert(
+            url.clone(),
+            Entry {
+                key,
+                addr,
+                proof: Proof::Pending {
+                    failures: 0,
+                    next_ms: 0,
+                },
+                row: Contribution {
+                    url: url.clone(),
+                    key: hex::encode(key),
+                    first_seen_ms: now,
+                    last_seen_ms: now,
+                    problem: Some("NOT_CHECKED".into()),
+                    ..Contribution::default()
+                },
+            },
+        );
+        Ok(Registered { url, proven: false })
+    }
+
+    /// Evict until fewer than `cap` entries match `within`.
+    fn make_room(
+        &self,
+        t: &mut Table,
+        now: u64,
+        cap: usize,
+        within: impl Fn(&Entry) -> bool,
+    ) -> Result<(), RegisterError> {
+        let stale = now.saturating_sub(ms(self.options.stale_after));
+        loop {
+            let matching: Vec<&Entry> = t.by_url.values().filter(|e| within(e)).collect();
+            if matching.len() < cap.max(1) {
+                return Ok(());
+            }
+            // (rank, last seen): lower goes first.
+            let victim = matching
+                .iter()
+                .filter_map(|e| {
+                    let rank = if e.row.last_seen_ms < stale {
+                        0
+                    } else if e.proof != Proof::Proven {
+                        1
+                    } else if !e.row.healthy {
+                        2
+                    } else {
+                        return None;
+                    };
+                    Some(((rank, e.row.last_seen_ms), e.row.url.clone()))
+                })
+                .min()
+                .map(|(_, url)| url)
+                .ok_or(RegisterError::AddressCap)?;
+            t.remove(&victim);
+        }
+    }
+
+    /// A registered, proven peer's report of what its gateway served (its own counters,
+    /// trusted as told: the instance cannot see traffic between readers and peers). Only the
+    /// key that registered the entry, once proven, can write it.
     pub fn report(
         &self,
-        url: &str,
+        key: [u8; 32],
         bytes_served: u64,
         requests: u64,
         started_ms: u64,
     ) -> Result<(), RegisterError> {
-        let url = normalize_peer_url(url).ok_or(RegisterError::BadUrl)?;
-        let mut peers = lock(&self.peers);
-        let p = peers.get_mut(&url).ok_or(RegisterError::Unknown)?;
-        p.last_seen_ms = now_ms();
-        p.bytes_served = bytes_served;
-        p.requests = requests;
-        p.started_ms = started_ms;
+        let mut t = lock(&self.peers);
+        let url = t.by_key.get(&key).cloned().ok_or(RegisterError::Unknown)?;
+        let e = t.by_url.get_mut(&url).ok_or(RegisterError::Unknown)?;
+        if e.proof != Proof::Proven {
+            return Err(RegisterError::NotProven);
+        }
+        e.row.last_seen_ms = now_ms();
+        e.row.bytes_served = bytes_served;
+        e.row.requests = requests;
+        e.row.started_ms = started_ms;
         Ok(())
     }
 
-    /// The peers to give readers: those whose last check passed and that registered lately.
+    /// Up to `limit` peers to give readers, picked at random among those that are proven,
+    /// passed their last check and registered lately (a different sample each call, so load
+    /// spreads and no spelling or order of URLs can push a peer off the list).
     pub fn healthy_peers(&self, limit: usize) -> Vec<String> {
-        let stale = now_ms().saturating_sub(self.stale_ms());
-        lock(&self.peers)
+        let stale = now_ms().saturating_sub(ms(self.options.stale_after));
+        let all: Vec<String> = lock(&self.peers)
+            .by_url
             .values()
-            .filter(|p| p.healthy && p.last_seen_ms >= stale)
-            .take(limit)
-            .map(|p| p.url.clone())
+            .filter(|e| e.proof == Proof::Proven && e.row.healthy && e.row.last_seen_ms >= stale)
+            .map(|e| e.row.url.clone())
+            .collect();
+        let mut rng = rand::thread_rng();
+        all.choose_multiple(&mut rng, limit).cloned().collect()
+    }
+
+    /// The whole table, by URL, as the operator sees it (with each failure's detail).
+    pub fn contributions(&self) -> Vec<Contribution> {
+        lock(&self.peers)
+            .by_url
+            .values()
+            .map(|e| e.row.clone())
             .collect()
     }
 
-    fn stale_ms(&self) -> u64 {
-        u64::try_from(self.options.stale_after.as_millis()).unwrap_or(u64::MAX)
+    /// The table as anyone may see it: failures as codes only.
+    pub fn public_contributions(&self) -> Vec<Contribution> {
+        let mut rows = self.contributions();
+        for r in &mut rows {
+            r.detail = None;
+        }
+        rows
     }
 
-    /// The whole table, by URL.
-    pub fn contributions(&self) -> Vec<Contribution> {
-        lock(&self.peers).values().cloned().collect()
+    /// What the check loop should do now: challenges due and health checks, for fresh entries;
+    /// entries not seen for `forget_after` are dropped.
+    fn due(&self, now: u64) -> Vec<(Entry, bool)> {
+        let stale = now.saturating_sub(ms(self.options.stale_after));
+        let forget = now.saturating_sub(ms(self.options.forget_after));
+        let mut t = lock(&self.peers);
+        let gone: Vec<String> = t
+            .by_url
+            .values()
+            .filter(|e| e.row.last_seen_ms < forget)
+            .map(|e| e.row.url.clone())
+            .collect();
+        for url in gone {
+            t.remove(&url);
+        }
+        t.by_url
+            .values()
+            .filter(|e| e.row.last_seen_ms >= stale)
+            .filter_map(|e| match e.proof {
+                Proof::Proven => Some((e.clone(), false)),
+                Proof::Pending { next_ms, .. } if next_ms <= now => Some((e.clone(), true)),
+                Proof::Pending { .. } => None,
+            })
+            .collect()
     }
 
-    fn record_check(&self, url: &str, result: Result<(), String>) {
+    fn record_challenge(&self, url: &str, key: [u8; 32], result: Result<(), Failure>) {
         let now = now_ms();
-        let mut peers = lock(&self.peers);
-        let Some(p) = peers.get_mut(url) else { return };
+        let mut t = lock(&self.peers);
+        let Some(e) = t.by_url.get_mut(url).filter(|e| e.key == key) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                e.proof = Proof::Proven;
+                e.row.proven = true;
+                e.row.problem = Some("NOT_CHECKED".into());
+                e.row.detail = None;
+            }
+            Err(f) => {
+                let failures = match e.proof {
+                    Proof::Pending { failures, .. } => failures.saturating_add(1),
+                    Proof::Proven => 1,
+                };
+                // Back off: one check period, doubling, at most 64 of them.
+                let wait = ms(self.options.check_every).saturating_mul(1 << failures.min(6));
+                e.proof = Proof::Pending {
+                    failures,
+                    next_ms: now.saturating_add(wait),
+                };
+                e.row.problem = Some(f.code.into());
+                e.row.detail = Some(f.detail);
+            }
+        }
+        e.row.checked_ms = now;
+    }
+
+    fn record_check(&self, url: &str, key: [u8; 32], result: Result<(), Failure>) {
+        let now = now_ms();
+        let mut t = lock(&self.peers);
+        let Some(e) = t.by_url.get_mut(url).filter(|e| e.key == key) else {
+            return;
+        };
+        let p = &mut e.row;
         match result {
             Ok(()) => {
                 if p.healthy && p.checked_ms > 0 {
@@ -441,49 +643,98 @@ impl Instance {
                 }
                 p.healthy = true;
                 p.problem = None;
+                p.detail = None;
             }
-            Err(e) => {
+            Err(f) => {
                 p.healthy = false;
-                p.problem = Some(e);
+                p.problem = Some(f.code.into());
+                p.detail = Some(f.detail);
             }
         }
         p.checked_ms = now;
     }
 }
 
+/// Ask the gateway at `addr` to prove it holds `key`: `GET /v1/identity?challenge=…`, answered
+/// with a signature over the challenge and the origin it was asked at.
+async fn challenge_peer(
+    addr: SocketAddr,
+    key: [u8; 32],
+    policy: address::Policy,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let challenge = auth::new_challenge();
+    let path = format!("/v1/identity?challenge={}", hex::encode(challenge));
+    let res = client::get_at(addr, &path, policy, timeout)
+        .await
+        .map_err(|e| Failure::of_client("challenge: ", &e))?;
+    if res.status != 200 {
+        return Err(Failure::new(
+            "CHALLENGE_FAILED",
+            format!("challenge: HTTP {} {}", res.status, body_start(&res.body)),
+        ));
+    }
+    let bad = |what: &str| Failure::new("CHALLENGE_FAILED", format!("challenge: {what}"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&res.body).map_err(|_| bad("the answer is not JSON"))?;
+    let field = |name: &str| v[name].as_str().and_then(|s| hex::decode(s).ok());
+    let answered: Option<[u8; 32]> = field("key").and_then(|k| k.try_into().ok());
+    if answered != Some(key) {
+        return Err(bad(
+            "answered with another key than the one that registered",
+        ));
+    }
+    let sig: [u8; 64] = field("signature")
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad("no signature"))?;
+    if !auth::verify_challenge(&key, &address::canonical_url(addr), &challenge, &sig) {
+        return Err(bad("the signature does not verify"));
+    }
+    Ok(())
+}
+
+fn body_start(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
+}
+
 /// Check one peer: for every community log the instance holds with at least one block, the
 /// peer must serve the last block with a proof against the instance's own head.
 async fn check_peer<S: LogSource>(
     source: &Arc<S>,
-    url: &str,
+    addr: SocketAddr,
     keys: &[Key],
+    policy: address::Policy,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     for key in keys {
         let s = source.clone();
         let k = *key;
         let head: Option<SignedHead> = tokio::task::spawn_blocking(move || s.head(&k))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?
+            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
         let Some(head) = head.filter(|h| h.length > 0) else {
             continue;
         };
         let (l, f) = (head.length, head.fork);
+        let log = format!("log {}: ", key.to_hex());
         let at = format!(
-            "{url}/v1/logs/{}/blocks?start={}&end={l}&length={l}&fork={f}",
+            "/v1/logs/{}/blocks?start={}&end={l}&length={l}&fork={f}",
             key.to_hex(),
             l - 1
         );
-        let res = client::get(&at, timeout)
+        let res = client::get_at(addr, &at, policy, timeout)
             .await
-            .map_err(|e| format!("log {}: {e}", key.to_hex()))?;
+            .map_err(|e| Failure::of_client(&log, &e))?;
         if res.status != 200 {
-            return Err(format!(
-                "log {}: HTTP {} {}",
-                key.to_hex(),
-                res.status,
-                String::from_utf8_lossy(&res.body[..res.body.len().min(200)])
+            let code = if res.status == 416 {
+                "BEHIND"
+            } else {
+                "HTTP_STATUS"
+            };
+            return Err(Failure::new(
+                code,
+                format!("{log}HTTP {} {}", res.status, body_start(&res.body)),
             ));
         }
         let trusted = TrustedHead {
@@ -492,21 +743,24 @@ async fn check_peer<S: LogSource>(
             tree_hash: head.tree_hash,
         };
         range::verify(&res.body, &trusted, l - 1..l)
-            .map_err(|e| format!("log {}: bad proof: {e}", key.to_hex()))?;
+            .map_err(|e| Failure::new("BAD_PROOF", format!("{log}bad proof: {e}")))?;
     }
     Ok(())
 }
 
-/// The instance's check loop: every `check_every`, check every registered peer (at most
-/// [`CHECKS_IN_FLIGHT`] at once). Ends with `shutdown`.
+/// The instance's check loop: every `check_every`, challenge every new peer (a peer is
+/// health-checked only once its gateway proved it holds the key that registered it) and check
+/// every proven one, at most [`CHECKS_IN_FLIGHT`] at once; only peers that registered or
+/// reported within `stale_after` are contacted. Ends with `shutdown`.
 pub async fn run_checks<S: LogSource>(
     instance: Arc<Instance>,
     source: Arc<S>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
+    let policy = instance.options.policy();
     loop {
-        let urls: Vec<String> = lock(&instance.peers).keys().cloned().collect();
+        let due = instance.due(now_ms());
         let keys: Vec<Key> = instance
             .communities()
             .iter()
@@ -516,25 +770,35 @@ pub async fn run_checks<S: LogSource>(
         // timeout per batch, not one per peer.
         let keys: Arc<[Key]> = keys.into();
         let mut running = tokio::task::JoinSet::new();
-        let mut urls = urls.into_iter();
+        let mut due = due.into_iter();
         loop {
             while running.len() < CHECKS_IN_FLIGHT {
-                let Some(url) = urls.next() else { break };
+                let Some((entry, challenge)) = due.next() else {
+                    break;
+                };
                 let (source, keys) = (source.clone(), keys.clone());
                 let timeout = instance.options.check_timeout;
                 running.spawn(async move {
-                    let result = check_peer(&source, &url, &keys, timeout).await;
-                    (url, result)
+                    let result = if challenge {
+                        challenge_peer(entry.addr, entry.key, policy, timeout).await
+                    } else {
+                        check_peer(&source, entry.addr, &keys, policy, timeout).await
+                    };
+                    (entry, challenge, result)
                 });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
-            if let Ok((url, result)) = done {
+            if let Ok((entry, challenge, result)) = done {
                 if let Err(e) = &result {
-                    tracing::debug!(peer = %url, "health check failed: {e}");
+                    tracing::debug!(peer = %entry.row.url, code = e.code, "{}", e.detail);
                 }
-                instance.record_check(&url, result);
+                if challenge {
+                    instance.record_challenge(&entry.row.url, entry.key, result);
+                } else {
+                    instance.record_check(&entry.row.url, entry.key, result);
+                }
             }
         }
         tokio::select! {
@@ -545,12 +809,15 @@ pub async fn run_checks<S: LogSource>(
 }
 
 /// A mirror's loop: every `every`, register `own_url` with each instance (`POST
-/// {instance}/v1/peers`) and report `counters` (`POST {instance}/v1/report`). Failures are
-/// logged and retried at the next round. Ends with `shutdown`.
+/// {instance}/v1/peers`) and report `counters` (`POST {instance}/v1/report`), both signed with
+/// `key_pair` (the node key; the mirror's gateway answers the instance's challenge with the same
+/// key: [`crate::Config::identity`]). Failures are logged and retried at the next round. Ends
+/// with `shutdown`.
 pub async fn run_reporter(
     instances: Vec<String>,
     own_url: String,
     counters: Arc<Counters>,
+    key_pair: KeyPair,
     every: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -567,9 +834,11 @@ pub async fn run_reporter(
                 "startedMs": started,
             });
             let timeout = Duration::from_secs(5);
-            let r = match client::post_json(&format!("{base}/v1/peers"), &reg, timeout).await {
-                Ok(r) if r.status == 200 => {
-                    client::post_json(&format!("{base}/v1/report"), &report, timeout).await
+            let peers = format!("{base}/v1/peers");
+            let r = match client::post_json_signed(&peers, &reg, &key_pair, timeout).await {
+                Ok(r) if r.status == 200 && json_flag(&r.body, "proven") => {
+                    let to = format!("{base}/v1/report");
+                    client::post_json_signed(&to, &report, &key_pair, timeout).await
                 }
                 other => other,
             };
@@ -591,49 +860,209 @@ pub async fn run_reporter(
     }
 }
 
+fn json_flag(body: &[u8], name: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v[name] == true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn peer_urls() {
-        assert_eq!(
-            normalize_peer_url("http://127.0.0.1:8080/").as_deref(),
-            Some("http://127.0.0.1:8080")
-        );
-        for bad in [
-            "http://127.0.0.1",
-            "http://h:0",
-            "http://h:1/x",
-            "https://h:1",
-            "http://h:1//",
-            "http://h:99999",
-        ] {
-            assert_eq!(normalize_peer_url(bad), None, "{bad}");
-        }
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn k(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
+    fn lan() -> Instance {
+        Instance::new(None, InstanceOptions::default().allow_private_peers(true))
+    }
+
+    fn prove(i: &Instance, url: &str) {
+        let key = lock(&i.peers).by_url[url].key;
+        i.record_challenge(url, key, Ok(()));
+    }
+
+    fn set_seen(i: &Instance, url: &str, at: u64) {
+        lock(&i.peers).by_url.get_mut(url).unwrap().row.last_seen_ms = at;
     }
 
     #[test]
-    fn table_is_bounded_and_reports_need_registration() {
-        let i = Instance::new(None, InstanceOptions::default());
-        assert_eq!(i.report("http://a:1", 1, 1, 0), Err(RegisterError::Unknown));
-        for n in 1..=MAX_REGISTERED {
-            i.register(&format!("http://h:{n}")).unwrap();
+    fn private_addresses_are_refused_unless_allowed() {
+        let strict = Instance::new(None, InstanceOptions::default());
+        for a in [
+            "127.0.0.1:80",
+            "10.0.0.1:80",
+            "[::1]:80",
+            "[::ffff:192.168.0.1]:80",
+        ] {
+            let e = strict.register(k(1), sa(a)).unwrap_err();
+            assert_eq!(e.code(), "REFUSED_ADDRESS", "{a}");
         }
-        // Full of unhealthy peers: the stalest is replaced.
-        i.register("http://new:1").unwrap();
-        assert_eq!(i.contributions().len(), MAX_REGISTERED);
-        i.report("http://new:1", 10, 2, 5).unwrap();
-        let row = i
-            .contributions()
-            .into_iter()
-            .find(|c| c.url == "http://new:1")
-            .unwrap();
+        assert!(strict.register(k(1), sa("8.8.8.8:80")).is_ok());
+        assert_eq!(
+            lan().register(k(1), sa("127.0.0.1:80")).unwrap().url,
+            "http://127.0.0.1:80"
+        );
+        // Never: the unspecified address.
+        assert!(lan().register(k(1), sa("0.0.0.0:80")).is_err());
+    }
+
+    #[test]
+    fn one_entry_per_url_and_per_key() {
+        let i = lan();
+        let r = i.register(k(1), sa("[::ffff:127.0.0.1]:8080")).unwrap();
+        assert_eq!(
+            r,
+            Registered {
+                url: "http://127.0.0.1:8080".into(),
+                proven: false
+            }
+        );
+        assert_eq!(i.register(k(1), sa("127.0.0.1:8080")).unwrap().url, r.url);
+        assert_eq!(i.contributions().len(), 1);
+        // Unproven: another key may take it over (and will have to prove it).
+        i.register(k(2), sa("127.0.0.1:8080")).unwrap();
+        assert_eq!(i.contributions()[0].key, hex::encode(k(2)));
+        // Proven and fresh: it stays with its key.
+        prove(&i, &r.url);
+        assert_eq!(
+            i.register(k(3), sa("127.0.0.1:8080")),
+            Err(RegisterError::Taken)
+        );
+        // Stale: it can be taken.
+        set_seen(&i, &r.url, 1);
+        assert!(i.register(k(3), sa("127.0.0.1:8080")).is_ok());
+        // A key that registers another URL moves.
+        i.register(k(3), sa("127.0.0.1:9090")).unwrap();
+        let urls: Vec<String> = i.contributions().into_iter().map(|c| c.url).collect();
+        assert_eq!(urls, ["http://127.0.0.1:9090"]);
+    }
+
+    #[test]
+    fn reports_need_the_proven_key() {
+        let i = lan();
+        assert_eq!(i.report(k(1), 1, 1, 0), Err(RegisterError::Unknown));
+        let url = i.register(k(1), sa("127.0.0.1:1")).unwrap().url;
+        assert_eq!(i.report(k(1), 1, 1, 0), Err(RegisterError::NotProven));
+        prove(&i, &url);
+        // Another key cannot write this row.
+        assert_eq!(i.report(k(9), 666, 666, 0), Err(RegisterError::Unknown));
+        i.report(k(1), 10, 2, 5).unwrap();
+        let row = &i.contributions()[0];
         assert_eq!((row.bytes_served, row.requests, row.started_ms), (10, 2, 5));
-        assert!(i.healthy_peers(64).is_empty());
-        i.record_check("http://new:1", Ok(()));
-        assert_eq!(i.healthy_peers(64), vec!["http://new:1".to_owned()]);
-        i.record_check("http://new:1", Err("down".into()));
-        assert!(i.healthy_peers(64).is_empty());
+    }
+
+    #[test]
+    fn caps_per_address_and_network_evict_in_order() {
+        let i = Instance::new(None, InstanceOptions::default().caps(8, 2, 3));
+        i.register(k(1), sa("8.8.8.8:1")).unwrap();
+        let b = i.register(k(2), sa("8.8.8.8:2")).unwrap().url;
+        prove(&i, "http://8.8.8.8:1");
+        prove(&i, &b);
+        i.record_check("http://8.8.8.8:1", k(1), Ok(()));
+        i.record_check(&b, k(2), Ok(()));
+        // Two fresh, proven, healthy peers at 8.8.8.8: a third is refused.
+        assert_eq!(
+            i.register(k(3), sa("8.8.8.8:3")),
+            Err(RegisterError::AddressCap)
+        );
+        // One fails its check: it makes room.
+        i.record_check(&b, k(2), Err(Failure::new("TIMEOUT", "x")));
+        i.register(k(3), sa("8.8.8.8:3")).unwrap();
+        assert!(i.contributions().iter().all(|c| c.url != b));
+        // The /24: one more fits, then unproven ones go first.
+        i.register(k(4), sa("8.8.8.9:1")).unwrap();
+        i.register(k(5), sa("8.8.8.10:1")).unwrap();
+        let urls: Vec<String> = i.contributions().into_iter().map(|c| c.url).collect();
+        assert_eq!(urls.len(), 3, "{urls:?}");
+        assert!(
+            urls.contains(&"http://8.8.8.8:1".to_owned()),
+            "the healthy one stays"
+        );
+        // Other networks are not affected; the table cap holds.
+        for n in 0..20u8 {
+            let _ = i.register(k(100 + n), sa(&format!("9.9.{n}.1:1")));
+        }
+        assert_eq!(i.contributions().len(), 8);
+        // Stale entries go first, healthy or not.
+        let all = i.contributions();
+        let oldest = &all[all.len() - 1].url;
+        prove(&i, oldest);
+        let key = lock(&i.peers).by_url[oldest].key;
+        i.record_check(oldest, key, Ok(()));
+        set_seen(&i, oldest, 1);
+        i.register(k(200), sa("7.7.7.7:1")).unwrap();
+        assert!(i.contributions().iter().all(|c| &c.url != oldest));
+    }
+
+    #[test]
+    fn private_peers_are_not_capped_per_address() {
+        let i = Instance::new(
+            None,
+            InstanceOptions::default()
+                .caps(64, 1, 1)
+                .allow_private_peers(true),
+        );
+        for port in 1..=10u8 {
+            i.register(k(port), sa(&format!("127.0.0.1:{port}")))
+                .unwrap();
+        }
+        assert_eq!(i.contributions().len(), 10);
+    }
+
+    #[test]
+    fn readers_get_a_random_sample_of_proven_healthy_fresh_peers() {
+        let i = lan();
+        for n in 1..=40u8 {
+            let url = i
+                .register(k(n), sa(&format!("127.0.0.1:{}", 1000 + u16::from(n))))
+                .unwrap()
+                .url;
+            if n <= 30 {
+                prove(&i, &url);
+                i.record_check(&url, k(n), Ok(()));
+            }
+        }
+        // An unproven peer is never listed, even if a check somehow passed.
+        i.record_check("http://127.0.0.1:1040", k(40), Ok(()));
+        set_seen(&i, "http://127.0.0.1:1001", 1);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let got = i.healthy_peers(8);
+            assert_eq!(got.len(), 8);
+            assert!(!got.contains(&"http://127.0.0.1:1040".to_owned()));
+            assert!(!got.contains(&"http://127.0.0.1:1001".to_owned()), "stale");
+            seen.extend(got);
+        }
+        // Not a sorted prefix: over many calls, most of the 29 listable peers come up.
+        assert!(seen.len() > 20, "{}", seen.len());
+        assert_eq!(i.healthy_peers(64).len(), 29);
+    }
+
+    #[test]
+    fn details_stay_out_of_the_public_table() {
+        let i = lan();
+        let url = i.register(k(1), sa("127.0.0.1:5")).unwrap().url;
+        i.record_challenge(
+            &url,
+            k(1),
+            Err(Failure::new(
+                "UNREACHABLE",
+                "Connection refused (os error 111)",
+            )),
+        );
+        let private = &i.contributions()[0];
+        assert_eq!(private.problem.as_deref(), Some("UNREACHABLE"));
+        assert!(private.detail.as_deref().unwrap().contains("refused"));
+        let public = serde_json::to_string(&i.public_contributions()).unwrap();
+        assert!(
+            !public.contains("refused") && public.contains("UNREACHABLE"),
+            "{public}"
+        );
+        // A failed challenge backs off: not due again at once.
+        assert!(i.due(now_ms()).is_empty());
     }
 }

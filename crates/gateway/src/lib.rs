@@ -7,12 +7,17 @@
 //! through [`LogSource`] ([`Cores`] is a ready implementation over shared
 //! `Arc<Mutex<Core>>`). It does not sign, replicate or discover peers.
 //!
+//! - [`api`]: the log routes' answers without a transport ([`api::Api`]: a request path in,
+//!   status, content type and body out), shared by HTTP and the WebRTC data channels;
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
 //! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
 //!   register and are health-checked, their reports of what they served;
-//! - [`client`]: the minimal HTTP client gateways use to check and report to each other.
+//! - [`client`]: the minimal HTTP client gateways use to check and report to each other;
+//! - [`auth`]: signed requests and key challenges (how a node proves its key over HTTP);
+//! - [`address`]: canonical peer URLs, resolving once, and which addresses an instance may
+//!   connect to (no requests to loopback or private networks on anyone's behalf).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,19 +35,24 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+pub mod address;
+pub mod api;
+pub mod auth;
 pub mod client;
 mod http;
 pub mod instance;
 mod limit;
 mod listener;
 pub mod range;
+mod site;
 mod source;
 
 pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
 pub use instance::{
-    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, Site, run_checks,
-    run_reporter,
+    CommunityInfo, Contribution, Counters, Instance, InstanceOptions, RegisterError, Registered,
+    run_checks, run_reporter,
 };
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
+pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};

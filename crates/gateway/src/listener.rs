@@ -1,10 +1,14 @@
 //! Serving the router on a TCP listener with bounded connections and an idle timeout.
 //!
 //! `axum::serve` accepts without limit and keeps idle connections forever; [`Limited`] wraps
-//! the listener so that at most `max_connections` are open (accept waits for one to close),
-//! and each connection is closed after `idle_timeout` without a byte moving either way
-//! (slow-loris clients, dead keep-alives).
+//! the listener so that at most `max_connections` are open (accept waits for one to close), at
+//! most `max_connections_per_ip` from one client (an IPv4 address or IPv6 /64: more are closed
+//! at once), and each connection is closed after `idle_timeout` without a byte moving either
+//! way (slow-loris clients, dead keep-alives). Accept errors (out of file descriptors and the
+//! like) never end the listener: they are logged, rate-limited, and retried after a pause that
+//! doubles from 10 ms to 1 s.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::http::{Config, router};
+use crate::limit::ClientId;
 use crate::source::LogSource;
 
 /// Connection limits of [`serve`].
@@ -29,6 +34,9 @@ use crate::source::LogSource;
 pub struct ServeOptions {
     /// Connections open at once; accepting waits while this many are open.
     pub max_connections: usize,
+    /// Connections open at once from one client (IPv4 address, IPv6 /64); more are closed at
+    /// accept.
+    pub max_connections_per_ip: usize,
     /// A connection on which no byte moved for this long is closed.
     pub idle_timeout: Duration,
 }
@@ -37,6 +45,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_connections_per_ip: 64,
             idle_timeout: Duration::from_secs(30),
         }
     }
@@ -46,6 +55,12 @@ impl ServeOptions {
     /// With at most `n` connections open.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// With at most `n` connections open from one client.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
         self
     }
 
@@ -72,8 +87,37 @@ impl Connected<IncomingStream<'_, Limited>> for ClientAddr {
 pub struct Limited {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    per_ip: Arc<std::sync::Mutex<HashMap<ClientId, usize>>>,
+    max_per_ip: usize,
     idle_timeout: Duration,
+    errors: u64,
+    last_error_log: Option<std::time::Instant>,
 }
+
+/// One client's place among the open connections; freed when the connection is dropped.
+#[derive(Debug)]
+struct IpSlot {
+    table: Arc<std::sync::Mutex<HashMap<ClientId, usize>>>,
+    client: ClientId,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut t = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = t.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Accept errors are logged at most this often.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Limited {
     /// Wrap `listener` with `options`.
@@ -81,8 +125,46 @@ impl Limited {
         Self {
             inner: listener,
             permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            per_ip: Arc::default(),
+            max_per_ip: options.max_connections_per_ip.max(1),
             idle_timeout: options.idle_timeout,
+            errors: 0,
+            last_error_log: None,
         }
+    }
+
+    fn admit(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let client = ClientId::of(ip);
+        let mut t = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = t.entry(client).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.per_ip.clone(),
+            client,
+        })
+    }
+
+    fn note_error(&mut self, e: &io::Error) {
+        self.errors += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_error_log
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            errors = self.errors,
+            "HTTP gateway: cannot accept a connection ({e}); still listening, retrying"
+        );
+        self.errors = 0;
+        self.last_error_log = Some(now);
     }
 }
 
@@ -91,6 +173,7 @@ impl Listener for Limited {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Conn, SocketAddr) {
+        let mut backoff = Duration::from_millis(10);
         loop {
             // The semaphore is never closed, so this only waits.
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
@@ -98,15 +181,21 @@ impl Listener for Limited {
             };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    backoff = Duration::from_millis(10);
+                    let Some(slot) = self.admit(addr.ip()) else {
+                        tracing::debug!(peer = %addr, "HTTP connection over the per-client cap");
+                        continue;
+                    };
                     // Small responses: do not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    return (Conn::new(stream, permit, self.idle_timeout), addr);
+                    return (Conn::new(stream, permit, slot, self.idle_timeout), addr);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::debug!("gateway accept failed: {e}");
+                    self.note_error(&e);
                     drop(permit);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
         }
@@ -122,15 +211,22 @@ impl Listener for Limited {
 pub struct Conn {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    _slot: IpSlot,
     idle_timeout: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+    fn new(
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+        slot: IpSlot,
+        idle_timeout: Duration,
+    ) -> Self {
         Self {
             stream,
             _permit: permit,
+            _slot: slot,
             idle_timeout,
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
         }

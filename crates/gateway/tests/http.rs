@@ -355,7 +355,7 @@ async fn cors_preflight_and_peers() {
     assert_eq!(res.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
     assert_eq!(
         res.header(header::ACCESS_CONTROL_ALLOW_METHODS),
-        "GET, HEAD, POST, OPTIONS"
+        "GET, HEAD, OPTIONS"
     );
     let res = get(&app, "/v1/peers").await;
     assert_eq!(
@@ -626,30 +626,87 @@ async fn instance_page_bootstrap_and_counters() {
     let boot = get(&app, "/v1/bootstrap").await.json();
     assert_eq!(boot["communities"][0]["posts"], key.to_hex());
     assert_eq!(boot["peers"], serde_json::json!([]));
-    // Registration: a bad URL is refused; a good one is tabled, not listed before a check.
-    let post = |body: &'static str| {
+    // Registration (the whole flow over TCP is in tests/peer_table.rs): not a form, not
+    // unsigned, and not a loopback URL on an instance that only checks public addresses.
+    let post = |content_type: &'static str, auth: Option<String>, body: &'static str| {
         let app = app.clone();
         async move {
-            let req = Request::builder()
+            let mut req = Request::builder()
                 .method("POST")
                 .uri("/v1/peers")
-                .body(Body::from(body))
+                .header(header::HOST, "instance.test")
+                .header(header::CONTENT_TYPE, content_type);
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let res = app
+                .oneshot(req.body(Body::from(body)).unwrap())
+                .await
                 .unwrap();
-            app.oneshot(req).await.unwrap().status()
+            let cors = res
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .is_some();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            (v["error"].as_str().unwrap_or("").to_owned(), cors)
         }
     };
-    assert_eq!(post(r#"{"url":"ftp://x"}"#).await, StatusCode::BAD_REQUEST);
-    assert_eq!(post("not json").await, StatusCode::BAD_REQUEST);
+    let sign = |body: &str| {
+        let req = peerhost_gateway::auth::Request {
+            origin: "http://instance.test",
+            method: "POST",
+            path: "/v1/peers",
+            body: body.as_bytes(),
+        };
+        let kp = KeyPair::generate();
+        peerhost_gateway::auth::Credentials::sign(&kp, &req, peerhost_gateway::auth::now_ms())
+            .header_value()
+    };
+    let loopback = r#"{"url":"http://127.0.0.1:9"}"#;
     assert_eq!(
-        post(r#"{"url":"http://127.0.0.1:9"}"#).await,
-        StatusCode::OK
+        post(
+            "application/x-www-form-urlencoded",
+            Some(sign(loopback)),
+            loopback
+        )
+        .await,
+        ("UNSUPPORTED_MEDIA_TYPE".into(), false)
+    );
+    assert_eq!(
+        post("text/plain", None, loopback).await,
+        ("UNSUPPORTED_MEDIA_TYPE".into(), false)
+    );
+    assert_eq!(
+        post("application/json", None, loopback).await,
+        ("UNSIGNED".into(), false)
+    );
+    assert_eq!(
+        post("application/json", Some(sign("{}")), loopback).await,
+        ("BAD_SIGNATURE".into(), false)
+    );
+    assert_eq!(
+        post(
+            "application/json; charset=utf-8",
+            Some(sign(loopback)),
+            loopback
+        )
+        .await,
+        ("REFUSED_ADDRESS".into(), false)
+    );
+    let ftp = r#"{"url":"ftp://x"}"#;
+    assert_eq!(
+        post("application/json", Some(sign(ftp)), ftp).await,
+        ("BAD_URL".into(), false)
     );
     assert_eq!(
         get(&app, "/v1/peers").await.json()["peers"],
         serde_json::json!([])
     );
-    let table = get(&app, "/v1/contributions").await.json();
-    assert_eq!(table["peers"][0]["url"], "http://127.0.0.1:9");
+    assert_eq!(
+        get(&app, "/v1/contributions").await.json()["peers"],
+        serde_json::json!([])
+    );
     assert!(counters.requests() >= 9 && counters.bytes() > 0);
 
     // A plain gateway: none of it.

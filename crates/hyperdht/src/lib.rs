@@ -60,6 +60,7 @@ pub mod fuzz;
 mod holepunch;
 pub mod messages;
 mod node;
+mod routes;
 mod server;
 mod store;
 

@@ -420,6 +420,8 @@ pub struct Node {
     pub(crate) events: VecDeque<Event>,
     /// Holepunch sessions (`holepunch/`).
     pub(crate) holepunch: crate::holepunch::State,
+    /// The handshake and holepunch routes we relay along (`routes.rs`).
+    pub(crate) routes: crate::routes::Routes,
     next_op: u64,
     pub(crate) stats: Stats,
 }
@@ -470,6 +472,7 @@ impl Node {
             stream_ids: HashSet::new(),
             events: VecDeque::new(),
             holepunch: crate::holepunch::State::default(),
+            routes: crate::routes::Routes::default(),
             next_op: 0,
             stats: Stats::default(),
             config,
@@ -1019,9 +1022,16 @@ impl Node {
         if self.servers.contains_key(&target) {
             // JS runs the server's handshake for any mode and then answers only these three;
             // we do not start connections we will never answer.
-            let answerable = hs.mode == Mode::FROM_CLIENT
-                || hs.mode == Mode::FROM_RELAY
-                || (hs.mode == Mode::FROM_SECOND_RELAY && hs.relay_address.is_some());
+            // Ours: FROM_SECOND_RELAY names where our answer goes (its relayAddress); we take
+            // that only from a node we announced ourselves to (routes.rs).
+            let second_ok = hs.mode == Mode::FROM_SECOND_RELAY
+                && hs.relay_address.is_some()
+                && self
+                    .servers
+                    .get(&target)
+                    .is_some_and(|s| s.announced_to(req.from));
+            let answerable =
+                hs.mode == Mode::FROM_CLIENT || hs.mode == Mode::FROM_RELAY || second_ok;
             if !answerable {
                 return self.invalid();
             }
@@ -1063,7 +1073,11 @@ impl Node {
         let relay = self.forwards.get(&target).and_then(|f| f.relay);
         match hs.mode {
             Mode::FROM_CLIENT => {
-                let Some(to) = hs.relay_address.or(relay) else {
+                // > req.relay(…, relayAddress || relay)
+                // Ours: only the route the server announced to us; a relayAddress the request
+                // names is ignored (JS clients never set one), so nobody can aim us at an
+                // address of their choice (routes.rs).
+                let Some(to) = relay else {
                     // > help the user route
                     return self.reply(
                         req,
@@ -1083,6 +1097,7 @@ impl Node {
                     relay_address: None,
                 });
                 self.stats.relayed += 1;
+                self.routes.open_handshake(req.tid, target, req.from, now);
                 let _ = self.dht.relay(req, Some(&value), to, None);
             }
             Mode::FROM_RELAY => {
@@ -1098,6 +1113,11 @@ impl Node {
             }
             Mode::FROM_SERVER => {
                 let Some(to) = hs.peer_address else { return };
+                // Ours: only to a client whose handshake (this tid, this target) we relayed.
+                if !self.routes.handshake(req.tid, target, to, now) {
+                    return self.invalid();
+                }
+                self.routes.open_holepunch(target, to, req.from, now);
                 let value = messages::encode(&Handshake {
                     mode: Mode::REPLY,
                     noise: hs.noise,
@@ -1130,7 +1150,18 @@ impl Node {
         let relay = target.and_then(|t| self.forwards.get(&t).and_then(|f| f.relay));
         match hp.mode {
             Mode::FROM_CLIENT => {
-                let Some(to) = hp.peer_address.or(relay) else {
+                // > req.relay(…, peerAddress || relay)
+                // Ours: the peerAddress only if it is the server this client's handshake came
+                // from through us (routes.rs); else the announced route.
+                let to = match (hp.peer_address, target) {
+                    (Some(server), Some(t)) if self.routes.holepunch(t, req.from, server, now) => {
+                        Some(server)
+                    }
+                    (Some(server), _) if Some(server) == relay => Some(server),
+                    (Some(_), _) => return self.invalid(),
+                    (None, _) => relay,
+                };
+                let Some(to) = to else {
                     return;
                 };
                 let value = messages::encode(&Holepunch {
@@ -1145,6 +1176,14 @@ impl Node {
             // non-servers stay silent, as JS does.
             Mode::FROM_RELAY if is_server => self.on_server_holepunch(now, req, &hp),
             Mode::FROM_SERVER => {
+                // Ours: only back to a client that holepunches this server through us.
+                let known = match (hp.peer_address, target) {
+                    (Some(client), Some(t)) => self.routes.holepunch(t, client, req.from, now),
+                    _ => false,
+                };
+                if !known {
+                    return self.invalid();
+                }
                 let value = messages::encode(&Holepunch {
                     mode: Mode::REPLY,
                     id: hp.id,

@@ -68,6 +68,12 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// Whether `node` stored our route in one of the last two announces (it may relay
+    /// handshakes to us, and name another relay for our answer).
+    pub(crate) fn announced_to(&self, node: SocketAddrV4) -> bool {
+        self.current.contains(&node) || self.previous.contains(&node)
+    }
+
     pub(crate) fn poll_timeout(&self) -> Instant {
         let hs = self.handshakes.values().map(|h| h.expires).min();
         match (self.next_announce, hs) {

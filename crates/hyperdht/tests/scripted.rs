@@ -27,6 +27,9 @@ struct Harness {
     now: Instant,
     tid: u16,
     events: Vec<Event>,
+    /// Answer the node's address probes (a PING to an address it must first prove) as a live
+    /// peer would; the answers they held are then returned with the rest.
+    answer_probes: bool,
 }
 
 impl Harness {
@@ -41,6 +44,7 @@ impl Harness {
             now,
             tid: 100,
             events: Vec::new(),
+            answer_probes: true,
         };
         h.drain();
         h.tick(Duration::from_secs(1));
@@ -91,8 +95,36 @@ impl Harness {
         value: Option<Vec<u8>>,
     ) -> Vec<dht_rpc::Transmit> {
         self.tid += 1;
+        self.request_tid_on(socket, self.tid, from, token, command, target, value)
+    }
+
+    /// [`Harness::request`] with a chosen transaction id (a relayed message keeps its tid).
+    fn request_tid(
+        &mut self,
+        tid: u16,
+        from: SocketAddrV4,
+        token: Option<[u8; 32]>,
+        command: u64,
+        target: Option<[u8; 32]>,
+        value: Option<Vec<u8>>,
+    ) -> Vec<dht_rpc::Transmit> {
+        self.request_tid_on(SocketKind::Server, tid, from, token, command, target, value)
+    }
+
+    /// [`Harness::request_tid`], arriving on our `socket`.
+    #[allow(clippy::too_many_arguments)]
+    fn request_tid_on(
+        &mut self,
+        socket: SocketKind,
+        tid: u16,
+        from: SocketAddrV4,
+        token: Option<[u8; 32]>,
+        command: u64,
+        target: Option<[u8; 32]>,
+        value: Option<Vec<u8>>,
+    ) -> Vec<dht_rpc::Transmit> {
         let req = Message::Request(Request {
-            tid: self.tid,
+            tid,
             to: NODE,
             id: None,
             token,
@@ -103,7 +135,30 @@ impl Harness {
         });
         self.node
             .handle_datagram(self.now, socket, SocketAddr::V4(from), &req.encode());
-        self.drain()
+        let mut out = self.drain();
+        while self.answer_probes {
+            let Some(i) = out.iter().position(is_probe) else {
+                break;
+            };
+            let probe = out.remove(i);
+            let pong = Message::Response(Response {
+                tid: request_of(&probe).tid,
+                to: NODE,
+                id: None,
+                token: None,
+                closer_nodes: None,
+                error: 0,
+                value: None,
+            });
+            self.node.handle_datagram(
+                self.now,
+                SocketKind::Server,
+                SocketAddr::V4(probe.destination),
+                &pong.encode(),
+            );
+            out.extend(self.drain());
+        }
+        out
     }
 
     /// A token the node hands to `from` (any reply carries one).
@@ -113,6 +168,19 @@ impl Harness {
             .token
             .expect("a LOOKUP reply carries a token")
     }
+}
+
+/// A PING the node sends to prove an address (an answer waits for its pong).
+fn is_probe(t: &dht_rpc::Transmit) -> bool {
+    matches!(
+        Message::decode(&t.contents),
+        Ok(Message::Request(Request {
+            internal: true,
+            command: 0,
+            id: None,
+            ..
+        }))
+    )
 }
 
 fn response(t: &dht_rpc::Transmit) -> Response {
@@ -427,16 +495,20 @@ fn handshakes_are_routed_like_router_js() {
     assert_eq!(response(&out[0]).value, Some(messages::encode(&peer)));
 
     // FROM_CLIENT → forwarded to the server as FROM_RELAY with the client's address, same tid.
+    // A relayAddress the client names is ignored (issue 17): the route is the announce's.
+    const VICTIM: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 9999);
     let out = h.request(
         CLIENT,
         None,
         cmd,
         Some(target),
-        Some(hs(Mode::FROM_CLIENT, None, None)),
+        Some(hs(Mode::FROM_CLIENT, None, Some(VICTIM))),
     );
+    assert_eq!(out.len(), 1);
     assert_eq!(out[0].destination, SERVER);
+    let client_tid = h.tid;
     let fwd = request_of(&out[0]);
-    assert_eq!(fwd.tid, h.tid);
+    assert_eq!(fwd.tid, client_tid);
     assert!(fwd.token.is_none());
     let v: Handshake = messages::decode(&fwd.value.unwrap()).unwrap();
     assert_eq!(
@@ -458,8 +530,62 @@ fn handshakes_are_routed_like_router_js() {
         (SERVER, Mode::FROM_SECOND_RELAY, Some(CLIENT), Some(RELAY))
     );
 
-    // FROM_SERVER → REPLY to the client, carrying the server's address.
-    let out = h.request(
+    // FROM_SERVER naming a client whose handshake we did not relay (another tid, another
+    // address): nothing is sent anywhere (issue 17).
+    assert!(
+        h.request(
+            SERVER,
+            None,
+            cmd,
+            Some(target),
+            Some(hs(Mode::FROM_SERVER, Some(VICTIM), None)),
+        )
+        .is_empty()
+    );
+    assert!(
+        h.request(
+            SERVER,
+            None,
+            cmd,
+            Some(target),
+            Some(hs(Mode::FROM_SERVER, Some(CLIENT), None)),
+        )
+        .is_empty(),
+        "another tid"
+    );
+    // A holepunch to or from a pair that never shook hands through us: dropped.
+    let hp = |mode, peer| {
+        messages::encode(&Holepunch {
+            mode,
+            id: 3,
+            payload: vec![1; 50],
+            peer_address: peer,
+        })
+    };
+    assert!(
+        h.request(
+            CLIENT,
+            None,
+            Command::PeerHolepunch.as_u64(),
+            Some(target),
+            Some(hp(Mode::FROM_CLIENT, Some(VICTIM))),
+        )
+        .is_empty()
+    );
+    assert!(
+        h.request(
+            SERVER,
+            None,
+            Command::PeerHolepunch.as_u64(),
+            Some(target),
+            Some(hp(Mode::FROM_SERVER, Some(CLIENT))),
+        )
+        .is_empty()
+    );
+
+    // FROM_SERVER with the client's tid → REPLY to the client, carrying the server's address.
+    let out = h.request_tid(
+        client_tid,
         SERVER,
         None,
         cmd,
@@ -472,27 +598,22 @@ fn handshakes_are_routed_like_router_js() {
     let v: Handshake = messages::decode(&r.value.unwrap()).unwrap();
     assert_eq!((v.mode, v.peer_address), (Mode::REPLY, Some(SERVER)));
 
-    // Holepunch relaying: FROM_CLIENT → FROM_RELAY to the route, FROM_SERVER → REPLY.
-    let hp = |mode, peer| {
-        messages::encode(&Holepunch {
-            mode,
-            id: 3,
-            payload: vec![1; 50],
-            peer_address: peer,
-        })
-    };
-    let out = h.request(
-        CLIENT,
-        None,
-        Command::PeerHolepunch.as_u64(),
-        Some(target),
-        Some(hp(Mode::FROM_CLIENT, None)),
-    );
-    let v: Holepunch = messages::decode(&request_of(&out[0]).value.unwrap()).unwrap();
-    assert_eq!(
-        (out[0].destination, v.mode, v.peer_address, v.id),
-        (SERVER, Mode::FROM_RELAY, Some(CLIENT), 3)
-    );
+    // Holepunch relaying along that route: FROM_CLIENT → FROM_RELAY to the server (named or
+    // by the announce), FROM_SERVER → REPLY.
+    for peer in [None, Some(SERVER)] {
+        let out = h.request(
+            CLIENT,
+            None,
+            Command::PeerHolepunch.as_u64(),
+            Some(target),
+            Some(hp(Mode::FROM_CLIENT, peer)),
+        );
+        let v: Holepunch = messages::decode(&request_of(&out[0]).value.unwrap()).unwrap();
+        assert_eq!(
+            (out[0].destination, v.mode, v.peer_address, v.id),
+            (SERVER, Mode::FROM_RELAY, Some(CLIENT), 3)
+        );
+    }
     let out = h.request(
         SERVER,
         None,
@@ -505,6 +626,74 @@ fn handshakes_are_routed_like_router_js() {
         (out[0].destination, v.mode, v.peer_address),
         (CLIENT, Mode::REPLY, Some(SERVER))
     );
+}
+
+/// Issue 17, item 5: an IMMUTABLE_GET of a stored value from an address that never proved it
+/// receives is not answered with the value (47 times the request, in JS): the node holds the
+/// answer and probes the address with a PING no larger than the request; an address that
+/// answers the probe gets the value.
+#[test]
+fn a_large_answer_waits_for_the_address_to_prove_it_receives() {
+    let mut h = Harness::new();
+    let value = vec![0x42; 1950];
+    let target = crypto::hash(&value);
+    let token = h.token(RELAY);
+    let out = h.request(
+        RELAY,
+        Some(token),
+        Command::ImmutablePut.as_u64(),
+        Some(target),
+        Some(value.clone()),
+    );
+    assert_eq!(response(&out[0]).error, 0);
+
+    // From a spoofed source: only a probe goes there, smaller than the request.
+    h.answer_probes = false;
+    const VICTIM: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 9999);
+    let get = |h: &mut Harness, from| {
+        h.request(
+            from,
+            None,
+            Command::ImmutableGet.as_u64(),
+            Some(target),
+            None,
+        )
+    };
+    let out = get(&mut h, VICTIM);
+    let request_len = Message::Request(Request {
+        tid: 1,
+        to: NODE,
+        command: Command::ImmutableGet.as_u64(),
+        target: Some(target),
+        ..Default::default()
+    })
+    .encode()
+    .len();
+    assert_eq!(out.len(), 1, "one probe, no answer");
+    assert!(is_probe(&out[0]));
+    assert_eq!(out[0].destination, VICTIM);
+    assert!(
+        out[0].contents.len() <= request_len,
+        "{}",
+        out[0].contents.len()
+    );
+    // Nobody answers the probe: after the hold time nothing more goes out.
+    h.tick(Duration::from_secs(5));
+    assert!(h.drain().is_empty());
+    // Again: one more probe at most, never the value.
+    for out in [get(&mut h, VICTIM), get(&mut h, VICTIM)] {
+        assert!(out.iter().all(|t| t.contents.len() <= request_len));
+    }
+
+    // A live client answers the probe and gets the value.
+    h.answer_probes = true;
+    let out = get(&mut h, CLIENT);
+    assert_eq!(out.len(), 1);
+    assert_eq!(response(&out[0]).value, Some(value.clone()));
+    // Proven now: the next answer goes at once, no probe.
+    h.answer_probes = false;
+    let out = get(&mut h, CLIENT);
+    assert_eq!(response(&out[0]).value, Some(value));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
-//!   and channel state) behind a mutex that is never held across an `await`;
+//!   and channel state) behind a mutex that is never held across an `await`, nor across the
+//!   file writes of downloaded data: the replicator hands those out as commits, which
+//!   [`Node::with`] runs with the mutex released;
 //! - each connection is one task, the connection driver (`connection.rs`), owning its
 //!   transport: a TCP stream ([`Node::run_connection`]: the secret stream's handshake first) or
 //!   the UDX stream of a connection the swarm handed over ([`Node::run_swarm_connection`]: the
@@ -65,6 +67,10 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Bytes per second all connections together may send (`None`: no limit).
     pub upload_limit: Option<u64>,
+    /// Inbound TCP connections ([`Node::listen_tcp`]) at once; more are closed at accept.
+    pub max_inbound: usize,
+    /// Inbound TCP connections at once from one IPv4 address or IPv6 /64.
+    pub max_inbound_per_ip: usize,
 }
 
 impl Default for Config {
@@ -75,6 +81,8 @@ impl Default for Config {
             timeout: Some(Duration::from_secs(30)),
             max_frame_len: peerhost_noise::MAX_FRAME_LEN,
             upload_limit: None,
+            max_inbound: 512,
+            max_inbound_per_ip: 16,
         }
     }
 }
@@ -95,6 +103,13 @@ impl Config {
     /// Set [`Config::replication`].
     pub fn with_replication(mut self, replication: peerhost_replication::Config) -> Self {
         self.replication = replication;
+        self
+    }
+
+    /// Set [`Config::max_inbound`] and [`Config::max_inbound_per_ip`].
+    pub fn with_inbound_limits(mut self, total: usize, per_ip: usize) -> Self {
+        self.max_inbound = total;
+        self.max_inbound_per_ip = per_ip;
         self
     }
 
@@ -273,11 +288,13 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Run `f` on the replicator, then wake the connections it queued frames for, count and
-    /// publish its events. Never call it from inside `f`.
+    /// Run `f` on the replicator, then run the commits it asks for (without the lock), wake
+    /// the connections it queued frames for, count and publish its events. Never call it from
+    /// inside `f`.
     pub fn with<R>(&self, f: impl FnOnce(&mut Replicator) -> R) -> R {
         let mut inner = self.lock();
         let out = f(&mut inner.replicator);
+        inner = self.commit(inner);
         let mut any = false;
         let mut exhausted = false;
         while let Some(e) = inner.replicator.poll_event() {
@@ -336,6 +353,27 @@ impl Node {
             self.shared.changed.notify_waiters();
         }
         out
+    }
+
+    /// Make the replicator's verified data durable: each commit's file writes (and fsyncs)
+    /// run with the lock released, so other connections and the daemon go on meanwhile; the
+    /// replicator takes them back under the lock, which may begin the next commits.
+    fn commit<'a>(&'a self, mut inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        loop {
+            let commits: Vec<_> = std::iter::from_fn(|| inner.replicator.poll_commit()).collect();
+            if commits.is_empty() {
+                return inner;
+            }
+            drop(inner);
+            for c in &commits {
+                c.run();
+            }
+            inner = self.lock();
+            let now = Instant::now();
+            for c in commits {
+                inner.replicator.handle_committed(c, now);
+            }
+        }
     }
 
     /// Replicator events from now on (bounded: a subscriber that falls more than 4096 events
@@ -483,19 +521,52 @@ impl Node {
         })
     }
 
-    /// Accept TCP connections until the node is closed, replicating with each in its own task
-    /// (the remote initiates the secret stream).
+    /// Accept TCP connections on `listener` and replicate on each until the node closes.
+    ///
+    /// The listener outlives any accept error: running out of file descriptors (`EMFILE`,
+    /// `ENFILE`), buffers or memory, or a connection reset before it was accepted, is logged
+    /// (once per [`ACCEPT_ERROR_LOG_EVERY`], with the count) and retried after a pause that
+    /// doubles from 10 ms to 1 s while errors go on. At most [`Config::max_inbound`] inbound
+    /// connections run at once, and [`Config::max_inbound_per_ip`] from one IPv4 address (or
+    /// IPv6 /64); a connection over either cap is closed at once.
     pub async fn listen_tcp(&self, listener: TcpListener) -> std::io::Result<()> {
         let mut closed = self.shared.closed.subscribe();
+        let caps = Arc::new(Mutex::new(InboundCaps::new(
+            self.shared.config.max_inbound,
+            self.shared.config.max_inbound_per_ip,
+        )));
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut errors = AcceptErrors::default();
         loop {
-            let (stream, addr) = tokio::select! {
-                a = listener.accept() => a?,
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
                 () = stopped(&mut closed) => return Ok(()),
             };
-            stream.set_nodelay(true)?;
+            let (stream, addr) = match accepted {
+                Ok(a) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    a
+                }
+                Err(e) => {
+                    errors.note(&e, Instant::now());
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stopped(&mut closed) => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let Some(slot) = InboundCaps::admit(&caps, addr.ip()) else {
+                tracing::debug!(peer = %addr, "inbound connection over the cap: closed");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
             tracing::info!(peer = %addr, "accepted connection");
             let node = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let _ = node.run_connection(stream, false, addr.to_string()).await;
             });
         }
@@ -541,6 +612,117 @@ pub(crate) struct Registration {
     pub(crate) is_initiator: bool,
 }
 
+/// The first pause after an accept error; it doubles while errors go on.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause after accept errors.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept errors are logged at most this often (with how many there were).
+pub const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Accept errors since the last log line.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn note(&mut self, e: &std::io::Error, now: Instant) {
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            errors = self.unlogged,
+            "TCP listener: cannot accept a connection ({e}); still listening, retrying{}",
+            if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                " (out of file descriptors: raise `ulimit -n` or lower the connection caps)"
+            } else {
+                ""
+            }
+        );
+        self.last_log = Some(now);
+        self.unlogged = 0;
+    }
+}
+
+/// How many inbound connections run, in all and per client (an IPv4 address, an IPv6 /64).
+#[derive(Debug)]
+struct InboundCaps {
+    total: usize,
+    max_total: usize,
+    max_per_ip: usize,
+    per_ip: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One admitted connection; frees its place when dropped.
+#[derive(Debug)]
+struct InboundSlot {
+    caps: Arc<Mutex<InboundCaps>>,
+    client: std::net::IpAddr,
+}
+
+impl InboundCaps {
+    fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self {
+            total: 0,
+            max_total: max_total.max(1),
+            max_per_ip: max_per_ip.max(1),
+            per_ip: HashMap::new(),
+        }
+    }
+
+    fn client(ip: std::net::IpAddr) -> std::net::IpAddr {
+        use std::net::{IpAddr, Ipv6Addr};
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let s = v6.segments();
+                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+                }
+            },
+            v4 => v4,
+        }
+    }
+
+    fn admit(caps: &Arc<Mutex<Self>>, ip: std::net::IpAddr) -> Option<InboundSlot> {
+        let client = Self::client(ip);
+        let mut c = caps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = c.per_ip.get(&client).copied().unwrap_or(0);
+        if c.total >= c.max_total || n >= c.max_per_ip {
+            return None;
+        }
+        c.total += 1;
+        c.per_ip.insert(client, n + 1);
+        Some(InboundSlot {
+            caps: caps.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for InboundSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .caps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Resolves once the flag behind `rx` is true (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -555,5 +737,37 @@ fn log_end(label: &str, result: &Result<(), ConnectionError>) {
         Err(e) => {
             tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
         }
+    }
+}
+
+#[cfg(test)]
+mod inbound_tests {
+    use super::*;
+
+    #[test]
+    fn caps_in_all_and_per_client() {
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        let caps = Arc::new(Mutex::new(InboundCaps::new(4, 2)));
+        let a1 = InboundCaps::admit(&caps, ip("10.0.0.1")).unwrap();
+        let _a2 = InboundCaps::admit(&caps, ip("::ffff:10.0.0.1")).unwrap();
+        assert!(
+            InboundCaps::admit(&caps, ip("10.0.0.1")).is_none(),
+            "per client"
+        );
+        let _b = InboundCaps::admit(&caps, ip("2001:db8::1")).unwrap();
+        let _c = InboundCaps::admit(&caps, ip("2001:db8::2")).unwrap();
+        assert!(
+            InboundCaps::admit(&caps, ip("2001:db8::3")).is_none(),
+            "one /64 is one client"
+        );
+        assert!(
+            InboundCaps::admit(&caps, ip("10.9.9.9")).is_none(),
+            "in all"
+        );
+        drop(a1);
+        assert!(
+            InboundCaps::admit(&caps, ip("10.9.9.9")).is_some(),
+            "a place freed"
+        );
     }
 }

@@ -10,14 +10,18 @@
 //!   handle its events (splice on the socket, confirm; unsplice) → write the session's output;
 //!   a [`Notify`] per session wakes the task when another session's input produced output for
 //!   it (the second side of a pairing answers both).
+//!   A sweeper task ends, every second, the splices past their bounds (idle, lifetime, bytes:
+//!   [`peerhost_udx::relay::SpliceLimits`]) and frees their pairings in the core.
 //! - [`RelayClient`] is one task per relay connection; [`RelayClient::pair`] waits (with a
 //!   timeout) for the relay's answer.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use peerhost_udx::driver::Socket;
+pub use peerhost_udx::relay::SpliceLimits;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -27,6 +31,9 @@ use crate::server::{Config, Event, Server, SessionId, Stats};
 
 /// Messages queued each way on a [`Messages`] made by [`Messages::channel`].
 pub const QUEUE: usize = 64;
+
+/// How often the sweeper ends splices past their bounds.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A connection as two bounded message queues: what we send, what we received.
 #[derive(Debug)]
@@ -64,15 +71,44 @@ pub struct RelayServer {
 }
 
 impl RelayServer {
-    /// A relay splicing streams on `socket` (the socket the peers' relay connections use).
+    /// A relay splicing streams on `socket` (the socket the peers' relay connections use),
+    /// each splice within the default [`SpliceLimits`]. Must be called within a tokio runtime
+    /// (it starts the sweeper task, which ends with the last clone).
     pub fn new(socket: Socket, config: Config) -> Self {
-        Self {
-            shared: Arc::new(ServerShared {
-                core: Mutex::new(Server::new(config)),
-                socket,
-                wakers: Mutex::new(HashMap::new()),
-            }),
-        }
+        Self::with_limits(socket, config, SpliceLimits::default())
+    }
+
+    /// [`RelayServer::new`] with these bounds on every splice.
+    pub fn with_limits(socket: Socket, config: Config, limits: SpliceLimits) -> Self {
+        socket.set_relay_limits(limits);
+        let shared = Arc::new(ServerShared {
+            core: Mutex::new(Server::new(config)),
+            socket,
+            wakers: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                let ended = shared.socket.relay_expire();
+                if ended.is_empty() {
+                    continue;
+                }
+                {
+                    let mut core = lock(&shared.core);
+                    for id in ended {
+                        core.end_splice(id);
+                    }
+                }
+                handle_events(&shared);
+            }
+        });
+        Self { shared }
     }
 
     /// The UDX socket relayed packets go through.
@@ -87,10 +123,31 @@ impl RelayServer {
 
     /// Serve one peer's connection: open the `blind-relay` channel with `id` (hyperdht relays
     /// pass the peer's public key) and handle its requests until it closes. The task ends the
-    /// session's pairings when the connection ends; its result says why it ended.
+    /// session's pairings when the connection ends; its result says why it ended. The
+    /// session's address is unknown here (relay streams learn their peers from their first
+    /// packets); a relay whose sessions arrive on its UDX socket uses
+    /// [`RelayServer::accept_from`].
     pub fn accept(&self, conn: Messages, id: Option<[u8; 32]>) -> JoinHandle<Result<(), Error>> {
+        let sid = lock(&self.shared.core).accept(id.as_ref().map(|k| &k[..]));
+        self.run_session(sid, conn)
+    }
+
+    /// [`RelayServer::accept`] for a connection from `remote`: the session counts against its
+    /// client's bounds (`None`, and the connection should be dropped, when that client has too
+    /// many sessions), and its relay streams only ever talk to `remote`, the address that
+    /// completed the handshake with the relay and asked to be paired.
+    pub fn accept_from(
+        &self,
+        conn: Messages,
+        id: Option<[u8; 32]>,
+        remote: SocketAddr,
+    ) -> Option<JoinHandle<Result<(), Error>>> {
+        let sid = lock(&self.shared.core).accept_from(id.as_ref().map(|k| &k[..]), remote)?;
+        Some(self.run_session(sid, conn))
+    }
+
+    fn run_session(&self, sid: SessionId, conn: Messages) -> JoinHandle<Result<(), Error>> {
         let shared = self.shared.clone();
-        let sid = lock(&shared.core).accept(id.as_ref().map(|k| &k[..]));
         let notify = Arc::new(Notify::new());
         lock(&shared.wakers).insert(sid, notify.clone());
         tokio::spawn(async move {
@@ -143,10 +200,11 @@ fn handle_events(shared: &ServerShared) {
                 initiator,
                 responder,
             } => {
-                match shared
-                    .socket
-                    .relay_splice(initiator.remote_id, responder.remote_id)
-                {
+                // Each relay stream pinned to its session's address (when known).
+                match shared.socket.relay_splice_pinned(
+                    (initiator.remote_id, initiator.addr),
+                    (responder.remote_id, responder.addr),
+                ) {
                     Ok((a, b)) => {
                         if !lock(&shared.core).confirm(token, a, b) {
                             shared.socket.relay_unsplice(a);

@@ -130,3 +130,179 @@ async fn a_session_ending_frees_its_pairings() {
     assert_eq!(relay.stats().pending, 0);
     assert_eq!(relay.stats().active_sessions, 0);
 }
+
+/// Two clients paired through a relay whose sessions come from their UDX sockets' addresses.
+struct Pair {
+    relay: RelayServer,
+    relay_socket: Socket,
+    sa: peerhost_udx::driver::Stream,
+    sb: peerhost_udx::driver::Stream,
+    relay_ids: [u32; 2],
+    _clients: (RelayClient, RelayClient),
+    _sockets: (Socket, Socket),
+}
+
+async fn paired(limits: peerhost_relay::driver::SpliceLimits) -> Pair {
+    let relay_socket = Socket::bind(lo()).await.expect("bind");
+    let relay = RelayServer::with_limits(relay_socket.clone(), Config::default(), limits);
+    let sock_a = Socket::bind(lo()).await.expect("bind");
+    let sock_b = Socket::bind(lo()).await.expect("bind");
+    let (a_side, a_relay) = Messages::channel();
+    let (b_side, b_relay) = Messages::channel();
+    // As hyperdht does: each session is pinned to the address its connection came from.
+    relay
+        .accept_from(a_relay, Some([1; 32]), sock_a.local_addr())
+        .expect("session a");
+    relay
+        .accept_from(b_relay, Some([2; 32]), sock_b.local_addr())
+        .expect("session b");
+    let a = RelayClient::start(a_side, Some([1; 32]));
+    let b = RelayClient::start(b_side, Some([2; 32]));
+    let sa = sock_a
+        .create_stream(1000, StreamConfig::default())
+        .expect("stream");
+    let sb = sock_b
+        .create_stream(2000, StreamConfig::default())
+        .expect("stream");
+    let token = [7u8; 32];
+    let (ra, rb) = tokio::time::timeout(GUARD, async {
+        tokio::join!(
+            a.pair(true, token, 1000, GUARD),
+            b.pair(false, token, 2000, GUARD)
+        )
+    })
+    .await
+    .expect("hang guard");
+    let at = relay_socket.local_addr();
+    let (ra, rb) = (ra.expect("a paired"), rb.expect("b paired"));
+    sa.connect(ra, at).expect("connect a");
+    sb.connect(rb, at).expect("connect b");
+    Pair {
+        relay,
+        relay_socket,
+        sa,
+        sb,
+        relay_ids: [ra, rb],
+        _clients: (a, b),
+        _sockets: (sock_a, sock_b),
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    tokio::time::timeout(GUARD, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hang guard: {what}"));
+}
+
+/// Issue 17, item 4: a splice is bounded in bytes, and ends (its pairing freed) when the
+/// bound is reached, however fast the pair sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_splice_ends_at_its_byte_bound() {
+    let mut limits = peerhost_relay::driver::SpliceLimits::default();
+    limits.max_bytes = 200_000;
+    limits.rate = u64::MAX;
+    limits.burst = u64::MAX;
+    let mut p = paired(limits).await;
+    p.sb.send_message(&[0]).expect("probe");
+    let writer = tokio::spawn(async move {
+        let chunk = vec![9u8; 64 * 1024];
+        for _ in 0..32 {
+            if p.sa.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        p.sa
+    });
+    until("the splice ends", || p.relay.stats().active == 0).await;
+    let st = p.relay_socket.relay_stats();
+    assert_eq!(st.splices, 0);
+    assert!(st.bytes <= 200_000, "{st:?}");
+    assert!(st.expired >= 1, "{st:?}");
+    writer.abort();
+}
+
+/// Issue 17, item 4: over its rate, a splice drops datagrams (the peers' congestion control
+/// slows down); the bytes that pass stay near the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_splice_is_held_to_its_rate() {
+    let mut limits = peerhost_relay::driver::SpliceLimits::default();
+    limits.rate = 200_000;
+    limits.burst = 50_000;
+    let mut p = paired(limits).await;
+    p.sb.send_message(&[0]).expect("probe");
+    let start = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![9u8; 64 * 1024];
+        loop {
+            if p.sa.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = p.relay_socket.relay_stats();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        (st.bytes as f64) < 50_000.0 + 200_000.0 * secs * 1.1,
+        "{} bytes in {secs:.1} s: {st:?}",
+        st.bytes
+    );
+    assert!(st.over_rate > 0, "{st:?}");
+    writer.abort();
+}
+
+/// Issue 17, item 4: a splice nobody uses any more is freed after its idle time (the peers
+/// died without a word), and with it the sessions' share of the caps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_splice_is_freed() {
+    let mut limits = peerhost_relay::driver::SpliceLimits::default();
+    limits.idle = Duration::from_millis(500);
+    let p = paired(limits).await;
+    p.sa.send_message(&[0]).expect("probe");
+    p.sb.send_message(&[1]).expect("probe");
+    assert_eq!(p.relay.stats().active, 1);
+    // The peers stop sending (their streams stay open: no DESTROY, no unpair).
+    until("the idle splice is freed", || p.relay.stats().active == 0).await;
+    assert_eq!(p.relay_socket.relay_stats().splices, 0);
+}
+
+/// Issue 17, item 4: a relay stream talks only to the address of the session that asked for
+/// it. A stranger's packet to a relay id, sent before the real peer spoke (what a spoofed
+/// source would do), does not make the relay send the other side's traffic to the stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stream_only_takes_its_sessions_address() {
+    let p = paired(peerhost_relay::driver::SpliceLimits::default()).await;
+    let stranger = tokio::net::UdpSocket::bind(lo()).await.expect("bind");
+    let before = p.relay_socket.relay_stats();
+    // A UDX header (magic, version 1) addressed to a's relay id, from a socket that is not
+    // a's session: the relay reads only the id, and must drop these.
+    let mut pkt = vec![0u8; 20];
+    pkt[0] = 0xff;
+    pkt[1] = 1;
+    pkt[4..8].copy_from_slice(&p.relay_ids[0].to_le_bytes());
+    for _ in 0..10 {
+        stranger
+            .send_to(&pkt, p.relay_socket.local_addr())
+            .await
+            .expect("send");
+    }
+    until("the stranger's packets are seen", || {
+        p.relay_socket.relay_stats().dropped >= before.dropped + 10
+    })
+    .await;
+    // Now b speaks: its packets go to a's socket, none to the stranger.
+    for _ in 0..5 {
+        p.sb.send_message(b"for a only").expect("send");
+    }
+    until("b's packets are forwarded", || {
+        p.relay_socket.relay_stats().packets > before.packets
+    })
+    .await;
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_millis(500), stranger.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "the relay sent the stranger {got:?}");
+}

@@ -2,22 +2,23 @@
 //! form, so the scheduler steps over a window of hundreds of requests in one lookup instead of
 //! one per block.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::hash::Hash;
 
-/// Block index → owner, plus the same set as disjoint runs `start → end` (exclusive).
+use crate::hash::U64Map;
+use crate::runs::Runs;
+
+/// Block index → owner, plus the same set as [`Runs`].
 #[derive(Debug)]
 pub(crate) struct InflightBlocks<P> {
-    owner: HashMap<u64, P>,
-    runs: BTreeMap<u64, u64>,
+    owner: U64Map<P>,
+    runs: Runs,
 }
 
 impl<P: Copy + Eq + Hash> InflightBlocks<P> {
     pub(crate) fn new() -> Self {
         Self {
-            owner: HashMap::new(),
-            runs: BTreeMap::new(),
+            owner: U64Map::default(),
+            runs: Runs::new(),
         }
     }
 
@@ -35,43 +36,18 @@ impl<P: Copy + Eq + Hash> InflightBlocks<P> {
 
     /// The first index at or after `index` that is not in flight.
     pub(crate) fn skip(&self, index: u64) -> u64 {
-        match self.runs.range(..=index).next_back() {
-            Some((_, &end)) if index < end => end,
-            _ => index,
-        }
+        self.runs.skip(index)
     }
 
     pub(crate) fn insert(&mut self, index: u64, owner: P) {
-        if self.owner.insert(index, owner).is_some() {
-            return;
+        if self.owner.insert(index, owner).is_none() {
+            self.runs.insert(index);
         }
-        let end = index.saturating_add(1);
-        let before = self
-            .runs
-            .range(..index)
-            .next_back()
-            .filter(|&(_, &e)| e == index)
-            .map(|(&s, _)| s);
-        let after = self.runs.remove(&end);
-        let start = before.unwrap_or(index);
-        self.runs.insert(start, after.unwrap_or(end));
     }
 
     pub(crate) fn remove(&mut self, index: &u64) -> Option<P> {
         let owner = self.owner.remove(index)?;
-        let index = *index;
-        if let Some((&s, &e)) = self.runs.range(..=index).next_back() {
-            if index < e {
-                if s < index {
-                    self.runs.insert(s, index);
-                } else {
-                    self.runs.remove(&s);
-                }
-                if index + 1 < e {
-                    self.runs.insert(index + 1, e);
-                }
-            }
-        }
+        self.runs.remove(*index);
         Some(owner)
     }
 
@@ -90,41 +66,20 @@ impl<P: Copy + Eq + Hash> InflightBlocks<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-    use std::collections::BTreeSet;
 
-    proptest! {
-        #[test]
-        fn runs_match_the_set(ops in proptest::collection::vec((any::<bool>(), 0u64..64), 0..300)) {
-            let mut b = InflightBlocks::new();
-            let mut model = BTreeSet::new();
-            for (add, i) in ops {
-                if add {
-                    b.insert(i, 7u8);
-                    model.insert(i);
-                } else {
-                    prop_assert_eq!(b.remove(&i).is_some(), model.remove(&i));
-                }
-                for j in 0..66 {
-                    let mut k = j;
-                    while model.contains(&k) {
-                        k += 1;
-                    }
-                    prop_assert_eq!(b.skip(j), k, "skip({})", j);
-                    prop_assert_eq!(b.contains_key(&j), model.contains(&j));
-                }
-                // Runs are disjoint and not adjacent.
-                let mut last = None;
-                for (&s, &e) in &b.runs {
-                    prop_assert!(s < e);
-                    if let Some(l) = last {
-                        prop_assert!(l < s);
-                    }
-                    last = Some(e);
-                }
-            }
-            b.drain();
-            prop_assert!(b.is_empty() && b.runs.is_empty());
+    #[test]
+    fn owners_and_runs_agree() {
+        let mut b = InflightBlocks::new();
+        for i in [3u64, 4, 5, 9] {
+            b.insert(i, i as u8);
         }
+        assert_eq!(b.skip(3), 6);
+        assert_eq!(b.skip(9), 10);
+        assert_eq!(b.remove(&4), Some(4));
+        assert_eq!(b.skip(3), 4);
+        assert_eq!(b.get(&5), Some(&5));
+        assert!(!b.contains_key(&4));
+        b.drain();
+        assert!(b.is_empty() && b.skip(5) == 5);
     }
 }

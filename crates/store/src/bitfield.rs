@@ -24,29 +24,36 @@ pub(crate) const PAGE: usize = 4096;
 /// Blocks per page.
 pub(crate) const BITS_PER_PAGE: u64 = PAGE as u64 * 8;
 
-type Page = Arc<[u8; PAGE]>;
+pub(crate) type Page = Arc<[u8; PAGE]>;
 
 /// The open bitfield file.
 #[derive(Debug)]
 pub(crate) struct BitfieldFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     cache: Cache<u64, Page>,
     dirty: BTreeMap<u64, Page>,
+    /// The committed images of the pages a commit job is writing ([`Self::stage`]): reads see
+    /// these until [`Self::unpin`], whatever the file holds meanwhile.
+    pinned: BTreeMap<u64, Page>,
 }
 
 impl BitfieldFile {
     pub(crate) fn open(path: &Path, cache_cap: usize) -> Result<Self, Error> {
         Ok(Self {
-            file: open_rw(path)?,
+            file: Arc::new(open_rw(path)?),
             path: path.to_owned(),
             cache: Cache::new(cache_cap),
             dirty: BTreeMap::new(),
+            pinned: BTreeMap::new(),
         })
     }
 
     fn load(&mut self, page: u64) -> Result<Page, Error> {
         if let Some(p) = self.dirty.get(&page) {
+            return Ok(p.clone());
+        }
+        if let Some(p) = self.pinned.get(&page) {
             return Ok(p.clone());
         }
         if let Some(p) = self.cache.get(&page) {
@@ -142,7 +149,53 @@ impl BitfieldFile {
     /// Drop changes not yet flushed and every cached page.
     pub(crate) fn discard(&mut self) {
         self.dirty.clear();
+        self.pinned.clear();
         self.cache.clear();
+    }
+
+    /// The pages that mark `blocks` present, with their byte offsets, for a commit job to
+    /// write; the pages as they are now stay what reads see (pinned) until [`Self::unpin`].
+    /// Nothing may change the bitfield in between.
+    pub(crate) fn stage(&mut self, blocks: &[u64]) -> Result<Vec<(u64, Page)>, Error> {
+        let mut staged: BTreeMap<u64, Page> = BTreeMap::new();
+        for &b in blocks {
+            let page_no = b / BITS_PER_PAGE;
+            let page = match staged.get_mut(&page_no) {
+                Some(p) => p,
+                None => {
+                    let now = self.load(page_no)?;
+                    self.pinned.insert(page_no, now.clone());
+                    staged.entry(page_no).or_insert(now)
+                }
+            };
+            let bit = b % BITS_PER_PAGE;
+            Arc::make_mut(page)[(bit / 8) as usize] |= 1 << (bit % 8);
+        }
+        staged
+            .into_iter()
+            .map(|(p, page)| {
+                let at = p.checked_mul(PAGE as u64).ok_or_else(|| {
+                    Error::io("write", &self.path)(std::io::Error::other(
+                        "bitfield page out of range",
+                    ))
+                })?;
+                Ok((at, page))
+            })
+            .collect()
+    }
+
+    /// The commit job of [`Self::stage`] is over: with `written` (it succeeded) its pages are
+    /// the bitfield now; without, the pinned pages are dropped and read again when needed.
+    pub(crate) fn unpin(&mut self, written: Option<&[(u64, Page)]>) {
+        self.pinned.clear();
+        for (at, page) in written.into_iter().flatten() {
+            self.cache.insert(at / PAGE as u64, page.clone());
+        }
+    }
+
+    /// The open file, for a commit job.
+    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
+        (self.file.clone(), self.path.clone())
     }
 
     /// Clear every bit at or past block `length`. Idempotent.

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Error;
 use crate::fsutil::{open_rw, punch};
@@ -30,7 +31,7 @@ const KEEP_BUFFER: usize = 16 * 1024;
 /// The open data file, its write buffer and its read-ahead buffer.
 #[derive(Debug)]
 pub(crate) struct DataFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     /// Bytes waiting to be written at `buf_at`.
     buf: Vec<u8>,
@@ -45,7 +46,7 @@ pub(crate) struct DataFile {
 impl DataFile {
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
         Ok(Self {
-            file: open_rw(path)?,
+            file: Arc::new(open_rw(path)?),
             path: path.to_owned(),
             buf: Vec::new(),
             buf_at: 0,
@@ -154,8 +155,13 @@ impl DataFile {
         Ok((out.len() == want).then_some(out))
     }
 
-    /// Forget what was read ahead: the file is about to change.
-    fn drop_ahead(&mut self) {
+    /// The open file, for a commit job.
+    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
+        (self.file.clone(), self.path.clone())
+    }
+
+    /// Forget what was read ahead: the file is about to change (or changed behind it).
+    pub(crate) fn drop_ahead(&mut self) {
         self.ahead = Vec::new();
         self.last_end = u64::MAX;
     }

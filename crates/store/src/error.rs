@@ -186,6 +186,27 @@ pub enum Error {
         /// What was looked up.
         query: String,
     },
+    /// A symbolic link where the store keeps a file or directory: refused, never followed (a
+    /// link planted in the store must not redirect a write to a file outside it).
+    #[error(
+        "{path} is a symbolic link inside the store: remove it (the store never follows links)"
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The store's root directory is writable by other users, who could then plant files or
+    /// links in it, or take its lock.
+    #[error(
+        "store {root} is writable by other users (mode {mode:03o}): run `chmod go-w {root}` \
+         (or `chmod 700`) and retry"
+    )]
+    InsecureRoot {
+        /// The store's root directory.
+        root: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A store written by a newer (or unknown) format version.
     #[error("store {root} has format {found:?}, this build reads format 1: upgrade peerhost")]
     UnsupportedVersion {

@@ -25,15 +25,59 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Resu
     Ok(done)
 }
 
-/// Open (creating if needed) a file for positional reads and writes.
+/// `O_NOFOLLOW`: opening a symbolic link fails (`ELOOP`) instead of opening its target.
+fn no_follow() -> i32 {
+    // The flag's bits are a small positive constant on every Unix.
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
+}
+
+/// Map an open error, naming a symbolic link for what it is: every file inside the store is
+/// opened without following links, so a link planted there cannot redirect a write (or a
+/// truncation) to a file outside it.
+pub(crate) fn open_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            Error::Symlink {
+                path: path.to_owned(),
+            }
+        } else {
+            Error::io(op, path)(e)
+        }
+    }
+}
+
+/// Open (creating if needed) a file for positional reads and writes. A symbolic link is
+/// refused ([`Error::Symlink`]), never followed.
 pub(crate) fn open_rw(path: &Path) -> Result<File, Error> {
+    open_rw_mode(path, 0o644)
+}
+
+/// [`open_rw`] with the permission bits `mode` for a new file.
+pub(crate) fn open_rw_mode(path: &Path, mode: u32) -> Result<File, Error> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(mode)
+        .custom_flags(no_follow())
         .open(path)
-        .map_err(Error::io("open", path))
+        .map_err(open_err("open", path))
+}
+
+/// Refuse `dir` unless it is a real directory (not a symbolic link to one): the directories
+/// inside the store are checked before files in them are opened.
+pub(crate) fn check_real_dir(dir: &Path) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(dir).map_err(Error::io("stat", dir))?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::Symlink {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// fsync a directory, so that a rename or create inside it survives a power cut.
@@ -99,10 +143,14 @@ pub(crate) fn write_new_with(
 /// Read a whole small file, refusing files larger than `limit` bytes (so a damaged or hostile
 /// file cannot make us allocate without bound). `Ok(None)` when the file does not exist.
 pub(crate) fn read_small(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, Error> {
-    let file = match File::open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", path)(e)),
+        Err(e) => return Err(open_err("open", path)(e)),
     };
     let len = file.metadata().map_err(Error::io("stat", path))?.len();
     if len > limit {
@@ -166,6 +214,24 @@ mod tests {
         assert_eq!(mode, 0o600);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn symlinks_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let link = dir.path().join("tree");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(matches!(open_rw(&link), Err(Error::Symlink { .. })));
+        assert!(matches!(read_small(&link, 100), Err(Error::Symlink { .. })));
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        let d = dir.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let dl = dir.path().join("dl");
+        std::os::unix::fs::symlink(&d, &dl).unwrap();
+        assert!(check_real_dir(&d).is_ok());
+        assert!(matches!(check_real_dir(&dl), Err(Error::Symlink { .. })));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use peerhost_encoding::{DecodeError, Reader, Writer};
 use peerhost_ids::Key;
@@ -167,10 +168,18 @@ pub(crate) fn decode_slot(slot: &[u8]) -> Result<(u64, &[u8]), &'static str> {
     Ok((u64::from_le_bytes(seq), &slot[SLOT_PREFIX..end]))
 }
 
+/// One header slot to write: the commit's sequence number, the slot's offset and its bytes.
+#[derive(Debug)]
+pub(crate) struct SlotWrite {
+    pub(crate) seq: u64,
+    pub(crate) at: u64,
+    pub(crate) slot: Vec<u8>,
+}
+
 /// The open header file and the newest header in it.
 #[derive(Debug)]
 pub(crate) struct HeaderFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     seq: u64,
     current: Header,
@@ -232,7 +241,7 @@ impl HeaderFile {
         let current =
             Header::decode(payload).map_err(|e| corrupt(format!("slot {}: {e}", seq % 2)))?;
         Ok(Self {
-            file,
+            file: Arc::new(file),
             path: path.to_owned(),
             seq,
             current,
@@ -257,6 +266,42 @@ impl HeaderFile {
         Ok(())
     }
 
+    /// The slot write that commits `header` next (the older slot), without writing it: for a
+    /// [`crate::Commit`] that writes it elsewhere and hands it back with
+    /// [`HeaderFile::committed`].
+    pub(crate) fn prepare(&self, header: &Header, label: &LogLabel) -> Result<SlotWrite, Error> {
+        let seq = self.seq + 1;
+        let payload = header.encode();
+        let slot = encode_slot(seq, &payload).ok_or_else(|| Error::HeaderTooLarge {
+            log: label.clone(),
+            size: payload.len(),
+            limit: MAX_PAYLOAD,
+        })?;
+        Ok(SlotWrite {
+            seq,
+            at: (seq % 2) * SLOT_SIZE as u64,
+            slot,
+        })
+    }
+
+    /// A slot from [`HeaderFile::prepare`] was written: `header` is the newest commit.
+    pub(crate) fn committed(&mut self, seq: u64, header: Header) {
+        self.seq = seq;
+        self.current = header;
+    }
+
+    /// Read the file again (after a commit written elsewhere failed part way: its slot may or
+    /// may not have landed).
+    pub(crate) fn reopen(&mut self) -> Result<(), Error> {
+        *self = Self::open(&self.path)?;
+        Ok(())
+    }
+
+    /// The open file, for a commit job.
+    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
+        (self.file.clone(), self.path.clone())
+    }
+
     /// Commit `header`: write it into the older slot and, under [`Durability::Sync`], fsync.
     /// This is the store's single commit point.
     pub(crate) fn commit(
@@ -265,14 +310,7 @@ impl HeaderFile {
         durability: Durability,
         label: &LogLabel,
     ) -> Result<(), Error> {
-        let seq = self.seq + 1;
-        let payload = header.encode();
-        let slot = encode_slot(seq, &payload).ok_or_else(|| Error::HeaderTooLarge {
-            log: label.clone(),
-            size: payload.len(),
-            limit: MAX_PAYLOAD,
-        })?;
-        let at = (seq % 2) * SLOT_SIZE as u64;
+        let SlotWrite { seq, at, slot } = self.prepare(&header, label)?;
         self.file
             .write_all_at(&slot, at)
             .map_err(Error::io("write", &self.path))?;

@@ -16,7 +16,7 @@ use peerhost_log::{
 };
 
 use crate::storage::Transaction;
-use crate::{CoreStorage, Error, Head, LogLabel, NewLog, Store};
+use crate::{Changes, Commit, CoreStorage, Error, Head, LogLabel, NewLog, Store};
 
 /// A failure of a [`Core`] operation.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +170,18 @@ pub struct Core {
     storage: CoreStorage,
     tree: Tree,
     verifier: Option<Verifier>,
+    /// What the commit in flight adopts when it succeeds ([`Core::begin_commit`]).
+    pending: Option<Pending>,
+    /// The outcome of a commit a later change had to finish first, for
+    /// [`Core::finish_commit`].
+    settled: Option<Result<(), CoreError>>,
+}
+
+/// The in-memory half of a commit in flight.
+#[derive(Debug)]
+struct Pending {
+    head: Option<Tree>,
+    verifier: Option<Verifier>,
 }
 
 fn head_of(tree: &Tree) -> Head {
@@ -271,10 +283,13 @@ impl Core {
             storage,
             tree,
             verifier,
+            pending: None,
+            settled: None,
         })
     }
 
-    fn label(&self) -> LogLabel {
+    /// How errors name this log.
+    pub fn label(&self) -> LogLabel {
         self.storage.label().clone()
     }
 
@@ -364,6 +379,7 @@ impl Core {
     /// length. The blocks are on disk (and, under [`crate::Durability::Sync`], fsynced) when
     /// this returns.
     pub fn append<B: AsRef<[u8]>>(&mut self, blocks: &[B]) -> Result<u64, CoreError> {
+        self.settle();
         let (verifier, key_pair) = self.writer()?;
         if blocks.is_empty() {
             return Ok(self.length());
@@ -507,6 +523,7 @@ impl Core {
     /// [`Tree::verify_reorg`] on [`Core::tree`] / [`Core::nodes`] and finish it with
     /// [`Core::apply_reorg`].
     pub fn apply(&mut self, data: &Data) -> Result<bool, CoreError> {
+        self.settle();
         let log = self.label();
         let verify_error = |source| CoreError::Verify {
             log: log.clone(),
@@ -578,6 +595,7 @@ impl Core {
     /// (all of them on success) and the failure, or whether the length grew. What verified
     /// before a failed proof is still stored; a storage failure stores nothing of its run.
     pub fn apply_batch(&mut self, batch: &[&Data]) -> (usize, Result<bool, CoreError>) {
+        self.settle();
         let mut done = 0;
         let mut grew = false;
         while done < batch.len() {
@@ -665,6 +683,74 @@ impl Core {
         }
     }
 
+    /// Begin committing `changes` that the caller verified against this log (see
+    /// [`Changes`]): the writes are computed now, and the returned [`Commit`] makes them
+    /// durable when run, which may happen on another thread without any lock that guards this
+    /// `Core` (the point: a node's replication lock is not held across file writes and
+    /// fsyncs). Then call [`Core::finish_commit`].
+    ///
+    /// Until then the log reads as it was: its head, nodes and blocks are the committed ones,
+    /// so nothing of `changes` is served or reported before it is durable (per the store's
+    /// [`crate::Durability`]). Any change to the log (another commit, an append, a truncation)
+    /// first finishes this one, running the commit itself if need be.
+    pub fn begin_commit(&mut self, changes: Changes) -> Result<Commit, CoreError> {
+        self.settle();
+        let Changes {
+            nodes,
+            blocks,
+            head,
+            verifier,
+        } = changes;
+        let verifier = verifier.filter(|_| self.verifier.is_none());
+        let manifest = verifier
+            .as_ref()
+            .map(|v| peerhost_encoding::to_vec(v.manifest()));
+        let commit =
+            self.storage
+                .begin_commit(nodes, blocks, head.as_ref().map(head_of), manifest)?;
+        self.pending = Some(Pending { head, verifier });
+        Ok(commit)
+    }
+
+    /// Take in the commit begun last, running its [`Commit`] here if nobody did: on success
+    /// the log holds its blocks and nodes and has its head; on failure it is as before the
+    /// commit (the error says why). `Ok` when nothing is in flight.
+    pub fn finish_commit(&mut self) -> Result<(), CoreError> {
+        let Some(p) = self.pending.take() else {
+            return self.settled.take().unwrap_or(Ok(()));
+        };
+        if let Err(e) = self.storage.finish_commit() {
+            self.resync();
+            return Err(e.into());
+        }
+        if let Some(v) = p.verifier {
+            self.verifier = Some(v);
+        }
+        if let Some(mut t) = p.head {
+            if let Some(v) = &self.verifier {
+                t.set_prologue(v.prologue());
+            }
+            self.tree = t;
+        }
+        Ok(())
+    }
+
+    /// Whether a commit was begun and not finished.
+    pub fn is_committing(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Finish a commit in flight before another change, keeping its outcome for
+    /// [`Core::finish_commit`].
+    fn settle(&mut self) {
+        if self.pending.is_some() {
+            let result = self.finish_commit();
+            if self.settled.as_ref().is_none_or(Result::is_ok) {
+                self.settled = Some(result);
+            }
+        }
+    }
+
     /// Start following a peer onto another fork: verify its proof of the new head (an
     /// upgrade from length 0, as JS sends it) with [`Tree::verify_reorg`]. Then feed the
     /// hash proofs [`Reorg::want`] asks for to [`Core::update_reorg`] until
@@ -698,6 +784,7 @@ impl Core {
     /// that length was never signed), then the new head. A crash between them leaves a valid,
     /// shorter, unsigned log, which the next sync upgrades.
     pub fn apply_reorg(&mut self, reorg: Reorg) -> Result<(), CoreError> {
+        self.settle();
         if !reorg.finished() {
             return Err(self.tree_error(TreeError::InvalidOperation("reorg is not finished")));
         }
@@ -742,6 +829,7 @@ impl Core {
     /// Truncate to `length` blocks on fork `fork + 1` and sign the new head. The header is
     /// committed first; the dropped tail is erased after.
     pub fn truncate(&mut self, length: u64) -> Result<(), CoreError> {
+        self.settle();
         self.writer()?;
         if length > self.length() {
             return Err(Error::OutOfRange {
@@ -776,6 +864,7 @@ impl Core {
     /// Drop blocks `start..end` from local storage (the tree keeps their nodes, so proofs of
     /// other blocks still work and the blocks can be fetched again).
     pub fn clear(&mut self, start: u64, end: u64) -> Result<(), CoreError> {
+        self.settle();
         Ok(self.storage.clear(start, end)?)
     }
 

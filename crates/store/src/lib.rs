@@ -11,7 +11,10 @@
 //! - **One commit point.** A [`Transaction`] writes blocks and nodes where the committed head
 //!   does not reach, then commits by writing the `header` (two checksummed alternating slots).
 //!   A process killed at any moment reopens to its last committed head, and so does a machine
-//!   that loses power under [`Durability::Sync`].
+//!   that loses power under [`Durability::Sync`]. A replica's verified downloads commit the same
+//!   way in two steps ([`Core::begin_commit`], [`Commit::run`], [`Core::finish_commit`]), so
+//!   the writes and fsyncs can run outside the caller's locks while reads stay on the committed
+//!   state.
 //! - **Every read checked.** A block is checked against its leaf node's hash on every read
 //!   (unless a caller that verifies it anyway says so: [`Core::proof_with`]); a tree record
 //!   against its checksum and index; a header slot against its checksum. Damage is a typed
@@ -26,6 +29,7 @@
 
 mod bitfield;
 mod cache;
+mod commit;
 mod data;
 mod error;
 mod flat;
@@ -36,6 +40,7 @@ mod storage;
 mod store;
 mod tree;
 
+pub use commit::{BlockWrite, Changes, Commit};
 pub use error::{Error, LogLabel};
 pub use header::Head;
 pub use hypercore::{Core, CoreError, CreateOptions, Info, Report};

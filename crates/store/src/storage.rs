@@ -13,13 +13,14 @@
 //! The write order, and what each [`Durability`] fsyncs, is in `protocol/store.md` ("Commit
 //! protocol").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
 use peerhost_log::{Node, NodeSource};
 
-use crate::bitfield::{BITS_PER_PAGE, BitfieldFile};
+use crate::bitfield::{BITS_PER_PAGE, BitfieldFile, Page};
+use crate::commit::{BlockWrite, Commit, Job, Shared, coalesce};
 use crate::data::DataFile;
 use crate::flat;
 use crate::fsutil::{read_small, write_atomic_with};
@@ -66,7 +67,31 @@ pub struct CoreStorage {
     data: DataFile,
     manifest: Option<Vec<u8>>,
     key_pair: Option<KeyPair>,
+    /// A commit begun and not finished ([`CoreStorage::begin_commit`]).
+    inflight: Option<InFlight>,
+    /// The outcome of a commit finished by a change that could not wait for the caller to
+    /// finish it ([`CoreStorage::settle`]), for [`CoreStorage::finish_commit`] to report.
+    settled: Option<Result<(), Error>>,
     _guard: OpenGuard,
+}
+
+/// What a commit in flight changes in memory once it succeeded, and what reads must not see
+/// before.
+#[derive(Debug)]
+struct InFlight {
+    commit: Commit,
+    /// Nodes it writes: cached when it is done.
+    nodes: Vec<Node>,
+    /// Of those, the ones below the committed length that were absent: they read as absent
+    /// until it is done (the file may hold them, or half of one, meanwhile).
+    masked: BTreeSet<u64>,
+    /// The bitfield pages it writes.
+    pages: Vec<(u64, Page)>,
+    /// The header it commits, with its sequence number.
+    header: Option<(u64, Header)>,
+    manifest: Option<Vec<u8>>,
+    /// It writes nodes or blocks past its head: erase them after.
+    clean: bool,
 }
 
 impl CoreStorage {
@@ -117,6 +142,8 @@ impl CoreStorage {
             header,
             manifest,
             key_pair,
+            inflight: None,
+            settled: None,
             _guard: guard,
         };
         // Erase whatever an interrupted append, truncation or transaction left past the head.
@@ -167,6 +194,7 @@ impl CoreStorage {
     /// Store the manifest's encoding (a replica learns it from a peer). Atomic; fsynced under
     /// [`Durability::Sync`]. Written at most once per log.
     pub fn set_manifest(&mut self, manifest: &[u8]) -> Result<(), Error> {
+        self.settle();
         if self.manifest.as_deref() == Some(manifest) {
             return Ok(());
         }
@@ -190,6 +218,13 @@ impl CoreStorage {
     /// The tree node at flat index `index`, if the committed tree has it stored.
     pub fn node(&mut self, index: u64) -> Result<Option<Node>, Error> {
         if !flat::within(index, self.head().length) {
+            return Ok(None);
+        }
+        if self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.masked.contains(&index))
+        {
             return Ok(None);
         }
         self.tree.read(index).map_err(|e| self.node_error(index, e))
@@ -295,6 +330,7 @@ impl CoreStorage {
     /// Start a transaction. Nothing it writes is visible (to this handle or after a reopen)
     /// until [`Transaction::commit`] returns; dropping it uncommitted undoes it.
     pub fn transaction(&mut self) -> Transaction<'_> {
+        self.settle();
         Transaction {
             storage: self,
             nodes: BTreeMap::new(),
@@ -310,6 +346,7 @@ impl CoreStorage {
     /// Commit `head` (a shorter log, typically with `fork + 1`) and then erase everything past
     /// it. The header is the commit point: a crash after it finishes the erasure on reopen.
     pub fn truncate(&mut self, head: Head) -> Result<(), Error> {
+        self.settle();
         if head.length > self.head().length {
             return Err(Error::OutOfRange {
                 log: self.label.clone(),
@@ -330,6 +367,7 @@ impl CoreStorage {
     /// The bits are cleared and committed (fsynced under [`Durability::Sync`]) before the bytes
     /// are freed, so a crash never leaves a block marked present with its bytes gone.
     pub fn clear(&mut self, start: u64, end: u64) -> Result<(), Error> {
+        self.settle();
         let end = end.min(self.head().length);
         if start >= end {
             return Ok(());
@@ -365,6 +403,154 @@ impl CoreStorage {
         self.data.clean_tail(byte_length)
     }
 
+    /// Begin committing verified nodes, blocks and perhaps a new head and manifest: compute
+    /// every write, pin what reads see to the committed state, and return the [`Commit`] that
+    /// writes them (the `commit` module). Until [`CoreStorage::finish_commit`], reads answer
+    /// as before and the next change finishes this commit first.
+    pub(crate) fn begin_commit(
+        &mut self,
+        nodes: Vec<Node>,
+        blocks: Vec<BlockWrite>,
+        head: Option<Head>,
+        manifest: Option<Vec<u8>>,
+    ) -> Result<Commit, Error> {
+        self.settle();
+        let length = self.head().length;
+        let header = head.map(|head| Header {
+            key: self.key(),
+            head,
+        });
+        let slot = match &header {
+            Some(h) => Some(self.header.prepare(h, &self.label)?),
+            None => None,
+        };
+        let new_length = header.as_ref().map_or(length, |h| h.head.length);
+        let (nodes, masked, mut clean) = self.nodes_to_write(nodes, length, new_length)?;
+        let mut blocks = blocks;
+        blocks.sort_unstable_by_key(|b| b.index);
+        blocks.dedup_by_key(|b| b.index);
+        let mut writes = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            if self.has(b.index)? {
+                continue;
+            }
+            clean |= b.index >= new_length;
+            writes.push(b);
+        }
+        // Index order is offset order: the data runs coalesce.
+        let indices: Vec<u64> = writes.iter().map(|b| b.index).collect();
+        let pages = self.bitfield.stage(&indices)?;
+        let job = Job {
+            durability: self.durability,
+            manifest: manifest
+                .clone()
+                .filter(|m| self.manifest.as_ref() != Some(m))
+                .map(|m| (self.dir.join(files::MANIFEST), m)),
+            data: Shared::new(self.data.handle()),
+            data_writes: coalesce(writes, MAX_DATA_WRITE),
+            tree: Shared::new(self.tree.handle()),
+            tree_writes: self.tree.runs(&nodes)?,
+            bitfield: Shared::new(self.bitfield.handle()),
+            pages: pages.clone(),
+            header: Shared::new(self.header.handle()),
+            slot: slot.as_ref().map(|s| (s.at, s.slot.clone())),
+        };
+        let commit = Commit::new(job);
+        self.inflight = Some(InFlight {
+            commit: commit.clone(),
+            nodes,
+            masked,
+            pages,
+            header: slot.map(|s| s.seq).zip(header),
+            manifest,
+            clean,
+        });
+        Ok(commit)
+    }
+
+    /// The nodes of a commit that need writing, sorted (not those the tree file holds
+    /// already); which of them are holes below the committed `length`; whether one lies past
+    /// `new_length`.
+    fn nodes_to_write(
+        &mut self,
+        mut nodes: Vec<Node>,
+        length: u64,
+        new_length: u64,
+    ) -> Result<(Vec<Node>, BTreeSet<u64>, bool), Error> {
+        // Proofs of consecutive blocks come nearly sorted.
+        nodes.sort_unstable_by_key(|n| n.index);
+        nodes.dedup_by_key(|n| n.index);
+        let mut masked = BTreeSet::new();
+        let mut clean = false;
+        let mut keep = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            if !flat::within(n.index, length) {
+                if self.tree.holds(&n) {
+                    continue;
+                }
+            } else {
+                // Through the cache: one lookup tells a node held (skip it) from a hole.
+                match self.tree.read(n.index) {
+                    Ok(Some(old)) if old == n => continue,
+                    // A hole (or a damaged record, which the verified node replaces).
+                    Ok(_) | Err(ReadError::Corrupt(_)) => {
+                        masked.insert(n.index);
+                    }
+                    Err(e @ ReadError::Io(_)) => return Err(self.node_error(n.index, e)),
+                }
+            }
+            clean |= flat::right_leaf(n.index).is_none_or(|r| r >= new_length);
+            keep.push(n);
+        }
+        Ok((keep, masked, clean))
+    }
+
+    /// Take in the commit begun last, once its [`Commit`] ran (it is run here if it did not):
+    /// on success its head, nodes and blocks are what reads see; on failure the header is read
+    /// back and everything past it erased. `Ok` when no commit is in flight (or the outcome of
+    /// one a later change had to finish first).
+    pub(crate) fn finish_commit(&mut self) -> Result<(), Error> {
+        match self.inflight.take() {
+            Some(f) => self.complete(f),
+            None => self.settled.take().unwrap_or(Ok(())),
+        }
+    }
+
+    /// Finish a commit in flight before another change, keeping its outcome for
+    /// [`CoreStorage::finish_commit`].
+    fn settle(&mut self) {
+        if let Some(f) = self.inflight.take() {
+            let result = self.complete(f);
+            if self.settled.as_ref().is_none_or(Result::is_ok) {
+                self.settled = Some(result);
+            }
+        }
+    }
+
+    fn complete(&mut self, f: InFlight) -> Result<(), Error> {
+        if let Err(e) = f.commit.outcome() {
+            self.bitfield.unpin(None);
+            // The commit's error is what the caller hears about; should restoring fail too, the
+            // next open reloads the state from the files.
+            let reread = self.header.reopen();
+            let _ = reread.and(self.abort());
+            return Err(e);
+        }
+        self.tree.cache_written(&f.nodes);
+        self.bitfield.unpin(Some(&f.pages));
+        self.data.drop_ahead();
+        if let Some((seq, header)) = f.header {
+            self.header.committed(seq, header);
+        }
+        if let Some(m) = f.manifest {
+            self.manifest = Some(m);
+        }
+        if f.clean {
+            self.clean_tail()?;
+        }
+        Ok(())
+    }
+
     /// Undo an uncommitted transaction's effects.
     fn abort(&mut self) -> Result<(), Error> {
         self.data.discard();
@@ -373,6 +559,16 @@ impl CoreStorage {
         self.clean_tail()
     }
 }
+
+impl Drop for CoreStorage {
+    fn drop(&mut self) {
+        // No write of this log may outlive its handle (and its open guard).
+        self.settle();
+    }
+}
+
+/// Most bytes of blocks written by one `pwrite` of a commit.
+const MAX_DATA_WRITE: usize = 1 << 20;
 
 impl NodeSource for CoreStorage {
     type Error = Error;

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
 
-use crate::fsutil::{read_small, sync_dir, temp_name, write_atomic, write_new_with};
+use crate::fsutil::{
+    check_real_dir, open_rw_mode, read_small, sync_dir, temp_name, write_atomic, write_new_with,
+};
 use crate::header::{Header, HeaderFile};
 use crate::storage::{CoreStorage, MAX_MANIFEST, files};
 use crate::{Error, Head, LogLabel};
@@ -180,7 +182,8 @@ impl Store {
     /// empty.
     pub fn open_with(root: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
-        fs::create_dir_all(&root).map_err(Error::io("create directory", &root))?;
+        create_private_dir(&root)?;
+        check_root_mode(&root)?;
         let lock = lock(&root)?;
         let version_path = root.join("VERSION");
         match read_small(&version_path, 256)? {
@@ -211,6 +214,7 @@ impl Store {
         for sub in ["cores", "names"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+            check_real_dir(&dir)?;
         }
         sync_dir(&root)?;
         // Leftovers of a crash during create or rename: never part of the store.
@@ -326,6 +330,7 @@ impl Store {
             if is_temp(&entry.file_name()) {
                 continue;
             }
+            check_real_dir(&entry.path())?;
             let header = HeaderFile::open(&entry.path().join(files::HEADER))?;
             out.push(header.current().key);
         }
@@ -376,7 +381,9 @@ impl Store {
             });
         }
         let guard = self.guard(key, &label)?;
-        CoreStorage::open(self.core_dir(key), *key, name, &self.options, guard)
+        let dir = self.core_dir(key);
+        check_real_dir(&dir)?;
+        CoreStorage::open(dir, *key, name, &self.options, guard)
     }
 
     /// Create a log and open it.
@@ -469,16 +476,58 @@ impl Store {
 }
 
 /// Take the store's exclusive lock.
+/// Create the store's root if it is missing: its parents as usual, the root itself `0700`
+/// (only the owner may list, read or change the store).
+fn create_private_dir(root: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => Ok(()),
+        // Another process created it meanwhile: the mode check decides.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io("create directory", root)(e)),
+    }
+}
+
+/// Refuse a root that users other than its owner can write to: they could plant links or
+/// files in it, or replace its lock.
+fn check_root_mode(root: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(root)
+        .map_err(Error::io("stat", root))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::InsecureRoot {
+            root: root.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
 fn lock(root: &Path) -> Result<File, Error> {
     use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::PermissionsExt;
     let path = root.join("LOCK");
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(Error::io("open", &path))?;
+    // 0600: another user who could open the lock file could flock it and hold the store.
+    let file = open_rw_mode(&path, 0o600)?;
+    let mode = file
+        .metadata()
+        .map_err(Error::io("stat", &path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        // A LOCK left by an older version (0644): tighten it.
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(Error::io("chmod", &path))?;
+    }
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked {
@@ -507,7 +556,8 @@ fn remove_temps(dir: &Path) -> Result<(), Error> {
             continue;
         }
         let path = entry.path();
-        let removed = if path.is_dir() {
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let removed = if is_dir {
             fs::remove_dir_all(&path)
         } else {
             fs::remove_file(&path)
@@ -538,6 +588,69 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_store_is_private_and_a_shared_root_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/b/store");
+        drop(Store::open(&root).unwrap());
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("LOCK")), 0o600);
+
+        // A LOCK an older version left world-readable is tightened on open.
+        fs::set_permissions(root.join("LOCK"), fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&root).unwrap());
+        assert_eq!(mode(&root.join("LOCK")), 0o600);
+
+        // An existing 0755 root is fine (others cannot write to it); 0775 and 0757 are not.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Store::open(&root).unwrap());
+        for bad in [0o775, 0o757, 0o777] {
+            fs::set_permissions(&root, fs::Permissions::from_mode(bad)).unwrap();
+            let e = Store::open(&root).unwrap_err();
+            assert!(matches!(e, Error::InsecureRoot { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("chmod go-w") && !msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_link_planted_in_a_log_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&root).unwrap();
+        let key = Key([5; 32]);
+        drop(store.create_storage(NewLog::new(key)).unwrap());
+        let outside = dir.path().join("precious");
+        fs::write(&outside, b"not yours").unwrap();
+        let core = store.core_dir(&key);
+        for f in [files::TREE, files::DATA, files::BITFIELD, files::HEADER] {
+            let p = core.join(f);
+            let saved = fs::read(&p).unwrap();
+            fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink(&outside, &p).unwrap();
+            let e = store.open_storage(&key, None).unwrap_err();
+            assert!(matches!(e, Error::Symlink { .. }), "{f}: {e}");
+            fs::remove_file(&p).unwrap();
+            fs::write(&p, saved).unwrap();
+        }
+        // The whole log directory replaced by a link to a copy elsewhere: refused too.
+        let moved = dir.path().join("moved");
+        fs::rename(&core, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &core).unwrap();
+        assert!(matches!(
+            store.open_storage(&key, None),
+            Err(Error::Symlink { .. })
+        ));
+        assert!(matches!(store.keys(), Err(Error::Symlink { .. })));
+        assert_eq!(fs::read(&outside).unwrap(), b"not yours");
+    }
 
     #[test]
     fn creates_layout_and_rejects_foreign_directories() {

@@ -21,6 +21,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use peerhost_log::Node;
 
@@ -93,7 +94,7 @@ fn record_offset(index: u64) -> Option<u64> {
 /// The open tree file with its read cache.
 #[derive(Debug)]
 pub(crate) struct TreeFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     /// Raw (unmasked) records by index; `None` caches "absent".
     cache: Cache<u64, Option<Node>>,
@@ -102,7 +103,7 @@ pub(crate) struct TreeFile {
 impl TreeFile {
     pub(crate) fn open(path: &Path, cache_cap: usize) -> Result<Self, Error> {
         Ok(Self {
-            file: open_rw(path)?,
+            file: Arc::new(open_rw(path)?),
             path: path.to_owned(),
             cache: Cache::new(cache_cap),
         })
@@ -169,11 +170,23 @@ impl TreeFile {
 
     /// Write `nodes` (sorted by index, no duplicates) in coalesced runs; updates the cache.
     pub(crate) fn write(&mut self, nodes: &[Node]) -> Result<(), Error> {
-        let mut buf = Vec::with_capacity(RECORD * nodes.len().min(MAX_RUN));
+        for (at, buf) in self.runs(nodes)? {
+            self.file
+                .write_all_at(&buf, at)
+                .map_err(Error::io("write", &self.path))?;
+        }
+        self.cache_written(nodes);
+        Ok(())
+    }
+
+    /// `nodes` (sorted by index, no duplicates) as the `pwrite`s that store them: runs of
+    /// contiguous records, at most [`MAX_RUN`] each, with their byte offsets.
+    pub(crate) fn runs(&self, nodes: &[Node]) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
         let mut i = 0;
         while i < nodes.len() {
             let start = nodes[i].index;
-            buf.clear();
+            let mut buf = Vec::with_capacity(RECORD * (nodes.len() - i).min(MAX_RUN));
             let mut j = i;
             while j < nodes.len() && j - i < MAX_RUN && nodes[j].index == start + (j - i) as u64 {
                 buf.extend_from_slice(&encode_record(&nodes[j]));
@@ -182,15 +195,22 @@ impl TreeFile {
             let at = record_offset(start).ok_or_else(|| {
                 Error::io("write", &self.path)(std::io::Error::other("tree index out of range"))
             })?;
-            self.file
-                .write_all_at(&buf, at)
-                .map_err(Error::io("write", &self.path))?;
-            for n in &nodes[i..j] {
-                self.cache.insert(n.index, Some(*n));
-            }
+            out.push((at, buf));
             i = j;
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// `nodes` are in the file now (written by [`Self::write`] or a commit job): cache them.
+    pub(crate) fn cache_written(&mut self, nodes: &[Node]) {
+        for n in nodes {
+            self.cache.insert(n.index, Some(*n));
+        }
+    }
+
+    /// The open file, for a commit job.
+    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
+        (self.file.clone(), self.path.clone())
     }
 
     /// Make record `index` absent (all zeros), if the file reaches it.

@@ -219,11 +219,26 @@ impl Socket {
     ///
     /// Fails with `AddrInUse` if no free id pair was found or the splice table is full.
     pub fn relay_splice(&self, a_remote: u32, b_remote: u32) -> io::Result<(u32, u32)> {
+        self.relay_splice_pinned((a_remote, None), (b_remote, None))
+    }
+
+    /// [`Socket::relay_splice`] with each end `(announced stream id, address)` pinned to an
+    /// address when one is given (see [`crate::relay::Relay::splice_pinned`]).
+    pub fn relay_splice_pinned(
+        &self,
+        (a_remote, a_addr): (u32, Option<SocketAddr>),
+        (b_remote, b_addr): (u32, Option<SocketAddr>),
+    ) -> io::Result<(u32, u32)> {
         let mut st = self.inner.lock();
+        let now = Instant::now();
         for _ in 0..64 {
             let a = random_id(&st);
             let b = random_id(&st);
-            if a != b && st.relay.splice(a, a_remote, b, b_remote) {
+            if a != b
+                && st
+                    .relay
+                    .splice_pinned(now, (a, a_remote, a_addr), (b, b_remote, b_addr))
+            {
                 return Ok((a, b));
             }
             if st.relay.stats().splices >= st.relay.max_splices() {
@@ -236,6 +251,19 @@ impl Socket {
     /// Remove the splice relay id `id` belongs to. Returns whether it existed.
     pub fn relay_unsplice(&self, id: u32) -> bool {
         self.inner.lock().relay.unsplice(id)
+    }
+
+    /// Bound every relay splice on this socket (see [`crate::relay::SpliceLimits`]).
+    pub fn set_relay_limits(&self, limits: crate::relay::SpliceLimits) {
+        self.inner.lock().relay.set_limits(limits);
+    }
+
+    /// End the splices past their idle time or lifetime, and return the relay ids (one per
+    /// splice) of every splice that ended by itself since the last call (DESTROY, a bound).
+    pub fn relay_expire(&self) -> Vec<u32> {
+        let mut st = self.inner.lock();
+        st.relay.expire(Instant::now());
+        st.relay.take_ended()
     }
 
     /// Relay counters of this socket.
@@ -784,7 +812,7 @@ fn receive(inner: &Inner, buf: &mut [u8]) {
             // ICMP errors (connection refused) and the like: skip the datagram.
             Err(_) => continue,
         };
-        match st.relay.handle_datagram(from, &buf[..n]) {
+        match st.relay.handle_datagram(Instant::now(), from, &buf[..n]) {
             Relayed::No => {}
             Relayed::Dropped => continue,
             Relayed::Forward(t) => {

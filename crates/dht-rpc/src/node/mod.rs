@@ -31,6 +31,7 @@ use crate::messages::{
 };
 use crate::nat::NatSampler;
 use crate::peer::{NodeId, decode_addr, to_v4};
+use crate::proof::Proofs;
 use crate::query::{Commit, CommitError, Purpose, Query, QueryError, QueryParams, QueryResult};
 use crate::table::{K, Table, TableNode};
 use crate::token::Tokens;
@@ -62,6 +63,9 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Bounds on a request's per-send timeout (ours).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Bytes a relayed request may exceed the request it relays by, to an unproven address: an
+/// address (6), our id (32) and their flags, with room to spare (`crate::proof`).
+pub const RELAY_SLACK: usize = 64;
 /// Hosts remembered while a firewall check listens on the server socket (ours).
 const MAX_CHECK_HOSTS: usize = 64;
 
@@ -141,6 +145,9 @@ pub struct IncomingRequest {
     pub target: Option<[u8; 32]>,
     /// The payload.
     pub value: Option<Vec<u8>>,
+    /// The request's size in bytes: an answer to an address that has not proven it receives
+    /// is held, and the address probed, when it would be larger (`crate::proof`).
+    pub size: usize,
 }
 
 /// How to send a reply (JS `req.reply(value, opts)` / `req.error(code, opts)`).
@@ -286,6 +293,12 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Datagrams dropped because the transmit queue was full.
     pub transmits_dropped: u64,
+    /// Answers held until their address proved it receives (larger than their request).
+    pub answers_held: u64,
+    /// Answers dropped because their address never proved it receives (or over the bounds).
+    pub answers_unproven: u64,
+    /// Probes sent (`PING`s proving an address receives).
+    pub probes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -293,6 +306,7 @@ struct DelayedReply {
     socket: SocketKind,
     tid: u16,
     to: SocketAddrV4,
+    budget: usize,
 }
 
 /// A dht-rpc node without I/O.
@@ -358,6 +372,10 @@ pub struct Node {
     check_generation: u64,
     delayed: BTreeMap<(Instant, u64), DelayedReply>,
     delayed_seq: u64,
+    /// Addresses that proved they receive, answers held for the others (`crate::proof`).
+    proofs: Proofs,
+    /// The latest time an input brought (answers made outside a `handle_*` call use it).
+    now: Instant,
     stats: Stats,
 }
 
@@ -428,6 +446,8 @@ impl Node {
             check_generation: 0,
             delayed: BTreeMap::new(),
             delayed_seq: 0,
+            proofs: Proofs::default(),
+            now,
             stats: Stats::default(),
         };
         // `DHT.bootstrapper` seeds the sampler right after construction.
@@ -521,6 +541,16 @@ impl Node {
         self.queries.len()
     }
 
+    /// Answers held now until their address proves it receives (`crate::proof`).
+    pub fn answers_held(&self) -> usize {
+        self.proofs.held()
+    }
+
+    /// Whether `ip` proved lately that it receives at its address (`crate::proof`).
+    pub fn is_proven(&self, ip: Ipv4Addr) -> bool {
+        self.proofs.is_proven(ip, self.now)
+    }
+
     /// Source IPs the rate limiter tracks.
     pub fn rate_limited_ips(&self) -> usize {
         self.limiter.tracked()
@@ -543,6 +573,7 @@ impl Node {
         [
             self.io.next_timeout(),
             self.delayed.keys().next().map(|(t, _)| *t),
+            self.proofs.next_timeout(),
             Some(self.next_drain),
             Some(self.next_tick),
         ]
@@ -573,6 +604,7 @@ impl Node {
         from: SocketAddr,
         data: &[u8],
     ) {
+        self.now = self.now.max(now);
         self.stats.datagrams += 1;
         let Some(from) = to_v4(from) else {
             self.stats.malformed += 1;
@@ -598,7 +630,9 @@ impl Node {
                     return;
                 }
                 match Message::decode(data) {
-                    Ok(Message::Request(req)) => self.on_request(now, socket, from, req),
+                    Ok(Message::Request(req)) => {
+                        self.on_request(now, socket, from, req, data.len());
+                    }
                     _ => self.stats.malformed += 1,
                 }
             }
@@ -607,6 +641,11 @@ impl Node {
                 if let Some(tid) = peek_response_tid(data) {
                     if self.io.get(tid).is_none() {
                         self.stats.unmatched_responses += 1;
+                        // Someone may be guessing tids "from" this host to make it look proven:
+                        // no proof for it for a while, and its probe (if any) fails.
+                        if self.proofs.taint(*from.ip(), now) {
+                            self.cancel_probe(*from.ip());
+                        }
                         return;
                     }
                 }
@@ -621,6 +660,8 @@ impl Node {
 
     /// Time passed: fire timeouts, the drain and the tick that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.stats.answers_unproven += self.proofs.expire(now) as u64;
         while let Some(tid) = self.io.pop_expired(now) {
             self.on_send_timeout(now, tid);
         }
@@ -629,7 +670,7 @@ impl Node {
                 break;
             }
             let r = entry.remove();
-            self.send_reply(r.socket, r.tid, r.to, OK, None, false, None);
+            self.send_reply(r.socket, r.tid, r.to, OK, None, false, None, r.budget);
         }
         if now >= self.next_drain {
             self.on_drain(now);
@@ -669,6 +710,7 @@ impl Node {
             Outgoing {
                 to,
                 to_id: None,
+                no_id: false,
                 token: params.token,
                 internal: false,
                 command: params.command,
@@ -834,11 +876,15 @@ impl Node {
             value: value.map(<[u8]>::to_vec),
         };
         let bytes = encode_bounded(&msg).ok_or(ReplyError::TooLarge)?;
-        self.outbox.push(Transmit {
+        let t = Transmit {
             socket,
             destination: to,
             contents: bytes,
-        });
+        };
+        // A relayed request grows by what the relay adds (the requester's address, our id):
+        // that slack is no amplification, and its destination is the relayer's choice (hyperdht
+        // relays only along routes it knows).
+        self.answer_out(t, req.tid, req.size + RELAY_SLACK);
         Ok(())
     }
 
@@ -852,7 +898,9 @@ impl Node {
         let socket = opts.socket.unwrap_or(req.socket);
         let to = opts.to.unwrap_or(req.from);
         let target = req.target.filter(|_| opts.closer_nodes).map(NodeId);
-        if self.send_reply(socket, req.tid, to, code, value, opts.token, target) {
+        if self.send_reply(
+            socket, req.tid, to, code, value, opts.token, target, req.size,
+        ) {
             Ok(())
         } else {
             Err(ReplyError::TooLarge)
@@ -879,11 +927,17 @@ impl Node {
         owner: Owner,
     ) -> Result<u16, RequestError> {
         let socket = opts.socket.unwrap_or(self.default_socket());
-        let tid = self.io.alloc_tid().ok_or(RequestError::Overloaded)?;
+        // A random tid: responses are matched by tid alone, and a response proves its sender
+        // receives (`crate::proof`), so tids must not be predictable.
+        let start = self.rng.r#gen();
+        let tid = self
+            .io
+            .alloc_tid_from(start)
+            .ok_or(RequestError::Overloaded)?;
         let msg = Request {
             tid,
             to: out.to,
-            id: self.id_for(socket),
+            id: if out.no_id { None } else { self.id_for(socket) },
             token: out.token,
             internal: out.internal,
             command: out.command,
@@ -924,7 +978,10 @@ impl Node {
         self.send_request(now, out, opts, owner).ok()
     }
 
-    /// Encode and queue a response; false if it would not fit one datagram.
+    /// Encode and queue a response to a request of `budget` bytes; false if it would not fit
+    /// one datagram. To an address that has not proven it receives, an answer larger than
+    /// `budget` is held until a probe proves it (`crate::proof`), or, if it carries nothing but
+    /// our id, sent without it.
     #[allow(clippy::too_many_arguments)]
     fn send_reply(
         &mut self,
@@ -935,6 +992,7 @@ impl Node {
         value: Option<&[u8]>,
         token: bool,
         closer_target: Option<NodeId>,
+        budget: usize,
     ) -> bool {
         let closer_nodes = closer_target.map(|t| {
             self.table
@@ -955,17 +1013,82 @@ impl Node {
         let Some(bytes) = encode_bounded(&msg) else {
             return false;
         };
-        self.outbox.push(Transmit {
+        let t = Transmit {
             socket,
             destination: to,
             contents: bytes,
-        });
+        };
+        self.answer_out(t, tid, budget);
         true
+    }
+
+    /// Send an answer (a reply, or a request relayed on behalf of another) of a request of
+    /// `budget` bytes: at once if it fits or its address is proven; else held while the
+    /// address is probed (`crate::proof`).
+    fn answer_out(&mut self, t: Transmit, tid: u16, budget: usize) {
+        let ip = *t.destination.ip();
+        if t.contents.len() <= budget || self.proofs.is_proven(ip, self.now) {
+            self.outbox.push(t);
+            return;
+        }
+        let (socket, destination) = (t.socket, t.destination);
+        if !self.proofs.can_hold(ip, self.now) || !self.proofs.hold(ip, tid, t, self.now) {
+            self.stats.answers_unproven += 1;
+            return;
+        }
+        self.stats.answers_held += 1;
+        if self.proofs.start_probe(ip) {
+            let now = self.now;
+            let out = Outgoing {
+                no_id: true,
+                ..Outgoing::internal(destination, None, Command::Ping, None)
+            };
+            // One try: a lost probe loses the answer, as a lost datagram would, and the
+            // requester retries (a probe slot is never held long by a spoofed address).
+            let opts = RequestOptions {
+                retries: 0,
+                timeout: DEFAULT_TIMEOUT,
+                socket: Some(socket),
+            };
+            self.stats.probes += 1;
+            if self
+                .send_request(now, out, opts, Owner::Probe { ip })
+                .is_err()
+            {
+                self.stats.answers_unproven += self.proofs.fail(ip) as u64;
+            }
+        }
+    }
+
+    /// The probe of `ip` is void (a guessed answer may have been sent for it): forget it and
+    /// drop what waited for it.
+    fn cancel_probe(&mut self, ip: Ipv4Addr) {
+        for tid in self
+            .io
+            .tids_where(|o| matches!(o, Owner::Probe { ip: p } if *p == ip))
+        {
+            self.io.remove(tid);
+        }
+        self.stats.answers_unproven += self.proofs.fail(ip) as u64;
+    }
+
+    /// `ip` proved it receives: send what was held for it.
+    fn proven(&mut self, ip: Ipv4Addr, now: Instant) {
+        for t in self.proofs.prove(ip, now) {
+            self.outbox.push(t);
+        }
     }
 
     // ------------------------------------------------------------------ requests in
 
-    fn on_request(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, req: Request) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        req: Request,
+        size: usize,
+    ) {
         self.stats.requests += 1;
         let external = socket != self.default_socket();
         let target = req.target.map(NodeId);
@@ -975,9 +1098,20 @@ impl Node {
         if let Some(token) = &req.token {
             if !self.tokens.verify(*from.ip(), token) {
                 self.stats.invalid_tokens += 1;
-                self.send_reply(socket, req.tid, from, INVALID_TOKEN, None, true, target);
+                self.send_reply(
+                    socket,
+                    req.tid,
+                    from,
+                    INVALID_TOKEN,
+                    None,
+                    true,
+                    target,
+                    size,
+                );
                 return;
             }
+            // A token we handed this host came back: it receives there.
+            self.proven(*from.ip(), now);
         }
 
         let from_id = req.id.filter(|id| *id == NodeId::from_addr(from));
@@ -986,13 +1120,22 @@ impl Node {
         }
 
         if req.internal {
-            self.on_internal_request(now, socket, from, req, target);
+            self.on_internal_request(now, socket, from, req, target, size);
             return;
         }
 
         if !self.handle_user_commands {
             self.stats.unknown_commands += 1;
-            self.send_reply(socket, req.tid, from, UNKNOWN_COMMAND, None, false, target);
+            self.send_reply(
+                socket,
+                req.tid,
+                from,
+                UNKNOWN_COMMAND,
+                None,
+                false,
+                target,
+                size,
+            );
             return;
         }
         if self.events.len() >= self.limits.max_events {
@@ -1010,6 +1153,7 @@ impl Node {
             command: req.command,
             target: req.target,
             value: req.value,
+            size,
         }));
     }
 
@@ -1020,11 +1164,19 @@ impl Node {
         from: SocketAddrV4,
         req: Request,
         target: Option<NodeId>,
+        size: usize,
     ) {
         let value = req.value.as_deref();
         match Command::from_u64(req.command) {
             Some(Command::Ping) => {
-                self.send_reply(socket, req.tid, from, OK, None, false, None);
+                // A PING from a host we are probing may be its own probe of us: answer it at
+                // once, or each side would wait for the other's proof (`crate::proof`).
+                let budget = if self.proofs.is_probing(*from.ip()) {
+                    usize::MAX
+                } else {
+                    size
+                };
+                self.send_reply(socket, req.tid, from, OK, None, false, None, budget);
             }
             Some(Command::DelayedPing) => {
                 // > if (req.value === null || req.value.byteLength < 4) return
@@ -1045,6 +1197,7 @@ impl Node {
                         socket,
                         tid: req.tid,
                         to: from,
+                        budget: size,
                     },
                 );
             }
@@ -1059,13 +1212,13 @@ impl Node {
                     return;
                 }
                 let to = SocketAddrV4::new(*from.ip(), port);
-                self.send_reply(socket, req.tid, to, OK, None, false, None);
+                self.send_reply(socket, req.tid, to, OK, None, false, None, size);
             }
             Some(Command::FindNode) => {
                 if target.is_none() {
                     return;
                 }
-                self.send_reply(socket, req.tid, from, OK, None, false, target);
+                self.send_reply(socket, req.tid, from, OK, None, false, target, size);
             }
             Some(Command::DownHint) => {
                 let Some(v) = value.filter(|v| v.len() >= 6) else {
@@ -1087,11 +1240,20 @@ impl Node {
                         }
                     }
                 }
-                self.send_reply(socket, req.tid, from, OK, None, false, None);
+                self.send_reply(socket, req.tid, from, OK, None, false, None, size);
             }
             None => {
                 self.stats.unknown_commands += 1;
-                self.send_reply(socket, req.tid, from, UNKNOWN_COMMAND, None, false, target);
+                self.send_reply(
+                    socket,
+                    req.tid,
+                    from,
+                    UNKNOWN_COMMAND,
+                    None,
+                    false,
+                    target,
+                    size,
+                );
             }
         }
     }
@@ -1104,6 +1266,10 @@ impl Node {
             return;
         };
         self.stats.responses += 1;
+        // Our request reached this host (only it could echo the random tid from there).
+        if from.ip() == req.to.ip() {
+            self.proven(*from.ip(), now);
+        }
         let external = socket != self.default_socket();
         let from_id = res.id.filter(|id| *id == NodeId::from_addr(from));
         let reply = Reply {
@@ -1231,6 +1397,12 @@ impl Node {
                 }
             }
             Owner::Firewall { generation } => self.on_firewall_pong(now, generation, result),
+            // A pong already proved the host (`on_response`); no answer: drop what waited.
+            Owner::Probe { ip } => {
+                if result.is_err() {
+                    self.stats.answers_unproven += self.proofs.fail(ip) as u64;
+                }
+            }
         }
     }
 }
@@ -1248,6 +1420,8 @@ struct Done {
 struct Outgoing {
     to: SocketAddrV4,
     to_id: Option<NodeId>,
+    /// Send without our id even from the server socket (probes: as small as a request gets).
+    no_id: bool,
     token: Option<[u8; 32]>,
     internal: bool,
     command: u64,
@@ -1265,6 +1439,7 @@ impl Outgoing {
         Self {
             to,
             to_id,
+            no_id: false,
             token: None,
             internal: true,
             command: command as u64,

@@ -204,6 +204,7 @@ impl Node {
         let out = Outgoing {
             to: to.addr,
             to_id: Some(to.id),
+            no_id: false,
             token: None,
             internal: q.internal,
             command: q.command,
@@ -389,6 +390,7 @@ impl Node {
             let out = Outgoing {
                 to: reply.from,
                 to_id: None,
+                no_id: false,
                 token: req.token,
                 internal: false,
                 command: req.command,

@@ -66,6 +66,8 @@ pub struct Sim {
     rng: StdRng,
     pub loss: f64,
     pub delivered: u64,
+    /// Datagrams sent to addresses where no node is: (from, to, bytes).
+    pub strays: Vec<(SocketAddrV4, SocketAddrV4, usize)>,
 }
 
 pub fn seed(i: u64) -> [u8; 32] {
@@ -84,6 +86,7 @@ impl Sim {
             rng: StdRng::from_seed(seed(seed_)),
             loss: 0.0,
             delivered: 0,
+            strays: Vec::new(),
         }
     }
 
@@ -243,6 +246,9 @@ impl Sim {
 
     fn deliver(&mut self, p: Packet) {
         let Some((i, socket)) = self.socket_of(p.to) else {
+            if self.strays.len() < 100_000 {
+                self.strays.push((p.from, p.to, p.data.len()));
+            }
             return;
         };
         let n = &mut self.nodes[i];

@@ -57,8 +57,12 @@ impl Dht {
         let task = tokio::spawn(async move {
             while let Some(conn) = server.accept().await {
                 // > relay.accept(socket, { id: socket.remotePublicKey })
+                // Ours also pins the session's relay streams to the address of this connection
+                // (issue 17: the relay sends only to peers that dialed it), and bounds sessions
+                // per client: over the bound the connection is dropped.
                 let id = conn.remote_public_key();
-                drop(sessions.accept(relay_messages(conn), Some(id)));
+                let from = conn.remote_address();
+                drop(sessions.accept_from(relay_messages(conn), Some(id), from));
             }
         });
         Ok(RelayService {

@@ -273,6 +273,7 @@ mod tests {
             command: Command::PeerHolepunch.as_u64(),
             target: Some([1; 32]),
             value: Some(messages::encode(&hp)),
+            size: 1500,
         }
     }
 

@@ -15,6 +15,7 @@
 //! bootstrap_page = "/srv/peerhost/web/dist" # an instance's bootstrap page (built web/dist)
 //! register = ["https://instance.example"]   # instances to register our gateway with
 //! public_url = "http://203.0.113.7:8080"    # our gateway's URL as others reach it
+//! allow_private_peers = false               # an instance: accept peers on loopback/LANs
 //! relays = ["<relay key>"]                  # blind relays for when no hole can be punched
 //! offer_relay = true                        # run a blind relay and announce it (public hosts)
 //! ```
@@ -66,6 +67,9 @@ pub struct FileConfig {
     /// Our gateway's base URL as instances and readers reach it (default
     /// `http://<the bound address>`).
     pub public_url: Option<String>,
+    /// An instance accepts (and health-checks) peer gateways on loopback and private networks
+    /// (default false: only public addresses; for LANs and tests).
+    pub allow_private_peers: Option<bool>,
     /// Blind relays (public keys: hex, z-base32 or pear://) to connect through when no hole
     /// can be punched, besides those found on the DHT.
     #[serde(default)]

@@ -41,6 +41,9 @@ pub struct HttpOptions {
     pub public_url: Option<String>,
     /// How often to check peers (instance) and to report (mirror).
     pub interval: Option<Duration>,
+    /// An instance accepts (and connects to) peers on loopback and private networks
+    /// (`--allow-private-peers`; LANs, tests): by default it refuses them.
+    pub allow_private_peers: bool,
 }
 
 /// The logs the replicator holds, as a gateway source.
@@ -121,12 +124,18 @@ pub(crate) async fn start(
     let instance = (instance || site.is_some()).then(|| {
         Arc::new(Instance::new(
             site,
-            InstanceOptions::default().check_every(interval),
+            InstanceOptions::default()
+                .check_every(interval)
+                .allow_private_peers(options.allow_private_peers),
         ))
     });
     let counters = Arc::new(Counters::default());
     let source = Arc::new(NodeSource { node: node.clone() });
-    let mut config = Config::default().counters(counters.clone());
+    // Our gateway answers instances' challenges with the node key our registrations are
+    // signed with.
+    let mut config = Config::default()
+        .counters(counters.clone())
+        .identity(node.key_pair().clone());
     if let Some(i) = &instance {
         config = config.instance(i.clone());
     }
@@ -153,8 +162,9 @@ pub(crate) async fn start(
     if !options.register.is_empty() {
         let mut rx = stop.subscribe();
         let (instances, own, c) = (options.register.clone(), url.clone(), counters.clone());
+        let kp = node.key_pair().clone();
         tokio::spawn(async move {
-            peerhost_gateway::run_reporter(instances, own, c, interval, async move {
+            peerhost_gateway::run_reporter(instances, own, c, kp, interval, async move {
                 crate::stopped(&mut rx).await;
             })
             .await;

@@ -810,6 +810,7 @@ impl Daemon {
         if o.public_url.is_none() {
             o.public_url.clone_from(&file.public_url);
         }
+        o.allow_private_peers |= file.allow_private_peers.unwrap_or(false);
         let communities = self.published_communities();
         let h = http::start(
             &self.inner.node,

@@ -1,0 +1,538 @@
+//! The gateway's answers, free of any transport: a [`Request`] (parsed from a path such as
+//! `/v1/logs/{key}/blocks?start=0&end=64`) goes in, an [`Answer`] (status, content type,
+//! cache policy, body) comes out. The HTTP routes (`http.rs`) and the WebRTC data channels
+//! (`crates/webrtc`, `protocol/webrtc.md`) both call [`Api::answer`], so a browser gets the
+//! same bytes whichever way it asked.
+//!
+//! What is here: the read-only log routes (`/v1/logs`, `/v1/logs/{key}/head`,
+//! `/v1/logs/{key}/blocks`), their parsing, their JSON errors (`protocol/gateway.md` §5) and
+//! the bounded blocking pool they read the store on. What is not: CORS, per-client admission,
+//! the instance's routes (those stay HTTP-only, in `http.rs`).
+
+use std::sync::Arc;
+
+use peerhost_ids::Key;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::http::{Config, IMMUTABLE, RANGE_PROOF_TYPE};
+use crate::range::MAX_LENGTH;
+use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+
+/// The JSON media type of heads, lists and errors.
+pub const JSON_TYPE: &str = "application/json";
+
+/// The longest request path [`Request::parse`] reads (a key in its longest spelling plus a
+/// full query fits in a quarter of it).
+pub const MAX_PATH: usize = 1024;
+
+/// One read-only request of the gateway API (`protocol/gateway.md` §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// `GET /v1/logs/{key}/blocks?start=S&end=E[&length=L&fork=F]`.
+    Blocks {
+        /// The log.
+        key: Key,
+        /// The query as given.
+        params: BlocksParams,
+    },
+    /// `GET /v1/logs/{key}/head`.
+    Head(Key),
+    /// `GET /v1/logs`.
+    Logs,
+}
+
+/// The query of a blocks request: decimal `start`, `end`, optional `length`, `fork`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BlocksParams {
+    /// First block (required).
+    pub start: Option<u64>,
+    /// One past the last block (required).
+    pub end: Option<u64>,
+    /// Prove against the head of this length.
+    pub length: Option<u64>,
+    /// The fork that head must be on.
+    pub fork: Option<u64>,
+}
+
+impl Request {
+    /// Parse a request path with its query (`/v1/logs/{key}/head`, …): at most [`MAX_PATH`]
+    /// bytes, no percent-encoding (keys are hex or z-base32, the query decimal). Anything else
+    /// is a `400 BAD_REQUEST` (a known path with a bad key or query) or `404 NOT_FOUND`.
+    pub fn parse(path: &str) -> Result<Self, ApiError> {
+        if path.len() > MAX_PATH {
+            return Err(ApiError::bad_request("request path too long"));
+        }
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let mut parts = path.split('/');
+        // A path starts with "/": the first part is empty.
+        if parts.next() != Some("") || parts.next() != Some("v1") || parts.next() != Some("logs") {
+            return Err(ApiError::not_found());
+        }
+        match (parts.next(), parts.next(), parts.next()) {
+            (None | Some(""), None, None) => Ok(Self::Logs),
+            (Some(key), Some("head"), None) => Ok(Self::Head(parse_key(key)?)),
+            (Some(key), Some("blocks"), None) => Self::blocks(key, query),
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    /// A blocks request from its key and raw query, as the HTTP route extracts them.
+    pub fn blocks(key: &str, query: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Self::Blocks {
+            key: parse_key(key)?,
+            params: parse_blocks_query(query)?,
+        })
+    }
+
+    /// A head request from its key, as the HTTP route extracts it.
+    pub fn head(key: &str) -> Result<Self, ApiError> {
+        Ok(Self::Head(parse_key(key)?))
+    }
+}
+
+fn parse_key(s: &str) -> Result<Key, ApiError> {
+    Key::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Parse the query by hand so every mistake is a JSON 400 naming the field. Unknown
+/// parameters are ignored; a repeated one is an error; at most 16 parameters are read.
+pub(crate) fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiError> {
+    let mut p = BlocksParams::default();
+    for pair in raw
+        .unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .take(16)
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "start" => &mut p.start,
+            "end" => &mut p.end,
+            "length" => &mut p.length,
+            "fork" => &mut p.fork,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(format!("{name} given twice")));
+        }
+        // Decimal digits only: no sign, no spaces, at most 16 digits (below 2^53).
+        if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be a decimal integer"
+            )));
+        }
+        *slot = value.parse().ok();
+    }
+    Ok(p)
+}
+
+/// An answer to a [`Request`], whatever carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status code (the data channel carries the same number).
+    pub status: u16,
+    /// [`JSON_TYPE`] or [`RANGE_PROOF_TYPE`].
+    pub content_type: &'static str,
+    /// The `Cache-Control` value HTTP sends.
+    pub cache_control: String,
+    /// Whether HTTP adds `Retry-After: 1` (`429` and `503`).
+    pub retry_after: bool,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(value: &impl Serialize, cache_control: String) -> Self {
+        Self {
+            status: 200,
+            content_type: JSON_TYPE,
+            cache_control,
+            retry_after: false,
+            // Serializing our own plain structs cannot fail.
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+}
+
+/// An error answer: a status and a JSON body `{error, message, …}`, never cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `error` field (`BAD_REQUEST`, `UNKNOWN_LOG`, …).
+    pub code: &'static str,
+    /// The `message` field, for people.
+    pub message: String,
+    /// One extra numeric field (`fork`, `length`, `block`, `node`).
+    pub extra: Option<(&'static str, u64)>,
+}
+
+impl ApiError {
+    /// An error with this status (a `u16` or an `http::StatusCode`), code and message.
+    pub fn new(status: impl Into<u16>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: status.into(),
+            code,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    /// `400 BAD_REQUEST`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400u16, "BAD_REQUEST", message)
+    }
+
+    /// `404 NOT_FOUND`: no such endpoint.
+    pub fn not_found() -> Self {
+        Self::new(404u16, "NOT_FOUND", "no such endpoint")
+    }
+
+    /// `429 TOO_MANY_REQUESTS`: a client's limit of requests in flight.
+    pub fn too_many_requests() -> Self {
+        Self::new(
+            429u16,
+            "TOO_MANY_REQUESTS",
+            "too many requests in flight from this client",
+        )
+    }
+
+    /// `503 BUSY`: the gateway is full.
+    pub fn busy() -> Self {
+        Self::new(503u16, "BUSY", "gateway busy, retry later")
+    }
+
+    /// `500 STORAGE`, logged.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::warn!("gateway storage error: {e}");
+        Self::new(500u16, "STORAGE", "storage error")
+    }
+
+    /// The answer carrying this error.
+    pub fn into_answer(self) -> Answer {
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let (Some((k, v)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.insert(k.to_owned(), v.into());
+        }
+        Answer {
+            status: self.status,
+            content_type: JSON_TYPE,
+            cache_control: "no-store".to_owned(),
+            retry_after: matches!(self.status, 429 | 503),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(e: RangeError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let (status, extra) = match &e {
+            RangeError::UnknownLog => (404, None),
+            RangeError::BadRange(_) => (400, None),
+            RangeError::ForkMismatch { fork } => (409, Some(("fork", *fork))),
+            RangeError::LengthUnavailable { length } => (416, Some(("length", *length))),
+            RangeError::BlockUnavailable { index } => (404, Some(("block", *index))),
+            RangeError::NodeUnavailable { index } => (404, Some(("node", *index))),
+            RangeError::Source(e) => return Self::internal(e),
+        };
+        Self {
+            status,
+            code,
+            message,
+            extra,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListJson {
+    logs: Vec<String>,
+    truncated: bool,
+}
+
+/// A node as JSON: `{index, size, hash}`.
+#[derive(Serialize)]
+struct NodeJson {
+    index: u64,
+    size: u64,
+    hash: String,
+}
+
+/// `GET /v1/logs/{key}/head`, field for field (`protocol/gateway.md` §2).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadJson {
+    key: String,
+    length: u64,
+    fork: u64,
+    byte_length: u64,
+    tree_hash: String,
+    signature: Option<String>,
+    manifest: Option<String>,
+    roots: Vec<NodeJson>,
+}
+
+impl From<SignedHead> for HeadJson {
+    fn from(h: SignedHead) -> Self {
+        Self {
+            key: h.key.to_hex(),
+            length: h.length,
+            fork: h.fork,
+            byte_length: h.byte_length,
+            tree_hash: hex::encode(h.tree_hash),
+            signature: h.signature.map(hex::encode),
+            manifest: h.manifest.map(hex::encode),
+            roots: h
+                .roots
+                .iter()
+                .map(|n| NodeJson {
+                    index: n.index,
+                    size: n.size,
+                    hash: hex::encode(n.hash),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The log routes over a [`LogSource`], with [`Config`]'s caps and a bounded pool of
+/// blocking store reads. Cloning shares the source and the pool.
+pub struct Api<S> {
+    source: Arc<S>,
+    config: Config,
+    inflight: Arc<Semaphore>,
+}
+
+impl<S> Clone for Api<S> {
+    fn clone(&self) -> Self {
+        Self {
+            source: self.source.clone(),
+            config: self.config.clone(),
+            inflight: self.inflight.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Api<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("config", &self.config)
+            .field("free_slots", &self.inflight.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: LogSource> Api<S> {
+    /// The API over `source`, with `config`'s caps ([`Config::max_inflight`] store reads at
+    /// once across every caller of this value and its clones).
+    pub fn new(source: S, config: Config) -> Self {
+        Self::shared(Arc::new(source), config)
+    }
+
+    /// The API over a shared `source`.
+    pub fn shared(source: Arc<S>, config: Config) -> Self {
+        Self {
+            inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            source,
+            config,
+        }
+    }
+
+    /// The caps this API applies.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The source read.
+    pub fn source(&self) -> &Arc<S> {
+        &self.source
+    }
+
+    /// Parse `path` ([`Request::parse`]) and answer it.
+    pub async fn get(&self, path: &str) -> Answer {
+        match Request::parse(path) {
+            Ok(req) => self.answer(req).await,
+            Err(e) => e.into_answer(),
+        }
+    }
+
+    /// Answer `req`: a `200` with its body, or an error with its JSON body.
+    pub async fn answer(&self, req: Request) -> Answer {
+        let out = match req {
+            Request::Logs => self.list().await,
+            Request::Head(key) => self.head(key).await,
+            Request::Blocks { key, params } => self.blocks(key, params).await,
+        };
+        out.unwrap_or_else(ApiError::into_answer)
+    }
+
+    /// Run a blocking source call in one of the `max_inflight` slots.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(
+            self.config.queue_timeout,
+            self.inflight.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::busy())?
+        .map_err(|_| ApiError::busy())?;
+        let source = self.source.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = f(&source);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    fn short_cache(&self) -> String {
+        format!("public, max-age={}", self.config.head_max_age)
+    }
+
+    async fn list(&self) -> Result<Answer, ApiError> {
+        let limit = self.config.max_logs_listed;
+        let keys = self
+            .blocking(move |s| s.keys(limit.saturating_add(1)))
+            .await?
+            .map_err(ApiError::internal)?;
+        let truncated = keys.len() > limit;
+        let logs = keys.iter().take(limit).map(Key::to_hex).collect();
+        Ok(Answer::json(
+            &ListJson { logs, truncated },
+            self.short_cache(),
+        ))
+    }
+
+    async fn head(&self, key: Key) -> Result<Answer, ApiError> {
+        let head = self
+            .blocking(move |s| s.head(&key))
+            .await?
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(404u16, "UNKNOWN_LOG", "log not held here"))?;
+        Ok(Answer::json(&HeadJson::from(head), self.short_cache()))
+    }
+
+    async fn blocks(&self, key: Key, p: BlocksParams) -> Result<Answer, ApiError> {
+        let (Some(start), Some(end)) = (p.start, p.end) else {
+            return Err(ApiError::bad_request("start and end are required"));
+        };
+        if start >= end || end > MAX_LENGTH || p.length.is_some_and(|l| l > MAX_LENGTH) {
+            return Err(ApiError::bad_request(
+                "need start < end <= 2^48 and length <= 2^48",
+            ));
+        }
+        let query = RangeQuery {
+            start,
+            end,
+            length: p.length,
+            fork: p.fork,
+            max_blocks: self.config.max_blocks,
+            max_bytes: self.config.max_bytes,
+        };
+        let proof = self.blocking(move |s| s.range(&key, &query)).await??;
+        // Addressed by fork and length, the bytes are fixed forever; otherwise they follow
+        // the current head.
+        let cache_control = if p.length.is_some() && p.fork.is_some() {
+            IMMUTABLE.to_owned()
+        } else {
+            "no-cache".to_owned()
+        };
+        Ok(Answer {
+            status: 200,
+            content_type: RANGE_PROOF_TYPE,
+            cache_control,
+            retry_after: false,
+            body: proof.encode(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "4a73a8ec1ae5a0f0e1f1e1d1c1b1a19181716151413121110f0e0d0c0b0a0908";
+
+    #[test]
+    fn blocks_query_parsing() {
+        let p = parse_blocks_query(Some("start=1&end=5&length=9&fork=0&x=y")).unwrap();
+        assert_eq!(
+            p,
+            BlocksParams {
+                start: Some(1),
+                end: Some(5),
+                length: Some(9),
+                fork: Some(0)
+            }
+        );
+        assert_eq!(parse_blocks_query(None).unwrap(), BlocksParams::default());
+        for bad in [
+            "start=1&start=2",
+            "start=-1",
+            "start=+1",
+            "start=",
+            "start=1e3",
+            "end=99999999999999999",
+            "fork=0x1",
+        ] {
+            assert!(parse_blocks_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_parse_like_the_http_routes() {
+        let key = Key::parse(KEY).unwrap();
+        assert_eq!(Request::parse("/v1/logs").unwrap(), Request::Logs);
+        assert_eq!(Request::parse("/v1/logs/").unwrap(), Request::Logs);
+        assert_eq!(
+            Request::parse(&format!("/v1/logs/{KEY}/head")).unwrap(),
+            Request::Head(key)
+        );
+        assert_eq!(
+            Request::parse(&format!("/v1/logs/{KEY}/blocks?start=2&end=3&fork=0")).unwrap(),
+            Request::Blocks {
+                key,
+                params: BlocksParams {
+                    start: Some(2),
+                    end: Some(3),
+                    length: None,
+                    fork: Some(0)
+                }
+            }
+        );
+        for (path, status) in [
+            ("", 404),
+            ("/", 404),
+            ("/v1/peers", 404),
+            ("v1/logs", 404),
+            ("/v1/logs/abc/head", 400),
+            (&format!("/v1/logs/{KEY}/head/x") as &str, 404),
+            (&format!("/v1/logs/{KEY}/tail"), 404),
+            (&format!("/v1/logs/{KEY}/blocks?start=x"), 400),
+            (&"/".repeat(MAX_PATH + 1), 400),
+        ] {
+            assert_eq!(Request::parse(path).unwrap_err().status, status, "{path}");
+        }
+    }
+
+    #[test]
+    fn errors_are_json_and_not_cached() {
+        let a = ApiError::from(RangeError::ForkMismatch { fork: 3 }).into_answer();
+        assert_eq!(a.status, 409);
+        assert_eq!(a.cache_control, "no-store");
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["error"], "FORK_MISMATCH");
+        assert_eq!(v["fork"], 3);
+        assert!(ApiError::busy().into_answer().retry_after);
+        assert!(!ApiError::not_found().into_answer().retry_after);
+    }
+}

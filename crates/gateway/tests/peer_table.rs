@@ -1,0 +1,434 @@
+//! The instance's peer table over real TCP on loopback (`protocol/gateway.md` §7): signed
+//! registrations and reports, the key challenge before any health check, one entry for every
+//! spelling of an address, no requests to refused ranges, no cross-origin POSTs, and the
+//! reporter loop a mirror runs. Every server here listens on 127.0.0.1; refusals of other
+//! ranges are tested by classification (`address.rs`), never by connecting.
+//!
+//! Timeouts are hang guards only.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerhost_gateway::{
+    CommunityInfo, Config, Cores, Counters, Instance, InstanceOptions, ServeOptions, auth, client,
+};
+use peerhost_ids::{Key, KeyPair};
+use peerhost_store::{CreateOptions, Store};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const T: Duration = Duration::from_secs(5);
+const GUARD: Duration = Duration::from_secs(30);
+
+struct Log {
+    _dir: tempfile::TempDir,
+    cores: Cores,
+    key: Key,
+}
+
+fn log() -> Log {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut core = store
+        .create(
+            "posts",
+            CreateOptions::default().key_pair(KeyPair::from_seed(&[3; 32])),
+        )
+        .unwrap();
+    let blocks: Vec<Vec<u8>> = (0..5).map(|i| format!("post {i}").into_bytes()).collect();
+    core.append(&blocks).unwrap();
+    let key = core.key();
+    let cores = Cores::new();
+    cores.insert_core(core);
+    Log {
+        _dir: dir,
+        cores,
+        key,
+    }
+}
+
+/// A gateway on 127.0.0.1:0 until the returned sender is dropped.
+async fn serve(cores: Cores, config: Config) -> (String, watch::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, mut rx) = watch::channel(());
+    tokio::spawn(peerhost_gateway::serve(
+        listener,
+        cores,
+        config,
+        ServeOptions::default(),
+        async move {
+            let _ = rx.changed().await;
+        },
+    ));
+    (url, tx)
+}
+
+/// An instance publishing `log`'s key, checking every 100 ms.
+async fn start_instance(
+    log: &Log,
+    options: InstanceOptions,
+) -> (String, Arc<Instance>, watch::Sender<()>) {
+    let instance = Arc::new(Instance::new(
+        None,
+        options.check_every(Duration::from_millis(100)),
+    ));
+    instance.set_communities(vec![CommunityInfo::new(
+        log.key,
+        "c".into(),
+        "C".into(),
+        Some(log.key),
+        None,
+        None,
+    )]);
+    let (url, stop) = serve(
+        log.cores.clone(),
+        Config::default().instance(instance.clone()),
+    )
+    .await;
+    let mut rx = stop.subscribe();
+    tokio::spawn(peerhost_gateway::run_checks(
+        instance.clone(),
+        Arc::new(log.cores.clone()),
+        async move {
+            let _ = rx.changed().await;
+        },
+    ));
+    (url, instance, stop)
+}
+
+async fn register(base: &str, url: &str, kp: &KeyPair) -> (u16, Value) {
+    let r = client::post_json_signed(&format!("{base}/v1/peers"), &json!({ "url": url }), kp, T)
+        .await
+        .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+async fn get_json(url: &str) -> Value {
+    let r = client::get(url, T).await.unwrap();
+    assert_eq!(r.status, 200, "{url}");
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+async fn wait(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !f().await {
+        assert!(Instant::now() < deadline, "hang guard: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A raw HTTP exchange (what a browser or an attacker sends), the whole answer as text.
+async fn raw(base: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP server that records the request line of every connection and answers 404.
+async fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            log.lock()
+                .unwrap()
+                .push(text.lines().next().unwrap_or("").to_owned());
+            let _ = s
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_proves_its_key_then_is_checked_listed_and_reports() {
+    let log = log();
+    let (base, instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let mirror_kp = KeyPair::generate();
+    let (murl, _m) = serve(
+        log.cores.clone(),
+        Config::default().identity(mirror_kp.clone()),
+    )
+    .await;
+    let port = murl.rsplit(':').next().unwrap();
+
+    // Every spelling of the mirror's address is one entry.
+    for spelling in [
+        format!("http://127.1:{port}"),
+        format!("http://0x7f000001:{port}"),
+        format!("http://2130706433:0{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        murl.clone(),
+    ] {
+        let (status, body) = register(&base, &spelling, &mirror_kp).await;
+        assert_eq!(status, 200, "{spelling}: {body}");
+        assert_eq!(body["url"], murl.as_str(), "{spelling}");
+    }
+    assert_eq!(instance.contributions().len(), 1);
+
+    // A report before the key is proven is refused; once it is, the row is the mirror's.
+    wait("the mirror is listed", async || {
+        get_json(&format!("{base}/v1/peers")).await["peers"] == json!([murl])
+    })
+    .await;
+    let row = &get_json(&format!("{base}/v1/contributions")).await["peers"][0];
+    assert_eq!(row["key"], hex::encode(mirror_kp.public_key()));
+    assert_eq!(
+        (row["proven"].as_bool(), row["healthy"].as_bool()),
+        (Some(true), Some(true))
+    );
+
+    let report = json!({"bytes": 1234, "requests": 7, "startedMs": 1});
+    let r = client::post_json_signed(&format!("{base}/v1/report"), &report, &mirror_kp, T)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Another key cannot overwrite it, nor can an unsigned POST.
+    let forged = json!({"url": murl, "bytes": 1, "requests": 1, "startedMs": 1});
+    let r = client::post_json_signed(
+        &format!("{base}/v1/report"),
+        &forged,
+        &KeyPair::generate(),
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404);
+    let r = client::post_json(&format!("{base}/v1/report"), &forged, T)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let row = &get_json(&format!("{base}/v1/contributions")).await["peers"][0];
+    assert_eq!(
+        (row["bytesServed"].as_u64(), row["requests"].as_u64()),
+        (Some(1234), Some(7))
+    );
+
+    // Another key cannot take over the proven URL either.
+    let (status, body) = register(&base, &murl, &KeyPair::generate()).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("URL_TAKEN")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_is_the_challenge_and_a_wrong_key_is_never_checked() {
+    let log = log();
+    let (base, instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+
+    // A service that is not a peerhost gateway: it sees one challenge (then backed-off
+    // retries), never a request for blocks.
+    let (rec, seen) = recorder().await;
+    let (status, _) = register(&base, &rec, &KeyPair::generate()).await;
+    assert_eq!(status, 200);
+    wait("the challenge arrives", async || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("GET /v1/identity?challenge=")),
+        "{lines:?}"
+    );
+    // Backoff: not one challenge per check period (6 periods passed).
+    assert!(lines.len() <= 4, "{lines:?}");
+
+    // An honest gateway registered by someone else's key: the gateway answers with its own
+    // key, so the registration never becomes a listed, checked peer.
+    let honest = KeyPair::generate();
+    let (hurl, _h) = serve(log.cores.clone(), Config::default().identity(honest)).await;
+    let (status, _) = register(&base, &hurl, &KeyPair::generate()).await;
+    assert_eq!(status, 200);
+    wait("the challenge fails", async || {
+        instance
+            .contributions()
+            .iter()
+            .any(|c| c.url == hurl && c.problem.as_deref() == Some("CHALLENGE_FAILED"))
+    })
+    .await;
+    let rows = get_json(&format!("{base}/v1/contributions")).await;
+    for row in rows["peers"].as_array().unwrap() {
+        assert_eq!(row["proven"], false, "{row}");
+        assert_eq!(row["healthy"], false, "{row}");
+        // Codes only in public: no OS error text, no bytes of what a service answered.
+        assert!(row.get("detail").is_none(), "{row}");
+    }
+    assert_eq!(
+        get_json(&format!("{base}/v1/peers")).await["peers"],
+        json!([])
+    );
+    // The operator's view has the detail.
+    assert!(instance.contributions().iter().any(|c| {
+        c.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("another key"))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_loopback_is_refused_and_never_contacted() {
+    let log = log();
+    let (base, instance, _i) = start_instance(&log, InstanceOptions::default()).await;
+    let (rec, seen) = recorder().await;
+    let port = rec.rsplit(':').next().unwrap();
+    for spelling in [
+        rec.clone(),
+        format!("http://127.1:{port}"),
+        format!("http://0x7f000001:{port}"),
+        format!("http://2130706433:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+        format!("http://[::1]:{port}"),
+        format!("http://0.0.0.0:{port}"),
+    ] {
+        let (status, body) = register(&base, &spelling, &KeyPair::generate()).await;
+        assert_eq!(status, 400, "{spelling}: {body}");
+        assert_eq!(body["error"], "REFUSED_ADDRESS", "{spelling}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(seen.lock().unwrap().is_empty());
+    assert!(instance.contributions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_posts_fail_and_signed_ones_do_not_replay() {
+    let log = log();
+    let (base, instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let host = base.trim_start_matches("http://");
+    // A form any website can submit: refused before anything is read, no CORS header.
+    let form = "url=http%3A%2F%2F127.0.0.1%3A9";
+    let res = raw(
+        &base,
+        &format!(
+            "POST /v1/peers HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 415"), "{res}");
+    assert!(
+        !res.to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{res}"
+    );
+    // A no-preflight fetch (text/plain): the same.
+    let res = raw(
+        &base,
+        &format!(
+            "POST /v1/report HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\n\
+             Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        ),
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 415"), "{res}");
+    // The preflight a JSON POST needs is not granted for POST.
+    let res = raw(
+        &base,
+        &format!(
+            "OPTIONS /v1/peers HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type, authorization\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    let allowed = res
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("access-control-allow-methods")
+        })
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!allowed.contains("POST"), "{res}");
+
+    // A signed registration replayed verbatim is refused.
+    let kp = KeyPair::generate();
+    let body = format!(r#"{{"url":"http://127.0.0.1:{}"}}"#, 9);
+    let req = auth::Request {
+        origin: &base,
+        method: "POST",
+        path: "/v1/peers",
+        body: body.as_bytes(),
+    };
+    let header = auth::Credentials::sign(&kp, &req, auth::now_ms()).header_value();
+    let signed = format!(
+        "POST /v1/peers HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Authorization: {header}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert!(raw(&base, &signed).await.starts_with("HTTP/1.1 200"));
+    let again = raw(&base, &signed).await;
+    assert!(
+        again.starts_with("HTTP/1.1 401") && again.contains("REPLAYED"),
+        "{again}"
+    );
+    // Replayed to another instance (another Host): the signature does not hold.
+    let (base2, _, _i2) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let other = signed.replace(host, base2.trim_start_matches("http://"));
+    let res = raw(&base2, &other).await;
+    assert!(res.contains("BAD_SIGNATURE"), "{res}");
+    assert_eq!(instance.contributions().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporter_registers_proves_and_reports() {
+    let log = log();
+    let (base, _instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let kp = KeyPair::generate();
+    let counters = Arc::new(Counters::default());
+    let (murl, _m) = serve(
+        log.cores.clone(),
+        Config::default()
+            .identity(kp.clone())
+            .counters(counters.clone()),
+    )
+    .await;
+    counters.add(4242);
+    let (tx, mut rx) = watch::channel(());
+    tokio::spawn(peerhost_gateway::run_reporter(
+        vec![base.clone()],
+        murl.clone(),
+        counters.clone(),
+        kp.clone(),
+        Duration::from_millis(100),
+        async move {
+            let _ = rx.changed().await;
+        },
+    ));
+    wait("the report arrives", async || {
+        let t = get_json(&format!("{base}/v1/contributions")).await;
+        t["peers"][0]["bytesServed"].as_u64() >= Some(4242) && t["peers"][0]["healthy"] == true
+    })
+    .await;
+    drop(tx);
+    let _: SocketAddr = murl.trim_start_matches("http://").parse().unwrap();
+}

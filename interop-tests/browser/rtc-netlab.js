@@ -1,0 +1,124 @@
+'use strict'
+// The NAT lab with real browsers (issue 11): Chromium behind nat2 (ph-peer2), the home peer
+// (rtc_peer) behind nat1 (ph-peer1), the instance on the public side (ph-inst: STUN and the
+// page). For each of the 4 × 4 NAT type pairs, a fresh page loads the latest 20 posts from
+// the home peer over WebRTC (plain ICE: one RTCPeerConnection, the peer's birthday search
+// off); where that fails, again with the help of §2.2 of protocol/webrtc.md (RACE
+// RTCPeerConnections at once, the peer's birthday search on). Chromium's mDNS stays on.
+//
+//   sudo node interop-tests/browser/rtc-netlab.js [CELLS] [--race N] [--no-birthday-pass]
+//
+// CELLS: comma-separated PEER:BROWSER NAT pairs (full|restricted|port|symmetric), default
+// all 16. Writes target/netlab/rtc-matrix.json and rtc-matrix.md. The lab's namespaces use
+// the prefix "phr-" (NETLAB_PREFIX) so the NAT matrix of other tests can run beside it.
+// Needs root, target/release/rtc_peer, web/node_modules, /usr/bin/chromium.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const lib = require('./rtc-lib.js')
+
+const PREFIX = 'phr-'
+const NETLAB = path.join(lib.ROOT, 'interop-tests', 'netlab', 'netlab.sh')
+const TYPES = ['full', 'restricted', 'port', 'symmetric']
+const INST = '198.51.100.30'
+const ICE = [{ urls: `stun:${INST}:3478` }]
+const OUT = path.join(process.env.CARGO_TARGET_DIR || path.join(lib.ROOT, 'target'), 'netlab')
+
+function netlab (...args) {
+  return execFileSync('bash', [NETLAB, ...args], { encoding: 'utf8', env: { ...process.env, NETLAB_PREFIX: PREFIX }, stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+const argv = process.argv.slice(2)
+const race = Number((argv[argv.indexOf('--race') + 1]) || 0) || 8
+const cells = (argv.find((a) => a.includes(':')) || TYPES.flatMap((p) => TYPES.map((b) => `${p}:${b}`)).join(','))
+  .split(',').map((c) => c.split(':'))
+const secondPass = !argv.includes('--no-birthday-pass')
+
+async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, parallel }) {
+  netlab('nat', 'nat1', peerNat)
+  netlab('nat', 'nat2', browserNat)
+  const peerArgs = ['--bind', '10.1.0.2:0', '--stun', `${INST}:3478`, '--posts', '50']
+  if (!birthday) peerArgs.push('--no-birthday')
+  const peer = lib.startPeer(`${PREFIX}peer1`, peerArgs)
+  const ready = await peer.ready
+  const p = await lib.openPage(browser, pageUrl, peer)
+  const row = { peerNat, browserNat, birthday, parallel, connected: false }
+  const t0 = Date.now()
+  try {
+    const got = await p.page.evaluate((o) => window.rtcRun(o), {
+      mode: 'rtc', key: ready.posts, n: 20, iceServers: ICE, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
+    })
+    row.connected = got.titles.length === 20 && got.titles[0] === 'Post 50: notes on hypercore, part 50'
+    row.connectMs = Math.round(got.connectMs)
+    row.firstPostMs = Math.round(got.firstPostMs)
+    const t = got.stats.transport || {}
+    row.bytesFromPeer = t.bytesReceived
+    row.bytesToPeer = t.bytesSent
+    row.localType = t.local && t.local.type
+    row.remoteType = t.remote && t.remote.type
+  } catch (e) {
+    row.error = String(e.message || e).slice(0, 200)
+    row.failMs = Date.now() - t0
+  }
+  // Bytes from the instance: the page's own requests (page and script), as Chromium counted.
+  row.bytesFromInstance = await p.httpBytes()
+  const st = await peer.request({ op: 'status' }).catch(() => ({ peers: [] }))
+  const live = st.peers.filter((x) => x.connectMs !== null)
+  row.peerConnectMs = live.length ? live[0].connectMs : null
+  row.probes = st.peers.reduce((n, x) => n + (x.probes || 0), 0)
+  row.peerPublic = st.public
+  await p.close()
+  peer.stop()
+  await lib.sleep(300)
+  return row
+}
+
+async function main () {
+  fs.mkdirSync(OUT, { recursive: true })
+  const tmp = lib.tmpdir('peerhost-rtc-netlab-')
+  netlab('up')
+  let browser
+  const stun = lib.startStun(`${PREFIX}inst`, `${INST}:3478`)
+  const page = await lib.startPage(`${PREFIX}inst`, INST, tmp)
+  const rows = []
+  try {
+    await stun.ready
+    const pageUrl = (await page.ready).url
+    browser = await lib.launch(`${PREFIX}peer2`, tmp)
+    for (const [peerNat, browserNat] of cells) {
+      const plain = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: false, parallel: 1 })
+      console.log(JSON.stringify(plain))
+      rows.push(plain)
+      if (!plain.connected && secondPass) {
+        const helped = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: true, parallel: race })
+        console.log(JSON.stringify(helped))
+        rows.push(helped)
+      }
+    }
+  } finally {
+    if (browser) await browser.close()
+    stun.stop()
+    page.stop()
+    await lib.sleep(300)
+    try { netlab('down') } catch {}
+    fs.rmSync(tmp, { recursive: true, force: true })
+  }
+  fs.writeFileSync(path.join(OUT, 'rtc-matrix.json'), JSON.stringify(rows, null, 2))
+  const md = ['| home peer NAT | browser NAT | plain ICE | connect ms | first post ms | bytes from peer (getStats) | bytes from instance | pair (local/remote) | with race + birthday |',
+    '|---|---|---|---|---|---|---|---|---|']
+  for (const [peerNat, browserNat] of cells) {
+    const a = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && !r.birthday)
+    const b = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && r.birthday)
+    const helped = !b ? '–' : b.connected ? `yes: ${b.connectMs} ms (${b.probes} probes)` : `no (${b.probes} probes)`
+    md.push(`| ${peerNat} | ${browserNat} | ${a.connected ? 'yes' : 'no'} | ${a.connectMs ?? '–'} | ${a.firstPostMs ?? '–'} | ${a.bytesFromPeer ?? (b && b.bytesFromPeer) ?? '–'} | ${a.bytesFromInstance} | ${a.localType ? `${a.localType}/${a.remoteType}` : (b && b.localType ? `${b.localType}/${b.remoteType}` : '–')} | ${helped} |`)
+  }
+  fs.writeFileSync(path.join(OUT, 'rtc-matrix.md'), md.join('\n') + '\n')
+  console.log(md.join('\n'))
+}
+
+main().catch((e) => {
+  console.error(e)
+  try { netlab('down') } catch {}
+  process.exit(1)
+})

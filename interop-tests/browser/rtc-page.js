@@ -1,0 +1,176 @@
+// The test page's script for the WebRTC browser tests (bundled by rtc-lib.js with web/'s
+// esbuild): the web/ loader over the WebRTC transport (web/src/transport-rtc.js) or over
+// HTTP, with every head and range verified as on the real page. The harness drives it with
+// page.evaluate; `window.peerhostSignal(offerSdp)` is the harness's signaling function
+// (page.exposeFunction), relaying the offer to the test peer and returning its answer.
+
+import { Loader } from '../../web/src/loader.js'
+import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/src/transport-rtc.js'
+
+const td = new TextDecoder()
+
+function transportFor (opts) {
+  const make = () => new RtcTransport({
+    signal: (sdp) => window.peerhostSignal(sdp),
+    iceServers: opts.iceServers || [],
+    connectTimeoutMs: opts.connectTimeoutMs || 15000,
+    gatherMs: opts.gatherMs || 1500
+  })
+  return (opts.parallel || 1) > 1 ? raceOpen(opts.parallel, make) : make().open()
+}
+
+/** Connect (rtc) and load the latest `n` posts of `key`, verified; render them. */
+window.rtcRun = async (opts) => {
+  const t0 = performance.now()
+  let loader
+  let transport = null
+  let connectMs = null
+  if (opts.mode === 'rtc') {
+    transport = await transportFor(opts)
+    connectMs = performance.now() - t0
+    window.transport = transport
+    // With `httpUrl` too: a mixed peer set, the WebRTC peer and an HTTP gateway side by side.
+    const peers = opts.httpUrl ? ['rtc://home', opts.httpUrl] : ['rtc://home']
+    // `pickFirst`: always the first usable peer (the WebRTC one), for tests that need it asked.
+    const random = opts.pickFirst ? () => 0 : undefined
+    loader = new Loader({ peers, fetch: rtcFetch(new Map([['home', transport]])), headPeers: peers.length, random })
+  } else {
+    loader = new Loader({ peers: [opts.httpUrl] })
+  }
+  window.loader = loader
+  const { head, blocks } = await loader.latest(opts.key, opts.n || 20)
+  const posts = blocks.map((b) => JSON.parse(td.decode(b.value)))
+  const main = document.querySelector('#posts')
+  main.textContent = ''
+  for (const p of posts) {
+    const a = document.createElement('article')
+    const h = document.createElement('h2')
+    h.textContent = p.title
+    a.append(h)
+    main.append(a)
+  }
+  const firstPostMs = performance.now() - t0
+  document.body.dataset.state = 'loaded'
+  return {
+    firstPostMs,
+    connectMs,
+    length: head.length,
+    titles: posts.map((p) => p.title),
+    stats: transport ? await transport.stats() : null,
+    peers: loader.peers.list()
+  }
+}
+
+/** Blocks 0..count of `key`, verified, over the transport already open (or HTTP): MB/s. */
+window.rtcBulk = async (opts) => {
+  const loader = opts.mode === 'rtc'
+    ? new Loader({ peers: ['rtc://home'], fetch: rtcFetch(new Map([['home', window.transport]])), parallel: opts.parallel || 4, chunk: opts.chunk || 64 })
+    : new Loader({ peers: [opts.httpUrl], parallel: opts.parallel || 4, chunk: opts.chunk || 64 })
+  const head = await loader.head(opts.key)
+  const t0 = performance.now()
+  const blocks = await loader.range(opts.key, head, 0, opts.count)
+  const ms = performance.now() - t0
+  let bytes = 0
+  for (const b of blocks) bytes += b.length
+  return { ms, bytes, blocks: blocks.length, mbps: bytes / 1e6 / (ms / 1000) }
+}
+
+/**
+ * Transfer only, no verification: blocks 0..count of `key` in ranges of `chunk`, `parallel`
+ * in flight, over the open transport or HTTP fetch (what the transport itself carries).
+ */
+window.rtcRawBulk = async ({ mode, key, count, chunk = 64, parallel = 4, httpUrl }) => {
+  const get = mode === 'rtc'
+    ? async (path) => (await window.transport.request(path, { timeoutMs: 30000 })).body
+    : async (path) => new Uint8Array(await (await fetch(httpUrl + path)).arrayBuffer())
+  let next = 0
+  let bytes = 0
+  const t0 = performance.now()
+  const worker = async () => {
+    while (next < count) {
+      const start = next
+      const end = Math.min(count, next + chunk)
+      next = end
+      let at = start
+      while (at < end) {
+        const body = await get(`/v1/logs/${key}/blocks?start=${at}&end=${end}`)
+        bytes += body.length
+        // PHR1: the served end is at byte offset 28 (u64 LE, below 2^32 here).
+        at = new DataView(body.buffer, body.byteOffset).getUint32(28, true)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: parallel }, worker))
+  const ms = performance.now() - t0
+  return { ms, bytes, mbps: bytes / 1e6 / (ms / 1000) }
+}
+
+/** Raw requests on the open transport: `count` requests of `path`, `window` in flight. */
+window.rtcHammer = async ({ path, count, window: win }) => {
+  const t = window.transport
+  let next = 0
+  let ok = 0
+  const statuses = {}
+  const t0 = performance.now()
+  const worker = async () => {
+    while (next < count) {
+      next++
+      const r = await t.request(path)
+      statuses[r.status] = (statuses[r.status] || 0) + 1
+      if (r.status === 200) ok++
+    }
+  }
+  await Promise.all(Array.from({ length: win }, worker))
+  return { ok, statuses, ms: performance.now() - t0 }
+}
+
+/** Chromium's own byte counts for the open transport. */
+window.rtcStats = async () => (window.transport ? window.transport.stats() : null)
+
+/**
+ * A hostile client: open a transport, then send raw messages past it (`hex` strings, or
+ * `{requests: N, path}` for N REQUEST frames at once, no window) and tally what comes back
+ * until the channel closes or `waitMs` passes.
+ */
+window.rtcRaw = async ({ iceServers, sends, waitMs = 5000, binary = true }) => {
+  const t = await transportFor({ iceServers })
+  const seen = { statuses: {}, goaway: null, messages: 0 }
+  t.dc.addEventListener('message', (ev) => {
+    seen.messages++
+    try {
+      const f = decodeFrame(ev.data)
+      if (f.type === FRAME.RESPONSE) seen.statuses[f.status] = (seen.statuses[f.status] || 0) + 1
+      if (f.type === FRAME.GOAWAY) seen.goaway = f.code
+    } catch {}
+  })
+  const hex = (h) => Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16)))
+  for (const s of sends) {
+    if (typeof s === 'string') {
+      t.dc.send(binary ? hex(s) : s)
+    } else if (s.requests) {
+      for (let i = 0; i < s.requests; i++) t.dc.send(encodeFrame({ type: FRAME.REQUEST, id: 1000 + i, path: s.path }))
+    } else if (s.bytes) {
+      t.dc.send(new Uint8Array(s.bytes).fill(1))
+    }
+  }
+  const t0 = performance.now()
+  while (!t.closed && t.dc.readyState === 'open' && performance.now() - t0 < waitMs) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const closed = t.closed ? t.closed.message : (t.dc.readyState === 'open' ? null : t.dc.readyState)
+  const pcState = t.pc.connectionState
+  t.close()
+  return { ...seen, closed, pcState, closedMs: performance.now() - t0 }
+}
+
+/** Open `n` transports at once and ask each for `path`: the peer holds them all. */
+window.rtcMany = async ({ iceServers, n, path }) => {
+  const t0 = performance.now()
+  const ts = await Promise.all(Array.from({ length: n }, () => transportFor({ iceServers, connectTimeoutMs: 30000 })))
+  const openMs = performance.now() - t0
+  const rs = await Promise.all(ts.map((t) => t.request(path)))
+  window.many = ts
+  return { opened: ts.length, ok: rs.filter((r) => r.status === 200).length, openMs }
+}
+
+window.rtcManyClose = () => { for (const t of window.many || []) t.close(); window.many = [] }
