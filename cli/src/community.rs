@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_daemon::control::{Log, RemoteLog};
 use peerhost_feed::assets::{self, Known};
 use peerhost_feed::import::{Item, Seen, Stats, plan};
 use peerhost_feed::lemmy::Document;
@@ -20,7 +21,6 @@ use peerhost_feed::read::{self, CommentView, PostView};
 use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Asset, Descriptor, Entry, Kind, Notes, Post};
 use peerhost_ids::Key;
-use peerhost_node::control::{Log, RemoteLog};
 use peerhost_store::{CreateOptions, Store};
 use serde_json::{Value, json};
 
@@ -214,7 +214,7 @@ fn open_store(storage: &StorageArgs) -> anyhow::Result<Logs> {
         Ok(store) => Ok(Logs::Local(store)),
         // A daemon holds the lock: work through it (protocol/control.md).
         Err(peerhost_store::Error::Locked { .. })
-            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
+            if std::os::unix::net::UnixStream::connect(peerhost_daemon::control::socket_path(
                 &dir,
             ))
             .is_ok() =>
@@ -246,7 +246,7 @@ impl Logs {
             Self::Local(store) => Ok(store.contains(key)),
             Self::Daemon(dir) => match RemoteLog::open(dir, &key.to_hex()) {
                 Ok(_) => Ok(true),
-                Err(peerhost_node::control::ControlError::Refused(_)) => Ok(false),
+                Err(peerhost_daemon::control::ControlError::Refused(_)) => Ok(false),
                 Err(e) => Err(e.into()),
             },
         }

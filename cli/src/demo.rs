@@ -13,10 +13,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_feed::assets;
 use peerhost_feed::{Descriptor, Entry, Post};
 use peerhost_ids::Key;
-use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_store::{CreateOptions, Store};
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_daemon::control::{Log, RemoteLog};
 use peerhost_feed::Blocks as _;
 use peerhost_ids::Key;
-use peerhost_node::control::{Log, RemoteLog};
 use peerhost_store::{Core, CreateOptions, Store};
 
 /// Blocks handed to one `append` call (one signature and one commit per batch).
@@ -74,7 +74,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
         Ok(store) => store,
         // A daemon holds the lock: append and cat through it (protocol/control.md).
         Err(peerhost_store::Error::Locked { .. })
-            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
+            if std::os::unix::net::UnixStream::connect(peerhost_daemon::control::socket_path(
                 dir,
             ))
             .is_ok() =>

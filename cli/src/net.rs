@@ -2,7 +2,7 @@
 //! peers (JS hypercore 11 / corestore 7 / hyperswarm 4, or another peerhost), found on the
 //! HyperDHT or given as `--peer tcp://HOST:PORT`.
 //!
-//! The work is `peerhost_node::daemon`'s; here the commands become a runtime, a daemon, and
+//! The work is `peerhost_daemon`'s; here the commands become a runtime, a daemon, and
 //! what a person reads.
 
 use std::io::Write;
@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use peerhost_daemon::{
+    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
+    Range, parse_key,
+};
 use peerhost_feed::read::PostView;
 use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Entry, Kind};
 use peerhost_ids::Key;
-use peerhost_node::daemon::{
-    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
-    Range, parse_key,
-};
 use peerhost_swarm::BootstrapNode;
 use serde_json::{Value, json};
 
@@ -290,13 +290,13 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 pub(crate) fn load_config(dir: &Path, path: Option<&Path>) -> anyhow::Result<FileConfig> {
     Ok(match path {
         Some(p) => FileConfig::load(p, false)?,
-        None => FileConfig::load(&dir.join(peerhost_node::daemon::config::FILE_NAME), true)?,
+        None => FileConfig::load(&dir.join(peerhost_daemon::config::FILE_NAME), true)?,
     })
 }
 
 fn with_sync(mut file: FileConfig, sync: bool) -> FileConfig {
     if sync {
-        file.durability = Some(peerhost_node::daemon::config::DurabilitySetting::Sync);
+        file.durability = Some(peerhost_daemon::config::DurabilitySetting::Sync);
     }
     file
 }

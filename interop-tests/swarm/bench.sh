@@ -22,7 +22,7 @@
 #      each process's peak (VmHWM).
 # Readers and writers keep their DHT defaults (firewalled until proven otherwise); one extra
 # join row runs JS with `firewalled: false` (BENCH_UNFIREWALLED=1 in bench.js).
-# The Rust side is crates/node/examples/swarm_bench.rs, the JS side interop-tests/swarm/bench.js.
+# The Rust side is crates/daemon/examples/swarm_bench.rs, the JS side interop-tests/swarm/bench.js.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tries=${1:-10}
@@ -34,7 +34,7 @@ limit=${BENCH_TIMEOUT:-300}
 
 # SWARM_BENCH_BIN: use this build of the example instead of building one.
 if [ -z "${SWARM_BENCH_BIN:-}" ]; then
-  cargo build --locked --release -q -p peerhost-node --example swarm_bench
+  cargo build --locked --release -q -p peerhost-daemon --example swarm_bench
 fi
 (cd interop-tests && [ -d node_modules/hyperswarm ] || npm ci --no-audit --no-fund --loglevel=error)
 rs=${SWARM_BENCH_BIN:-$PWD/target/release/examples/swarm_bench}

@@ -14,13 +14,13 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use peerhost_daemon::{
+    Community, Daemon, DhtOptions, FileConfig, Followed, Network, Options, Part, Range,
+};
 use peerhost_feed::{Descriptor, Entry, Post, assets};
 use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::Key;
 use peerhost_interop_tests::{NodePeer, describe, node};
-use peerhost_node::daemon::{
-    Community, Daemon, DhtOptions, FileConfig, Followed, Network, Options, Part, Range,
-};
 use peerhost_store::{CreateOptions, Store};
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 use serde_json::Value;

@@ -1,6 +1,6 @@
-//! The peerhost node: tokio drivers that run secret streams, protomux and hypercore
-//! replication over byte streams (TCP) and HyperDHT connections, and the daemon built on them
-//! ([`daemon`]: a store, a swarm, mirrors, follows, a config file, state and status).
+//! The peerhost node: the tokio driver that runs secret streams, protomux and hypercore
+//! replication over each connection — a TCP stream or a HyperDHT (UDX) connection the swarm
+//! opened — all sharing one [`Replicator`].
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
@@ -25,14 +25,14 @@
 //!   downloads the moment it is spent (the disk quota).
 //!
 //! This crate owns no protocol logic: that is `peerhost-noise`, `peerhost-protomux`,
-//! `peerhost-replication` and `peerhost-hyperdht`. It does not own the CLI (`cli/`) or the
-//! on-disk format of logs (`peerhost-store`).
+//! `peerhost-replication` and `peerhost-hyperdht`. It does not own discovery (`peerhost-swarm`
+//! finds peers and hands their connections over), the application that decides what to
+//! replicate (`peerhost-daemon`: roles, communities, files, quota, status, HTTP, control
+//! socket), the CLI (`cli/`) or the on-disk format of logs (`peerhost-store`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
 mod connection;
-pub mod control;
-pub mod daemon;
 mod error;
 mod limit;
 

@@ -36,12 +36,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use peerhost_daemon::{
+    Daemon, DhtOptions, FileConfig, Followed, Network, Options as DaemonOptions, Range,
+};
 use peerhost_hyperdht::Config;
 use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::{Key, KeyPair};
-use peerhost_node::daemon::{
-    Daemon, DhtOptions, FileConfig, Followed, Network, Options as DaemonOptions, Range,
-};
 use peerhost_store::{CreateOptions, Durability, Options, Store};
 use serde_json::{Value, json};
 

@@ -16,9 +16,10 @@ use peerhost_swarm::{
 };
 use tokio::task::JoinHandle;
 
-use super::DaemonError;
-use super::state::DhtStatus;
-use crate::Node;
+use peerhost_node::Node;
+
+use crate::error::StartError;
+use crate::state::DhtStatus;
 
 /// Topic refreshes (DHT walks) at once.
 const MAX_REFRESHES: usize = 24;
@@ -55,7 +56,7 @@ impl Network {
     /// Bind the DHT node, start the swarm, listen on the node's key pair, and hand every
     /// connection to `node`. Bootstrapping goes on in the background, so a node without
     /// Internet access still starts (and serves over TCP).
-    pub(crate) async fn start(node: Node, opts: SwarmOptions) -> Result<Self, DaemonError> {
+    pub(crate) async fn start(node: Node, opts: SwarmOptions) -> Result<Self, StartError> {
         let mut config = Config::new(node.key_pair().clone())
             .with_bootstrap(opts.bootstrap)
             .with_bind(opts.bind);
@@ -68,7 +69,7 @@ impl Network {
             EMPTY_LOOKUP_RETRY.0,
             EMPTY_LOOKUP_RETRY.1,
         ));
-        let (swarm, mut connections) = Swarm::new(config).await.map_err(DaemonError::Swarm)?;
+        let (swarm, mut connections) = Swarm::new(config).await.map_err(StartError::Swarm)?;
         let relays = Relays::start(&swarm, RelayOptions::new(true, opts.offer_relay));
         // Peers dial us by key even when we announce nothing (a follower's peers).
         let s = swarm.clone();

@@ -32,9 +32,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Network, Options, Range};
 use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::{Key, KeyPair};
-use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Network, Options, Range};
 use peerhost_node::replication::Event;
 use peerhost_store::{CreateOptions, Durability, Options as StoreOptions, Store};
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::LogStats;
+use peerhost_node::LogStats;
 
 /// The state file's name inside the storage directory.
 pub const STATE_FILE: &str = "peerhost-state.json";
