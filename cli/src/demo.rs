@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_feed::assets;
-use peerhost_feed::{Descriptor, Entry, Post};
+use peerhost_feed::community;
+use peerhost_feed::{Entry, Post};
 use peerhost_ids::Key;
-use peerhost_store::{CreateOptions, Store};
+use peerhost_store::Store;
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
 use crate::daemon::human;
@@ -34,11 +35,19 @@ fn now_us() -> u64 {
 /// Create the community "demo" in `store`: four logs, `POSTS` posts, a two-file web app.
 /// Returns the community key.
 fn create_community(store: &Store) -> anyhow::Result<Key> {
-    let mut posts = store.create("demo.posts", CreateOptions::default())?;
-    let comments = store.create("demo.comments", CreateOptions::default())?;
-    let mut app = store.create("demo.assets", CreateOptions::default())?;
-    let mut descriptor = store.create("demo", CreateOptions::default())?;
     let t0 = now_us();
+    let community::Created {
+        key,
+        mut posts,
+        assets: mut app,
+        ..
+    } = community::create(
+        store,
+        "demo",
+        Some("The demo community".into()),
+        "Posts served by its readers.".into(),
+        t0,
+    )?;
     let entries: Vec<Vec<u8>> = (0..POSTS)
         .map(|i| {
             Entry::from(Post {
@@ -65,18 +74,7 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
         files.push(content.asset(path, assets::content_type(path)));
     }
     app.append(&[assets::index_entry(files, t0).encode()?])?;
-    let entry = Entry::from(Descriptor {
-        name: "demo".into(),
-        title: "The demo community".into(),
-        description: "Posts served by its readers.".into(),
-        posts: posts.key().0.to_vec(),
-        comments: comments.key().0.to_vec(),
-        assets: app.key().0.to_vec(),
-        time_us: t0,
-        origin: String::new(),
-    });
-    descriptor.append(&[entry.encode()?])?;
-    Ok(descriptor.key())
+    Ok(key)
 }
 
 async fn daemon(

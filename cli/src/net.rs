@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use peerhost_daemon::{
-    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
+    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, LivePost, Network, Options,
     Range, parse_key,
 };
+use peerhost_feed::community::PostJson;
 use peerhost_feed::read::PostView;
 use peerhost_feed::time::format_rfc3339;
-use peerhost_feed::{Entry, Kind};
 use peerhost_ids::Key;
 use peerhost_swarm::BootstrapNode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// How long `follow` waits for peers and blocks before giving up (default).
 const SYNC_TIMEOUT: u64 = 60;
@@ -554,12 +554,12 @@ async fn follow_log(
         }
         let mut last = daemon.length(&key);
         loop {
-            tokio::select! {
+            let l = tokio::select! {
                 () = signals.recv() => break,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            let l = daemon.length(&key);
-            if l != last && !args.quiet {
+                l = daemon.length_changed(&key, last) => l,
+            };
+            let Some(l) = l else { break };
+            if !args.quiet {
                 eprintln!("log {}: length {l}", key.to_z32());
             }
             last = l;
@@ -633,71 +633,37 @@ async fn follow_community(
     if !args.live {
         return Ok(());
     }
-    daemon.follow_live(c)?;
-    let Some(posts_key) = c.part(Part::Posts) else {
-        return Ok(());
-    };
-    let mut next = daemon.length(&posts_key);
+    let mut new_posts = daemon.follow_live(c)?;
     if !args.quiet {
         eprintln!("following {} live (Ctrl-C to stop)", c.key.to_z32());
     }
     loop {
-        tokio::select! {
+        let item = tokio::select! {
             () = signals.recv() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(300)) => {}
-        }
-        let length = daemon.length(&posts_key);
-        while next < length {
-            let Some(block) = daemon_block(daemon, &posts_key, next) else {
-                break;
-            };
-            match Entry::decode(&block) {
-                Ok(e) => {
-                    if let Some(Kind::Post(p)) = e.into_kind() {
-                        let v =
-                            json!({"index": next, "id": p.id, "title": p.title, "body": p.body});
-                        if args.json {
-                            println!("{v}");
-                        } else {
-                            println!("{}  {}", format_rfc3339(p.published_us), p.title);
-                        }
-                    }
+            item = new_posts.next() => item,
+        };
+        match item {
+            Some(LivePost::Post { index, post }) => {
+                if args.json {
+                    let v = json!({"index": index, "id": post.id, "title": post.title, "body": post.body});
+                    println!("{v}");
+                } else {
+                    println!("{}  {}", format_rfc3339(post.published_us), post.title);
                 }
-                Err(e) => eprintln!("warning: posts log: skipped block {next}: {e}"),
             }
-            next += 1;
+            Some(LivePost::Skipped { index, reason }) => {
+                eprintln!("warning: posts log: skipped block {index}: {reason}");
+            }
+            // The daemon stopped.
+            Some(_) | None => return Ok(()),
         }
     }
-}
-
-fn daemon_block(daemon: &Daemon, key: &Key, index: u64) -> Option<Vec<u8>> {
-    let dkey = key.discovery_key();
-    daemon
-        .node()
-        .with(|r| r.core_mut(&dkey).and_then(|c| c.get(index).ok().flatten()))
-}
-
-fn post_json(v: &PostView) -> Value {
-    let p = &v.post;
-    let time = |us: u64| (us > 0).then(|| format_rfc3339(us));
-    json!({
-        "index": v.index,
-        "id": p.id,
-        "title": p.title,
-        "body": p.body,
-        "link": p.link,
-        "author": p.author.as_ref().map(|a| json!({"name": a.name, "displayName": a.display_name, "url": a.url})),
-        "published": time(p.published_us),
-        "updated": time(p.updated_us.max(v.edited_us)),
-        "origin": p.origin,
-        "nsfw": p.nsfw,
-    })
 }
 
 fn print_posts(c: &Community, posts: &[PostView], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if as_json {
-        let v: Vec<Value> = posts.iter().map(post_json).collect();
+        let v: Vec<PostJson> = posts.iter().map(PostJson::of).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }

@@ -406,6 +406,29 @@ impl Daemon {
         })
     }
 
+    /// Wait until the length of `key` held here differs from `last`; the new length, or
+    /// `None` once the daemon stops.
+    pub async fn length_changed(&self, key: &Key, last: u64) -> Option<u64> {
+        // Subscribed before the check, so a change in between still wakes us.
+        let mut events = self.ctx.node.subscribe();
+        let mut stop = self.ctx.stop.subscribe();
+        loop {
+            let length = self.length(key);
+            if length != last {
+                return Some(length);
+            }
+            tokio::select! {
+                // Any event may be the one (a lagged receiver re-checks too).
+                ev = events.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = ev {
+                        return None;
+                    }
+                }
+                () = crate::stopped(&mut stop) => return None,
+            }
+        }
+    }
+
     /// Keep a plain log live: fetch every block appended from `start` on.
     pub fn follow_log_live(&self, key: &Key, start: u64) -> Result<(), FollowError> {
         let now = Instant::now();
