@@ -47,6 +47,9 @@ pub struct Config {
     /// First retransmission of an ICE check (doubling after; str0m's default, 250 ms). 100 ms
     /// did not change the ~1 s connect of the lab's symmetric-peer cells.
     pub initial_stun_rto: Duration,
+    /// The largest datagram str0m builds (DTLS record of one SCTP packet), in bytes, within
+    /// str0m's 576..=1500.
+    pub mtu: usize,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             sctp_buffer: 256 << 10,
             high_water: 128 << 10,
             initial_stun_rto: Duration::from_millis(250),
+            mtu: str0m::DATAGRAM_MTU_TARGET,
         }
     }
 }
@@ -263,6 +267,10 @@ impl Peer {
         let offer =
             SdpOffer::from_sdp_string(&sdp).map_err(|e| PeerError::BadOffer(e.to_string()))?;
         let ufrag = ice_string(8);
+        let mtu = config.mtu.clamp(
+            str0m::DATAGRAM_MTU_TARGET_MIN,
+            str0m::DATAGRAM_MTU_TARGET_MAX,
+        );
         let mut builder = Rtc::builder()
             .set_crypto_provider(crypto)
             .set_local_ice_credentials(IceCreds {
@@ -270,6 +278,7 @@ impl Peer {
                 pass: ice_string(24),
             })
             .set_sctp_max_buffered_amount(config.sctp_buffer)
+            .set_mtu(mtu..=mtu.max(str0m::DATAGRAM_MTU_WARN))
             .clear_codecs();
         if let Some(cert) = cert {
             builder = builder.set_dtls_cert(cert);

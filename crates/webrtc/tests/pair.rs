@@ -242,7 +242,7 @@ fn connects_and_answers_in_chunks() {
         assert_eq!((*status, body.len()), (200, want.len()));
         assert!(body == &want, "body {id} differs");
     }
-    // Small answers were not stuck behind the 2 MB one (round robin over answers).
+    // Small answers were not stuck behind the 2 MB one (shortest answer first).
     let pos = |id| p.client.answers.iter().position(|a| a.0 == id).unwrap();
     assert!(pos(2) < pos(5));
     let s = p.peer.stats();

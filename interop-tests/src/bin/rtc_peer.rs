@@ -8,7 +8,7 @@
 //!     a STUN binding server (RFC 8489) on ADDR. → {"event":"ready","stun":ADDR}
 //! rtc_peer serve --bind IP:PORT [--stun ADDR]… [--http IP:PORT] [--posts N]
 //!                [--bulk BLOCKS] [--block-size BYTES] [--no-birthday] [--birthday N]
-//!                [--max-peers N] [--seed S] [--sctp-buffer B] [--high-water B] [--max-message B]
+//!                [--max-peers N] [--seed S] [--sctp-buffer B] [--high-water B] [--max-message B] [--mtu B]
 //!                [--tamper]
 //!     writes a store in a temporary directory: a log of N JSON posts (default 50) and a
 //!     log of BLOCKS blocks of BYTES (default 0 blocks, 65536 bytes); answers offers on
@@ -111,6 +111,7 @@ struct Args {
     sctp_buffer: Option<usize>,
     high_water: Option<usize>,
     max_message: Option<usize>,
+    mtu: Option<usize>,
     tamper: bool,
 }
 
@@ -130,6 +131,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
         sctp_buffer: None,
         high_water: None,
         max_message: None,
+        mtu: None,
         tamper: false,
     };
     let addr = |v: Option<String>| -> SocketAddr {
@@ -160,6 +162,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             "--sctp-buffer" => a.sctp_buffer = Some(num(it.next())),
             "--high-water" => a.high_water = Some(num(it.next())),
             "--max-message" => a.max_message = Some(num(it.next())),
+            "--mtu" => a.mtu = Some(num(it.next())),
             "--tamper" => a.tamper = true,
             other => fail(format!("unknown flag {other}")),
         }
@@ -238,6 +241,9 @@ async fn serve(a: Args) {
     }
     if let Some(n) = a.max_message {
         peer_config.session.max_message = n;
+    }
+    if let Some(n) = a.mtu {
+        peer_config.mtu = n;
     }
     let config = Config {
         peer: peer_config,
