@@ -6,7 +6,7 @@
 //   sudo node interop-tests/browser/rtc-bench.js bulk [ROUNDS]   # only the MB/s rows
 //
 // Knobs (environment, for experiments): RTC_PEER_ARGS (more `rtc_peer serve` flags, e.g.
-// "--sctp-buffer 131072 --high-water 65536"), RTC_BULK_PARALLEL (ranges in flight, 4),
+// "--window 65536 --max-message 16384"), RTC_BULK_PARALLEL (ranges in flight, 4),
 // RTC_BULK_CHUNK (blocks per range, 64).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the

@@ -39,7 +39,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message: 64 << 10,
+            // Well under the send window (`peer::Config::window`), so that several messages
+            // are in flight and the next is written before the pipe runs dry.
+            max_message: 16 << 10,
             max_request: 2048,
             max_inflight: 16,
             max_dispatch: 4,
