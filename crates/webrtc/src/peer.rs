@@ -163,6 +163,10 @@ struct Chan {
     closed_at: Option<Instant>,
 }
 
+/// Messages up to this size are written whatever the window (what they add in flight is
+/// bounded by the requests in flight).
+const SMALL: usize = 4096;
+
 /// How long a channel whose GOAWAY is written waits for SCTP to deliver it before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -629,17 +633,15 @@ impl Peer {
                 if !self.rtc.is_alive() {
                     return;
                 }
-                if unacked >= window {
-                    break;
-                }
                 let Some(chan) = self.channels.get_mut(&id) else {
                     break;
                 };
                 let Some(msg) = chan.pending.take().or_else(|| chan.session.poll_message()) else {
                     break;
                 };
-                // At least one message in flight, whatever the window.
-                let fits = unacked == 0 || unacked + msg.len() <= window;
+                // At least one message in flight whatever the window, and small ones (a
+                // head, a refusal, a GOAWAY) are not held behind a large answer's bytes.
+                let fits = unacked == 0 || msg.len() <= SMALL || unacked + msg.len() <= window;
                 let accepted = fits
                     && match self.rtc.channel(id) {
                         Some(mut c) => c.write(true, &msg).unwrap_or(false),
