@@ -7,7 +7,9 @@
 //
 // Knobs (environment, for experiments): RTC_PEER_ARGS (more `rtc_peer serve` flags, e.g.
 // "--window 65536 --max-message 16384"), RTC_BULK_PARALLEL (ranges in flight, 4),
-// RTC_BULK_CHUNK (blocks per range, 64).
+// RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with a
+// WebAssembly BLAKE2b instead of @noble/hashes': what the verified rows would be with a fast
+// hash; see blake2b-wasm-shim.js), RTC_PEER_BIN (another rtc_peer build, e.g. for a before/after).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
 //   harness, ICE, DTLS, SCTP, channel open), and the peer's own ICE+DTLS time;
@@ -78,6 +80,8 @@ const fmtCpu = (c) => Object.entries(c).filter(([, v]) => v > 0).map(([k, v]) =>
  * datagrams Chromium's UDP receive buffer dropped. */
 async function bulk (browser, url, peer, ready, rounds) {
   const opts = (mode) => ({ mode, key: ready.bulk, count: 512, httpUrl: ready.http, parallel: PARALLEL, chunk: CHUNK })
+  console.log(`bulk: ${lib.RTC_PEER}${PEER_ARGS.length ? ' ' + PEER_ARGS.join(' ') : ''}; ${PARALLEL} ranges of ${CHUNK} blocks in flight; ` +
+    `page BLAKE2b: ${process.env.RTC_PAGE_HASH === 'wasm' ? 'WebAssembly (hash-wasm, bench only)' : '@noble/hashes (as web/)'}`)
   for (const mode of ['rtc', 'http']) {
     const p = await lib.openPage(browser, url, peer)
     await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, n: 1, iceServers: ICE, httpUrl: ready.http })
@@ -89,6 +93,10 @@ async function bulk (browser, url, peer, ready, rounds) {
       console.log(`${what}, ${mode === 'rtc' ? 'one data channel' : 'HTTP'}: ${runs.map((r) => r.mbps.toFixed(1)).join(', ')} MB/s ` +
         `(best ${best.mbps.toFixed(1)} MB/s, ${(best.bytes / 1e6).toFixed(1)} MB in ${best.ms.toFixed(0)} ms)` +
         (s && s.transport ? `; Chromium received ${(s.transport.bytesReceived / 1e6).toFixed(1)} MB on the pair` : ''))
+      if (process.env.RTC_PAGE_HASH === 'wasm' && fn === 'rtcBulk') {
+        const calls = await p.page.evaluate(() => globalThis.blake2bCalls)
+        console.log(`  BLAKE2b calls in the page so far: ${calls.wasm} WebAssembly, ${calls.js} JavaScript`)
+      }
       for (const r of runs) {
         const g = r.gaps ? `; longest pause ${r.gaps.maxGapMs.toFixed(0)} ms, ${r.gaps.stalls} over 100 ms` : ''
         console.log(`  ${r.mbps.toFixed(1)} MB/s: CPU ${fmtCpu(r.cpu)}; ${r.datagrams} datagrams in, ${r.rcvbufErrors} dropped (UDP receive buffer)${g}`)
