@@ -44,10 +44,11 @@ pub struct Config {
     pub sctp_buffer: usize,
     /// The send window on a path without delay: the channels write while the connection's
     /// bytes written and not yet acknowledged stay within `window + window_rate × RTT`
-    /// (always at least one message). A browser's UDP receive buffer holds ~56 datagrams
-    /// (Chromium asks for 64 KiB; the kernel counts ~2.3 KB per datagram): more in flight,
-    /// arriving back to back on a short path while the browser's network thread waits for
-    /// a core, overflows it, and SCTP's 1 s minimum retransmission timeout stalls the channel.
+    /// (always at least one message). A browser's UDP receive buffer holds ~43 datagrams
+    /// (Chromium asks for 64 KiB, the kernel allows 128 KiB at ~2.3 KB per datagram and
+    /// releases what was read in 32 KiB steps): more in flight, arriving back to back on a
+    /// short path while the browser's network thread waits for a core, overflows it, and
+    /// SCTP's 1 s minimum retransmission timeout stalls the channel.
     pub window: usize,
     /// Bytes per second added to the window per second of round trip (the path's smallest
     /// ICE round trip seen; none known yet: nothing added), so a long path carries at least
@@ -73,7 +74,7 @@ impl Default for Config {
             // it sends: CPU per byte grows with what is in flight (`tests/pair.rs`
             // throughput), another reason to keep the window small on short paths.
             sctp_buffer: 1 << 20,
-            window: 48 << 10,
+            window: 40 << 10,
             window_rate: 4_000_000,
             initial_stun_rto: Duration::from_millis(250),
             // Datagrams of at most 1228 bytes: what Chromium's own data channels send (an SCTP
