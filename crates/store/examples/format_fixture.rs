@@ -25,7 +25,9 @@ use peerhost_store::{CreateOptions, Durability, Options, Store};
 /// The content of block `i` of the log named `log`: empty for every seventh block, so empty
 /// blocks (which take no bytes) sit among the others.
 fn block(log: &str, i: u64) -> Vec<u8> {
-    format!("{log} block {i}; ").repeat((i % 7) as usize).into_bytes()
+    format!("{log} block {i}; ")
+        .repeat((i % 7) as usize)
+        .into_bytes()
 }
 
 fn blocks(log: &str, range: std::ops::Range<u64>) -> Vec<Vec<u8>> {

@@ -252,7 +252,7 @@ impl Core {
         let manifest_error = |reason: String| {
             CoreError::Store(Error::CorruptFile {
                 what: "manifest",
-                path: storage.dir().join(crate::storage::files::MANIFEST),
+                path: storage.path(),
                 reason,
             })
         };
@@ -1201,7 +1201,7 @@ mod tests {
         let offset = core.storage.byte_offset(4).unwrap().unwrap();
         let data = std::fs::OpenOptions::new()
             .write(true)
-            .open(core.storage.dir().join("data"))
+            .open(core.storage.path().with_extension("data"))
             .unwrap();
         data.write_all_at(b"X", offset + 2).unwrap();
         let e = core.verify().unwrap_err();
