@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! open_bench make DIR [--logs N] [--blocks B] [--size BYTES]
-//! open_bench open DIR
+//! open_bench open DIR [--node-cache NODES] [--page-cache PAGES]
 //! ```
 //!
 //! `make` writes N replicas (what a mirror holds: no secret key), each of B blocks of BYTES
@@ -122,10 +122,17 @@ fn make(dir: &Path, logs: u64, blocks: u64, size: u64) -> Result<(), Box<dyn std
     Ok(())
 }
 
-fn open(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn open(dir: &Path, args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let rss_start = rss();
     let t0 = Instant::now();
-    let store = Store::open_with(dir, Options::default().durability(Durability::Process))?;
+    let mut options = Options::default().durability(Durability::Process);
+    if args.iter().any(|a| a == "--node-cache") {
+        options = options.node_cache(flag(args, "--node-cache", 0) as usize);
+    }
+    if args.iter().any(|a| a == "--page-cache") {
+        options = options.page_cache(flag(args, "--page-cache", 0) as usize);
+    }
+    let store = Store::open_with(dir, options)?;
     let store_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let keys = store.keys()?;
@@ -156,7 +163,8 @@ fn open(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
          \"keys_ms\":{keys_ms:.1},\"open_ms\":{open_ms:.1},\"read_ms\":{read_ms:.1},\
          \"read_bytes\":{read},\"rss_start\":{rss_start},\"rss_store\":{rss_store},\
          \"rss_open\":{rss_open},\"rss_read\":{rss_read},\"fds\":{fds},\"files\":{files},\
-         \"dirs\":{dirs},\"disk\":{disk}}}"
+         \"dirs\":{dirs},\"disk\":{disk},\"core_size\":{}}}",
+        size_of::<Core>()
     );
     drop(cores);
     Ok(())
@@ -164,7 +172,8 @@ fn open(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: open_bench make|open DIR [--logs N] [--blocks B] [--size BYTES]";
+    let usage = "usage: open_bench make DIR [--logs N] [--blocks B] [--size BYTES] | \
+                 open DIR [--node-cache NODES] [--page-cache PAGES]";
     let (Some(cmd), Some(dir)) = (args.first(), args.get(1)) else {
         return Err(usage.into());
     };
@@ -176,7 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             flag(&args, "--blocks", 20),
             flag(&args, "--size", 1024),
         ),
-        "open" => open(dir),
+        "open" => open(dir, &args),
         _ => Err(usage.into()),
     }
 }

@@ -238,12 +238,7 @@ type Writer<'a> = dyn Fn(u64, &[u8]) -> Result<(), Error> + 'a;
 /// The block index entries of a converted log: the offset of every held block, summing the
 /// leaf sizes left of it as the blocks go by, and from the full roots left of a block after a
 /// missing leaf (a sparse replica; no entry when those are missing too).
-fn write_index(
-    tree: &Old,
-    bitfield: &Old,
-    length: u64,
-    write: &Writer<'_>,
-) -> Result<(), Error> {
+fn write_index(tree: &Old, bitfield: &Old, length: u64, write: &Writer<'_>) -> Result<(), Error> {
     let mut offset = Some(0u64);
     let mut entries: Vec<(u64, u64)> = Vec::new();
     let mut bits = (u64::MAX, [0u8; PAGE]);

@@ -66,15 +66,17 @@ pub struct CoreStorage {
     bitfield: Bitfield,
     data: DataFile,
     manifest: Option<Vec<u8>>,
-    key_pair: Option<KeyPair>,
+    /// Boxed, as are the rarely present fields below: a node holds tens of thousands of logs
+    /// open, and every byte of this struct is paid that many times.
+    key_pair: Option<Box<KeyPair>>,
     /// Whether [`Self::clean_tail`] ran since the log was opened: it runs before the first
     /// change (reads are masked by the committed length, so they need no cleaning).
     clean: bool,
     /// A commit begun and not finished ([`CoreStorage::begin_commit`]).
-    inflight: Option<InFlight>,
+    inflight: Option<Box<InFlight>>,
     /// The outcome of a commit finished by a change that could not wait for the caller to
     /// finish it ([`CoreStorage::settle`]), for [`CoreStorage::finish_commit`] to report.
-    settled: Option<Result<(), Error>>,
+    settled: Option<Box<Result<(), Error>>>,
 }
 
 /// What a commit in flight changes in memory once it succeeded, and what reads must not see
@@ -197,7 +199,7 @@ impl CoreStorage {
 
     /// The writer's key pair, for a log this store can append to.
     pub fn key_pair(&self) -> Option<&KeyPair> {
-        self.key_pair.as_ref()
+        self.key_pair.as_deref()
     }
 
     /// Store the manifest's encoding (a replica learns it from a peer): written into the
@@ -541,7 +543,6 @@ impl CoreStorage {
         // Index order is offset order: the data runs coalesce.
         let indices: Vec<u64> = writes.iter().map(|b| b.index).collect();
         let entries: Vec<(u64, u64)> = writes.iter().map(|b| (b.index, b.offset)).collect();
-        let pages = self.bitfield.stage(&self.meta, &indices)?;
         let mut meta_writes = tree::runs(&nodes)?;
         meta_writes.extend(index::runs(&writes));
         let meta = JobFile::new(self.meta.file()?, self.meta.path());
@@ -552,6 +553,14 @@ impl CoreStorage {
                 self.meta.files().data()?,
                 self.meta.files().data_path(),
             ))
+        };
+        // Last, as nothing after it can fail: it pins what reads see until the finish.
+        let pages = match self.bitfield.stage(&self.meta, &indices) {
+            Ok(p) => p,
+            Err(e) => {
+                self.bitfield.unpin(&self.meta, None);
+                return Err(e);
+            }
         };
         let job = Job {
             durability: self.durability,
@@ -564,7 +573,7 @@ impl CoreStorage {
             slot: slot.as_ref().map(|s| (s.at, s.slot.clone())),
         };
         let commit = Commit::new(job);
-        self.inflight = Some(InFlight {
+        self.inflight = Some(Box::new(InFlight {
             commit: commit.clone(),
             nodes,
             entries,
@@ -573,7 +582,7 @@ impl CoreStorage {
             header: slot.map(|s| s.seq).zip(header),
             manifest,
             clean,
-        });
+        }));
         Ok(commit)
     }
 
@@ -620,8 +629,8 @@ impl CoreStorage {
     /// one a later change had to finish first).
     pub(crate) fn finish_commit(&mut self) -> Result<(), Error> {
         match self.inflight.take() {
-            Some(f) => self.complete(f),
-            None => self.settled.take().unwrap_or(Ok(())),
+            Some(f) => self.complete(*f),
+            None => self.settled.take().map_or(Ok(()), |r| *r),
         }
     }
 
@@ -629,9 +638,9 @@ impl CoreStorage {
     /// [`CoreStorage::finish_commit`].
     fn settle(&mut self) {
         if let Some(f) = self.inflight.take() {
-            let result = self.complete(f);
-            if self.settled.as_ref().is_none_or(Result::is_ok) {
-                self.settled = Some(result);
+            let result = self.complete(*f);
+            if self.settled.as_ref().is_none_or(|r| r.is_ok()) {
+                self.settled = Some(Box::new(result));
             }
         }
     }
@@ -714,7 +723,7 @@ fn read_manifest(file: &File, image: &[u8], path: &std::path::Path) -> Result<Ve
 }
 
 /// The secret key file of a log we write (`None` when it is gone: the log is read-only here).
-fn read_key_pair(path: &std::path::Path) -> Result<Option<KeyPair>, Error> {
+fn read_key_pair(path: &std::path::Path) -> Result<Option<Box<KeyPair>>, Error> {
     let Some(bytes) = read_small(path, 64)? else {
         return Ok(None);
     };
@@ -728,7 +737,7 @@ fn read_key_pair(path: &std::path::Path) -> Result<Option<KeyPair>, Error> {
         .try_into()
         .map_err(|_| bad("not 64 bytes"))?;
     KeyPair::from_secret_key(&secret)
-        .map(Some)
+        .map(|kp| Some(Box::new(kp)))
         .ok_or_else(|| bad("public half does not match the seed"))
 }
 
