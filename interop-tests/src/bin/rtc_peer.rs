@@ -8,7 +8,7 @@
 //!     a STUN binding server (RFC 8489) on ADDR. → {"event":"ready","stun":ADDR}
 //! rtc_peer serve --bind IP:PORT [--stun ADDR]… [--http IP:PORT] [--posts N]
 //!                [--bulk BLOCKS] [--block-size BYTES] [--no-birthday] [--birthday N]
-//!                [--max-peers N] [--seed S] [--sctp-buffer B] [--high-water B] [--max-message B]
+//!                [--max-peers N] [--seed S] [--sctp-buffer B] [--window B] [--window-rate B/s] [--max-message B] [--mtu B]
 //!                [--tamper]
 //!     writes a store in a temporary directory: a log of N JSON posts (default 50) and a
 //!     log of BLOCKS blocks of BYTES (default 0 blocks, 65536 bytes); answers offers on
@@ -109,8 +109,10 @@ struct Args {
     max_peers: usize,
     seed: u8,
     sctp_buffer: Option<usize>,
-    high_water: Option<usize>,
+    window: Option<usize>,
+    window_rate: Option<usize>,
     max_message: Option<usize>,
+    mtu: Option<usize>,
     tamper: bool,
 }
 
@@ -128,8 +130,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
         max_peers: 256,
         seed: 7,
         sctp_buffer: None,
-        high_water: None,
+        window: None,
+        window_rate: None,
         max_message: None,
+        mtu: None,
         tamper: false,
     };
     let addr = |v: Option<String>| -> SocketAddr {
@@ -158,8 +162,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             "--max-peers" => a.max_peers = num(it.next()),
             "--seed" => a.seed = num(it.next()) as u8,
             "--sctp-buffer" => a.sctp_buffer = Some(num(it.next())),
-            "--high-water" => a.high_water = Some(num(it.next())),
+            "--window" => a.window = Some(num(it.next())),
+            "--window-rate" => a.window_rate = Some(num(it.next())),
             "--max-message" => a.max_message = Some(num(it.next())),
+            "--mtu" => a.mtu = Some(num(it.next())),
             "--tamper" => a.tamper = true,
             other => fail(format!("unknown flag {other}")),
         }
@@ -233,11 +239,17 @@ async fn serve(a: Args) {
     if let Some(n) = a.sctp_buffer {
         peer_config.sctp_buffer = n;
     }
-    if let Some(n) = a.high_water {
-        peer_config.high_water = n;
+    if let Some(n) = a.window {
+        peer_config.window = n;
+    }
+    if let Some(n) = a.window_rate {
+        peer_config.window_rate = n;
     }
     if let Some(n) = a.max_message {
         peer_config.session.max_message = n;
+    }
+    if let Some(n) = a.mtu {
+        peer_config.mtu = n;
     }
     let config = Config {
         peer: peer_config,
