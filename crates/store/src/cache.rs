@@ -88,6 +88,14 @@ impl<K: Hash + Eq + Copy, V: Clone> Cache<K, V> {
         self.hot.get(k).or_else(|| self.cold.get(k))
     }
 
+    /// The value for `k`, if cached, to change in place, without counting it as a use.
+    pub(crate) fn peek_mut(&mut self, k: &K) -> Option<&mut V> {
+        match self.hot.get_mut(k) {
+            Some(v) => Some(v),
+            None => self.cold.get_mut(k),
+        }
+    }
+
     /// Cache `v` for `k`, replacing any older value.
     pub(crate) fn insert(&mut self, k: K, v: V) {
         self.cold.remove(&k);
@@ -106,6 +114,7 @@ impl<K: Hash + Eq + Copy, V: Clone> Cache<K, V> {
     }
 
     /// Forget everything.
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.hot.clear();
         self.cold.clear();

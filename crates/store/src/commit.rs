@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use peerhost_log::{Node, Tree, Verifier};
 
 use crate::bitfield::Page;
-use crate::fsutil::write_atomic_with;
+use crate::layout::MANIFEST_AT;
 use crate::{Durability, Error};
 
 /// Verified changes to one log, to commit with [`crate::Core::begin_commit`]. The caller has
@@ -113,15 +113,16 @@ impl Commit {
     }
 }
 
-/// An open file shared with a commit job.
+/// An open file a commit job writes: held from its first write to its last fsync, so that the
+/// fsync reports any write-back error of those writes.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct JobFile {
     pub(crate) file: Arc<File>,
     pub(crate) path: PathBuf,
 }
 
-impl Shared {
-    pub(crate) fn new((file, path): (Arc<File>, PathBuf)) -> Self {
+impl JobFile {
+    pub(crate) fn new(file: Arc<File>, path: PathBuf) -> Self {
         Self { file, path }
     }
 
@@ -142,50 +143,56 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) durability: Durability,
-    /// The manifest file to write first, when the log learned it.
-    pub(crate) manifest: Option<(PathBuf, Vec<u8>)>,
-    pub(crate) data: Shared,
+    /// The metadata file: manifest, tree records, block index, bitfield pages, header.
+    pub(crate) meta: JobFile,
+    /// The manifest region to write, when the log learned its manifest (the header slot
+    /// below says it is there).
+    pub(crate) manifest: Option<Vec<u8>>,
+    /// The data file, when blocks are written.
+    pub(crate) data: Option<JobFile>,
     pub(crate) data_writes: Vec<(u64, Vec<u8>)>,
-    pub(crate) tree: Shared,
-    pub(crate) tree_writes: Vec<(u64, Vec<u8>)>,
-    pub(crate) bitfield: Shared,
+    /// Tree records and block index entries, at their positions.
+    pub(crate) meta_writes: Vec<(u64, Vec<u8>)>,
+    /// Bitfield pages at their positions.
     pub(crate) pages: Vec<(u64, Page)>,
-    pub(crate) header: Shared,
     /// The header slot (offset, bytes): the commit point, when the head changes.
     pub(crate) slot: Option<(u64, Vec<u8>)>,
 }
 
 impl Job {
-    /// Manifest; block bytes and tree nodes (fsynced under [`Durability::Sync`]); bitfield
-    /// pages (fsynced); the header slot (fsynced). For blocks below the committed length with
-    /// no new head, the bitfield page is the commit point, as in a transaction.
+    /// Manifest, block bytes, tree nodes and block index entries (fsynced under
+    /// [`Durability::Sync`]); bitfield pages (fsynced); the header slot (fsynced). For blocks
+    /// below the committed length with no new head, the bitfield page is the commit point, as
+    /// in a transaction.
     fn run(&self) -> Result<(), Error> {
         let sync = self.durability == Durability::Sync;
-        if let Some((path, bytes)) = &self.manifest {
-            write_atomic_with(path, bytes, 0o644, sync)?;
+        if let Some(region) = &self.manifest {
+            self.meta.write(MANIFEST_AT, region)?;
         }
-        for (at, bytes) in &self.data_writes {
-            self.data.write(*at, bytes)?;
+        if let Some(data) = &self.data {
+            for (at, bytes) in &self.data_writes {
+                data.write(*at, bytes)?;
+            }
+            if sync && !self.data_writes.is_empty() {
+                data.sync()?;
+            }
         }
-        for (at, bytes) in &self.tree_writes {
-            self.tree.write(*at, bytes)?;
+        for (at, bytes) in &self.meta_writes {
+            self.meta.write(*at, bytes)?;
         }
-        if sync && !self.data_writes.is_empty() {
-            self.data.sync()?;
-        }
-        if sync && !self.tree_writes.is_empty() {
-            self.tree.sync()?;
+        if sync && (self.manifest.is_some() || !self.meta_writes.is_empty()) {
+            self.meta.sync()?;
         }
         for (at, page) in &self.pages {
-            self.bitfield.write(*at, &page[..])?;
+            self.meta.write(*at, &page[..])?;
         }
         if sync && !self.pages.is_empty() {
-            self.bitfield.sync()?;
+            self.meta.sync()?;
         }
         if let Some((at, slot)) = &self.slot {
-            self.header.write(*at, slot)?;
+            self.meta.write(*at, slot)?;
             if sync {
-                self.header.sync()?;
+                self.meta.sync()?;
             }
         }
         Ok(())

@@ -26,7 +26,7 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Resu
 }
 
 /// `O_NOFOLLOW`: opening a symbolic link fails (`ELOOP`) instead of opening its target.
-fn no_follow() -> i32 {
+pub(crate) fn no_follow() -> i32 {
     // The flag's bits are a small positive constant on every Unix.
     i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
 }
@@ -63,6 +63,15 @@ pub(crate) fn open_rw_mode(path: &Path, mode: u32) -> Result<File, Error> {
         .create(true)
         .truncate(false)
         .mode(mode)
+        .custom_flags(no_follow())
+        .open(path)
+        .map_err(open_err("open", path))
+}
+
+/// Open a file for positional reads. A symbolic link is refused ([`Error::Symlink`]).
+pub(crate) fn open_read(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
         .custom_flags(no_follow())
         .open(path)
         .map_err(open_err("open", path))
@@ -117,6 +126,27 @@ pub(crate) fn write_atomic_with(
     write_new_with(&tmp, bytes, mode, sync)?;
     fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
     if sync { sync_dir(&dir) } else { Ok(()) }
+}
+
+/// [`write_atomic_with`], with the temporary file in `tmp` (on the same file system) instead of
+/// beside `path`: a directory holding tens of thousands of logs is then never listed to find
+/// leftovers.
+pub(crate) fn write_atomic_in(
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(), Error> {
+    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let staged = tmp.join(temp_name(stem));
+    write_new_with(&staged, bytes, mode, sync)?;
+    fs::rename(&staged, path).map_err(Error::io("rename into place", path))?;
+    if sync {
+        sync_dir(&parent(path))
+    } else {
+        Ok(())
+    }
 }
 
 /// Create `path` (which must not exist) holding `bytes`, with permission bits `mode`; fsynced

@@ -1,4 +1,5 @@
-//! The `header` file: a log's committed head in two alternating, checksummed slots.
+//! The header: a log's committed head in two alternating, checksummed slots, the first 8 KiB of
+//! its metadata file (in format 1, a file of its own with the same bytes).
 //!
 //! Layout (see `protocol/store.md`): two 4096-byte slots at offsets 0 and 4096. A slot is
 //!
@@ -12,8 +13,10 @@
 //! 20+n 4 CRC-32 (IEEE) of bytes 0 .. 20+n, u32le
 //! ```
 //!
-//! and the payload is `key (32) ‖ flags u32le (0) ‖ fork u64le ‖ length u64le ‖
-//! byte_length u64le ‖ tree_hash (32) ‖ signature (varint length + bytes)`.
+//! and the payload is `key (32) ‖ flags u32le ‖ fork u64le ‖ length u64le ‖
+//! byte_length u64le ‖ tree_hash (32) ‖ signature (varint length + bytes)`. Flags (format 2;
+//! format 1 wrote 0): bit 0, the manifest region of the metadata file holds the manifest;
+//! bit 1, the log has a secret key file. Other bits are refused.
 //!
 //! A commit writes the slot *not* holding the newest valid header, so a torn write can only
 //! damage the slot being replaced; the newest valid slot wins on open. Each slot is one aligned
@@ -22,14 +25,21 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use peerhost_encoding::{DecodeError, Reader, Writer};
 use peerhost_ids::Key;
 
-use crate::fsutil::{open_rw, read_full_at};
 use crate::{Durability, Error, LogLabel};
+
+/// Header flag: the manifest region holds the manifest (written before the header that sets
+/// this, so a set flag always finds it whole).
+pub(crate) const FLAG_MANIFEST: u32 = 1;
+/// Header flag: the log has a secret key file (`<dkey>.key`), so opening it reads one.
+pub(crate) const FLAG_KEY: u32 = 2;
+const KNOWN_FLAGS: u32 = FLAG_MANIFEST | FLAG_KEY;
+/// The largest manifest stored.
+pub(crate) const MAX_MANIFEST: usize = 64 * 1024;
 
 /// Size of one header slot, and the alignment of both.
 pub(crate) const SLOT_SIZE: usize = 4096;
@@ -70,11 +80,13 @@ impl std::fmt::Debug for Head {
     }
 }
 
-/// Everything the header file holds.
+/// Everything a header slot holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) key: Key,
     pub(crate) head: Head,
+    /// [`FLAG_MANIFEST`], [`FLAG_KEY`].
+    pub(crate) flags: u32,
 }
 
 impl Header {
@@ -84,7 +96,7 @@ impl Header {
         let mut out = vec![0; 32 + 4 + 8 * 3 + 32 + sig_len_prefix + h.signature.len()];
         let mut w = Writer::new(&mut out);
         w.raw(&self.key.0);
-        w.uint32(0); // flags: none defined in format 1
+        w.uint32(self.flags);
         w.raw(&h.fork.to_le_bytes());
         w.raw(&h.length.to_le_bytes());
         w.raw(&h.byte_length.to_le_bytes());
@@ -96,7 +108,8 @@ impl Header {
     pub(crate) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
         let key = Key(r.fixed()?);
-        if r.uint32()? != 0 {
+        let flags = r.uint32()?;
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(DecodeError::Invalid("unknown header flags"));
         }
         let fork = u64::from_le_bytes(r.fixed()?);
@@ -116,6 +129,7 @@ impl Header {
                 tree_hash,
                 signature,
             },
+            flags,
         })
     }
 }
@@ -176,42 +190,64 @@ pub(crate) struct SlotWrite {
     pub(crate) slot: Vec<u8>,
 }
 
-/// The open header file and the newest header in it.
+/// The two slots of a brand-new log holding `header`: slot 0 zero (invalid), `seq` 1 in
+/// slot 1.
+pub(crate) fn initial_image(header: &Header, label: &LogLabel) -> Result<Vec<u8>, Error> {
+    let payload = header.encode();
+    let slot = encode_slot(1, &payload).ok_or_else(|| Error::HeaderTooLarge {
+        log: label.clone(),
+        size: payload.len(),
+        limit: MAX_PAYLOAD,
+    })?;
+    let mut image = vec![0u8; SLOT_SIZE];
+    image.extend_from_slice(&slot);
+    Ok(image)
+}
+
+/// The manifest region's bytes for `manifest`: its length, its CRC-32, the bytes.
+pub(crate) fn manifest_region(manifest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(crate::layout::MANIFEST_PREFIX + manifest.len());
+    out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(manifest).to_le_bytes());
+    out.extend_from_slice(manifest);
+    out
+}
+
+/// The manifest in a region (`region` starts at its prefix and may run past its end); why
+/// not when the length or checksum is wrong.
+pub(crate) fn decode_manifest(region: &[u8]) -> Result<&[u8], &'static str> {
+    let p = crate::layout::MANIFEST_PREFIX;
+    if region.len() < p {
+        return Err("cut short");
+    }
+    let mut n = [0; 4];
+    n.copy_from_slice(&region[0..4]);
+    let n = u32::from_le_bytes(n) as usize;
+    if n > MAX_MANIFEST {
+        return Err("length out of range");
+    }
+    let Some(bytes) = region.get(p..p + n) else {
+        return Err("cut short");
+    };
+    let mut crc = [0; 4];
+    crc.copy_from_slice(&region[4..8]);
+    if crc32fast::hash(bytes) != u32::from_le_bytes(crc) {
+        return Err("checksum mismatch");
+    }
+    Ok(bytes)
+}
+
+/// A log's committed header and which slot holds it.
 #[derive(Debug)]
-pub(crate) struct HeaderFile {
-    file: Arc<File>,
-    path: PathBuf,
+pub(crate) struct HeaderState {
     seq: u64,
     current: Header,
 }
 
-impl HeaderFile {
-    /// Write a brand-new header file at `path` (which must not exist yet) holding `header`.
-    /// fsynced when `sync`.
-    pub(crate) fn create(
-        path: &Path,
-        header: &Header,
-        label: &LogLabel,
-        sync: bool,
-    ) -> Result<(), Error> {
-        let payload = header.encode();
-        let slot = encode_slot(1, &payload).ok_or_else(|| Error::HeaderTooLarge {
-            log: label.clone(),
-            size: payload.len(),
-            limit: MAX_PAYLOAD,
-        })?;
-        // Slot 0 stays zero (invalid); seq 1 lives in slot 1.
-        let mut image = vec![0u8; SLOT_SIZE];
-        image.extend_from_slice(&slot);
-        crate::fsutil::write_new_with(path, &image, 0o644, sync)
-    }
-
-    /// Open the header file at `path` and pick its newest valid slot.
-    pub(crate) fn open(path: &Path) -> Result<Self, Error> {
-        let file = open_rw(path)?;
-        let mut image = vec![0u8; 2 * SLOT_SIZE];
-        let n = read_full_at(&file, &mut image, 0).map_err(Error::io("read", path))?;
-        image.truncate(n);
+impl HeaderState {
+    /// Pick the newest valid slot of a header image (the first 8 KiB of the file, or less if
+    /// the file is shorter). `path` names the file in errors.
+    pub(crate) fn decode(image: &[u8], path: &Path) -> Result<Self, Error> {
         let corrupt = |reason: String| Error::CorruptFile {
             what: "log header",
             path: path.to_owned(),
@@ -219,7 +255,7 @@ impl HeaderFile {
         };
         let mut best: Option<(u64, &[u8])> = None;
         let mut why = Vec::new();
-        for (i, slot) in image.chunks(SLOT_SIZE).enumerate() {
+        for (i, slot) in image.chunks(SLOT_SIZE).take(2).enumerate() {
             match decode_slot(slot) {
                 Ok((seq, payload)) if seq % 2 == i as u64 => {
                     if best.is_none_or(|(s, _)| seq > s) {
@@ -240,12 +276,7 @@ impl HeaderFile {
         };
         let current =
             Header::decode(payload).map_err(|e| corrupt(format!("slot {}: {e}", seq % 2)))?;
-        Ok(Self {
-            file: Arc::new(file),
-            path: path.to_owned(),
-            seq,
-            current,
-        })
+        Ok(Self { seq, current })
     }
 
     /// The newest committed header.
@@ -268,7 +299,7 @@ impl HeaderFile {
 
     /// The slot write that commits `header` next (the older slot), without writing it: for a
     /// [`crate::Commit`] that writes it elsewhere and hands it back with
-    /// [`HeaderFile::committed`].
+    /// [`HeaderState::committed`].
     pub(crate) fn prepare(&self, header: &Header, label: &LogLabel) -> Result<SlotWrite, Error> {
         let seq = self.seq + 1;
         let payload = header.encode();
@@ -284,44 +315,31 @@ impl HeaderFile {
         })
     }
 
-    /// A slot from [`HeaderFile::prepare`] was written: `header` is the newest commit.
+    /// A slot from [`HeaderState::prepare`] was written: `header` is the newest commit.
     pub(crate) fn committed(&mut self, seq: u64, header: Header) {
         self.seq = seq;
         self.current = header;
     }
 
-    /// Read the file again (after a commit written elsewhere failed part way: its slot may or
-    /// may not have landed).
-    pub(crate) fn reopen(&mut self) -> Result<(), Error> {
-        *self = Self::open(&self.path)?;
-        Ok(())
-    }
-
-    /// The open file, for a commit job.
-    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
-        (self.file.clone(), self.path.clone())
-    }
-
-    /// Commit `header`: write it into the older slot and, under [`Durability::Sync`], fsync.
-    /// This is the store's single commit point.
+    /// Commit `header` through `file`: write it into the older slot and, under
+    /// [`Durability::Sync`], fsync. This is the store's single commit point.
     pub(crate) fn commit(
         &mut self,
+        file: &File,
+        path: &Path,
         header: Header,
         durability: Durability,
         label: &LogLabel,
     ) -> Result<(), Error> {
         let SlotWrite { seq, at, slot } = self.prepare(&header, label)?;
-        self.file
-            .write_all_at(&slot, at)
-            .map_err(Error::io("write", &self.path))?;
+        file.write_all_at(&slot, at)
+            .map_err(Error::io("write", path))?;
         // Written: this process (and a reopen after a kill) now sees the new header, so our view
         // follows it even if the fsync below fails.
         self.seq = seq;
         self.current = header;
         if durability == Durability::Sync {
-            self.file
-                .sync_data()
-                .map_err(Error::io("fsync", &self.path))?;
+            file.sync_data().map_err(Error::io("fsync", path))?;
         }
         Ok(())
     }
@@ -342,6 +360,7 @@ mod tests {
                 tree_hash: [length as u8; 32],
                 signature: vec![1; 68],
             },
+            flags: FLAG_MANIFEST,
         }
     }
 
@@ -356,9 +375,10 @@ mod tests {
                 tree_hash: [0xbb; 32],
                 signature: vec![0xcc, 0xdd],
             },
+            flags: FLAG_MANIFEST | FLAG_KEY,
         };
         let mut want = vec![0xaa; 32]; // key
-        want.extend([0, 0, 0, 0]); // flags
+        want.extend([3, 0, 0, 0]); // flags
         want.extend(1u64.to_le_bytes()); // fork
         want.extend(2u64.to_le_bytes()); // length
         want.extend(3u64.to_le_bytes()); // byte_length
@@ -366,19 +386,27 @@ mod tests {
         want.extend([2, 0xcc, 0xdd]); // signature: varint length + bytes
         assert_eq!(h.encode(), want);
         assert_eq!(Header::decode(&want).unwrap(), h);
+        want[32] = 4;
+        assert!(Header::decode(&want).is_err(), "an unknown flag");
+    }
+
+    fn open(p: &Path) -> HeaderState {
+        HeaderState::decode(&std::fs::read(p).unwrap(), p).unwrap()
     }
 
     #[test]
     fn commits_alternate_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("header");
+        let p = dir.path().join("meta");
         let label = LogLabel::new(Key([9; 32]), None);
-        HeaderFile::create(&p, &sample(0), &label, true).unwrap();
-        let mut f = HeaderFile::open(&p).unwrap();
+        std::fs::write(&p, initial_image(&sample(0), &label).unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let mut f = open(&p);
         assert_eq!(f.current(), &sample(0));
         for len in 1..5 {
-            f.commit(sample(len), Durability::Sync, &label).unwrap();
-            let g = HeaderFile::open(&p).unwrap();
+            f.commit(&file, &p, sample(len), Durability::Sync, &label)
+                .unwrap();
+            let g = open(&p);
             assert_eq!(g.current(), &sample(len));
             assert_eq!(g.seq, len + 1);
         }
@@ -387,45 +415,63 @@ mod tests {
     #[test]
     fn torn_newest_slot_falls_back_to_the_previous_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("header");
+        let p = dir.path().join("meta");
         let label = LogLabel::new(Key([9; 32]), None);
-        HeaderFile::create(&p, &sample(0), &label, true).unwrap();
-        let mut f = HeaderFile::open(&p).unwrap();
-        f.commit(sample(1), Durability::Process, &label).unwrap(); // seq 2, slot 0
-        f.commit(sample(2), Durability::Process, &label).unwrap(); // seq 3, slot 1
+        std::fs::write(&p, initial_image(&sample(0), &label).unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let mut f = open(&p);
+        f.commit(&file, &p, sample(1), Durability::Process, &label)
+            .unwrap(); // seq 2, slot 0
+        f.commit(&file, &p, sample(2), Durability::Process, &label)
+            .unwrap(); // seq 3, slot 1
         // Tear slot 1 as a power cut might: its second half never reached the disk.
         let mut image = std::fs::read(&p).unwrap();
         for b in &mut image[SLOT_SIZE + 40..SLOT_SIZE + 200] {
             *b = 0;
         }
-        std::fs::write(&p, &image).unwrap();
-        assert_eq!(HeaderFile::open(&p).unwrap().current(), &sample(1));
+        assert_eq!(
+            HeaderState::decode(&image, &p).unwrap().current(),
+            &sample(1)
+        );
         // Both slots garbage: a clear error, no panic.
         for b in &mut image[10..30] {
             *b ^= 0x5a;
         }
-        std::fs::write(&p, &image).unwrap();
-        let e = HeaderFile::open(&p).unwrap_err();
+        let e = HeaderState::decode(&image, &p).unwrap_err();
         assert!(e.is_corruption(), "{e}");
         assert!(e.to_string().contains("no valid slot"), "{e}");
         // An empty file too.
-        std::fs::write(&p, b"").unwrap();
-        assert!(HeaderFile::open(&p).unwrap_err().is_corruption());
+        assert!(HeaderState::decode(&[], &p).unwrap_err().is_corruption());
+    }
+
+    #[test]
+    fn manifest_region_roundtrip_and_damage() {
+        let r = manifest_region(b"manifest bytes");
+        assert_eq!(&r[0..4], &14u32.to_le_bytes());
+        assert_eq!(decode_manifest(&r), Ok(&b"manifest bytes"[..]));
+        let mut longer = r.clone();
+        longer.extend([0; 100]);
+        assert_eq!(decode_manifest(&longer), Ok(&b"manifest bytes"[..]));
+        assert_eq!(decode_manifest(&r[..10]), Err("cut short"));
+        let mut bad = r.clone();
+        bad[12] ^= 1;
+        assert_eq!(decode_manifest(&bad), Err("checksum mismatch"));
+        let mut huge = r;
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_manifest(&huge), Err("length out of range"));
     }
 
     #[test]
     fn too_large_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("header");
         let label = LogLabel::new(Key([9; 32]), None);
         let mut h = sample(0);
         h.head.signature = vec![0; MAX_PAYLOAD];
         assert!(matches!(
-            HeaderFile::create(&p, &h, &label, true),
+            initial_image(&h, &label),
             Err(Error::HeaderTooLarge { .. })
         ));
-        assert!(HeaderFile::check_fits(&h, &label).is_err());
-        assert!(HeaderFile::check_fits(&sample(0), &label).is_ok());
+        assert!(HeaderState::check_fits(&h, &label).is_err());
+        assert!(HeaderState::check_fits(&sample(0), &label).is_ok());
     }
 
     proptest! {
@@ -458,8 +504,8 @@ mod tests {
 
         #[test]
         fn header_roundtrip(fork: u64, length: u64, byte_length: u64, tree_hash: [u8; 32],
-                            signature in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let h = Header { key: Key([3; 32]), head: Head { fork, length, byte_length, tree_hash, signature } };
+                            signature in proptest::collection::vec(any::<u8>(), 0..300), flags in 0u32..4) {
+            let h = Header { key: Key([3; 32]), head: Head { fork, length, byte_length, tree_hash, signature }, flags };
             prop_assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         }
     }

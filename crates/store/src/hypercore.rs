@@ -170,11 +170,12 @@ pub struct Core {
     storage: CoreStorage,
     tree: Tree,
     verifier: Option<Verifier>,
-    /// What the commit in flight adopts when it succeeds ([`Core::begin_commit`]).
-    pending: Option<Pending>,
+    /// What the commit in flight adopts when it succeeds ([`Core::begin_commit`]). Boxed, as
+    /// is `settled`: rarely there, and a node holds tens of thousands of logs open.
+    pending: Option<Box<Pending>>,
     /// The outcome of a commit a later change had to finish first, for
     /// [`Core::finish_commit`].
-    settled: Option<Result<(), CoreError>>,
+    settled: Option<Box<Result<(), CoreError>>>,
 }
 
 /// The in-memory half of a commit in flight.
@@ -252,7 +253,7 @@ impl Core {
         let manifest_error = |reason: String| {
             CoreError::Store(Error::CorruptFile {
                 what: "manifest",
-                path: storage.dir().join(crate::storage::files::MANIFEST),
+                path: storage.path(),
                 reason,
             })
         };
@@ -708,7 +709,7 @@ impl Core {
         let commit =
             self.storage
                 .begin_commit(nodes, blocks, head.as_ref().map(head_of), manifest)?;
-        self.pending = Some(Pending { head, verifier });
+        self.pending = Some(Box::new(Pending { head, verifier }));
         Ok(commit)
     }
 
@@ -717,7 +718,7 @@ impl Core {
     /// commit (the error says why). `Ok` when nothing is in flight.
     pub fn finish_commit(&mut self) -> Result<(), CoreError> {
         let Some(p) = self.pending.take() else {
-            return self.settled.take().unwrap_or(Ok(()));
+            return self.settled.take().map_or(Ok(()), |r| *r);
         };
         if let Err(e) = self.storage.finish_commit() {
             self.resync();
@@ -745,8 +746,8 @@ impl Core {
     fn settle(&mut self) {
         if self.pending.is_some() {
             let result = self.finish_commit();
-            if self.settled.as_ref().is_none_or(Result::is_ok) {
-                self.settled = Some(result);
+            if self.settled.as_ref().is_none_or(|r| r.is_ok()) {
+                self.settled = Some(Box::new(result));
             }
         }
     }
@@ -1201,7 +1202,7 @@ mod tests {
         let offset = core.storage.byte_offset(4).unwrap().unwrap();
         let data = std::fs::OpenOptions::new()
             .write(true)
-            .open(core.storage.dir().join("data"))
+            .open(core.storage.path().with_extension("data"))
             .unwrap();
         data.write_all_at(b"X", offset + 2).unwrap();
         let e = core.verify().unwrap_err();

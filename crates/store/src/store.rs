@@ -1,30 +1,38 @@
 //! [`Store`]: one root directory, its lock, its local names and its logs.
 //!
 //! ```text
-//! <root>/VERSION                       "peerhost-store 1\n"
-//! <root>/LOCK                          flock(2)ed by the process that has the store open
-//! <root>/names/<name>                  "<64 hex key>\n"
-//! <root>/cores/<discovery key hex>/    one log: header, tree, data, bitfield
-//!                                      [+ manifest] [+ secret_key (0600)]
+//! <root>/VERSION                 "peerhost-store 2\n"
+//! <root>/LOCK                    flock(2)ed by the process that has the store open
+//! <root>/names/<name>            "<64 hex key>\n"
+//! <root>/logs/<dkey>.meta        one log: header, manifest, bitfield, block index, tree
+//! <root>/logs/<dkey>.data        its block bytes (once it holds one)
+//! <root>/logs/<dkey>.key         its secret key (0600), for a log this store writes
+//! <root>/tmp/                    temporaries, removed when the store is opened
 //! ```
+//!
+//! A store of format 1 (`cores/<dkey>/` directories) is converted when opened (`migrate.rs`).
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use peerhost_ids::{DiscoveryKey, Key, KeyPair};
 
 use crate::fsutil::{
-    check_real_dir, open_rw_mode, read_small, sync_dir, temp_name, write_atomic, write_new_with,
+    check_real_dir, open_rw_mode, read_full_at, read_small, sync_dir, temp_name, write_atomic,
+    write_atomic_in, write_new_with,
 };
-use crate::header::{Header, HeaderFile};
-use crate::storage::{CoreStorage, MAX_MANIFEST, files};
+use crate::header::{
+    FLAG_KEY, FLAG_MANIFEST, Header, HeaderState, MAX_MANIFEST, initial_image, manifest_region,
+};
+use crate::layout::MANIFEST_AT;
+use crate::shared::{Kind, Shared};
+use crate::storage::CoreStorage;
 use crate::{Error, Head, LogLabel};
 
 /// The first line of `<root>/VERSION` for this format.
-pub const VERSION_LINE: &str = "peerhost-store 1";
+pub const VERSION_LINE: &str = "peerhost-store 2";
 
 /// How hard a commit pushes data to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,24 +49,31 @@ pub enum Durability {
     Sync,
 }
 
-/// Store settings.
+/// Store settings. The caches and the open files are the store's, shared by every log it has
+/// open: memory and file descriptors stay bounded however many logs are open.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// How hard commits push data to the disk (default [`Durability::Sync`]).
     pub durability: Durability,
-    /// Tree nodes cached per open log (default 4096, about 300 KiB).
+    /// Tree nodes cached, all logs together, in pages of 64 neighbouring nodes (default
+    /// 262 144 nodes: 4096 pages, 16 MiB).
     pub node_cache: usize,
-    /// Bitfield pages (4 KiB, 32768 blocks each) cached per open log (default 16).
+    /// Bitfield and block index pages (4 KiB) cached, all logs together (default 1024:
+    /// 4 MiB).
     pub page_cache: usize,
+    /// Files held open, all logs together (default 1024); a log's files are opened when it
+    /// reads or writes and closed when others need the room.
+    pub open_files: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             durability: Durability::Sync,
-            node_cache: 4096,
-            page_cache: 16,
+            node_cache: 262_144,
+            page_cache: 1024,
+            open_files: 1024,
         }
     }
 }
@@ -70,16 +85,27 @@ impl Options {
         self
     }
 
-    /// Set the node cache size per log (at least 2).
+    /// Set the tree nodes cached, all logs together (at least 2).
     pub fn node_cache(mut self, nodes: usize) -> Self {
         self.node_cache = nodes.max(2);
         self
     }
 
-    /// Set the bitfield page cache size per log (at least 2).
+    /// Set the bitfield and block index pages cached, all logs together (at least 2).
     pub fn page_cache(mut self, pages: usize) -> Self {
         self.page_cache = pages.max(2);
         self
+    }
+
+    /// Set the files held open, all logs together (at least 4).
+    pub fn open_files(mut self, files: usize) -> Self {
+        self.open_files = files.max(4);
+        self
+    }
+
+    /// Pages of 4 KiB the store's cache holds.
+    fn cache_pages(&self) -> usize {
+        self.node_cache.div_ceil(64) + self.page_cache
     }
 }
 
@@ -136,29 +162,6 @@ impl NewLog {
     }
 }
 
-/// The process-wide state of an open store: its lock and the set of open logs.
-#[derive(Debug)]
-struct Registry {
-    /// Held (flock'd) for as long as the store or any log of it is open.
-    _lock: File,
-    open: Mutex<HashSet<[u8; 32]>>,
-}
-
-/// Marks a log as open; unmarks it when dropped. Keeps the store lock alive.
-#[derive(Debug)]
-pub(crate) struct OpenGuard {
-    registry: Arc<Registry>,
-    id: [u8; 32],
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.registry.open.lock() {
-            open.remove(&self.id);
-        }
-    }
-}
-
 /// Many logs in one directory. See `protocol/store.md` for the format.
 ///
 /// One process at a time opens a store (an exclusive `flock` on `<root>/LOCK`, released when the
@@ -168,7 +171,7 @@ impl Drop for OpenGuard {
 pub struct Store {
     root: PathBuf,
     options: Options,
-    registry: Arc<Registry>,
+    shared: Arc<Shared>,
 }
 
 impl Store {
@@ -179,7 +182,7 @@ impl Store {
     }
 
     /// Open the store at `root` with `options`, creating it if the directory is missing or
-    /// empty.
+    /// empty, and converting it if it is of format 1.
     pub fn open_with(root: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
         create_private_dir(&root)?;
@@ -190,7 +193,15 @@ impl Store {
             Some(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let line = text.lines().next().unwrap_or_default().trim();
-                if line != VERSION_LINE {
+                if line == crate::migrate::VERSION_1 {
+                    // Mark the store as format 2 before converting anything: from here on an
+                    // older peerhost refuses it instead of seeing half of its logs.
+                    for sub in ["logs", "tmp"] {
+                        let dir = root.join(sub);
+                        fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+                    }
+                    write_atomic(&version_path, format!("{VERSION_LINE}\n").as_bytes(), 0o644)?;
+                } else if line != VERSION_LINE {
                     return Err(Error::UnsupportedVersion {
                         root,
                         found: line.chars().take(80).collect(),
@@ -211,23 +222,29 @@ impl Store {
                 write_atomic(&version_path, format!("{VERSION_LINE}\n").as_bytes(), 0o644)?;
             }
         }
-        for sub in ["cores", "names"] {
+        for sub in ["logs", "names", "tmp"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
             check_real_dir(&dir)?;
         }
         sync_dir(&root)?;
-        // Leftovers of a crash during create or rename: never part of the store.
-        for dir in [root.clone(), root.join("cores"), root.join("names")] {
-            remove_temps(&dir)?;
+        // Leftovers of a crash during create, rename or conversion: never part of the store.
+        for dir in [root.clone(), root.join("names"), root.join("tmp")] {
+            remove_temps(&dir, dir.ends_with("tmp"))?;
+        }
+        let shared = Arc::new(Shared::new(
+            root.join("logs"),
+            lock,
+            options.open_files,
+            options.cache_pages(),
+        ));
+        if root.join(crate::migrate::CORES).exists() {
+            crate::migrate::convert(&root, options.durability)?;
         }
         Ok(Self {
             root,
             options,
-            registry: Arc::new(Registry {
-                _lock: lock,
-                open: Mutex::new(HashSet::new()),
-            }),
+            shared,
         })
     }
 
@@ -241,8 +258,8 @@ impl Store {
         &self.options
     }
 
-    fn core_dir(&self, key: &Key) -> PathBuf {
-        self.root.join("cores").join(key.discovery_key().to_hex())
+    fn meta_path(&self, key: &Key) -> PathBuf {
+        self.shared.path(&key.discovery_key().0, Kind::Meta)
     }
 
     fn name_path(&self, name: &str) -> PathBuf {
@@ -251,7 +268,7 @@ impl Store {
 
     /// Whether this store has the log `key`.
     pub fn contains(&self, key: &Key) -> bool {
-        self.core_dir(key).join(files::HEADER).exists()
+        self.meta_path(key).exists()
     }
 
     /// The key bound to local name `name`, if any.
@@ -323,15 +340,13 @@ impl Store {
 
     /// The keys of every log in the store, sorted (each read from its header).
     pub fn keys(&self) -> Result<Vec<Key>, Error> {
-        let dir = self.root.join("cores");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
-            let entry = entry.map_err(Error::io("list", &dir))?;
-            if is_temp(&entry.file_name()) {
-                continue;
-            }
-            check_real_dir(&entry.path())?;
-            let header = HeaderFile::open(&entry.path().join(files::HEADER))?;
+        for dkey in self.discovery_keys()? {
+            let path = self.shared.path(&dkey.0, Kind::Meta);
+            let file = crate::fsutil::open_read(&path)?;
+            let mut image = vec![0u8; 2 * 4096];
+            let n = read_full_at(&file, &mut image, 0).map_err(Error::io("read", &path))?;
+            let header = HeaderState::decode(&image[..n], &path)?;
             out.push(header.current().key);
         }
         out.sort();
@@ -354,43 +369,17 @@ impl Store {
         }
     }
 
-    fn guard(&self, key: &Key, label: &LogLabel) -> Result<OpenGuard, Error> {
-        let id = key.discovery_key().0;
-        // A poisoned lock means a thread panicked while inserting or removing a key; the set
-        // itself is still consistent, so carry on with it.
-        let mut open = self
-            .registry
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !open.insert(id) {
-            return Err(Error::AlreadyOpen { log: label.clone() });
-        }
-        Ok(OpenGuard {
-            registry: self.registry.clone(),
-            id,
-        })
-    }
-
     /// Open the files of log `key`; `name` only labels errors.
     pub fn open_storage(&self, key: &Key, name: Option<&str>) -> Result<CoreStorage, Error> {
-        let label = LogLabel::new(*key, name);
-        if !self.contains(key) {
-            return Err(Error::UnknownLog {
-                query: name.map_or_else(|| key.to_z32(), str::to_owned),
-            });
-        }
-        let guard = self.guard(key, &label)?;
-        let dir = self.core_dir(key);
-        check_real_dir(&dir)?;
-        CoreStorage::open(dir, *key, name, &self.options, guard)
+        CoreStorage::open(&self.shared, *key, name, &self.options)
     }
 
     /// Create a log and open it.
     ///
-    /// The log's directory is built under a temporary name (header, manifest, secret key, empty
-    /// files; all fsynced) and renamed into place, so a crash leaves either no log or a complete
-    /// one. The name is bound afterwards; a crash in between leaves the log without its name.
+    /// The log's metadata file (header, manifest) is written under a temporary name and
+    /// linked into place, which fails if the log exists: a crash leaves either no log or a
+    /// complete one. A writer's secret key file is written before it. The name is bound
+    /// afterwards; a crash in between leaves the log without its name.
     pub fn create_storage(&self, new: NewLog) -> Result<CoreStorage, Error> {
         let label = LogLabel::new(new.key, new.name.as_deref());
         if let Some(name) = &new.name {
@@ -405,50 +394,59 @@ impl Store {
             }
         }
         if let Some(m) = &new.manifest {
-            if m.len() as u64 > MAX_MANIFEST {
+            if m.len() > MAX_MANIFEST {
                 return Err(Error::HeaderTooLarge {
                     log: label,
                     size: m.len(),
-                    limit: MAX_MANIFEST as usize,
+                    limit: MAX_MANIFEST,
                 });
             }
         }
-        let dir = self.core_dir(&new.key);
-        if dir.exists() {
+        let dkey = new.key.discovery_key().0;
+        let meta = self.shared.path(&dkey, Kind::Meta);
+        if meta.exists() {
             return Err(Error::LogExists { log: label });
         }
-        let cores = self.root.join("cores");
+        let logs = self.shared.logs().to_owned();
+        let tmp = self.root.join("tmp");
         // fsynced under `Durability::Sync`, and always for a log we can write to (its secret
-        // key exists nowhere else). A replica under `Process` skips the six fsyncs: the rename
-        // alone keeps a killed process from leaving half a log, and a replica lost to a power
-        // cut is fetched again. (A mirror of a thousand logs spent most of its time here.)
+        // key exists nowhere else). A replica under `Process` skips the fsyncs: linking the
+        // finished file into place alone keeps a killed process from leaving half a log, and
+        // a replica lost to a power cut is fetched again.
         let sync = new.key_pair.is_some() || self.options.durability == Durability::Sync;
-        let tmp = cores.join(temp_name(&new.key.discovery_key().to_hex()));
-        fs::create_dir(&tmp).map_err(Error::io("create directory", &tmp))?;
-        let built = (|| {
-            let header = Header {
-                key: new.key,
-                head: new.head.clone(),
-            };
-            HeaderFile::create(&tmp.join(files::HEADER), &header, &label, sync)?;
-            if let Some(m) = &new.manifest {
-                write_new_with(&tmp.join(files::MANIFEST), m, 0o644, sync)?;
-            }
-            if let Some(kp) = &new.key_pair {
-                write_new_with(&tmp.join(files::SECRET_KEY), &kp.secret_key(), 0o600, sync)?;
-            }
-            for f in [files::TREE, files::DATA, files::BITFIELD] {
-                write_new_with(&tmp.join(f), &[], 0o644, sync)?;
-            }
-            if sync { sync_dir(&tmp) } else { Ok(()) }
-        })();
-        if let Err(e) = built {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
+        let mut flags = 0;
+        if let Some(kp) = &new.key_pair {
+            write_atomic_in(&tmp, &key_path(&meta), &kp.secret_key(), 0o600, sync)?;
+            flags |= FLAG_KEY;
         }
-        fs::rename(&tmp, &dir).map_err(Error::io("rename into place", &dir))?;
+        if new.manifest.is_some() {
+            flags |= FLAG_MANIFEST;
+        }
+        let header = Header {
+            key: new.key,
+            head: new.head.clone(),
+            flags,
+        };
+        let mut image = initial_image(&header, &label)?;
+        if let Some(m) = &new.manifest {
+            image.resize(MANIFEST_AT as usize, 0);
+            image.extend_from_slice(&manifest_region(m));
+        }
+        let staged = tmp.join(temp_name(&hex::encode(dkey)));
+        write_new_with(&staged, &image, 0o644, sync)?;
+        // A link, not a rename: it fails when the log exists (two creates racing), where a
+        // rename would replace it.
+        let linked = fs::hard_link(&staged, &meta);
+        let _ = fs::remove_file(&staged);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::LogExists { log: label });
+            }
+            Err(e) => return Err(Error::io("link into place", &meta)(e)),
+        }
         if sync {
-            sync_dir(&cores)?;
+            sync_dir(&logs)?;
         }
         if let Some(name) = &new.name {
             self.set_name(name, &new.key)?;
@@ -456,14 +454,17 @@ impl Store {
         self.open_storage(&new.key, new.name.as_deref())
     }
 
-    /// The discovery keys of every log directory (no file is read).
+    /// The discovery keys of every log (no file is read).
     pub fn discovery_keys(&self) -> Result<Vec<DiscoveryKey>, Error> {
-        let dir = self.root.join("cores");
+        let dir = self.shared.logs();
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))? {
-            let entry = entry.map_err(Error::io("list", &dir))?;
+        for entry in fs::read_dir(dir).map_err(Error::io("list", dir))? {
+            let entry = entry.map_err(Error::io("list", dir))?;
             let name = entry.file_name();
-            let Some(bytes) = name.to_str().and_then(|s| hex::decode(s).ok()) else {
+            let Some(hex_name) = name.to_str().and_then(|s| s.strip_suffix(".meta")) else {
+                continue;
+            };
+            let Some(bytes) = hex::decode(hex_name).ok() else {
                 continue;
             };
             if let Ok(dk) = <[u8; 32]>::try_from(bytes.as_slice()) {
@@ -473,6 +474,11 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
+
+/// The secret key file beside a metadata file.
+pub(crate) fn key_path(meta: &Path) -> PathBuf {
+    meta.with_extension("key")
 }
 
 /// Take the store's exclusive lock.
@@ -549,10 +555,11 @@ fn is_temp(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|n| n.starts_with(".tmp-"))
 }
 
-fn remove_temps(dir: &Path) -> Result<(), Error> {
+/// Remove the temporaries in `dir` (everything in it when `all`).
+pub(crate) fn remove_temps(dir: &Path, all: bool) -> Result<(), Error> {
     for entry in fs::read_dir(dir).map_err(Error::io("list", dir))? {
         let entry = entry.map_err(Error::io("list", dir))?;
-        if !is_temp(&entry.file_name()) {
+        if !all && !is_temp(&entry.file_name()) {
             continue;
         }
         let path = entry.path();
@@ -625,30 +632,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
         let store = Store::open(&root).unwrap();
-        let key = Key([5; 32]);
-        drop(store.create_storage(NewLog::new(key)).unwrap());
+        let kp = KeyPair::from_seed(&[5; 32]);
+        let key = Key(kp.public_key());
+        {
+            let mut s = store.create_storage(NewLog::new(key).key_pair(kp)).unwrap();
+            let mut tx = s.transaction();
+            tx.put_block(0, 0, b"abc").unwrap();
+            tx.put_node(peerhost_log::Node {
+                index: 0,
+                size: 3,
+                hash: crate::leaf_hash(b"abc"),
+            })
+            .unwrap();
+            tx.set_head(Head {
+                length: 1,
+                byte_length: 3,
+                ..Head::default()
+            });
+            tx.commit().unwrap();
+        }
         let outside = dir.path().join("precious");
         fs::write(&outside, b"not yours").unwrap();
-        let core = store.core_dir(&key);
-        for f in [files::TREE, files::DATA, files::BITFIELD, files::HEADER] {
-            let p = core.join(f);
-            let saved = fs::read(&p).unwrap();
-            fs::remove_file(&p).unwrap();
-            std::os::unix::fs::symlink(&outside, &p).unwrap();
+        let meta = store.meta_path(&key);
+        let plant = |p: &Path| {
+            let saved = fs::read(p).unwrap();
+            fs::remove_file(p).unwrap();
+            std::os::unix::fs::symlink(&outside, p).unwrap();
+            saved
+        };
+        let restore = |p: &Path, saved: Vec<u8>| {
+            fs::remove_file(p).unwrap();
+            fs::write(p, saved).unwrap();
+        };
+        for p in [meta.clone(), key_path(&meta)] {
+            let saved = plant(&p);
             let e = store.open_storage(&key, None).unwrap_err();
-            assert!(matches!(e, Error::Symlink { .. }), "{f}: {e}");
-            fs::remove_file(&p).unwrap();
-            fs::write(&p, saved).unwrap();
+            assert!(matches!(e, Error::Symlink { .. }), "{}: {e}", p.display());
+            restore(&p, saved);
         }
-        // The whole log directory replaced by a link to a copy elsewhere: refused too.
-        let moved = dir.path().join("moved");
-        fs::rename(&core, &moved).unwrap();
-        std::os::unix::fs::symlink(&moved, &core).unwrap();
-        assert!(matches!(
-            store.open_storage(&key, None),
-            Err(Error::Symlink { .. })
-        ));
+        // The data file is opened when a block is read or written: refused then.
+        let data = meta.with_extension("data");
+        let saved = plant(&data);
+        let mut s = store.open_storage(&key, None).unwrap();
+        assert!(matches!(s.block(0), Err(Error::Symlink { .. })));
+        assert!(matches!(s.clear(0, 1), Err(Error::Symlink { .. }) | Ok(())));
+        drop(s);
+        restore(&data, saved);
+        let saved = plant(&meta);
         assert!(matches!(store.keys(), Err(Error::Symlink { .. })));
+        restore(&meta, saved);
+        // The whole logs directory replaced by a link to a copy elsewhere: refused too.
+        drop(store);
+        let logs = root.join("logs");
+        let moved = dir.path().join("moved");
+        fs::rename(&logs, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &logs).unwrap();
+        assert!(matches!(Store::open(&root), Err(Error::Symlink { .. })));
         assert_eq!(fs::read(&outside).unwrap(), b"not yours");
     }
 
@@ -659,9 +698,9 @@ mod tests {
         let store = Store::open(&root).unwrap();
         assert_eq!(
             fs::read_to_string(root.join("VERSION")).unwrap(),
-            "peerhost-store 1\n"
+            "peerhost-store 2\n"
         );
-        assert!(root.join("cores").is_dir() && root.join("names").is_dir());
+        assert!(root.join("logs").is_dir() && root.join("names").is_dir());
         drop(store);
         // Reopening works; a second opener in the same process is refused by the lock
         // (flock locks are per open file description).
@@ -730,8 +769,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let kp = KeyPair::from_seed(&[5; 32]);
         let key = Key(kp.public_key());
-        // A crash mid-create leaves a temp dir, removed at the next open.
-        fs::create_dir(dir.path().join("cores/.tmp-abc-1-0")).unwrap();
+        // A crash mid-create leaves a temporary file, removed at the next open.
+        fs::write(dir.path().join("tmp/abc-1-0"), b"half a log").unwrap();
         let s = store
             .create_storage(
                 NewLog::new(key)
@@ -753,8 +792,7 @@ mod tests {
         ));
         {
             use std::os::unix::fs::PermissionsExt;
-            let dkdir = dir.path().join("cores").join(key.discovery_key().to_hex());
-            let mode = fs::metadata(dkdir.join("secret_key"))
+            let mode = fs::metadata(key_path(&store.meta_path(&key)))
                 .unwrap()
                 .permissions()
                 .mode();
@@ -762,7 +800,7 @@ mod tests {
         }
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert!(!dir.path().join("cores/.tmp-abc-1-0").exists());
+        assert!(!dir.path().join("tmp/abc-1-0").exists());
         assert_eq!(store.keys().unwrap(), vec![key]);
         assert_eq!(store.discovery_keys().unwrap(), vec![key.discovery_key()]);
         let (k, name) = store.resolve("mine").unwrap();
@@ -778,11 +816,7 @@ mod tests {
         let kp = KeyPair::from_seed(&[5; 32]);
         let key = Key(kp.public_key());
         drop(store.create_storage(NewLog::new(key).key_pair(kp)).unwrap());
-        let p = dir
-            .path()
-            .join("cores")
-            .join(key.discovery_key().to_hex())
-            .join("secret_key");
+        let p = key_path(&store.meta_path(&key));
         let mut bytes = fs::read(&p).unwrap();
         bytes[40] ^= 1;
         fs::write(&p, &bytes).unwrap();

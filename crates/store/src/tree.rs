@@ -1,4 +1,4 @@
-//! The `tree` file: one fixed 64-byte record per flat-tree index.
+//! Tree records: one fixed 64-byte record per flat-tree index, in the metadata file.
 //!
 //! ```text
 //! 0   8   size, u64le
@@ -8,40 +8,35 @@
 //! 60  4   CRC-32 (IEEE) of bytes 0..60, u32le
 //! ```
 //!
-//! Record `i` lives at byte `64 * i`. 64 divides both 512 (a sector) and 4096 (a page), so a
+//! Record `i` lives at `layout::record_at(i)` (in format 1 it was byte `64 * i` of its own
+//! file; the bytes are the same). 64 divides both 512 (a sector) and 4096 (a page), so a
 //! record never straddles either: a killed process cannot tear one (its `pwrite` reaches the page
 //! cache page by page) and a power cut tears one only on a disk without atomic sector writes,
 //! which the checksum then reports. All-zero bytes (a hole, or past the end of the file) read as
 //! "absent"; any other record must pass its checksum, index and reserved-bytes checks, or it is
 //! reported as corrupt — never returned as a node.
 //!
-//! Reads go through a bounded [`Cache`]; writes are coalesced into runs of contiguous records of
-//! at most [`MAX_RUN`] records per `pwrite`.
+//! Reads go through the store's page cache (a page holds 64 neighbouring records, which proofs
+//! and `missing_nodes` read next); writes are coalesced into runs of contiguous records of at
+//! most [`MAX_RUN`] records per `pwrite`.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use peerhost_log::Node;
 
 use crate::Error;
-use crate::cache::Cache;
 use crate::flat;
-use crate::fsutil::{open_rw, read_full_at};
+use crate::layout::{self, PAGE, RECORD};
+use crate::meta::MetaFile;
 
-/// Bytes per tree record.
-pub(crate) const RECORD: usize = 64;
 /// Most records written by one `pwrite` (64 KiB).
 const MAX_RUN: usize = 1024;
-/// Records read by one `pread` on a cache miss (one 4 KiB page).
-const PAGE_RECORDS: u64 = 64;
 
 /// Why a record could not be read as a node.
 #[derive(Debug)]
 pub(crate) enum ReadError {
-    /// The OS failed.
-    Io(std::io::Error),
+    /// The file could not be read.
+    Io(Error),
     /// The bytes are not a valid record.
     Corrupt(&'static str),
 }
@@ -86,189 +81,86 @@ pub(crate) fn decode_record(index: u64, r: &[u8; RECORD]) -> Result<Option<Node>
     }))
 }
 
-/// Byte offset of record `index`, if representable.
-fn record_offset(index: u64) -> Option<u64> {
-    index.checked_mul(RECORD as u64)
+/// The record at `index` as stored, whatever length the log has.
+pub(crate) fn read(meta: &MetaFile, index: u64) -> Result<Option<Node>, ReadError> {
+    let Some(at) = layout::record_at(index) else {
+        return Ok(None);
+    };
+    let page = meta.page(at / PAGE as u64).map_err(ReadError::Io)?;
+    decode_in(&page, index, at).map_err(ReadError::Corrupt)
 }
 
-/// The open tree file with its read cache.
-#[derive(Debug)]
-pub(crate) struct TreeFile {
-    file: Arc<File>,
-    path: PathBuf,
-    /// Raw (unmasked) records by index; `None` caches "absent".
-    cache: Cache<u64, Option<Node>>,
+fn decode_in(page: &[u8; PAGE], index: u64, at: u64) -> Result<Option<Node>, &'static str> {
+    let within = (at % PAGE as u64) as usize;
+    let mut rec = [0u8; RECORD];
+    rec.copy_from_slice(&page[within..within + RECORD]);
+    decode_record(index, &rec)
 }
 
-impl TreeFile {
-    pub(crate) fn open(path: &Path, cache_cap: usize) -> Result<Self, Error> {
-        Ok(Self {
-            file: Arc::new(open_rw(path)?),
-            path: path.to_owned(),
-            cache: Cache::new(cache_cap),
-        })
-    }
+/// Whether the cache knows record `node.index` to hold exactly `node` (no I/O). The cache
+/// mirrors the file (writes update it, truncations and aborts forget it), so rewriting such a
+/// node would change no byte.
+pub(crate) fn holds(meta: &MetaFile, node: &Node) -> bool {
+    let Some(at) = layout::record_at(node.index) else {
+        return false;
+    };
+    meta.cached_page(at / PAGE as u64)
+        .is_some_and(|p| matches!(decode_in(&p, node.index, at), Ok(Some(n)) if n == *node))
+}
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The record at `index` as stored, whatever length the log has.
-    ///
-    /// A miss reads the whole 4 KiB page of 64 records around it and caches every record of
-    /// it that decodes: proofs and `missing_nodes` walk neighbouring indices (a replica or a
-    /// peer going through the log in order), so one `pread` serves the next 31 blocks.
-    pub(crate) fn read(&mut self, index: u64) -> Result<Option<Node>, ReadError> {
-        if let Some(n) = self.cache.get(&index) {
-            return Ok(n);
-        }
-        let first = index - index % PAGE_RECORDS;
-        let Some(at) = record_offset(first) else {
-            return Ok(None);
-        };
-        let mut page = [0u8; PAGE_RECORDS as usize * RECORD];
-        let n = read_full_at(&self.file, &mut page, at).map_err(ReadError::Io)?;
-        let mut wanted = None;
-        for (k, r) in page.chunks_exact(RECORD).enumerate() {
-            let i = first + k as u64;
-            let end = k * RECORD + RECORD;
-            let node = if n < end {
-                // Past the end (or a record cut short by a truncation: a power cut during
-                // set_len cannot leave a partial record, since we only ever cut at record
-                // boundaries).
-                if r[..n.saturating_sub(k * RECORD)].iter().any(|&b| b != 0) {
-                    Err("record cut short")
-                } else {
-                    Ok(None)
-                }
-            } else {
-                let mut rec = [0u8; RECORD];
-                rec.copy_from_slice(r);
-                decode_record(i, &rec)
-            };
-            if i == index {
-                wanted = Some(node);
-            } else if let Ok(node) = node {
-                // Only for an index not cached yet: a cached record is never older than the
-                // file, and re-inserting would churn the cache's generations.
-                if self.cache.peek(&i).is_none() {
-                    self.cache.insert(i, node);
-                }
-            }
-        }
-        let node = wanted.unwrap_or(Ok(None)).map_err(ReadError::Corrupt)?;
-        self.cache.insert(index, node);
-        Ok(node)
-    }
-
-    /// Whether the cache knows record `node.index` to hold exactly `node` (no I/O). The cache
-    /// mirrors the file (writes update it, truncations and aborts clear it), so rewriting such
-    /// a node would change no byte.
-    pub(crate) fn holds(&self, node: &Node) -> bool {
-        matches!(self.cache.peek(&node.index), Some(Some(n)) if n == node)
-    }
-
-    /// Write `nodes` (sorted by index, no duplicates) in coalesced runs; updates the cache.
-    pub(crate) fn write(&mut self, nodes: &[Node]) -> Result<(), Error> {
-        for (at, buf) in self.runs(nodes)? {
-            self.file
-                .write_all_at(&buf, at)
-                .map_err(Error::io("write", &self.path))?;
-        }
-        self.cache_written(nodes);
-        Ok(())
-    }
-
-    /// `nodes` (sorted by index, no duplicates) as the `pwrite`s that store them: runs of
-    /// contiguous records, at most [`MAX_RUN`] each, with their byte offsets.
-    pub(crate) fn runs(&self, nodes: &[Node]) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < nodes.len() {
-            let start = nodes[i].index;
-            let mut buf = Vec::with_capacity(RECORD * (nodes.len() - i).min(MAX_RUN));
-            let mut j = i;
-            while j < nodes.len() && j - i < MAX_RUN && nodes[j].index == start + (j - i) as u64 {
-                buf.extend_from_slice(&encode_record(&nodes[j]));
-                j += 1;
-            }
-            let at = record_offset(start).ok_or_else(|| {
-                Error::io("write", &self.path)(std::io::Error::other("tree index out of range"))
-            })?;
-            out.push((at, buf));
-            i = j;
-        }
-        Ok(out)
-    }
-
-    /// `nodes` are in the file now (written by [`Self::write`] or a commit job): cache them.
-    pub(crate) fn cache_written(&mut self, nodes: &[Node]) {
-        for n in nodes {
-            self.cache.insert(n.index, Some(*n));
-        }
-    }
-
-    /// The open file, for a commit job.
-    pub(crate) fn handle(&self) -> (Arc<File>, PathBuf) {
-        (self.file.clone(), self.path.clone())
-    }
-
-    /// Make record `index` absent (all zeros), if the file reaches it.
-    fn zero(&mut self, index: u64) -> Result<(), Error> {
-        self.cache.remove(&index);
-        if let Some(at) = record_offset(index) {
-            self.file
-                .write_all_at(&[0; RECORD], at)
-                .map_err(Error::io("write", &self.path))?;
-        }
-        Ok(())
-    }
-
-    /// Remove every record that is not a node of a tree of `length` blocks: cut the file after
-    /// the last index such a tree can use (`2 * length - 2`) and zero the few lower records whose
-    /// subtree reaches past block `length - 1` (one per depth at most). Idempotent.
-    pub(crate) fn clean_tail(&mut self, length: u64) -> Result<(), Error> {
-        let keep = length.saturating_mul(2).saturating_sub(1);
-        let len = self
-            .file
-            .metadata()
-            .map_err(Error::io("stat", &self.path))?
-            .len();
-        let keep_bytes = keep.saturating_mul(RECORD as u64);
-        if len > keep_bytes {
-            self.file
-                .set_len(keep_bytes)
-                .map_err(Error::io("truncate", &self.path))?;
-            self.cache.clear();
-        }
-        for depth in 1..63 {
-            let Some(i) = flat::index(depth, length >> depth) else {
-                break;
-            };
-            if i >= keep {
+/// `nodes` (sorted by index, no duplicates) as the `pwrite`s that store them: runs of records
+/// contiguous in the file, at most [`MAX_RUN`] each, with their positions.
+pub(crate) fn runs(nodes: &[Node]) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    for n in nodes {
+        let at = layout::record_at(n.index).ok_or_else(|| {
+            Error::io("write", "(tree)")(std::io::Error::other("tree index out of range"))
+        })?;
+        if let Some((start, buf)) = out.last_mut() {
+            if *start + buf.len() as u64 == at && buf.len() < MAX_RUN * RECORD {
+                buf.extend_from_slice(&encode_record(n));
                 continue;
             }
-            // Node i holds block `length`, so it is not a node of the shorter tree.
-            match self.read(i) {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(ReadError::Corrupt(_)) => self.zero(i)?,
-                Err(ReadError::Io(e)) => return Err(Error::io("read", &self.path)(e)),
-            }
         }
-        Ok(())
+        let mut buf = Vec::with_capacity(RECORD * 8);
+        buf.extend_from_slice(&encode_record(n));
+        out.push((at, buf));
     }
+    Ok(out)
+}
 
-    /// fsync the file's data.
-    pub(crate) fn sync(&self) -> Result<(), Error> {
-        self.file
-            .sync_data()
-            .map_err(Error::io("fsync", &self.path))
+/// Write `nodes` (sorted by index, no duplicates) through `file`; updates the cache.
+pub(crate) fn write(meta: &MetaFile, file: &File, nodes: &[Node]) -> Result<(), Error> {
+    for (at, buf) in runs(nodes)? {
+        meta.write(file, at, &buf)?;
     }
+    Ok(())
+}
 
-    /// Drop all cached records (after an aborted transaction).
-    pub(crate) fn forget(&mut self) {
-        self.cache.clear();
+/// Erase the records below the cut (`layout::cut_at`) that are not nodes of a tree of
+/// `length` blocks: the lower records whose subtree reaches past block `length - 1` (one per
+/// depth at most). Idempotent.
+pub(crate) fn clean_tail(meta: &mut MetaFile, file: &File, length: u64) -> Result<(), Error> {
+    let keep = length.saturating_mul(2).saturating_sub(1);
+    for depth in 1..63 {
+        let Some(i) = flat::index(depth, length >> depth) else {
+            break;
+        };
+        if i >= keep {
+            continue;
+        }
+        // Node i holds block `length`, so it is not a node of the shorter tree.
+        match read(meta, i) {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(ReadError::Corrupt(_)) => {
+                if let Some(at) = layout::record_at(i) {
+                    meta.write(file, at, &[0; RECORD])?;
+                }
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -298,57 +190,75 @@ mod tests {
         assert_eq!(r[60..64], crc32fast::hash(&r[..60]).to_le_bytes());
     }
 
+    fn bytes_of(meta: &MetaFile) -> Vec<u8> {
+        std::fs::read(meta.path()).unwrap()
+    }
+
     #[test]
     fn holes_are_absent_and_records_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TreeFile::open(&dir.path().join("tree"), 16).unwrap();
-        t.write(&[node(0), node(1), node(2), node(9)]).unwrap();
-        let mut fresh = TreeFile::open(&dir.path().join("tree"), 16).unwrap();
-        for i in [0, 1, 2, 9] {
-            assert_eq!(fresh.read(i).unwrap(), Some(node(i)));
+        let t = crate::meta::test_meta(dir.path(), 16);
+        let f = t.file().unwrap();
+        write(&t, &f, &[node(0), node(1), node(2), node(9), node(70_000)]).unwrap();
+        let mut fresh = crate::meta::test_meta(dir.path(), 16);
+        fresh.forget();
+        for i in [0, 1, 2, 9, 70_000] {
+            assert_eq!(read(&fresh, i).unwrap(), Some(node(i)));
         }
-        for i in [3, 4, 8, 10, 1000, u64::MAX] {
-            assert_eq!(fresh.read(i).unwrap(), None, "index {i}");
+        for i in [3, 4, 8, 10, 1000, 65_536, u64::MAX] {
+            assert_eq!(read(&fresh, i).unwrap(), None, "index {i}");
         }
+        // Record i is at its layout position, bytes as in format 1.
+        let bytes = bytes_of(&t);
+        let at = layout::record_at(9).unwrap() as usize;
+        assert_eq!(bytes[at..at + RECORD], encode_record(&node(9)));
     }
 
     #[test]
     fn torn_and_misplaced_records_are_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("tree");
-        let mut t = TreeFile::open(&p, 16).unwrap();
-        t.write(&[node(0), node(1), node(2)]).unwrap();
-        let mut bytes = std::fs::read(&p).unwrap();
+        let mut t = crate::meta::test_meta(dir.path(), 16);
+        let f = t.file().unwrap();
+        write(&t, &f, &[node(0), node(1), node(2)]).unwrap();
+        let at = |i| layout::record_at(i).unwrap();
         // Torn: the second half of record 1 never landed.
-        bytes[RECORD + 32..2 * RECORD].fill(0);
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[0; 32], at(1) + 32).unwrap();
         // Misplaced: record 0's bytes written at index 2.
-        let r0 = bytes[..RECORD].to_vec();
-        bytes[2 * RECORD..3 * RECORD].copy_from_slice(&r0);
-        std::fs::write(&p, &bytes).unwrap();
-        let mut t = TreeFile::open(&p, 16).unwrap();
-        assert_eq!(t.read(0).unwrap(), Some(node(0)));
+        f.write_all_at(&encode_record(&node(0)), at(2)).unwrap();
+        t.forget();
+        assert_eq!(read(&t, 0).unwrap(), Some(node(0)));
         assert!(matches!(
-            t.read(1),
+            read(&t, 1),
             Err(ReadError::Corrupt("checksum mismatch"))
         ));
         assert!(matches!(
-            t.read(2),
+            read(&t, 2),
             Err(ReadError::Corrupt("record belongs to another index"))
         ));
+    }
+
+    /// What the store does to the tree on a truncation to `length`: cut the file, then erase
+    /// the lower records.
+    fn clean(t: &mut MetaFile, length: u64) {
+        let f = t.file().unwrap();
+        t.cut_for(&f, length).unwrap();
+        clean_tail(t, &f, length).unwrap();
     }
 
     #[test]
     fn clean_tail_keeps_exactly_the_nodes_of_the_shorter_tree() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TreeFile::open(&dir.path().join("tree"), 8).unwrap();
+        let mut t = crate::meta::test_meta(dir.path(), 2);
+        let f = t.file().unwrap();
         // A full tree of 16 blocks: indices 0..=30.
         let all: Vec<Node> = (0..31).map(node).collect();
-        t.write(&all).unwrap();
+        write(&t, &f, &all).unwrap();
         for length in (0..=16).rev() {
-            t.clean_tail(length).unwrap();
+            clean(&mut t, length);
             for i in 0..40 {
                 let want = flat::within(i, length).then(|| node(i));
-                assert_eq!(t.read(i).unwrap(), want, "length {length} index {i}");
+                assert_eq!(read(&t, i).unwrap(), want, "length {length} index {i}");
             }
         }
     }
@@ -356,21 +266,27 @@ mod tests {
     #[test]
     fn clean_tail_erases_what_the_log_crate_calls_dead() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TreeFile::open(&dir.path().join("tree"), 8).unwrap();
-        for old in 1..34u64 {
-            for len in 0..=old {
+        let mut t = crate::meta::test_meta(dir.path(), 2);
+        let f = t.file().unwrap();
+        for old in (1..34u64).chain([32_767, 32_769]) {
+            let lens: Vec<u64> = if old > 100 {
+                vec![0, 1, 32_766, 32_767, 32_768, old]
+            } else {
+                (0..=old).collect()
+            };
+            for len in lens.into_iter().filter(|&l| l <= old) {
                 let full: Vec<Node> = (0..2 * old - 1)
                     .filter(|&i| flat::within(i, old))
                     .map(node)
                     .collect();
-                t.clean_tail(0).unwrap();
-                t.write(&full).unwrap();
-                t.clean_tail(len).unwrap();
+                clean(&mut t, 0);
+                write(&t, &f, &full).unwrap();
+                clean(&mut t, len);
                 let dead = peerhost_log::Truncation::between(len, old);
                 for n in &full {
                     let erased = dead.nodes.contains(&n.index) || dead.parents.contains(&n.index);
                     assert_eq!(
-                        t.read(n.index).unwrap().is_none(),
+                        read(&t, n.index).unwrap().is_none(),
                         erased,
                         "old {old} len {len} node {}",
                         n.index

@@ -7,6 +7,17 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 
 use peerhost_ids::Key;
+
+/// The header slots: the first 8 KiB of a log's metadata file (`protocol/store.md`).
+const HEADER: usize = 8192;
+/// Where tree record `i` of the first chunk is in the metadata file.
+fn record_at(i: u64) -> u64 {
+    131_072 + 4096 + 32_768 * 16 + 64 * i
+}
+/// Where block `b`'s index entry (of the first chunk) is in the metadata file.
+fn entry_at(b: u64) -> u64 {
+    131_072 + 4096 + 16 * b
+}
 use peerhost_store::{Durability, Error, NewLog, Node, Options, Store};
 use proptest::prelude::*;
 
@@ -95,31 +106,37 @@ proptest! {
                     drop(tx);
                 }
                 Op::CrashBeforeCommit(blocks) => {
-                    let dir = s.dir().to_owned();
-                    let header = fs::read(dir.join("header")).unwrap();
+                    // Everything of the append lands but the header slot: the first 8 KiB of
+                    // the metadata file are put back as they were.
+                    let meta = s.path();
+                    let header = fs::read(&meta).unwrap()[..HEADER].to_vec();
                     common::append(&mut s, &blocks).unwrap();
                     drop(s);
                     drop(store);
-                    fs::write(dir.join("header"), header).unwrap();
-                    store = Store::open_with(dir.parent().unwrap().parent().unwrap(), options.clone()).unwrap();
+                    fs::OpenOptions::new().write(true).open(&meta).unwrap().write_all_at(&header, 0).unwrap();
+                    store = Store::open_with(dir.path(), options.clone()).unwrap();
                     s = store.open_storage(&key, None).unwrap();
                 }
                 Op::CrashAfterTruncate(to) => {
+                    // The truncation's header lands, none of the erasing after it: every byte
+                    // but the header slots is put back as it was.
                     let to = if model.is_empty() { 0 } else { to % (model.len() as u64 + 1) };
-                    let dir = s.dir().to_owned();
-                    let saved: Vec<(&str, Vec<u8>)> = ["tree", "bitfield", "data"]
-                        .into_iter()
-                        .map(|f| (f, fs::read(dir.join(f)).unwrap()))
-                        .collect();
+                    let meta = s.path();
+                    let data = meta.with_extension("data");
+                    let saved_meta = fs::read(&meta).unwrap();
+                    let saved_data = fs::read(&data).ok();
                     if common::truncate(&mut s, to).unwrap() {
                         model.truncate(to as usize);
                     }
                     drop(s);
                     drop(store);
-                    for (f, bytes) in saved {
-                        fs::write(dir.join(f), bytes).unwrap();
+                    let mut now = saved_meta;
+                    now[..HEADER].copy_from_slice(&fs::read(&meta).unwrap()[..HEADER]);
+                    fs::write(&meta, now).unwrap();
+                    if let Some(d) = saved_data {
+                        fs::write(&data, d).unwrap();
                     }
-                    store = Store::open_with(dir.parent().unwrap().parent().unwrap(), options.clone()).unwrap();
+                    store = Store::open_with(dir.path(), options.clone()).unwrap();
                     s = store.open_storage(&key, None).unwrap();
                 }
                 Op::Reopen => {
@@ -152,7 +169,7 @@ fn a_flipped_byte_in_a_block_is_reported_with_log_and_index() {
     };
     let blocks: Vec<Vec<u8>> = (0..20).map(common::block_content).collect();
     common::append(&mut s, &blocks).unwrap();
-    let data = s.dir().join("data");
+    let data = s.path().with_extension("data");
     let offset = s.byte_offset(12).unwrap().unwrap();
     drop(s);
     drop(store);
@@ -182,14 +199,13 @@ fn a_damaged_tree_record_is_a_typed_error_not_a_panic() {
         let blocks: Vec<Vec<u8>> = (0..8).map(common::block_content).collect();
         common::append(&mut s, &blocks).unwrap();
     }
-    let tree = dir
+    let meta = dir
         .path()
-        .join("cores")
-        .join(Key([3; 32]).discovery_key().to_hex())
-        .join("tree");
-    let f = fs::OpenOptions::new().write(true).open(&tree).unwrap();
+        .join("logs")
+        .join(format!("{}.meta", Key([3; 32]).discovery_key().to_hex()));
+    let f = fs::OpenOptions::new().write(true).open(&meta).unwrap();
     // Record 4 (block 2's leaf): garbage in its hash.
-    f.write_all_at(&[0xff; 7], 4 * 64 + 10).unwrap();
+    f.write_all_at(&[0xff; 7], record_at(4) + 10).unwrap();
     let (_store, mut s) = reopen(dir.path());
     assert!(matches!(
         s.node(4),
@@ -210,12 +226,12 @@ fn a_damaged_header_is_a_typed_error() {
         let store = Store::open(dir.path()).unwrap();
         drop(store.create_storage(NewLog::new(Key([3; 32]))).unwrap());
     }
-    let header = dir
+    let meta = dir
         .path()
-        .join("cores")
-        .join(Key([3; 32]).discovery_key().to_hex())
-        .join("header");
-    fs::write(&header, vec![0x42; 8192]).unwrap();
+        .join("logs")
+        .join(format!("{}.meta", Key([3; 32]).discovery_key().to_hex()));
+    let f = fs::OpenOptions::new().write(true).open(&meta).unwrap();
+    f.write_all_at(&[0x42; HEADER], 0).unwrap();
     let store = Store::open(dir.path()).unwrap();
     let e = store.open_storage(&Key([3; 32]), None).unwrap_err();
     assert!(e.is_corruption(), "{e}");
@@ -276,4 +292,104 @@ fn node_source_reads_the_committed_tree_and_the_pending_one() {
     assert_eq!(through_source(&mut tx, 2), Some(leaf));
     drop(tx);
     assert_eq!(through_source(&mut s, 6), None);
+}
+
+#[test]
+fn a_block_is_found_by_its_index_entry_and_by_the_tree_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options::default().durability(Durability::Process),
+    )
+    .unwrap();
+    let mut s = common::create(&store, Key([6; 32]), Some("c"));
+    let blocks: Vec<Vec<u8>> = (0..20).map(common::block_content).collect();
+    common::append(&mut s, &blocks).unwrap();
+    let meta = s.path();
+    drop(s);
+    drop(store);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&meta)
+        .unwrap();
+    let reopen = || {
+        let store = Store::open(dir.path()).unwrap();
+        let s = store.open_storage(&Key([6; 32]), Some("c")).unwrap();
+        (store, s)
+    };
+    // Block 12's offset is the size of the subtrees left of it: nodes 7 (blocks 0..8) and
+    // 19 (blocks 8..12). With both gone, its index entry alone says where it starts.
+    let saved: Vec<(u64, Vec<u8>)> = [7u64, 19]
+        .iter()
+        .map(|&i| {
+            let mut r = vec![0; 64];
+            f.read_exact_at(&mut r, record_at(i)).unwrap();
+            f.write_all_at(&[0; 64], record_at(i)).unwrap();
+            (i, r)
+        })
+        .collect();
+    {
+        let (_store, mut s) = reopen();
+        assert_eq!(s.byte_offset(12).unwrap(), None, "the tree cannot say");
+        assert_eq!(s.block(12).unwrap(), Some(blocks[12].clone()));
+    }
+    // Without the entry (a hole), or with a damaged one, the block cannot be found.
+    let mut entry = vec![0; 16];
+    f.read_exact_at(&mut entry, entry_at(12)).unwrap();
+    for damage in [vec![0u8; 16], {
+        let mut e = entry.clone();
+        e[3] ^= 0x10;
+        e
+    }] {
+        f.write_all_at(&damage, entry_at(12)).unwrap();
+        let (_store, mut s) = reopen();
+        let e = s.block(12).unwrap_err();
+        assert!(
+            e.to_string().contains("a tree node left of it is missing"),
+            "{e}"
+        );
+    }
+    // With the tree back, the damaged entry is ignored and the offset comes from the tree.
+    for (i, r) in saved {
+        f.write_all_at(&r, record_at(i)).unwrap();
+    }
+    let (_store, mut s) = reopen();
+    assert_eq!(s.block(12).unwrap(), Some(blocks[12].clone()));
+    assert_eq!(s.block(13).unwrap(), Some(blocks[13].clone()));
+}
+
+#[test]
+fn thousands_of_open_logs_share_a_few_file_descriptors() {
+    let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default()
+        .durability(Durability::Process)
+        .open_files(8);
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let before = fds();
+    let mut logs: Vec<_> = (0..300u32)
+        .map(|i| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            let mut s = common::create(&store, Key(k), None);
+            common::append(&mut s, &[common::block_content(u64::from(i))]).unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in logs.iter_mut().enumerate() {
+        assert_eq!(s.block(0).unwrap(), Some(common::block_content(i as u64)));
+    }
+    // Other tests of this binary run at the same time and hold their own files: the bound
+    // checked is far below one file per log.
+    assert!(
+        fds() < before + 8 + 40,
+        "{} descriptors for 300 logs",
+        fds() - before
+    );
+    drop(logs);
+    drop(store);
+    // Every log reopens.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.keys().unwrap().len(), 300);
 }
