@@ -1,7 +1,8 @@
 'use strict'
 // The NAT lab with real browsers (issue 11): Chromium behind nat2 (ph-peer2), the home peer
-// (rtc_peer) behind nat1 (ph-peer1), the instance on the public side (ph-inst: STUN and the
-// page). For each of the 4 × 4 NAT type pairs, a fresh page loads the latest 20 posts from
+// (rtc_peer serve) behind nat1 (ph-peer1), the instance on the public side (ph-inst: rtc_peer
+// instance: the page, STUN, the signaling relay the home peer long-polls through its NAT, the
+// health checks). No HTTP gateway anywhere but the instance. For each of the 4 × 4 NAT type pairs, a fresh page loads the latest 20 posts from
 // the home peer over WebRTC (plain ICE: one RTCPeerConnection, the peer's birthday search
 // off); where that fails, again with the help of §2.2 of protocol/webrtc.md (RACE
 // RTCPeerConnections at once, the peer's birthday search on). Chromium's mDNS stays on.
@@ -22,7 +23,6 @@ const PREFIX = 'phr-'
 const NETLAB = path.join(lib.ROOT, 'interop-tests', 'netlab', 'netlab.sh')
 const TYPES = ['full', 'restricted', 'port', 'symmetric']
 const INST = '198.51.100.30'
-const ICE = [{ urls: `stun:${INST}:3478` }]
 const OUT = path.join(process.env.CARGO_TARGET_DIR || path.join(lib.ROOT, 'target'), 'netlab')
 
 function netlab (...args) {
@@ -35,19 +35,26 @@ const cells = (argv.find((a) => a.includes(':')) || TYPES.flatMap((p) => TYPES.m
   .split(',').map((c) => c.split(':'))
 const secondPass = !argv.includes('--no-birthday-pass')
 
-async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, parallel }) {
+async function attempt ({ browser, pageUrl, tls, peerNat, browserNat, birthday, parallel }) {
   netlab('nat', 'nat1', peerNat)
   netlab('nat', 'nat2', browserNat)
-  const peerArgs = ['--bind', '10.1.0.2:0', '--stun', `${INST}:3478`, '--posts', '50']
+  // The instance's STUN server comes to the peer with its first poll.
+  const peerArgs = ['--instance', pageUrl, '--trust', tls.cert, '--bind', '10.1.0.2:0', '--posts', '50']
   if (!birthday) peerArgs.push('--no-birthday')
   const peer = lib.startPeer(`${PREFIX}peer1`, peerArgs)
   const ready = await peer.ready
-  const p = await lib.openPage(browser, pageUrl, peer)
   const row = { peerNat, browserNat, birthday, parallel, connected: false }
+  try {
+    await lib.waitListed(peer)
+    row.listed = true
+  } catch (e) {
+    row.listed = false
+  }
+  const p = await lib.openPage(browser, pageUrl)
   const t0 = Date.now()
   try {
     const got = await p.page.evaluate((o) => window.rtcRun(o), {
-      mode: 'rtc', key: ready.posts, n: 20, iceServers: ICE, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
+      mode: 'rtc', key: ready.posts, n: 20, peer: ready.key, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
     })
     row.connected = got.titles.length === 20 && got.titles[0] === 'Post 50: notes on hypercore, part 50'
     row.connectMs = Math.round(got.connectMs)
@@ -61,8 +68,10 @@ async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, paral
     row.error = String(e.message || e).slice(0, 200)
     row.failMs = Date.now() - t0
   }
-  // Bytes from the instance: the page's own requests (page and script), as Chromium counted.
+  // Bytes from the instance: the page's own requests (page, script, signaling), as Chromium
+  // counted them; and whether any log data came from it (it must not).
   row.bytesFromInstance = await p.httpBytes()
+  row.instancePaths = [...new Set((await p.requests()).map((r) => r.path))]
   const st = await peer.request({ op: 'status' }).catch(() => ({ peers: [] }))
   const live = st.peers.filter((x) => x.connectMs !== null)
   row.peerConnectMs = live.length ? live[0].connectMs : null
@@ -79,27 +88,25 @@ async function main () {
   const tmp = lib.tmpdir('peerhost-rtc-netlab-')
   netlab('up')
   let browser
-  const stun = lib.startStun(`${PREFIX}inst`, `${INST}:3478`)
-  const page = await lib.startPage(`${PREFIX}inst`, INST, tmp)
+  const tls = lib.makeCert(tmp, [INST]) // https://, as a real instance (WebCrypto needs it)
+  const instance = await lib.startInstance(`${PREFIX}inst`, INST, tmp, ['--stun', `${INST}:3478`, '--posts', '50', '--check-every', '500'], { tls })
   const rows = []
   try {
-    await stun.ready
-    const pageUrl = (await page.ready).url
-    browser = await lib.launch(`${PREFIX}peer2`, tmp)
+    const pageUrl = (await instance.ready).url
+    browser = await lib.launch(`${PREFIX}peer2`, tmp, [lib.trustFlag(tls)])
     for (const [peerNat, browserNat] of cells) {
-      const plain = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: false, parallel: 1 })
+      const plain = await attempt({ browser, pageUrl, tls, peerNat, browserNat, birthday: false, parallel: 1 })
       console.log(JSON.stringify(plain))
       rows.push(plain)
       if (!plain.connected && secondPass) {
-        const helped = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: true, parallel: race })
+        const helped = await attempt({ browser, pageUrl, tls, peerNat, browserNat, birthday: true, parallel: race })
         console.log(JSON.stringify(helped))
         rows.push(helped)
       }
     }
   } finally {
     if (browser) await browser.close()
-    stun.stop()
-    page.stop()
+    instance.stop()
     await lib.sleep(300)
     try { netlab('down') } catch {}
     fs.rmSync(tmp, { recursive: true, force: true })

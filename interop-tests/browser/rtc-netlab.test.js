@@ -1,6 +1,7 @@
 'use strict'
 // Chromium behind a NAT reads from a home peer behind another NAT over WebRTC (issue 11): three
-// cells of the NAT lab by plain ICE, mDNS on, no HTTP gateway anywhere (rtc-netlab.js, which
+// cells of the NAT lab by plain ICE, mDNS on, signaled through the instance (https, the home
+// peer's long-poll across its NAT), no HTTP gateway anywhere but the instance (rtc-netlab.js, which
 // BENCHMARKS.md's 16-cell table comes from; the birthday-search cells are probabilistic and
 // stay in that script). Each row is checked: connected, the latest 20 posts verified, bytes
 // from the peer counted by Chromium's getStats.
@@ -27,5 +28,9 @@ test('the NAT lab: a browser behind a NAT reads from a home peer behind another'
       `${r.bytesFromPeer} B from the peer (${r.localType}/${r.remoteType})`)
     assert.ok(r.connected, `${r.peerNat}:${r.browserNat} did not connect: ${r.error}`)
     assert.ok(r.bytesFromPeer > 4000, `getStats counted ${r.bytesFromPeer} B from the peer`)
+    // Signaled through the instance across both NATs (the peer's long-poll), checked and
+    // listed by it; the instance sent the page, its script and the signaling, no log data.
+    assert.ok(r.listed, `${r.peerNat}:${r.browserNat}: the instance did not list the peer`)
+    assert.deepStrictEqual([...r.instancePaths].sort(), ['/', '/rtc-page.bundle.js', '/v1/signal'])
   }
 })

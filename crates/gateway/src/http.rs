@@ -253,6 +253,19 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         );
         return with_cors(res);
     }
+    // Signaling (§7.3) waits by design (a poll up to 25 s, an offer for its answer) and has
+    // its own bounds (offers per client, one poll per key, answers only to pending task
+    // ids): it takes no slot of the per-client limit, so a home peer behind the same address
+    // as its readers, or a page waiting for answers, never starves the other.
+    if req.uri().path().starts_with("/v1/signal") {
+        // POST only, same origin: no CORS headers.
+        let mut res = next.run(req).await;
+        res.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return res;
+    }
     let permit = match state.clients.try_acquire(client_of(&req)) {
         Ok(p) => p,
         Err(Refused::Client) => {
