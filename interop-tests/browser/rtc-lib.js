@@ -104,7 +104,17 @@ async function bundlePage (dir) {
     target: ['es2022'],
     outfile: path.join(dir, 'rtc-page.bundle.js'),
     minify: true,
-    logLevel: 'warning'
+    logLevel: 'warning',
+    // RTC_PAGE_HASH=wasm (benchmarks only): verify with a WebAssembly BLAKE2b instead of
+    // @noble/hashes' (blake2b-wasm-shim.js).
+    plugins: process.env.RTC_PAGE_HASH === 'wasm'
+      ? [{
+          name: 'blake2b-wasm',
+          setup (b) {
+            b.onResolve({ filter: /^@noble\/hashes\/blake2\.js$/ }, () => ({ path: path.join(__dirname, 'blake2b-wasm-shim.js') }))
+          }
+        }]
+      : []
   })
   fs.writeFileSync(path.join(dir, 'index.html'),
     '<!doctype html><meta charset="utf-8"><title>peerhost WebRTC test</title>' +

@@ -144,18 +144,37 @@ window.rtcOffer = async (iceServers = []) => {
   return sdp
 }
 
+/** Watch the open transport's messages: `stop()` → the longest pause between two messages
+ * (ms) and how many pauses were over 100 ms (an SCTP retransmission timeout shows as one). */
+function watchGaps () {
+  const dc = window.transport && window.transport.dc
+  if (!dc) return () => null
+  let last = performance.now()
+  let maxGap = 0
+  let stalls = 0
+  const on = () => {
+    const t = performance.now()
+    if (t - last > maxGap) maxGap = t - last
+    if (t - last > 100) stalls++
+    last = t
+  }
+  dc.addEventListener('message', on)
+  return () => { dc.removeEventListener('message', on); return { maxGapMs: maxGap, stalls } }
+}
+
 /** Blocks 0..count of `key`, verified, over the transport already open (or HTTP): MB/s. */
 window.rtcBulk = async (opts) => {
   const loader = opts.mode === 'rtc'
     ? new Loader({ peers: ['rtc://home'], fetch: rtcFetch(new Map([['home', window.transport]])), parallel: opts.parallel || 4, chunk: opts.chunk || 64 })
     : new Loader({ peers: [opts.httpUrl], parallel: opts.parallel || 4, chunk: opts.chunk || 64 })
   const head = await loader.head(opts.key)
+  const stop = opts.mode === 'rtc' ? watchGaps() : () => null
   const t0 = performance.now()
   const blocks = await loader.range(opts.key, head, 0, opts.count)
   const ms = performance.now() - t0
   let bytes = 0
   for (const b of blocks) bytes += b.length
-  return { ms, bytes, blocks: blocks.length, mbps: bytes / 1e6 / (ms / 1000) }
+  return { ms, bytes, blocks: blocks.length, mbps: bytes / 1e6 / (ms / 1000), gaps: stop() }
 }
 
 /**
@@ -168,6 +187,7 @@ window.rtcRawBulk = async ({ mode, key, count, chunk = 64, parallel = 4, httpUrl
     : async (path) => new Uint8Array(await (await fetch(httpUrl + path)).arrayBuffer())
   let next = 0
   let bytes = 0
+  const stop = mode === 'rtc' ? watchGaps() : () => null
   const t0 = performance.now()
   const worker = async () => {
     while (next < count) {
@@ -185,7 +205,7 @@ window.rtcRawBulk = async ({ mode, key, count, chunk = 64, parallel = 4, httpUrl
   }
   await Promise.all(Array.from({ length: parallel }, worker))
   const ms = performance.now() - t0
-  return { ms, bytes, mbps: bytes / 1e6 / (ms / 1000) }
+  return { ms, bytes, mbps: bytes / 1e6 / (ms / 1000), gaps: stop() }
 }
 
 /** Raw requests on the open transport: `count` requests of `path`, `window` in flight. */

@@ -6,7 +6,7 @@
 //! - [`frame`]: the `peerhost/1` channel frames (HELLO, REQUEST, RESPONSE, DATA, CANCEL,
 //!   GOAWAY);
 //! - [`session`]: one channel's requests and answers, sans-IO (limits, 429s and floods,
-//!   chunking, round robin, cancel);
+//!   chunking, shortest answer first, cancel);
 //! - [`peer`]: one browser's peer connection, sans-IO: str0m's `Rtc` (ICE, DTLS, SCTP) plus a
 //!   session per channel, offers without mDNS candidates, idle and connect timeouts;
 //! - [`stun`]: STUN binding (RFC 8489), sans-IO: codec, a server's answer, a client's

@@ -39,14 +39,28 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Not connected (ICE and DTLS) this long after the answer: close.
     pub connect_timeout: Duration,
-    /// str0m's SCTP send buffer: bytes written and not yet acknowledged, per connection (the
-    /// most in flight: throughput ≤ this per round trip).
+    /// str0m's SCTP send buffer: bytes written and not yet acknowledged, per connection, at
+    /// most (a hard cap above [`Config::window`]).
     pub sctp_buffer: usize,
-    /// Sessions write while a channel's buffered amount is below this.
-    pub high_water: usize,
+    /// The send window on a path without delay: the channels write while the connection's
+    /// bytes written and not yet acknowledged stay within `window + window_rate × RTT`
+    /// (always at least one message). A browser's UDP receive buffer holds ~43 datagrams
+    /// (Chromium asks for 64 KiB, the kernel allows 128 KiB at ~2.3 KB per datagram and
+    /// releases what was read in 32 KiB steps): more in flight, arriving back to back on a
+    /// short path while the browser's network thread waits for a core, overflows it, and
+    /// SCTP's 1 s minimum retransmission timeout stalls the channel.
+    pub window: usize,
+    /// Bytes per second added to the window per second of round trip (the path's smallest
+    /// ICE round trip seen; none known yet: nothing added), so a long path carries at least
+    /// this rate per browser whatever its delay: there, the slowest link spaces the
+    /// datagrams out and the receive buffer does not overflow.
+    pub window_rate: usize,
     /// First retransmission of an ICE check (doubling after; str0m's default, 250 ms). 100 ms
     /// did not change the ~1 s connect of the lab's symmetric-peer cells.
     pub initial_stun_rto: Duration,
+    /// str0m's MTU target (576..=1500): an SCTP packet carries up to `mtu - 88` bytes of
+    /// data, and its datagram is at most `mtu - 11` bytes (77 bytes of SCTP and DTLS).
+    pub mtu: usize,
 }
 
 impl Default for Config {
@@ -56,13 +70,18 @@ impl Default for Config {
             max_channels: 4,
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
-            // str0m 0.24's SCTP (sctp-proto 0.10) rescans every chunk in flight for each
-            // packet it sends: CPU per byte grows with the window. In memory, both ends on one
-            // thread: 198 MB/s at 64 KiB, 121 at 256 KiB, 42 at 1 MiB (`tests/pair.rs`
-            // throughput). 256 KiB still carries ~5 MB/s per connection at 50 ms RTT.
-            sctp_buffer: 256 << 10,
-            high_water: 128 << 10,
+            // str0m's SCTP (sctp-proto 0.10) rescans every chunk in flight for each packet
+            // it sends: CPU per byte grows with what is in flight (`tests/pair.rs`
+            // throughput), another reason to keep the window small on short paths.
+            sctp_buffer: 1 << 20,
+            window: 40 << 10,
+            window_rate: 4_000_000,
             initial_stun_rto: Duration::from_millis(250),
+            // Datagrams of at most 1228 bytes: what Chromium's own data channels send (an SCTP
+            // MTU of 1191), so a path that carries a browser's carries ours; within IPv6's
+            // 1280. 8% more data per datagram than str0m's 1150, and per slot of the
+            // browser's receive buffer.
+            mtu: 1239,
         }
     }
 }
@@ -145,6 +164,10 @@ struct Chan {
     closed_at: Option<Instant>,
 }
 
+/// Messages up to this size are written whatever the window (what they add in flight is
+/// bounded by the requests in flight).
+const SMALL: usize = 4096;
+
 /// How long a channel whose GOAWAY is written waits for SCTP to deliver it before closing.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -163,6 +186,8 @@ pub struct Peer {
     connected: Option<Instant>,
     remote: Option<SocketAddr>,
     close_reason: Option<String>,
+    /// The smallest ICE round trip seen on the nominated pair.
+    min_rtt: Option<Duration>,
     /// The browser's server-reflexive addresses from the offer.
     public: Vec<SocketAddr>,
     /// Close the connection once every session's GOAWAY is written.
@@ -263,6 +288,10 @@ impl Peer {
         let offer =
             SdpOffer::from_sdp_string(&sdp).map_err(|e| PeerError::BadOffer(e.to_string()))?;
         let ufrag = ice_string(8);
+        let mtu = config.mtu.clamp(
+            str0m::DATAGRAM_MTU_TARGET_MIN,
+            str0m::DATAGRAM_MTU_TARGET_MAX,
+        );
         let mut builder = Rtc::builder()
             .set_crypto_provider(crypto)
             .set_local_ice_credentials(IceCreds {
@@ -270,6 +299,10 @@ impl Peer {
                 pass: ice_string(24),
             })
             .set_sctp_max_buffered_amount(config.sctp_buffer)
+            // For the nominated pair's ICE round trip (`Event::PeerStats`), which sizes the
+            // send window.
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_mtu(mtu..=mtu.max(str0m::DATAGRAM_MTU_WARN))
             .clear_codecs();
         if let Some(cert) = cert {
             builder = builder.set_dtls_cert(cert);
@@ -297,6 +330,7 @@ impl Peer {
             connected: None,
             remote: None,
             close_reason: None,
+            min_rtt: None,
             public,
             closing: false,
             stats: Stats::default(),
@@ -556,6 +590,14 @@ impl Peer {
                     self.add_done(c.session.stats());
                 }
             }
+            RtcEvent::PeerStats(s) => {
+                let rtt = s
+                    .selected_candidate_pair
+                    .and_then(|p| p.current_round_trip_time);
+                if let Some(rtt) = rtt {
+                    self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+                }
+            }
             RtcEvent::ChannelBufferedAmountLow(_) => {}
             _ => {}
         }
@@ -567,39 +609,52 @@ impl Peer {
         self.done.body_bytes += s.body_bytes;
     }
 
-    /// Write what the sessions have while SCTP has room; dispatch what they allow; close
-    /// finished channels.
+    /// The send window now: bytes written and not yet acknowledged, over all channels.
+    pub fn window(&self) -> usize {
+        let rtt = self.min_rtt.unwrap_or_default();
+        let extra = (self.config.window_rate as f64 * rtt.as_secs_f64()) as usize;
+        self.config
+            .window
+            .saturating_add(extra)
+            .min(self.config.sctp_buffer)
+    }
+
+    /// Write what the sessions have while the window has room; dispatch what they allow;
+    /// close finished channels.
     fn pump(&mut self, now: Instant) {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        let window = self.window();
+        // Nothing acknowledges while we write: what is unacknowledged only grows here.
+        let mut unacked: usize = ids
+            .iter()
+            .map(|id| self.rtc.channel(*id).map_or(0, |mut c| c.buffered_amount()))
+            .sum();
         for id in ids {
             loop {
                 if !self.rtc.is_alive() {
                     return;
                 }
-                let buffered = self
-                    .rtc
-                    .channel(id)
-                    .map_or(usize::MAX, |mut c| c.buffered_amount());
                 let Some(chan) = self.channels.get_mut(&id) else {
                     break;
                 };
-                if buffered >= self.config.high_water {
-                    break;
-                }
                 let Some(msg) = chan.pending.take().or_else(|| chan.session.poll_message()) else {
                     break;
                 };
-                let accepted = match self.rtc.channel(id) {
-                    Some(mut c) => c.write(true, &msg).unwrap_or(false),
-                    None => false,
-                };
+                // At least one message in flight whatever the window, and small ones (a
+                // head, a refusal, a GOAWAY) are not held behind a large answer's bytes.
+                let fits = unacked == 0 || msg.len() <= SMALL || unacked + msg.len() <= window;
+                let accepted = fits
+                    && match self.rtc.channel(id) {
+                        Some(mut c) => c.write(true, &msg).unwrap_or(false),
+                        None => false,
+                    };
                 if !accepted {
                     if let Some(chan) = self.channels.get_mut(&id) {
                         chan.pending = Some(msg);
                     }
-                    self.drain(now);
                     break;
                 }
+                unacked += msg.len();
                 self.drain(now);
             }
             let Some(chan) = self.channels.get_mut(&id) else {

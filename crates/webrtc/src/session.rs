@@ -9,9 +9,10 @@
 //!   `max_buffered` bytes (the channel's memory stays bounded whatever the browser asks).
 //! - [`Session::handle_answer`]: the gateway's answer to a dispatched request.
 //! - [`Session::poll_message`]: the next message to write (HELLO first, then RESPONSE and
-//!   DATA frames of at most `max_message` bytes, round robin over the answers being sent, so
-//!   a head is not stuck behind a large range). The caller writes while the transport has
-//!   room (SCTP's buffered amount below its mark).
+//!   DATA frames of at most `max_message` bytes, from the answer with the fewest bytes left:
+//!   a head is not stuck behind a large range, and of several ranges one finishes after the
+//!   other, so the browser verifies the first while the next arrives). The caller writes
+//!   while the transport has room (SCTP's buffered amount below its mark).
 //! - [`Session::close`] queues a GOAWAY; [`Session::is_closed`] once it was polled.
 
 use std::collections::{HashSet, VecDeque};
@@ -38,7 +39,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message: 64 << 10,
+            // Well under the send window (`peer::Config::window`), so that several messages
+            // are in flight and the next is written before the pipe runs dry.
+            max_message: 16 << 10,
             max_request: 2048,
             max_inflight: 16,
             max_dispatch: 4,
@@ -95,7 +98,7 @@ pub struct Session {
     dispatched: HashSet<u32>,
     /// Cancelled while dispatched: the answer is dropped when it comes.
     cancelled: HashSet<u32>,
-    /// Answers ready, refusals included, round robin.
+    /// Answers ready, refusals included; the one with the fewest bytes left goes first.
     sending: VecDeque<Outgoing>,
     buffered: usize,
     refused_run: u32,
@@ -311,7 +314,16 @@ impl Session {
                 .encode(),
             );
         }
-        let mut o = self.sending.pop_front()?;
+        // Shortest remaining first (ties: the oldest). Round robin would finish all the
+        // ranges in flight at once, and the browser, which verifies an answer only when it is
+        // whole, would leave the channel idle while it verifies them all.
+        let next = self
+            .sending
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, o)| (o.body.len() - o.sent.unwrap_or(0), *i))
+            .map(|(i, _)| i)?;
+        let mut o = self.sending.remove(next)?;
         let mut msg = Vec::with_capacity(self.limits.max_message.min(o.body.len() + 16));
         let start = o.sent.unwrap_or(0);
         let room = match o.sent {
@@ -346,7 +358,7 @@ impl Session {
             self.stats.answered += 1;
         } else {
             o.sent = Some(end);
-            self.sending.push_back(o);
+            self.sending.insert(next, o);
         }
         Some(msg)
     }
@@ -425,7 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_chunked_round_robin_and_reassembled() {
+    fn answers_are_chunked_shortest_first_and_reassembled() {
         let limits = Limits {
             max_message: 1000,
             ..Limits::default()
@@ -456,6 +468,48 @@ mod tests {
         assert!(s.is_idle());
         assert_eq!(s.buffered(), 0);
         assert_eq!(s.stats().answered, 2);
+    }
+
+    #[test]
+    fn ranges_finish_one_after_another_and_small_answers_overtake() {
+        let limits = Limits {
+            max_message: 1000,
+            ..Limits::default()
+        };
+        let mut s = Session::new(limits);
+        let mut c = Client::default();
+        for id in 1..=3 {
+            s.handle_message(true, &req(id, "/v1/logs/a/blocks?start=0&end=9"));
+        }
+        while s.poll_request().is_some() {}
+        for id in 1..=3 {
+            s.handle_answer(id, 200, ContentType::RangeProof, vec![id as u8; 5000]);
+        }
+        let mut order = Vec::new();
+        let mut messages = 0;
+        while let Some(m) = s.poll_message() {
+            c.take(&m);
+            messages += 1;
+            if messages == 3 {
+                // A head asked for while the ranges are being sent goes out next.
+                s.handle_message(true, &req(9, "/v1/logs/a/head"));
+                assert_eq!(s.poll_request(), Some((9, "/v1/logs/a/head".into())));
+                s.handle_answer(9, 200, ContentType::Json, b"{}".to_vec());
+            }
+            if c.done.len() > order.len() {
+                order.push((c.done[order.len()].0, messages));
+            }
+        }
+        // HELLO, two messages of range 1, the head, the rest of range 1, then 2, then 3.
+        assert_eq!(order[0], (9, 4));
+        assert_eq!(
+            order.iter().map(|o| o.0).collect::<Vec<_>>(),
+            vec![9, 1, 2, 3]
+        );
+        // 5000 bytes take 6 messages of 1000 (headers included); none of range 2 or 3
+        // went out before range 1 was whole.
+        assert_eq!(order[1].1, 1 + 1 + 6);
+        assert_eq!(order[2].1, 1 + 1 + 6 + 6);
     }
 
     #[test]

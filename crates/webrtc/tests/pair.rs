@@ -2,7 +2,7 @@
 //! simulated clock: connection, requests answered and reassembled, limits, hostile input.
 //! (Real Chromium runs against the driver in `interop-tests/browser/rtc.test.js`.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +108,12 @@ struct Pair {
     peer: Peer,
     events: Vec<Event>,
     requests_seen: usize,
+    /// One-way delay of the simulated path.
+    delay: Duration,
+    to_peer: VecDeque<(Instant, Vec<u8>)>,
+    to_client: VecDeque<(Instant, Vec<u8>)>,
+    /// The largest datagram the peer sent.
+    largest: usize,
 }
 
 impl Pair {
@@ -148,6 +154,10 @@ impl Pair {
             peer,
             events: vec![],
             requests_seen: 0,
+            delay: Duration::ZERO,
+            to_peer: VecDeque::new(),
+            to_client: VecDeque::new(),
+            largest: 0,
         }
     }
 
@@ -157,6 +167,10 @@ impl Pair {
         self.client.now = now;
         for (to, bytes) in std::mem::take(&mut self.client.out) {
             assert_eq!(to, addr(SERVER));
+            self.to_peer.push_back((now + self.delay, bytes));
+        }
+        while self.to_peer.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, bytes) = self.to_peer.pop_front().unwrap();
             self.peer
                 .handle_receive(now, addr(CLIENT), addr(SERVER), &bytes);
         }
@@ -167,13 +181,19 @@ impl Pair {
         }
         while let Some(t) = self.peer.poll_transmit() {
             assert_eq!(t.source, addr(SERVER));
+            assert_eq!(t.destination, addr(CLIENT));
+            self.largest = self.largest.max(t.contents.len());
+            self.to_client.push_back((now + self.delay, t.contents));
+        }
+        while self.to_client.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, bytes) = self.to_client.pop_front().unwrap();
             let input = Input::Receive(
                 now,
                 Receive {
                     proto: Protocol::Udp,
                     source: addr(SERVER),
-                    destination: t.destination,
-                    contents: t.contents.as_slice().try_into().unwrap(),
+                    destination: addr(CLIENT),
+                    contents: bytes.as_slice().try_into().unwrap(),
                 },
             );
             if self.client.rtc.is_alive() {
@@ -242,12 +262,66 @@ fn connects_and_answers_in_chunks() {
         assert_eq!((*status, body.len()), (200, want.len()));
         assert!(body == &want, "body {id} differs");
     }
-    // Small answers were not stuck behind the 2 MB one (round robin over answers).
+    // Small answers were not stuck behind the 2 MB one (shortest answer first).
     let pos = |id| p.client.answers.iter().position(|a| a.0 == id).unwrap();
     assert!(pos(2) < pos(5));
     let s = p.peer.stats();
     assert_eq!(s.requests, 6);
     assert_eq!(s.answered, 6);
+    // No datagram larger than Chromium's own data channels send (1228 bytes), and the
+    // data ones near it (not str0m's default 1150 - 11).
+    assert!(p.largest <= 1228, "a {} byte datagram", p.largest);
+    assert!(
+        p.largest > 1200,
+        "the largest datagram was {} bytes",
+        p.largest
+    );
+}
+
+/// Transfer `n` answers of 1 MiB on an open channel; the simulated seconds it took.
+fn transfer(p: &mut Pair, n: u32) -> f64 {
+    let ch = p.client.open[0];
+    let t0 = p.client.now;
+    let before = p.client.answers.len();
+    for id in 0..n {
+        assert!(p.request(ch, 1000 + id, "/len/1048576"));
+    }
+    p.run_until("all answers", |p| {
+        p.client.answers.len() == before + n as usize
+    });
+    (p.client.now - t0).as_secs_f64()
+}
+
+#[test]
+fn the_window_stays_small_on_a_short_path_and_grows_with_the_round_trip() {
+    // A short path (1 ms steps, no delay): the window stays near `Config::window`, under
+    // what a browser's UDP receive buffer holds.
+    let config = Config::default();
+    let mut p = Pair::new(config.clone(), &[SUBPROTOCOL]);
+    p.connect(1);
+    p.run_until("a round trip measured", |p| p.peer.window() > config.window);
+    assert!(
+        p.peer.window() < config.window + 16_000,
+        "{}",
+        p.peer.window()
+    );
+    let secs = transfer(&mut p, 4);
+    assert!(
+        secs < 1.0,
+        "4 MiB took {secs:.2} simulated seconds on a short path"
+    );
+
+    // 50 ms round trip: a window of 40 KiB alone would carry ~0.8 MB/s; the round trip widens
+    // it to carry `window_rate` (4 MB/s) more.
+    let mut p = Pair::new(config.clone(), &[SUBPROTOCOL]);
+    p.delay = Duration::from_millis(25);
+    p.connect(1);
+    p.run_until("a round trip measured", |p| p.peer.window() > config.window);
+    let w = p.peer.window();
+    assert!((230_000..300_000).contains(&w), "window {w} at 50 ms");
+    let secs = transfer(&mut p, 8);
+    let rate = 8.0 * 1.048_576 / secs;
+    assert!(rate > 3.0, "{rate:.1} MB/s over a 50 ms round trip");
 }
 
 #[test]
@@ -351,7 +425,9 @@ fn throughput() {
     };
     let mut config = Config::default();
     config.sctp_buffer = env("SCTP_BUFFER", config.sctp_buffer);
-    config.high_water = env("HIGH_WATER", config.high_water);
+    config.mtu = env("MTU", config.mtu);
+    config.window = env("WINDOW", config.window);
+    config.window_rate = env("WINDOW_RATE", config.window_rate);
     config.session.max_message = env("MAX_MESSAGE", config.session.max_message);
     let mut p = Pair::new(config, &[SUBPROTOCOL]);
     p.connect(1);

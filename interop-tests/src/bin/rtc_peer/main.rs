@@ -28,7 +28,8 @@
 //! rtc_peer serve --instance URL [--bind IP:PORT] [--stun ADDR]… [--store DIR]
 //!                [--posts N] [--bulk BLOCKS] [--block-size BYTES] [--seed S] [--key-seed K]
 //!                [--http IP:PORT] [--no-birthday] [--birthday N] [--max-peers N]
-//!                [--sctp-buffer B] [--high-water B] [--max-message B] [--tamper]
+//!                [--sctp-buffer B] [--window B] [--window-rate B/s] [--max-message B] [--mtu B]
+//!                [--tamper]
 //!                [--trust PEM]
 //!     a home peer of the instance at URL: the logs of --store (a copy: the store is opened
 //!     here), or a generated store (a log of N JSON posts, default 50, and a log of BLOCKS
@@ -150,7 +151,9 @@ struct Args {
     seed: u8,
     key_seed: Option<u8>,
     sctp_buffer: Option<usize>,
-    high_water: Option<usize>,
+    window: Option<usize>,
+    window_rate: Option<usize>,
+    mtu: Option<usize>,
     max_message: Option<usize>,
     tamper: bool,
     check_every: u64,
@@ -183,7 +186,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
         seed: 7,
         key_seed: None,
         sctp_buffer: None,
-        high_water: None,
+        window: None,
+        window_rate: None,
+        mtu: None,
         max_message: None,
         tamper: false,
         check_every: 1000,
@@ -234,7 +239,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             "--seed" => a.seed = num(it.next()) as u8,
             "--key-seed" => a.key_seed = Some(num(it.next()) as u8),
             "--sctp-buffer" => a.sctp_buffer = Some(num(it.next())),
-            "--high-water" => a.high_water = Some(num(it.next())),
+            "--window" => a.window = Some(num(it.next())),
+            "--window-rate" => a.window_rate = Some(num(it.next())),
+            "--mtu" => a.mtu = Some(num(it.next())),
             "--max-message" => a.max_message = Some(num(it.next())),
             "--tamper" => a.tamper = true,
             "--check-every" => a.check_every = num(it.next()) as u64,
@@ -518,8 +525,14 @@ async fn serve(a: Args) {
     if let Some(n) = a.sctp_buffer {
         peer_config.sctp_buffer = n;
     }
-    if let Some(n) = a.high_water {
-        peer_config.high_water = n;
+    if let Some(n) = a.window {
+        peer_config.window = n;
+    }
+    if let Some(n) = a.window_rate {
+        peer_config.window_rate = n;
+    }
+    if let Some(n) = a.mtu {
+        peer_config.mtu = n;
     }
     if let Some(n) = a.max_message {
         peer_config.session.max_message = n;
