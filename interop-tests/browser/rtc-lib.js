@@ -145,11 +145,12 @@ const trustFlag = (c) => `--ignore-certificate-errors-spki-list=${c.spki}`
  * ADDR` in ARGS adds its STUN server); https:// with `tls` (from makeCert), as a real
  * instance's page is (a secure context: WebCrypto). Ready: {url, stun, posts, bulk}.
  */
-async function startInstance (ns, host, dir, args = [], { tls = null } = {}) {
+async function startInstance (ns, host, dir, args = [], { tls = null, page = true } = {}) {
   if (!fs.existsSync(RTC_PEER)) throw new Error(`${RTC_PEER} is missing: cargo build --release -p peerhost-interop-tests --bin rtc_peer`)
-  await bundlePage(dir)
+  // `page: false`: ARGS name the page (e.g. `--page web/dist`, the real bootstrap).
+  if (page) await bundlePage(dir)
   const t = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []
-  return new JsonChild('instance', RTC_PEER, ['instance', '--http', `${host}:0`, '--page', dir, ...t, ...args],
+  return new JsonChild('instance', RTC_PEER, ['instance', '--http', `${host}:0`, ...(page ? ['--page', dir] : []), ...t, ...args],
     { ns, env: { RUST_LOG: process.env.RUST_LOG || 'warn' } })
 }
 

@@ -1,13 +1,13 @@
 // The test page's script for the WebRTC browser tests (bundled by rtc-lib.js with web/'s
 // esbuild, served by the instance): the web/ loader over the WebRTC transport
-// (web/src/transport-rtc.js) or over HTTP, with every head and range verified as on the real
+// (web/boot/transport-rtc.js) or over HTTP, with every head and range verified as on the real
 // page. Offers go through the instance's signaling (web/boot/signal.js: `POST /v1/signal`, the
 // answer used only if the peer's node key signed it). The peers and ICE servers are the ones
 // the instance wrote into the document's data block (its healthy WebRTC peers), unless the
 // harness names others. The harness drives it with page.evaluate.
 
 import { Loader } from '../../web/src/loader.js'
-import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/src/transport-rtc.js'
+import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/boot/transport-rtc.js'
 import { instanceSignal } from '../../web/boot/signal.js'
 
 const td = new TextDecoder()
