@@ -49,7 +49,10 @@ export function start (ctx) {
   // A peer still silent on the document's request counts as stalled until it answers.
   // WebRTC peers (at most 4 opened at once), signaled through this instance.
   const rtc = (data.rtcPeers || []).slice(0, 4).map((k) => rtcPeer(k, { iceServers: data.iceServers || [] }))
-  state.rtc = rtc.length ? joinAll(loader, rtc, { waitMs: ctx.peers.length ? 0 : 5000 }) : null
+  // With no HTTP peer, wait (up to 5 s) for the first to connect; not when the runtime itself
+  // had to come from the instance (the peers were tried, and were too slow).
+  const viaInstance = (ctx.tries || []).some((t) => t.won && t.url === location.origin)
+  state.rtc = rtc.length ? joinAll(loader, rtc, { waitMs: ctx.peers.length || viaInstance ? 0 : 5000 }) : null
   for (const { url, started, done } of ctx.tries || []) {
     const p = started && loader.peers.find((p) => p.url === url)
     if (p) {
