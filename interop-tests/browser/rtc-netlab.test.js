@@ -24,13 +24,14 @@ test('the NAT lab: a browser behind a NAT reads from a home peer behind another'
   const rows = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
   assert.strictEqual(rows.length, 3, out)
   for (const r of rows) {
-    console.log(`# ${r.peerNat} peer, ${r.browserNat} browser: connected in ${r.connectMs} ms, first post ${r.firstPostMs} ms, ` +
-      `${r.bytesFromPeer} B from the peer (${r.localType}/${r.remoteType})`)
+    console.log(`# ${r.peerNat} peer, ${r.browserNat} browser (the bootstrap page): connected in ${r.connectMs} ms, first post ${r.firstPostMs} ms, ` +
+      `${r.bytesFromPeer} B from the peer (${r.localType}/${r.remoteType}), ${r.bytesFromInstance} B from the instance`)
     assert.ok(r.connected, `${r.peerNat}:${r.browserNat} did not connect: ${r.error}`)
     assert.ok(r.bytesFromPeer > 4000, `getStats counted ${r.bytesFromPeer} B from the peer`)
     // Signaled through the instance across both NATs (the peer's long-poll), checked and
     // listed by it; the instance sent the page, its script and the signaling, no log data.
     assert.ok(r.listed, `${r.peerNat}:${r.browserNat}: the instance did not list the peer`)
-    assert.deepStrictEqual([...r.instancePaths].sort(), ['/', '/rtc-page.bundle.js', '/v1/signal'])
+    assert.deepStrictEqual([...r.instancePaths].sort(), ['/', '/sw.js', '/v1/signal'])
+    assert.ok(r.bytesFromInstance <= 6000, `the instance served ${r.bytesFromInstance} B`)
   }
 })
