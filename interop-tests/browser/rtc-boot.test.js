@@ -9,9 +9,10 @@
 // the posts over WebRTC, verified; the header says which sources served.
 //
 // 1. the latest 20 posts in the app, everything read from the home peer (Chromium's network
-//    log: the instance served the document, the Service Worker and the signaling, no log data:
-//    the document's inline script fetched the pinned runtime over its own small data channel
-//    client too); a first visit costs the instance at most 6 000 bytes;
+//    log: the instance served the document, the Service Worker and one signaling answer, no
+//    log data: the document's inline script fetched the pinned runtime over its own small
+//    data channel client, and the runtime took that channel over); a first visit costs the
+//    instance at most 6 000 bytes;
 // 2. the home peer gone: the page falls back to the instance and says so.
 //
 // Needs root, target/release/rtc_peer, target/release/peerhost (PEERHOST_BIN), web/dist and
@@ -100,6 +101,8 @@ test('the real bootstrap page: the latest 20 posts from a home peer over WebRTC,
     assert.ok(reqs.every((r) => r.origin === inst.url), `only the instance over HTTP: ${JSON.stringify(reqs.map((r) => r.origin))}`)
     const paths = [...new Set(reqs.map((r) => `${r.method} ${r.path}`))].sort()
     assert.deepStrictEqual(paths, ['GET /', 'GET /sw.js', 'POST /v1/signal'])
+    // One offer: the runtime took over the document's channel (its answer's signature checked).
+    assert.strictEqual(reqs.filter((r) => r.path === '/v1/signal').length, 1)
     const total = reqs.reduce((a, r) => a + r.bytes, 0)
     assert.ok(total <= 6000, `a first visit cost the instance ${total} B`)
     const byPath = reqs.map((r) => `${r.method} ${r.path.replace(/[0-9a-f]{64}/, (k) => k.slice(0, 8))} ${r.bytes}`)

@@ -23,6 +23,7 @@ const html = '<!doctype html>' + document.documentElement.outerHTML // as served
 const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('')
 const sha = async (b) => hex(await crypto.subtle.digest('SHA-256', b))
 let saved = []
+let handoff = null
 try { saved = JSON.parse(localStorage.getItem('peerhost.peers')).peers } catch {}
 const peers = [...new Set([...data.peers, ...saved])].sort(() => Math.random() - 0.5)
 
@@ -60,7 +61,7 @@ const http = (base) => async (path, json) => {
 }
 
 // A WebRTC peer's `get(path, json)` over a `peerhost/1` channel (HELLO, REQUEST → RESPONSE +
-// DATA, reassembled per id), and `pc` to close.
+// DATA, reassembled per id), and the connection (`pc`, `dc`, the HELLO) to close or hand on.
 async function rtc (key) {
   const pc = new RTCPeerConnection({ iceServers: data.iceServers || [] })
   const dc = pc.createDataChannel('peerhost', { protocol: 'peerhost/1' })
@@ -68,11 +69,14 @@ async function rtc (key) {
   let id = 0
   let hello
   const ready = new Promise((resolve) => { hello = resolve })
+  let first
+  let offer
+  let answer
   dc.binaryType = 'arraybuffer'
   dc.onmessage = ({ data: m }) => {
     const b = new Uint8Array(m)
     const d = new DataView(m)
-    if (!b[0]) return hello()
+    if (!b[0]) return hello((first = m))
     const w = waiting.get(d.getUint32(1, true))
     if (b[0] === 2) w?.start(d.getUint16(5, true), d.getUint32(8, true), b.subarray(12))
     if (b[0] === 3) w?.add(b.subarray(5))
@@ -83,9 +87,11 @@ async function rtc (key) {
       setTimeout(resolve, 1500)
       pc.onicecandidate = (e) => (!e.candidate || / typ srflx/.test(e.candidate.candidate)) && resolve()
     })
-    const r = await timeout(fetch('/v1/signal', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer: key, sdp: pc.localDescription.sdp }) }))
+    offer = pc.localDescription.sdp
+    const r = await timeout(fetch('/v1/signal', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer: key, sdp: offer }) }))
     if (!r.ok) fail(r.status)
-    await pc.setRemoteDescription({ type: 'answer', sdp: (await r.json()).sdp })
+    answer = await r.json()
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp })
     await timeout(ready)
   } catch (e) {
     pc.close()
@@ -116,7 +122,8 @@ async function rtc (key) {
     f.set(p, 5)
     dc.send(f)
   }))
-  return { get, pc }
+  // The runtime checks the answer's signature before it uses this channel.
+  return { get, pc, dc, hello: first, offer, answer: answer.sdp, signature: answer.signature }
 }
 
 // One peer's chain over its `get`; blocks come out of PHR1 bodies unverified.
@@ -166,8 +173,18 @@ async function runtime () {
   const h = (base) => () => chain(http(base))
   const plan = [...peers.slice(0, 3).map((u) => [u, h(u)]),
     ...keys.map((k) => ['rtc://' + k, async () => {
-      const { get, pc } = await rtc(k)
-      try { return await chain(get) } finally { pc.close() }
+      const c = await rtc(k)
+      try {
+        const b = await chain(c.get)
+        // The runtime goes on over this channel (no second signaling, no second ICE); a
+        // channel that finished after another one won is closed.
+        if (won || handoff) c.pc.close()
+        else handoff = { key: k, ...c }
+        return b
+      } catch (e) {
+        c.pc.close()
+        throw e
+      }
     }]),
     [location.origin, h(location.origin), keys.length ? 2000 : 0],
     ...peers.slice(3).map((u) => [u, h(u)])]
@@ -193,7 +210,7 @@ async function runtime () {
 
 runtime().then(async ({ bytes, tries }) => {
   const m = await import(URL.createObjectURL(new Blob([bytes], { type: 'text/javascript' })))
-  await m.start({ data, peers, t0, tries, html })
+  await m.start({ data, peers, t0, tries, html, rtc: handoff })
 }).catch((e) => {
   $('#note').textContent = 'Failed: ' + e.message
   document.body.dataset.state = 'failed'

@@ -48,7 +48,8 @@ export function start (ctx) {
 })
   // A peer still silent on the document's request counts as stalled until it answers.
   // WebRTC peers (at most 4 opened at once), signaled through this instance.
-  const rtc = (data.rtcPeers || []).slice(0, 4).map((k) => rtcPeer(k, { iceServers: data.iceServers || [] }))
+  // The document's channel to the peer that served the runtime is taken over, not reopened.
+  const rtc = (data.rtcPeers || []).slice(0, 4).map((k) => rtcPeer(k, { iceServers: data.iceServers || [], adopt: ctx.rtc && ctx.rtc.key === k ? ctx.rtc : null }))
   // With no HTTP peer, wait (up to 5 s) for the first to connect; not when the runtime itself
   // had to come from the instance (the peers were tried, and were too slow).
   const viaInstance = (ctx.tries || []).some((t) => t.won && t.url === location.origin)

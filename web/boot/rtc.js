@@ -6,25 +6,42 @@
 // scores, hedges and bans it exactly like an HTTP gateway.
 
 import { RtcTransport } from './transport-rtc.js'
-import { instanceSignal } from './signal.js'
+import { answerSignable, instanceSignal } from './signal.js'
+import { ed25519, unhex } from './verify.js'
 
 const td = new TextDecoder()
 
 /**
  * The WebRTC peer with node key `key` (64 hex). `connect()` opens its data channel (once; again
  * after it closed); `get` waits for it. `iceServers`: the instance's (the data block's).
+ * `adopt`: a channel to it that is already open (from the document), used first once the
+ * answer's signature is checked.
  */
-export function rtcPeer (key, { iceServers = [], connectTimeoutMs = 10000, timeoutMs = 8000, base = '' } = {}) {
+export function rtcPeer (key, { iceServers = [], connectTimeoutMs = 10000, timeoutMs = 8000, base = '', adopt = null } = {}) {
   let transport = null
   let opening = null
+  const make = () => new RtcTransport({ signal: instanceSignal({ peer: key, base }), iceServers, connectTimeoutMs, timeoutMs })
+  // `adopt`: {pc, dc, hello, offer, answer, signature}, the channel the document opened to this
+  // peer: used if the answer it got is signed by `key` (else closed, and a new one opened).
+  const adopted = async (a) => {
+    try {
+      if (typeof a.signature === 'string' && /^[0-9a-f]{128}$/.test(a.signature) &&
+        await ed25519(unhex(key), await answerSignable(a.offer, a.answer), unhex(a.signature))) {
+        return make().adopt(a.pc, a.dc, a.hello)
+      }
+    } catch {}
+    a.pc.close()
+    return make().open()
+  }
   const peer = {
     url: `rtc://${key}`,
     kind: 'webrtc',
     key,
     connect () {
       if (transport && !transport.closed) return Promise.resolve(transport)
-      opening ||= new RtcTransport({ signal: instanceSignal({ peer: key, base }), iceServers, connectTimeoutMs, timeoutMs })
-        .open()
+      const a = adopt
+      adopt = null
+      opening ||= (a ? adopted(a) : make().open())
         .then((t) => (transport = t))
         .finally(() => { opening = null })
       return opening
