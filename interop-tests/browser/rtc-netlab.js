@@ -45,7 +45,8 @@ const secondPass = !argv.includes('--no-birthday-pass')
  * store, listed by the instance; a fresh page loads the document, whose inline script fetches
  * the runtime over WebRTC and whose runtime reads the posts over WebRTC (or, where no channel
  * opens, falls back to the instance and says so). Bytes from the peer: Chromium's getStats on
- * the runtime's connection (the inline script's connection for the runtime is not counted);
+ * the connection the document opened and the runtime took over (the runtime, the app, the
+ * posts); connect: from that connection's start to the peer's HELLO;
  * bytes from the instance: Chromium's network log (document, Service Worker, signaling, and
  * whatever it served on a fallback).
  */

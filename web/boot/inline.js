@@ -70,13 +70,14 @@ async function rtc (key) {
   let hello
   const ready = new Promise((resolve) => { hello = resolve })
   let first
+  let at = [performance.now()]
   let offer
   let answer
   dc.binaryType = 'arraybuffer'
   dc.onmessage = ({ data: m }) => {
     const b = new Uint8Array(m)
     const d = new DataView(m)
-    if (!b[0]) return hello((first = m))
+    if (!b[0]) return hello((first = m), at.push(performance.now()))
     const w = waiting.get(d.getUint32(1, true))
     if (b[0] === 2) w?.start(d.getUint16(5, true), d.getUint32(8, true), b.subarray(12))
     if (b[0] === 3) w?.add(b.subarray(5))
@@ -123,7 +124,7 @@ async function rtc (key) {
     dc.send(f)
   }))
   // The runtime checks the answer's signature before it uses this channel.
-  return { get, pc, dc, hello: first, offer, answer: answer.sdp, signature: answer.signature }
+  return { get, pc, dc, hello: first, at, offer, answer: answer.sdp, signature: answer.signature }
 }
 
 // One peer's chain over its `get`; blocks come out of PHR1 bodies unverified.

@@ -27,7 +27,7 @@ export function rtcPeer (key, { iceServers = [], connectTimeoutMs = 10000, timeo
     try {
       if (typeof a.signature === 'string' && /^[0-9a-f]{128}$/.test(a.signature) &&
         await ed25519(unhex(key), await answerSignable(a.offer, a.answer), unhex(a.signature))) {
-        return make().adopt(a.pc, a.dc, a.hello)
+        return make().adopt(a.pc, a.dc, a.hello, a.at)
       }
     } catch {}
     a.pc.close()

@@ -293,10 +293,11 @@ export class RtcTransport {
   /**
    * Take over a connection opened elsewhere (the bootstrap document's minimal client): `pc`,
    * its open `peerhost/1` channel `dc`, and the HELLO message it received (`hello`, an
-   * ArrayBuffer). No request of the earlier owner may still be in flight. Returns `this`.
+   * ArrayBuffer). No request of the earlier owner may still be in flight. `at`: when that
+   * connection started and got its HELLO (`performance.now()`), for stats(). Returns `this`.
    */
-  adopt (pc, dc, hello) {
-    this.times.start = this.now()
+  adopt (pc, dc, hello, at = []) {
+    this.times.start = at[0] ?? this.now()
     this.pc = pc
     this.dc = dc
     dc.binaryType = 'arraybuffer'
@@ -311,6 +312,7 @@ export class RtcTransport {
       throw this.closed
     }
     this._message(hello)
+    if (at[1] !== undefined) this.times.hello = at[1]
     if (!this.asm.hello) {
       this._close(new RtcError('the adopted channel had no HELLO'))
       throw this.closed
