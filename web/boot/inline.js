@@ -83,11 +83,14 @@ async function rtc (key) {
     if (b[0] === 3) w?.add(b.subarray(5))
   }
   try {
-    await pc.setLocalDescription()
-    await new Promise((resolve) => {
+    // Our public address (the first srflx candidate) or the end of gathering, at most 1.5 s;
+    // listening before gathering starts.
+    const gathered = new Promise((resolve) => {
       setTimeout(resolve, 1500)
       pc.onicecandidate = (e) => (!e.candidate || / typ srflx/.test(e.candidate.candidate)) && resolve()
     })
+    await pc.setLocalDescription()
+    await gathered
     offer = pc.localDescription.sdp
     const r = await timeout(fetch('/v1/signal', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer: key, sdp: offer }) }))
     if (!r.ok) fail(r.status)
