@@ -278,16 +278,31 @@ impl<S: LogSource> Link<S> {
 }
 
 impl<S: LogSource> Poller<S> {
+    /// Post an answer; once more after 250 ms if the instance was busy or unreachable (a
+    /// browser waits for it), never for a refusal (4xx other than 429).
     async fn post_answer(&self, id: &[u8; 16], body: &serde_json::Value) {
         let url = format!("{}/v1/signal/answer/{}", self.link.base, hex::encode(id));
-        match client::post_json(&url, body, Duration::from_secs(10)).await {
-            Ok(r) if r.status == 200 => {}
-            Ok(r) => tracing::debug!(
-                "webrtc signaling: answer refused: HTTP {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
-            ),
-            Err(e) => tracing::debug!("webrtc signaling: cannot post an answer: {e}"),
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            match client::post_json(&url, body, Duration::from_secs(10)).await {
+                Ok(r) if r.status == 200 => return,
+                Ok(r) if r.status == 429 || r.status >= 500 => tracing::debug!(
+                    "webrtc signaling: answer not taken (HTTP {}), attempt {}",
+                    r.status,
+                    attempt + 1
+                ),
+                Ok(r) => {
+                    tracing::debug!(
+                        "webrtc signaling: answer refused: HTTP {} {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
+                    );
+                    return;
+                }
+                Err(e) => tracing::debug!("webrtc signaling: cannot post an answer: {e}"),
+            }
         }
     }
 
