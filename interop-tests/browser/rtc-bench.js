@@ -12,7 +12,8 @@
 // hash; see blake2b-wasm-shim.js), RTC_PEER_BIN (another rtc_peer build, e.g. for a before/after).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
-//   harness, ICE, DTLS, SCTP, channel open), and the peer's own ICE+DTLS time;
+//   instance's relay and the peer's long-poll, the signature checked, ICE, DTLS, SCTP, channel
+//   open), and the peer's own ICE+DTLS time;
 // - time to the first post (latest 20, verified) over WebRTC vs over the HTTP gateway of the
 //   same process and store, each in a fresh page (median of RUNS);
 // - MB/s of verified blocks over one channel (32 MiB in 64 KiB blocks; the web/ loader with
@@ -24,7 +25,6 @@ const lib = require('./rtc-lib.js')
 
 const NS = 'phr-rtcb'
 const IP = '10.99.1.1'
-const ICE = [{ urls: `stun:${IP}:3478` }]
 const BULK_ONLY = process.argv[2] === 'bulk'
 const RUNS = Number(process.argv[BULK_ONLY ? 3 : 2] || (BULK_ONLY ? 3 : 5))
 const PEER_ARGS = (process.env.RTC_PEER_ARGS || '').split(/\s+/).filter(Boolean)
@@ -83,8 +83,8 @@ async function bulk (browser, url, peer, ready, rounds) {
   console.log(`bulk: ${lib.RTC_PEER}${PEER_ARGS.length ? ' ' + PEER_ARGS.join(' ') : ''}; ${PARALLEL} ranges of ${CHUNK} blocks in flight; ` +
     `page BLAKE2b: ${process.env.RTC_PAGE_HASH === 'wasm' ? 'WebAssembly (hash-wasm, bench only)' : '@noble/hashes (as web/)'}`)
   for (const mode of ['rtc', 'http']) {
-    const p = await lib.openPage(browser, url, peer)
-    await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, n: 1, iceServers: ICE, httpUrl: ready.http })
+    const p = await lib.openPage(browser, url)
+    await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 1, httpUrl: ready.http })
     for (const [fn, what] of [['rtcBulk', 'verified blocks'], ['rtcRawBulk', 'transfer only (no verification)']]) {
       const runs = []
       for (let i = 0; i < rounds; i++) runs.push(await measured(p, fn, opts(mode)))
@@ -109,15 +109,20 @@ async function bulk (browser, url, peer, ready, rounds) {
 async function main () {
   const tmp = lib.tmpdir('peerhost-rtc-bench-')
   lib.makeNetns(NS, IP)
-  const stun = lib.startStun(NS, `${IP}:3478`)
-  const peer = lib.startPeer(NS, ['--bind', `${IP}:0`, '--stun', `${IP}:3478`, '--http', `${IP}:0`, '--posts', '50', '--bulk', '512', '--block-size', '65536', ...PEER_ARGS])
-  const page = await lib.startPage(NS, IP, tmp)
+  const logs = ['--posts', '50', '--bulk', '512', '--block-size', '65536']
+  // https://, as a real instance (WebCrypto needs a secure context); the relay's offer limits
+  // raised: one page opens 25 connections at once below.
+  const tls = lib.makeCert(tmp, [IP])
+  const instance = await lib.startInstance(NS, IP, tmp, ['--stun', `${IP}:3478`, '--check-every', '1000', ...logs,
+    '--signal-rate', '200', '--signal-burst', '400', '--per-client', '128', '--per-peer', '128'], { tls })
   let browser
+  let peer
   try {
-    await stun.ready
+    const url = (await instance.ready).url
+    peer = lib.startPeer(NS, ['--instance', url, '--trust', tls.cert, '--http', `${IP}:0`, ...logs, ...PEER_ARGS])
     const ready = await peer.ready
-    const url = (await page.ready).url
-    browser = await lib.launch(NS, tmp)
+    await lib.waitListed(peer)
+    browser = await lib.launch(NS, tmp, [lib.trustFlag(tls)])
     if (BULK_ONLY) {
       await bulk(browser, url, peer, ready, RUNS)
       return
@@ -126,8 +131,8 @@ async function main () {
     const http = []
     for (let i = 0; i < RUNS; i++) {
       for (const mode of ['rtc', 'http']) {
-        const p = await lib.openPage(browser, url, peer)
-        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, n: 20, iceServers: ICE, httpUrl: ready.http })
+        const p = await lib.openPage(browser, url)
+        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, httpUrl: ready.http })
         if (r.titles.length !== 20) throw new Error('wrong posts')
         ;(mode === 'rtc' ? rtc : http).push(r)
         await p.close()
@@ -148,9 +153,9 @@ async function main () {
     const before = (await peer.request({ op: 'status' })).rssKb
     const pages = []
     for (let i = 0; i < 4; i++) {
-      const p = await lib.openPage(browser, url, peer)
+      const p = await lib.openPage(browser, url)
       pages.push(p)
-      const r = await p.page.evaluate((o) => window.rtcMany(o), { iceServers: ICE, n: 25, path: `/v1/logs/${ready.posts}/head` })
+      const r = await p.page.evaluate((o) => window.rtcMany(o), { peer: ready.key, n: 25, path: `/v1/logs/${ready.posts}/head` })
       if (r.ok !== 25) throw new Error(`only ${r.ok} of 25`)
     }
     const held = await peer.request({ op: 'status' })
@@ -159,7 +164,7 @@ async function main () {
     for (const p of pages) await p.close()
   } finally {
     if (browser) await browser.close()
-    for (const c of [peer, page, stun]) c.stop()
+    for (const c of [peer, instance]) if (c) c.stop()
     await lib.sleep(300)
     lib.removeNetns(NS)
     fs.rmSync(tmp, { recursive: true, force: true })

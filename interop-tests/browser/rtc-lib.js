@@ -1,8 +1,10 @@
 'use strict'
 // Helpers for the WebRTC browser tests (rtc.test.js, rtc-bench.js, rtc-netlab.js): the test
-// peer (src/bin/rtc_peer.rs) and the page server as JSON-lines child processes, each inside
-// a network namespace; Chromium (Debian's, through playwright-core) inside a namespace too,
-// through a wrapper script; the test page bundled from web/src with web/'s esbuild.
+// home peer and the instance (src/bin/rtc_peer.rs `serve` and `instance`: the gateway with
+// its signaling relay, health checks and STUN server, serving the test page) as JSON-lines
+// child processes, each inside a network namespace; Chromium (Debian's, through
+// playwright-core) inside a namespace too, through a wrapper script; the test page bundled
+// from web/ with web/'s esbuild.
 //
 // Why namespaces even for "loopback": Chromium gathers no candidates on the loopback
 // interface, so the browser and the peer share a namespace with one veth interface
@@ -10,6 +12,7 @@
 // peer-reflexive and server-reflexive candidates, as it must in the wild).
 
 const { spawn, execFileSync } = require('node:child_process')
+const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -78,7 +81,7 @@ class JsonChild {
   }
 }
 
-/** The test peer: `rtc_peer serve ARGS…` in `ns`. */
+/** A home peer: `rtc_peer serve --instance URL ARGS…` in `ns` (signaled through the instance). */
 function startPeer (ns, args) {
   if (!fs.existsSync(RTC_PEER)) throw new Error(`${RTC_PEER} is missing: cargo build --release -p peerhost-interop-tests --bin rtc_peer`)
   return new JsonChild('rtc_peer', RTC_PEER, ['serve', ...args], { ns, env: { RUST_LOG: process.env.RUST_LOG || 'warn' } })
@@ -89,8 +92,9 @@ function startStun (ns, addr) {
   return new JsonChild('stun', RTC_PEER, ['stun', addr], { ns })
 }
 
-/** The page: bundle rtc-page.js into `dir` and serve it from `host` in `ns`. */
-async function startPage (ns, host, dir) {
+/** Bundle the test page (rtc-page.js) into `dir`: index.html (with the data block the instance
+ * fills in: its healthy WebRTC peers and ICE servers) and rtc-page.bundle.js. */
+async function bundlePage (dir) {
   const esbuild = require(path.join(ROOT, 'web', 'node_modules', 'esbuild'))
   await esbuild.build({
     entryPoints: [path.join(__dirname, 'rtc-page.js')],
@@ -114,8 +118,52 @@ async function startPage (ns, host, dir) {
   })
   fs.writeFileSync(path.join(dir, 'index.html'),
     '<!doctype html><meta charset="utf-8"><title>peerhost WebRTC test</title>' +
+    '<script id="peerhost-data" type="application/json">null</script>' +
     '<main id="posts"></main><script type="module" src="/rtc-page.bundle.js"></script>\n')
-  return new JsonChild('page', 'node', [path.join(__dirname, 'rtc-static.js'), `${host}:0`, dir], { ns })
+}
+
+/**
+ * A self-signed certificate for `names` (IP addresses or host names) in `dir`: {cert, key}
+ * (PEM files) and `spki`, the base64 SHA-256 of its public key, for Chromium's
+ * `--ignore-certificate-errors-spki-list` (that one certificate trusted, no other).
+ */
+function makeCert (dir, names) {
+  if (!fs.existsSync(RTC_PEER)) throw new Error(`${RTC_PEER} is missing: cargo build --release -p peerhost-interop-tests --bin rtc_peer`)
+  sh(RTC_PEER, ['cert', dir, ...names])
+  const cert = path.join(dir, 'cert.pem')
+  const x = new crypto.X509Certificate(fs.readFileSync(cert))
+  const spki = crypto.createHash('sha256').update(x.publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
+  return { cert, key: path.join(dir, 'key.pem'), spki }
+}
+
+/** Chromium's flag that trusts certificate `c` (from makeCert). */
+const trustFlag = (c) => `--ignore-certificate-errors-spki-list=${c.spki}`
+
+/**
+ * The instance: `rtc_peer instance --http HOST:0 --page DIR ARGS…` in `ns` (the gateway with
+ * its signaling relay and health checks, serving the test page bundled into `dir`; `--stun
+ * ADDR` in ARGS adds its STUN server); https:// with `tls` (from makeCert), as a real
+ * instance's page is (a secure context: WebCrypto). Ready: {url, stun, posts, bulk}.
+ */
+async function startInstance (ns, host, dir, args = [], { tls = null, page = true } = {}) {
+  if (!fs.existsSync(RTC_PEER)) throw new Error(`${RTC_PEER} is missing: cargo build --release -p peerhost-interop-tests --bin rtc_peer`)
+  // `page: false`: ARGS name the page (e.g. `--page web/dist`, the real bootstrap).
+  if (page) await bundlePage(dir)
+  const t = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []
+  return new JsonChild('instance', RTC_PEER, ['instance', '--http', `${host}:0`, ...(page ? ['--page', dir] : []), ...t, ...args],
+    { ns, env: { RUST_LOG: process.env.RUST_LOG || 'warn' } })
+}
+
+/** Wait until the instance lists home peer `peer` (it passed a health check), or throw. */
+async function waitListed (peer, { listed = true, ms = 20_000 } = {}) {
+  const t0 = Date.now()
+  let st
+  while (Date.now() - t0 < ms) {
+    st = await peer.request({ op: 'status' })
+    if (st.home && st.home.listed === listed) return st.home
+    await sleep(100)
+  }
+  throw new Error(`the instance did not ${listed ? 'list' : 'delist'} the peer in ${ms} ms: ${JSON.stringify(st && st.home)}`)
 }
 
 /** A namespace with one interface at `addr` (and lo): the "loopback" lab. */
@@ -158,33 +206,45 @@ async function launch (ns, tmp, extra = []) {
   return browser
 }
 
-/** A fresh page on `url` whose `peerhostSignal(offer)` goes to `peer`. */
-async function openPage (browser, url, peer, { onOffer } = {}) {
-  const context = await browser.newContext()
+/**
+ * A fresh page on `url` (the instance). Offers go through the instance's `POST /v1/signal`
+ * (`onOffer(sdp)` sees each). Chromium's network log: `requests()` lists every request the
+ * page made ({method, url, path, status, bytes}: body + headers as Chromium counted them).
+ */
+async function openPage (browser, url, { onOffer } = {}) {
+  // ignoreHTTPSErrors: for playwright's own requests (route.fetch); Chromium trusts the
+  // instance's certificate by its flag (trustFlag).
+  const context = await browser.newContext({ ignoreHTTPSErrors: true })
   const page = await context.newPage()
   const console = []
   page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`))
-  // Bytes from the page's origin (the instance), as Chromium counted them: bodies + headers.
-  const counted = []
-  page.on('requestfinished', (req) => {
+  const log = []
+  const record = (req, failed) => {
     if (!/^https?:/.test(req.url())) return
-    counted.push(req.sizes().then((s) => s.responseBodySize + s.responseHeadersSize).catch(() => 0))
-  })
-  await page.exposeFunction('peerhostSignal', async (sdp) => {
-    if (onOffer) onOffer(sdp)
-    const r = await peer.request({ op: 'offer', sdp })
-    if (r.error) throw new Error(r.error)
-    return r.answer
+    const u = new URL(req.url())
+    log.push(req.sizes().then((s) => s.responseBodySize + s.responseHeadersSize).catch(() => 0).then(async (bytes) => {
+      const res = failed ? null : await req.response().catch(() => null)
+      return { method: req.method(), url: req.url(), origin: u.origin, path: u.pathname, status: res ? res.status() : null, bytes }
+    }))
+  }
+  page.on('requestfinished', (req) => record(req, false))
+  page.on('requestfailed', (req) => record(req, true))
+  page.on('request', (req) => {
+    if (onOffer && req.method() === 'POST' && new URL(req.url()).pathname === '/v1/signal') {
+      try { onOffer(JSON.parse(req.postData()).sdp) } catch {}
+    }
   })
   await page.goto(url)
   await page.waitForFunction(() => typeof window.rtcRun === 'function')
+  const requests = () => Promise.all(log)
   return {
     context,
     page,
     console,
     close: () => context.close(),
-    /** Bytes the page fetched over HTTP so far (the page server's share). */
-    httpBytes: async () => (await Promise.all(counted)).reduce((a, b) => a + b, 0)
+    requests,
+    /** Bytes the page fetched over HTTP(S) so far (all from the instance here). */
+    httpBytes: async () => (await requests()).reduce((a, r) => a + r.bytes, 0)
   }
 }
 
@@ -210,6 +270,6 @@ function median (xs) {
 }
 
 module.exports = {
-  ROOT, RTC_PEER, CHROMIUM, sleep, sh, inNs, JsonChild, startPeer, startStun, startPage,
+  ROOT, RTC_PEER, CHROMIUM, sleep, sh, inNs, JsonChild, startPeer, startStun, startInstance, waitListed, bundlePage, makeCert, trustFlag,
   makeNetns, removeNetns, launch, openPage, candidateTypes, tmpdir, median
 }

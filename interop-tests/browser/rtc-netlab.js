@@ -1,28 +1,33 @@
 'use strict'
 // The NAT lab with real browsers (issue 11): Chromium behind nat2 (ph-peer2), the home peer
-// (rtc_peer) behind nat1 (ph-peer1), the instance on the public side (ph-inst: STUN and the
-// page). For each of the 4 × 4 NAT type pairs, a fresh page loads the latest 20 posts from
-// the home peer over WebRTC (plain ICE: one RTCPeerConnection, the peer's birthday search
-// off); where that fails, again with the help of §2.2 of protocol/webrtc.md (RACE
-// RTCPeerConnections at once, the peer's birthday search on). Chromium's mDNS stays on.
+// (rtc_peer serve) behind nat1 (ph-peer1), the instance on the public side (ph-inst: rtc_peer
+// instance, https: the page, STUN, the signaling relay the home peer long-polls through its
+// NAT, the health checks). No HTTP gateway anywhere but the instance. For each of the 4 × 4
+// NAT type pairs, a fresh page of the real bootstrap (web/dist, over a community made by
+// `peerhost`) loads the runtime and the latest 20 posts from the home peer over WebRTC (plain
+// ICE: one RTCPeerConnection, the peer's birthday search off), or falls back to the instance
+// and says so; where that fails, the test page tries again with the help of §2.2 of
+// protocol/webrtc.md (RACE RTCPeerConnections at once, the peer's birthday search on).
+// Chromium's mDNS stays on.
 //
 //   sudo node interop-tests/browser/rtc-netlab.js [CELLS] [--race N] [--no-birthday-pass]
 //
 // CELLS: comma-separated PEER:BROWSER NAT pairs (full|restricted|port|symmetric), default
 // all 16. Writes target/netlab/rtc-matrix.json and rtc-matrix.md. The lab's namespaces use
 // the prefix "phr-" (NETLAB_PREFIX) so the NAT matrix of other tests can run beside it.
-// Needs root, target/release/rtc_peer, web/node_modules, /usr/bin/chromium.
+// Needs root, target/release/rtc_peer, target/release/peerhost (PEERHOST_BIN), web/dist and
+// web/app/dist (npm run build in web/), web/node_modules, /usr/bin/chromium.
 
 const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const lib = require('./rtc-lib.js')
+const boot = require('./lib.js')
 
 const PREFIX = 'phr-'
 const NETLAB = path.join(lib.ROOT, 'interop-tests', 'netlab', 'netlab.sh')
 const TYPES = ['full', 'restricted', 'port', 'symmetric']
 const INST = '198.51.100.30'
-const ICE = [{ urls: `stun:${INST}:3478` }]
 const OUT = path.join(process.env.CARGO_TARGET_DIR || path.join(lib.ROOT, 'target'), 'netlab')
 
 function netlab (...args) {
@@ -35,19 +40,88 @@ const cells = (argv.find((a) => a.includes(':')) || TYPES.flatMap((p) => TYPES.m
   .split(',').map((c) => c.split(':'))
 const secondPass = !argv.includes('--no-birthday-pass')
 
-async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, parallel }) {
+/**
+ * Plain ICE with the real bootstrap page (web/dist): a home peer over a copy of the community's
+ * store, listed by the instance; a fresh page loads the document, whose inline script fetches
+ * the runtime over WebRTC and whose runtime reads the posts over WebRTC (or, where no channel
+ * opens, falls back to the instance and says so). Bytes from the peer: Chromium's getStats on
+ * the connection the document opened and the runtime took over (the runtime, the app, the
+ * posts); connect: from that connection's start to the peer's HELLO;
+ * bytes from the instance: Chromium's network log (document, Service Worker, signaling, and
+ * whatever it served on a fallback).
+ */
+async function attemptBoot ({ browser, bootUrl, tls, store, titles, peerNat, browserNat }) {
   netlab('nat', 'nat1', peerNat)
   netlab('nat', 'nat2', browserNat)
-  const peerArgs = ['--bind', '10.1.0.2:0', '--stun', `${INST}:3478`, '--posts', '50']
+  const peer = lib.startPeer(`${PREFIX}peer1`, ['--instance', bootUrl, '--trust', tls.cert, '--bind', '10.1.0.2:0', '--store', store, '--no-birthday'])
+  await peer.ready
+  const row = { page: 'bootstrap', peerNat, browserNat, birthday: false, parallel: 1, connected: false }
+  try {
+    await lib.waitListed(peer)
+    row.listed = true
+  } catch (e) {
+    row.listed = false
+  }
+  const context = await browser.newContext({ ignoreHTTPSErrors: true })
+  const page = await context.newPage()
+  const log = []
+  context.on('requestfinished', (req) => {
+    if (!/^https?:/.test(req.url())) return
+    log.push(req.response().then(async (res) => (res && !res.fromServiceWorker())
+      ? { path: new URL(req.url()).pathname, bytes: await req.sizes().then((z) => z.responseBodySize + z.responseHeadersSize) }
+      : null).catch(() => null))
+  })
+  const t0 = Date.now()
+  try {
+    const got = await boot.loadPage({ page }, bootUrl)
+    const sources = await page.evaluate(() => document.body.dataset.sources)
+    row.connected = /webrtc/.test(sources) && JSON.stringify(got.titles) === JSON.stringify(titles.slice(-20).reverse())
+    row.fellBack = /instance/.test(sources)
+    row.notice = got.note || null
+    row.firstPostMs = Math.round(got.firstPostMs)
+    const st = await page.evaluate(async () => {
+      const p = window.peerhost.loader.peers.find((x) => x.kind === 'webrtc' && x.stats && x.stats())
+      return p ? p.stats() : null
+    })
+    const t = (st && st.transport) || {}
+    row.connectMs = st && st.helloMs !== null ? Math.round(st.helloMs) : null
+    row.bytesFromPeer = t.bytesReceived
+    row.bytesToPeer = t.bytesSent
+    row.localType = t.local && t.local.type
+    row.remoteType = t.remote && t.remote.type
+  } catch (e) {
+    row.error = String(e.message || e).slice(0, 200)
+    row.failMs = Date.now() - t0
+  }
+  const reqs = (await Promise.all(log)).filter(Boolean)
+  row.bytesFromInstance = reqs.reduce((a, r) => a + r.bytes, 0)
+  row.instancePaths = [...new Set(reqs.map((r) => r.path.replace(/[0-9a-f]{64}/, 'KEY')))]
+  await context.close()
+  peer.stop()
+  await lib.sleep(500)
+  return row
+}
+
+async function attempt ({ browser, pageUrl, tls, peerNat, browserNat, birthday, parallel }) {
+  netlab('nat', 'nat1', peerNat)
+  netlab('nat', 'nat2', browserNat)
+  // The instance's STUN server comes to the peer with its first poll.
+  const peerArgs = ['--instance', pageUrl, '--trust', tls.cert, '--bind', '10.1.0.2:0', '--posts', '50']
   if (!birthday) peerArgs.push('--no-birthday')
   const peer = lib.startPeer(`${PREFIX}peer1`, peerArgs)
   const ready = await peer.ready
-  const p = await lib.openPage(browser, pageUrl, peer)
-  const row = { peerNat, browserNat, birthday, parallel, connected: false }
+  const row = { page: 'test', peerNat, browserNat, birthday, parallel, connected: false }
+  try {
+    await lib.waitListed(peer)
+    row.listed = true
+  } catch (e) {
+    row.listed = false
+  }
+  const p = await lib.openPage(browser, pageUrl)
   const t0 = Date.now()
   try {
     const got = await p.page.evaluate((o) => window.rtcRun(o), {
-      mode: 'rtc', key: ready.posts, n: 20, iceServers: ICE, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
+      mode: 'rtc', key: ready.posts, n: 20, peer: ready.key, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
     })
     row.connected = got.titles.length === 20 && got.titles[0] === 'Post 50: notes on hypercore, part 50'
     row.connectMs = Math.round(got.connectMs)
@@ -61,8 +135,10 @@ async function attempt ({ browser, pageUrl, peerNat, browserNat, birthday, paral
     row.error = String(e.message || e).slice(0, 200)
     row.failMs = Date.now() - t0
   }
-  // Bytes from the instance: the page's own requests (page and script), as Chromium counted.
+  // Bytes from the instance: the page's own requests (page, script, signaling), as Chromium
+  // counted them; and whether any log data came from it (it must not).
   row.bytesFromInstance = await p.httpBytes()
+  row.instancePaths = [...new Set((await p.requests()).map((r) => r.path))]
   const st = await peer.request({ op: 'status' }).catch(() => ({ peers: [] }))
   const live = st.peers.filter((x) => x.connectMs !== null)
   row.peerConnectMs = live.length ? live[0].connectMs : null
@@ -79,39 +155,47 @@ async function main () {
   const tmp = lib.tmpdir('peerhost-rtc-netlab-')
   netlab('up')
   let browser
-  const stun = lib.startStun(`${PREFIX}inst`, `${INST}:3478`)
-  const page = await lib.startPage(`${PREFIX}inst`, INST, tmp)
+  const tls = lib.makeCert(tmp, [INST]) // https://, as a real instance (WebCrypto needs it)
+  // Two instances on ph-inst: the real bootstrap page over a community made by `peerhost`
+  // (plain ICE cells), and the test page over generated logs (the race + birthday pass).
+  const community = boot.makeCommunity(tmp, { posts: 50 })
+  const info = path.join(tmp, 'community.json')
+  fs.writeFileSync(info, JSON.stringify(community.info))
+  for (const d of ['inst-store', 'home-store']) fs.cpSync(community.storage, path.join(tmp, d), { recursive: true })
+  const bootInstance = await lib.startInstance(`${PREFIX}inst`, INST, tmp, ['--page', boot.PAGE, '--store', path.join(tmp, 'inst-store'),
+    '--community-json', info, '--stun', `${INST}:3478`, '--check-every', '500', '--poll-wait', '5000'], { tls, page: false })
+  const instance = await lib.startInstance(`${PREFIX}inst`, INST, tmp, ['--stun', `${INST}:3479`, '--posts', '50', '--check-every', '500'], { tls })
   const rows = []
   try {
-    await stun.ready
-    const pageUrl = (await page.ready).url
-    browser = await lib.launch(`${PREFIX}peer2`, tmp)
+    const bootUrl = (await bootInstance.ready).url
+    const pageUrl = (await instance.ready).url
+    browser = await lib.launch(`${PREFIX}peer2`, tmp, [lib.trustFlag(tls)])
     for (const [peerNat, browserNat] of cells) {
-      const plain = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: false, parallel: 1 })
+      const plain = await attemptBoot({ browser, bootUrl, tls, store: path.join(tmp, 'home-store'), titles: community.titles, peerNat, browserNat })
       console.log(JSON.stringify(plain))
       rows.push(plain)
       if (!plain.connected && secondPass) {
-        const helped = await attempt({ browser, pageUrl, peerNat, browserNat, birthday: true, parallel: race })
+        const helped = await attempt({ browser, pageUrl, tls, peerNat, browserNat, birthday: true, parallel: race })
         console.log(JSON.stringify(helped))
         rows.push(helped)
       }
     }
   } finally {
     if (browser) await browser.close()
-    stun.stop()
-    page.stop()
+    instance.stop()
+    bootInstance.stop()
     await lib.sleep(300)
     try { netlab('down') } catch {}
     fs.rmSync(tmp, { recursive: true, force: true })
   }
   fs.writeFileSync(path.join(OUT, 'rtc-matrix.json'), JSON.stringify(rows, null, 2))
-  const md = ['| home peer NAT | browser NAT | plain ICE | connect ms | first post ms | bytes from peer (getStats) | bytes from instance | pair (local/remote) | with race + birthday |',
+  const md = ['| home peer NAT | browser NAT | plain ICE (bootstrap page) | connect ms | first post ms | bytes from peer (getStats) | bytes from instance | pair (local/remote) | with race + birthday (test page) |',
     '|---|---|---|---|---|---|---|---|---|']
   for (const [peerNat, browserNat] of cells) {
     const a = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && !r.birthday)
     const b = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && r.birthday)
     const helped = !b ? '–' : b.connected ? `yes: ${b.connectMs} ms (${b.probes} probes)` : `no (${b.probes} probes)`
-    md.push(`| ${peerNat} | ${browserNat} | ${a.connected ? 'yes' : 'no'} | ${a.connectMs ?? '–'} | ${a.firstPostMs ?? '–'} | ${a.bytesFromPeer ?? (b && b.bytesFromPeer) ?? '–'} | ${a.bytesFromInstance} | ${a.localType ? `${a.localType}/${a.remoteType}` : (b && b.localType ? `${b.localType}/${b.remoteType}` : '–')} | ${helped} |`)
+    md.push(`| ${peerNat} | ${browserNat} | ${a.connected ? 'yes' : a.fellBack ? 'no: fell back to the instance, said so' : 'no'} | ${a.connectMs ?? '–'} | ${a.firstPostMs ?? '–'} | ${a.bytesFromPeer ?? (b && b.bytesFromPeer) ?? '–'} | ${a.bytesFromInstance} | ${a.localType ? `${a.localType}/${a.remoteType}` : (b && b.localType ? `${b.localType}/${b.remoteType}` : '–')} | ${helped} |`)
   }
   fs.writeFileSync(path.join(OUT, 'rtc-matrix.md'), md.join('\n') + '\n')
   console.log(md.join('\n'))

@@ -1,39 +1,83 @@
 // The test page's script for the WebRTC browser tests (bundled by rtc-lib.js with web/'s
-// esbuild): the web/ loader over the WebRTC transport (web/src/transport-rtc.js) or over
-// HTTP, with every head and range verified as on the real page. The harness drives it with
-// page.evaluate; `window.peerhostSignal(offerSdp)` is the harness's signaling function
-// (page.exposeFunction), relaying the offer to the test peer and returning its answer.
+// esbuild, served by the instance): the web/ loader over the WebRTC transport
+// (web/boot/transport-rtc.js) or over HTTP, with every head and range verified as on the real
+// page. Offers go through the instance's signaling (web/boot/signal.js: `POST /v1/signal`, the
+// answer used only if the peer's node key signed it). The peers and ICE servers are the ones
+// the instance wrote into the document's data block (its healthy WebRTC peers), unless the
+// harness names others. The harness drives it with page.evaluate.
 
 import { Loader } from '../../web/src/loader.js'
-import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/src/transport-rtc.js'
+import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/boot/transport-rtc.js'
+import { instanceSignal } from '../../web/boot/signal.js'
 
 const td = new TextDecoder()
 
+/** The document's data block, as the instance wrote it. */
+window.peerhostData = () => JSON.parse(document.getElementById('peerhost-data').textContent)
+
+const iceOf = (opts) => opts.iceServers || (window.peerhostData() || {}).iceServers || []
+/** The node key to connect to: `opts.peer`, else the first WebRTC peer the instance lists. */
+const peerOf = (opts) => {
+  const k = opts.peer || ((window.peerhostData() || {}).rtcPeers || [])[0]
+  if (!k) throw new Error('the instance lists no WebRTC peer')
+  return k
+}
+
+/**
+ * A lying relay between the page and the instance (for tests of the answer's signature):
+ * 'fingerprint' swaps the answer's DTLS fingerprint, 'signature' flips a bit of the signature.
+ */
+const lyingFetch = (mode) => async (url, init) => {
+  const res = await fetch(url, init)
+  const body = await res.json()
+  if (mode === 'fingerprint') body.sdp = body.sdp.replace(/(a=fingerprint:sha-256 )([0-9A-F]{2})/, (_, a, b) => a + (b === 'AA' ? 'AB' : 'AA'))
+  if (mode === 'signature') body.signature = body.signature.slice(0, 10) + (body.signature[10] === '0' ? '1' : '0') + body.signature.slice(11)
+  return new Response(JSON.stringify(body), { status: res.status, headers: { 'content-type': 'application/json' } })
+}
+
 function transportFor (opts) {
+  const fetchFn = opts.lie ? lyingFetch(opts.lie) : undefined
   const make = () => new RtcTransport({
-    signal: (sdp) => window.peerhostSignal(sdp),
-    iceServers: opts.iceServers || [],
+    signal: instanceSignal({ peer: peerOf(opts), fetchFn }),
+    iceServers: iceOf(opts),
     connectTimeoutMs: opts.connectTimeoutMs || 15000,
     gatherMs: opts.gatherMs || 1500
   })
   return (opts.parallel || 1) > 1 ? raceOpen(opts.parallel, make) : make().open()
 }
 
-/** Connect (rtc) and load the latest `n` posts of `key`, verified; render them. */
+const nameOf = (key) => key.slice(0, 16)
+
+/**
+ * Connect (rtc) and load the latest `n` posts of `key`, verified; render them. `opts.peers`:
+ * several WebRTC peers by node key, opened in parallel (those that connect join the peer set);
+ * else `opts.peer` (or the instance's first listed one). With `httpUrl`, an HTTP gateway too.
+ */
 window.rtcRun = async (opts) => {
   const t0 = performance.now()
   let loader
   let transport = null
   let connectMs = null
+  const failures = []
   if (opts.mode === 'rtc') {
-    transport = await transportFor(opts)
+    const keys = opts.peers || [peerOf(opts)]
+    const opened = await Promise.allSettled(keys.map((k) => transportFor({ ...opts, peer: k })))
+    const map = new Map()
+    opened.forEach((r, i) => {
+      if (r.status === 'fulfilled') map.set(nameOf(keys[i]), r.value)
+      else failures.push({ peer: keys[i], error: String(r.reason && r.reason.message) })
+    })
+    if (map.size === 0) throw new Error(`no WebRTC peer connected: ${JSON.stringify(failures)}`)
     connectMs = performance.now() - t0
+    transport = map.get(nameOf(keys[0])) || [...map.values()][0]
     window.transport = transport
-    // With `httpUrl` too: a mixed peer set, the WebRTC peer and an HTTP gateway side by side.
-    const peers = opts.httpUrl ? ['rtc://home', opts.httpUrl] : ['rtc://home']
-    // `pickFirst`: always the first usable peer (the WebRTC one), for tests that need it asked.
+    window.transports = map
+    // With `httpUrl` too: a mixed peer set, the WebRTC peers and an HTTP gateway side by side.
+    const peers = [...map.keys()].map((n) => `rtc://${n}`)
+    if (opts.httpUrl) peers.push(opts.httpUrl)
+    // `pickFirst`: always the first usable peer, for tests that need it asked.
     const random = opts.pickFirst ? () => 0 : undefined
-    loader = new Loader({ peers, fetch: rtcFetch(new Map([['home', transport]])), headPeers: peers.length, random })
+    loader = new Loader({ peers, fetch: rtcFetch(map), headPeers: peers.length, random })
   } else {
     loader = new Loader({ peers: [opts.httpUrl] })
   }
@@ -54,11 +98,50 @@ window.rtcRun = async (opts) => {
   return {
     firstPostMs,
     connectMs,
+    failures,
     length: head.length,
     titles: posts.map((p) => p.title),
     stats: transport ? await transport.stats() : null,
     peers: loader.peers.list()
   }
+}
+
+/** Open one transport to `peer` and report how it failed (or `ok`). */
+window.rtcTry = async (opts) => {
+  try {
+    const t = await transportFor(opts)
+    t.close()
+    return { ok: true }
+  } catch (e) {
+    return { ok: false, code: e.code || null, error: String(e.message || e) }
+  }
+}
+
+/** `count` offers at once straight to `POST /v1/signal` (a flood): the statuses. */
+window.rtcSignalFlood = async ({ peer, count, sdp }) => {
+  const t0 = performance.now()
+  const rs = await Promise.all(Array.from({ length: count }, () =>
+    fetch('/v1/signal', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer, sdp }) })
+      .then(async (r) => ({ status: r.status, body: await r.json().catch(() => null) }))
+      .catch((e) => ({ status: 0, body: String(e) }))))
+  const statuses = {}
+  const codes = {}
+  for (const r of rs) {
+    statuses[r.status] = (statuses[r.status] || 0) + 1
+    const c = r.body && r.body.error
+    if (c) codes[c] = (codes[c] || 0) + 1
+  }
+  return { statuses, codes, ms: performance.now() - t0 }
+}
+
+/** A real offer SDP from this browser (for floods: the peer must parse each). */
+window.rtcOffer = async (iceServers = []) => {
+  const pc = new RTCPeerConnection({ iceServers })
+  pc.createDataChannel('x')
+  await pc.setLocalDescription(await pc.createOffer())
+  const sdp = pc.localDescription.sdp
+  pc.close()
+  return sdp
 }
 
 /** Watch the open transport's messages: `stop()` → the longest pause between two messages
@@ -152,8 +235,8 @@ window.rtcStats = async () => (window.transport ? window.transport.stats() : nul
  * `{requests: N, path}` for N REQUEST frames at once, no window) and tally what comes back
  * until the channel closes or `waitMs` passes.
  */
-window.rtcRaw = async ({ iceServers, sends, waitMs = 5000, binary = true }) => {
-  const t = await transportFor({ iceServers })
+window.rtcRaw = async ({ iceServers, peer, sends, waitMs = 5000, binary = true }) => {
+  const t = await transportFor({ iceServers, peer })
   const seen = { statuses: {}, goaway: null, messages: 0 }
   t.dc.addEventListener('message', (ev) => {
     seen.messages++
@@ -184,9 +267,9 @@ window.rtcRaw = async ({ iceServers, sends, waitMs = 5000, binary = true }) => {
 }
 
 /** Open `n` transports at once and ask each for `path`: the peer holds them all. */
-window.rtcMany = async ({ iceServers, n, path }) => {
+window.rtcMany = async ({ iceServers, peer, n, path }) => {
   const t0 = performance.now()
-  const ts = await Promise.all(Array.from({ length: n }, () => transportFor({ iceServers, connectTimeoutMs: 30000 })))
+  const ts = await Promise.all(Array.from({ length: n }, () => transportFor({ iceServers, peer, connectTimeoutMs: 30000 })))
   const openMs = performance.now() - t0
   const rs = await Promise.all(ts.map((t) => t.request(path)))
   window.many = ts

@@ -8,7 +8,11 @@
 //
 // Each peer is tried as a whole chain (descriptor head and last block → app log head and index
 // → the runtime's blocks), a new peer every 300 ms until one chain yields the pinned bytes;
-// the instance itself after three peers.
+// the instance itself after three peers. WebRTC peers (home peers the instance listed by node
+// key) are tried after the HTTP peers over a minimal data channel client (protocol/webrtc.md
+// §3), signaled through the instance; the instance then waits 2 s more. The answer's signature
+// is not checked here: nothing from the peer runs before the SHA-256 check (the runtime checks
+// signatures when it connects again).
 
 /* global RUNTIME_SHA256 */
 const PIN = RUNTIME_SHA256
@@ -19,6 +23,7 @@ const html = '<!doctype html>' + document.documentElement.outerHTML // as served
 const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('')
 const sha = async (b) => hex(await crypto.subtle.digest('SHA-256', b))
 let saved = []
+let handoff = null
 try { saved = JSON.parse(localStorage.getItem('peerhost.peers')).peers } catch {}
 const peers = [...new Set([...data.peers, ...saved])].sort(() => Math.random() - 0.5)
 
@@ -45,13 +50,88 @@ function pb (b) {
 }
 const one = (m, f) => (m[f] || [])[0]
 
-// One peer's chain. `get(path)` → Response; blocks come out of PHR1 bodies unverified.
-async function chain (base) {
-  const get = async (path, json) => {
-    const r = await fetch(base + path, { signal: AbortSignal.timeout(8000) })
-    if (!r.ok) throw new Error(r.status)
-    return json ? r.json() : new Uint8Array(await r.arrayBuffer())
+const fail = (e) => { throw new Error(e) }
+const timeout = (p) => Promise.race([p, new Promise((_, no) => setTimeout(no, 8000, new Error('timeout')))])
+
+// An HTTP peer's `get(path, json)`.
+const http = (base) => async (path, json) => {
+  const r = await fetch(base + path, { signal: AbortSignal.timeout(8000) })
+  if (!r.ok) fail(r.status)
+  return json ? r.json() : new Uint8Array(await r.arrayBuffer())
+}
+
+// A WebRTC peer's `get(path, json)` over a `peerhost/1` channel (HELLO, REQUEST → RESPONSE +
+// DATA, reassembled per id), and the connection (`pc`, `dc`, the HELLO) to close or hand on.
+async function rtc (key) {
+  const pc = new RTCPeerConnection({ iceServers: data.iceServers || [] })
+  const dc = pc.createDataChannel('peerhost', { protocol: 'peerhost/1' })
+  const waiting = new Map()
+  let id = 0
+  let hello
+  const ready = new Promise((resolve) => { hello = resolve })
+  let first
+  let at = [performance.now()]
+  let offer
+  let answer
+  dc.binaryType = 'arraybuffer'
+  dc.onmessage = ({ data: m }) => {
+    const b = new Uint8Array(m)
+    const d = new DataView(m)
+    if (!b[0]) return hello((first = m), at.push(performance.now()))
+    const w = waiting.get(d.getUint32(1, true))
+    if (b[0] === 2) w?.start(d.getUint16(5, true), d.getUint32(8, true), b.subarray(12))
+    if (b[0] === 3) w?.add(b.subarray(5))
   }
+  try {
+    // Our public address (the first srflx candidate) or the end of gathering, at most 1.5 s;
+    // listening before gathering starts.
+    const gathered = new Promise((resolve) => {
+      setTimeout(resolve, 1500)
+      pc.onicecandidate = (e) => (!e.candidate || / typ srflx/.test(e.candidate.candidate)) && resolve()
+    })
+    await pc.setLocalDescription()
+    await gathered
+    offer = pc.localDescription.sdp
+    const r = await timeout(fetch('/v1/signal', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peer: key, sdp: offer }) }))
+    if (!r.ok) fail(r.status)
+    answer = await r.json()
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp })
+    await timeout(ready)
+  } catch (e) {
+    pc.close()
+    throw e
+  }
+  const get = (path, json) => timeout(new Promise((resolve, reject) => {
+    const i = ++id
+    let body
+    let o = 0
+    const w = {
+      start (status, n, x) {
+        if (status !== 200) return reject(new Error(status))
+        body = new Uint8Array(n)
+        w.add(x)
+      },
+      add (x) {
+        body.set(x, o)
+        if ((o += x.length) < body.length) return
+        waiting.delete(i)
+        resolve(json ? JSON.parse(new TextDecoder().decode(body)) : body)
+      }
+    }
+    waiting.set(i, w)
+    const p = new TextEncoder().encode(path)
+    const f = new Uint8Array(5 + p.length)
+    f[0] = 1
+    new DataView(f.buffer).setUint32(1, i, true)
+    f.set(p, 5)
+    dc.send(f)
+  }))
+  // The runtime checks the answer's signature before it uses this channel.
+  return { get, pc, dc, hello: first, at, offer, answer: answer.sdp, signature: answer.signature }
+}
+
+// One peer's chain over its `get`; blocks come out of PHR1 bodies unverified.
+async function chain (get) {
   const blocks = async (key, s, e, head) => {
     const out = []
     while (s < e) {
@@ -91,18 +171,40 @@ async function runtime () {
   const hit = c && await c.match('/_peerhost/runtime/' + PIN)
   const cached = hit && new Uint8Array(await hit.arrayBuffer())
   if (cached && (await sha(cached)) === PIN) return { bytes: cached }
-  const bases = [...peers.slice(0, 3), location.origin, ...peers.slice(3)]
+  // [url, start ms, chain]: HTTP peers, WebRTC peers, the instance (2 s later when WebRTC
+  // peers are being tried), the other HTTP peers.
+  const keys = (data.rtcPeers || []).slice(0, 2)
+  const h = (base) => () => chain(http(base))
+  const plan = [...peers.slice(0, 3).map((u) => [u, h(u)]),
+    ...keys.map((k) => ['rtc://' + k, async () => {
+      const c = await rtc(k)
+      try {
+        const b = await chain(c.get)
+        // The runtime goes on over this channel (no second signaling, no second ICE); a
+        // channel that finished after another one won is closed.
+        if (won || handoff) c.pc.close()
+        else handoff = { key: k, ...c }
+        return b
+      } catch (e) {
+        c.pc.close()
+        throw e
+      }
+    }]),
+    [location.origin, h(location.origin), keys.length ? 2000 : 0],
+    ...peers.slice(3).map((u) => [u, h(u)])]
   const tries = []
   let won = false
   const bytes = await new Promise((win, lose) => {
-    let left = bases.length
-    bases.forEach((base, i) => {
-      const t = { url: base, started: false }
+    let left = plan.length
+    let at = 0
+    plan.forEach(([url, run, extra = 0], i) => {
+      const t = { url, started: false }
+      at = i && at + 300 + extra
       t.done = new Promise((settled) => setTimeout(() => {
         if (won) return settled()
         t.started = true
-        chain(base).then((b) => win(b, (won = true)), () => --left || lose(new Error('no peer has the bootstrap runtime ' + PIN))).finally(settled)
-      }, i * 300))
+        run().then((b) => win(b, (won = t.won = true)), () => --left || lose(new Error('no peer has the bootstrap runtime ' + PIN))).finally(settled)
+      }, at))
       tries.push(t)
     })
   })
@@ -112,7 +214,7 @@ async function runtime () {
 
 runtime().then(async ({ bytes, tries }) => {
   const m = await import(URL.createObjectURL(new Blob([bytes], { type: 'text/javascript' })))
-  await m.start({ data, peers, t0, tries, html })
+  await m.start({ data, peers, t0, tries, html, rtc: handoff })
 }).catch((e) => {
   $('#note').textContent = 'Failed: ' + e.message
   document.body.dataset.state = 'failed'

@@ -4,7 +4,7 @@
 // A peer is `{url, kind, get(path, as)}` (web/README.md, "Peers"): `get` resolves to
 // `{status, body}` (body: parsed JSON for as = 'json', Uint8Array for 'bytes') for the
 // gateway's paths (`/v1/logs/KEY/head`, `/v1/logs/KEY/blocks?…`), or rejects on a transport
-// failure. httpPeer(url) is the HTTP kind; a WebRTC peer (web/src/transport-rtc.js) plugs in
+// failure. httpPeer(url) is the HTTP kind; a WebRTC peer (web/boot/transport-rtc.js) plugs in
 // with the same shape. Every answer is verified here, whoever sent it.
 //
 // - pick: weighted at random by 1 / (latency · (1 + 2·failures)²), skipping banned peers and

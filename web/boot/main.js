@@ -10,9 +10,14 @@
 //    MessagePort that answers the data API (protocol/app-api.md) with verified data only.
 // Where WebCrypto lacks Ed25519, the fallback engine is fetched from the peers (the
 // community's app log) and checked against the SHA-256 pinned here before it runs.
+// Peers: the HTTP gateways and the WebRTC peers (home peers by node key, `rtcPeers`, signaled
+// through the instance) the instance listed, in one peer set: opened at once, each joins when
+// its channel is open; verified, scored, hedged and banned alike. When none works, the
+// instance's own gateway, and the page says so; the header names the sources that served.
 
 /* global SHIM, APP_CSP, NOBLE_SHA256 */
 import { Loader, blockCache, httpPeer } from './loader.js'
+import { joinAll, rtcPeer } from './rtc.js'
 import { fail, hex, setUnsigned, useEngine, webcryptoWorks } from './verify.js'
 import { assetIndex, chunk, descriptor } from './proto.js'
 
@@ -42,6 +47,13 @@ export function start (ctx) {
   }
 })
   // A peer still silent on the document's request counts as stalled until it answers.
+  // WebRTC peers (at most 4 opened at once), signaled through this instance.
+  // The document's channel to the peer that served the runtime is taken over, not reopened.
+  const rtc = (data.rtcPeers || []).slice(0, 4).map((k) => rtcPeer(k, { iceServers: data.iceServers || [], adopt: ctx.rtc && ctx.rtc.key === k ? ctx.rtc : null }))
+  // With no HTTP peer, wait (up to 5 s) for the first to connect; not when the runtime itself
+  // had to come from the instance (the peers were tried, and were too slow).
+  const viaInstance = (ctx.tries || []).some((t) => t.won && t.url === location.origin)
+  state.rtc = rtc.length ? joinAll(loader, rtc, { waitMs: ctx.peers.length || viaInstance ? 0 : 5000 }) : null
   for (const { url, started, done } of ctx.tries || []) {
     const p = started && loader.peers.find((p) => p.url === url)
     if (p) {
@@ -61,10 +73,28 @@ export function start (ctx) {
     location.replace('/')
   }
   onhashchange = () => location.reload()
-  return main().catch((e) => {
+  sources()
+  return (state.rtc || Promise.resolve()).then(main).catch((e) => {
     note('Failed: ' + e.message)
     document.body.dataset.state = 'failed'
   })
+}
+
+// The header says which sources served this page (bytes of verified answers, by kind), and
+// body[data-sources] lists them (e.g. "webrtc", "webrtc http", "instance").
+function sources () {
+  const el = document.createElement('span')
+  el.id = 'sources'
+  $('header').insertBefore(el, $('#note'))
+  const names = { webrtc: 'WebRTC', http: 'HTTP', instance: 'the instance' }
+  const tick = () => {
+    const by = {}
+    for (const p of loader.list()) if (p.bytes) by[p.kind] = [(by[p.kind] || [0])[0] + p.bytes, ((by[p.kind] || [])[1] || 0) + 1]
+    const kinds = Object.keys(by).sort()
+    document.body.dataset.sources = kinds.join(' ')
+    el.textContent = kinds.length ? 'from ' + kinds.map((k) => `${k === 'instance' ? names[k] : `${by[k][1]} ${names[k] || k} peer${by[k][1] > 1 ? 's' : ''}`} (${Math.round(by[k][0] / 1024)} KiB)`).join(', ') : ''
+  }
+  setInterval(tick, 500)
 }
 
 function refreshPeers () {

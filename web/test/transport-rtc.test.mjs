@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import {
   FRAME, GOAWAY, FrameError, RtcError, Reassembler, RtcTransport, decodeFrame, encodeFrame,
   raceOpen, rtcFetch
-} from '../src/transport-rtc.js'
+} from '../boot/transport-rtc.js'
 
 const hex = (s) => Uint8Array.from(s.replace(/ /g, '').match(/../g).map((b) => parseInt(b, 16)))
 const te = new TextEncoder()

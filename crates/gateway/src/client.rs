@@ -2,7 +2,9 @@
 //! checking a registered peer (`GET …/blocks`), a mirror registering and reporting to its
 //! instance (`POST /v1/peers`, `POST /v1/report`).
 //!
-//! Only `http://HOST:PORT` URLs (or an exact address: [`get_at`]), one request per connection (`Connection: close`), bodies with
+//! Only `http://HOST:PORT` URLs (or an exact address: [`get_at`]), and with the `tls` feature
+//! `https://HOST[:PORT]` (rustls; the Mozilla roots of `webpki-roots` plus any given to
+//! [`add_root_certificates`]), one request per connection (`Connection: close`), bodies with
 //! a `Content-Length` (what axum sends for whole bodies), chunked, or read to the end, at most
 //! [`MAX_RESPONSE`] bytes, everything within one timeout. Anything else is an error: these
 //! calls are between peerhost nodes, not a general client. (TLS-fronted gateways are reached
@@ -50,6 +52,32 @@ pub(crate) fn split_url(url: &str) -> Result<(&str, &str), ClientError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::Url(url.to_owned()))?;
+    split_rest(url, rest)
+}
+
+/// Whether `url` is `https://` (which needs the `tls` feature).
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+}
+
+/// Split an `http://` or (with the `tls` feature) `https://` URL: (origin, authority, path).
+/// The origin is what a signed request covers ([`crate::auth`]).
+fn split_any(url: &str) -> Result<(String, &str, &str), ClientError> {
+    if is_https(url) {
+        if !cfg!(feature = "tls") {
+            return Err(ClientError::Url(format!(
+                "{url} (https needs the gateway's `tls` feature)"
+            )));
+        }
+        let (authority, path) = split_rest(url, &url[8..])?;
+        return Ok((format!("https://{authority}"), authority, path));
+    }
+    let (authority, path) = split_url(url)?;
+    Ok((format!("http://{authority}"), authority, path))
+}
+
+fn split_rest<'a>(url: &str, rest: &'a str) -> Result<(&'a str, &'a str), ClientError> {
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
@@ -66,9 +94,18 @@ pub(crate) fn split_url(url: &str) -> Result<(&str, &str), ClientError> {
 
 /// `GET url`.
 pub async fn get(url: &str, timeout: Duration) -> Result<Response, ClientError> {
-    let (authority, path) = split_url(url)?;
+    let (_, authority, path) = split_any(url)?;
     let call = Call::new("GET", authority, path);
-    send(Target::Name(authority), call, timeout).await
+    send(target(url, authority), call, timeout).await
+}
+
+/// Where `url` (already split) connects: its authority, with TLS for `https://`.
+fn target<'a>(url: &str, authority: &'a str) -> Target<'a> {
+    if is_https(url) {
+        Target::Tls(authority)
+    } else {
+        Target::Name(authority)
+    }
 }
 
 /// `POST url` with a JSON body.
@@ -78,15 +115,15 @@ pub async fn post_json(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadResponse("json"))?;
-    let (authority, path) = split_url(url)?;
+    let (_, authority, path) = split_any(url)?;
     let mut call = Call::new("POST", authority, path);
     call.body = Some(("application/json", &bytes));
-    send(Target::Name(authority), call, timeout).await
+    send(target(url, authority), call, timeout).await
 }
 
 /// `METHOD url` with `body` (of `content_type`, if any), signed with `key_pair`
-/// ([`crate::auth`]: the origin is `http://` and the URL's authority, as the `Host` header
-/// carries it).
+/// ([`crate::auth`]: the origin is `http://` (or `https://`) and the URL's authority, as the
+/// `Host` header carries it).
 pub async fn send_signed(
     method: &str,
     url: &str,
@@ -94,8 +131,7 @@ pub async fn send_signed(
     key_pair: &peerhost_ids::KeyPair,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    let (authority, path) = split_url(url)?;
-    let origin = format!("http://{authority}");
+    let (origin, authority, path) = split_any(url)?;
     let req = crate::auth::Request {
         origin: &origin,
         method,
@@ -106,7 +142,7 @@ pub async fn send_signed(
     let mut call = Call::new(method, authority, path);
     call.body = body;
     call.authorization = Some(&auth);
-    send(Target::Name(authority), call, timeout).await
+    send(target(url, authority), call, timeout).await
 }
 
 /// `POST url` with a JSON body, signed with `key_pair` (see [`send_signed`]).
@@ -151,6 +187,8 @@ enum Target<'a> {
     Name(&'a str),
     /// This address and no other.
     Addr(std::net::SocketAddr),
+    /// `host[:port]` (443 by default) over TLS, the host's certificate checked.
+    Tls(&'a str),
 }
 
 /// One request.
@@ -175,26 +213,18 @@ impl<'a> Call<'a> {
 }
 
 async fn send(target: Target<'_>, c: Call<'_>, timeout: Duration) -> Result<Response, ClientError> {
+    if let Target::Tls(authority) = target {
+        return tokio::time::timeout(timeout, tls::exchange(authority, head_of(&c), c.body))
+            .await
+            .map_err(|_| ClientError::Timeout)?;
+    }
     let call = async {
         let stream = match target {
             Target::Name(authority) => TcpStream::connect(authority).await?,
             Target::Addr(addr) => TcpStream::connect(addr).await?,
+            Target::Tls(_) => return Err(ClientError::BadResponse("unreachable")),
         };
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-             User-Agent: peerhost\r\nAccept: */*\r\n",
-            c.method, c.path, c.authority
-        );
-        if let Some(a) = c.authorization {
-            head.push_str(&format!("Authorization: {a}\r\n"));
-        }
-        if let Some((ty, b)) = c.body {
-            head.push_str(&format!(
-                "Content-Type: {ty}\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
+        let head = head_of(&c);
         write_all(&stream, head.as_bytes()).await?;
         if let Some((_, b)) = c.body {
             write_all(&stream, b).await?;
@@ -220,6 +250,173 @@ async fn send(target: Target<'_>, c: Call<'_>, timeout: Duration) -> Result<Resp
     tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| ClientError::Timeout)?
+}
+
+/// The request line and headers.
+fn head_of(c: &Call<'_>) -> String {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         User-Agent: peerhost\r\nAccept: */*\r\n",
+        c.method, c.path, c.authority
+    );
+    if let Some(a) = c.authorization {
+        head.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    if let Some((ty, b)) = c.body {
+        head.push_str(&format!(
+            "Content-Type: {ty}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Trust these certificates (DER) too, besides the Mozilla roots, for `https://` calls from
+/// now on (a private CA, a test's): call before the first call. Without the `tls` feature it
+/// does nothing.
+pub fn add_root_certificates(der: &[Vec<u8>]) {
+    tls::add_roots(der);
+}
+
+#[cfg(not(feature = "tls"))]
+mod tls {
+    use super::{ClientError, Response};
+
+    pub(super) fn add_roots(_der: &[Vec<u8>]) {}
+
+    pub(super) async fn exchange(
+        authority: &str,
+        _head: String,
+        _body: Option<(&str, &[u8])>,
+    ) -> Result<Response, ClientError> {
+        Err(ClientError::Url(format!(
+            "https://{authority} (https needs the gateway's `tls` feature)"
+        )))
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    use super::{ClientError, MAX_RESPONSE, Response, complete, parse};
+
+    static EXTRA: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+
+    pub(super) fn add_roots(der: &[Vec<u8>]) {
+        if let Ok(mut e) = EXTRA.lock() {
+            e.extend(der.iter().cloned());
+        }
+    }
+
+    fn config() -> Arc<ClientConfig> {
+        CONFIG
+            .get_or_init(|| {
+                let mut roots = RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                if let Ok(extra) = EXTRA.lock() {
+                    for der in extra.iter() {
+                        if let Err(e) = roots.add(CertificateDer::from(der.clone())) {
+                            tracing::warn!("a root certificate was not added: {e}");
+                        }
+                    }
+                }
+                let provider =
+                    Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+                let config = ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+                match config {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        // The default provider supports the default versions.
+                        tracing::warn!("TLS configuration: {e}");
+                        Arc::new(
+                            ClientConfig::builder()
+                                .with_root_certificates(RootCertStore::empty())
+                                .with_no_client_auth(),
+                        )
+                    }
+                }
+            })
+            .clone()
+    }
+
+    /// `host` and the port (443 by default) of an authority.
+    fn host_port(authority: &str) -> (&str, u16) {
+        if let Some(rest) = authority.strip_prefix('[') {
+            // [v6]:port
+            if let Some((h, p)) = rest.split_once(']') {
+                let port = p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(443);
+                return (h, port);
+            }
+        }
+        match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().unwrap_or(443)),
+            _ => (authority, 443),
+        }
+    }
+
+    pub(super) async fn exchange(
+        authority: &str,
+        head: String,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Response, ClientError> {
+        let (host, port) = host_port(authority);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ClientError::Url(format!("https://{authority}")))?;
+        let tcp = TcpStream::connect((host, port)).await?;
+        let mut tls = TlsConnector::from(config()).connect(name, tcp).await?;
+        tls.write_all(head.as_bytes()).await?;
+        if let Some((_, b)) = body {
+            tls.write_all(b).await?;
+        }
+        tls.flush().await?;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match tls.read(&mut buf).await {
+                Ok(n) => n,
+                // A server that closes without close_notify: what we have is the answer.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if raw.len() > MAX_RESPONSE {
+                return Err(ClientError::BadResponse("response too large"));
+            }
+            if let Some(done) = complete(&raw) {
+                raw.truncate(done);
+                break;
+            }
+        }
+        parse(&raw)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn authorities() {
+            assert_eq!(super::host_port("a.example"), ("a.example", 443));
+            assert_eq!(super::host_port("a.example:8443"), ("a.example", 8443));
+            assert_eq!(super::host_port("[::1]:9"), ("::1", 9));
+            assert_eq!(super::host_port("[::1]"), ("::1", 443));
+        }
+    }
 }
 
 // The socket's readiness API (tokio's `net` feature) rather than `AsyncReadExt` /

@@ -161,6 +161,9 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/contributions", get(contributions::<S>))
         .route("/v1/bootstrap", get(bootstrap::<S>))
         .route("/v1/identity", get(identity::<S>))
+        .route("/v1/signal", post(signal_offer::<S>))
+        .route("/v1/signal/poll", post(signal_poll::<S>))
+        .route("/v1/signal/answer/{id}", post(signal_answer::<S>))
         .route("/", get(site_file::<S>))
         .route("/{file}", get(site_file::<S>))
         .fallback(not_found)
@@ -208,6 +211,18 @@ fn with_cors(mut res: Response) -> Response {
     res
 }
 
+/// The remote address of a request, when the server recorded it.
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    let ext = req.extensions();
+    if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
+        return Some(addr.ip());
+    }
+    if let Some(ConnectInfo(ClientAddr(addr))) = ext.get::<ConnectInfo<ClientAddr>>() {
+        return Some(addr.ip());
+    }
+    None
+}
+
 fn client_of(req: &Request) -> ClientId {
     let ext = req.extensions();
     if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
@@ -237,6 +252,19 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
             HeaderValue::from_static("86400"),
         );
         return with_cors(res);
+    }
+    // Signaling (§7.3) waits by design (a poll up to 25 s, an offer for its answer) and has
+    // its own bounds (offers per client, one poll per key, answers only to pending task
+    // ids): it takes no slot of the per-client limit, so a home peer behind the same address
+    // as its readers, or a page waiting for answers, never starves the other.
+    if req.uri().path().starts_with("/v1/signal") {
+        // POST only, same origin: no CORS headers.
+        let mut res = next.run(req).await;
+        res.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return res;
     }
     let permit = match state.clients.try_acquire(client_of(&req)) {
         Ok(p) => p,
@@ -525,6 +553,8 @@ async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Respo
     let body = serde_json::json!({
         "communities": instance.communities(),
         "peers": bootstrap_peers(&state),
+        "rtcPeers": instance.signal().listed(BOOTSTRAP_PEERS),
+        "iceServers": instance.signal().ice_servers(),
     });
     Ok(no_store(axum::Json(body).into_response()))
 }
@@ -537,6 +567,8 @@ fn page_data<S>(state: &Shared<S>, instance: &Instance) -> String {
         "community": community.as_ref().map(|c| c.key.clone()),
         "title": community.as_ref().map(|c| c.title.clone()),
         "peers": bootstrap_peers(state),
+        "rtcPeers": instance.signal().listed(BOOTSTRAP_PEERS),
+        "iceServers": instance.signal().ice_servers(),
     }))
 }
 
@@ -595,6 +627,87 @@ async fn site_file<S: LogSource>(
     };
     cache(&mut res, control);
     Ok(res)
+}
+
+/// Whether a request's body is declared `application/json` (POST routes take nothing else:
+/// a cross-origin form cannot send it without a preflight, which is never granted).
+fn is_json(parts: &axum::http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body of an unsigned JSON POST, at most `max` bytes.
+async fn json_body(req: Request, max: usize) -> Result<axum::body::Bytes, ApiError> {
+    let (parts, body) = req.into_parts();
+    if !is_json(&parts) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "the body must be application/json",
+        ));
+    }
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TOO_LARGE",
+            format!("the body is larger than {max} bytes"),
+        )
+    })
+}
+
+/// `POST /v1/signal {"peer": KEY, "sdp": OFFER}` (a browser, same origin): the WebRTC peer's
+/// signed answer, relayed through its poll (§7.3).
+async fn signal_offer<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let ip = client_ip(&req);
+    let body = json_body(req, crate::signal::MAX_OFFER_POST).await?;
+    let v = crate::signal::offer_answer(instance.signal(), ip, &body).await?;
+    Ok(no_store(axum::Json(v).into_response()))
+}
+
+/// `POST /v1/signal/poll`, signed by a WebRTC peer's node key: its tasks (offers, checks),
+/// after a wait of up to 25 s for one.
+async fn signal_poll<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let ip = client_ip(&req).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let (key, v) = signed_json(&instance, req).await?;
+    let body = serde_json::to_vec(&v).unwrap_or_default();
+    let v = crate::signal::poll_answer(instance.signal(), key, ip, &body).await?;
+    Ok(no_store(axum::Json(v).into_response()))
+}
+
+/// `POST /v1/signal/answer/{id}`: a WebRTC peer's answer to a task (an SDP answer or check
+/// results), authenticated by the node key's signature inside it.
+async fn signal_answer<S: LogSource>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let id = crate::signal::task_id(&id)?;
+    // An unknown task is refused before its body is read.
+    let max = instance.signal().answer_limit(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_TASK",
+            "no such task waits here",
+        )
+    })?;
+    let body = json_body(req, max).await?;
+    instance.signal().answer(&id, &body)?;
+    Ok(no_store(
+        axum::Json(serde_json::json!({ "ok": true })).into_response(),
+    ))
 }
 
 async fn not_found() -> ApiError {

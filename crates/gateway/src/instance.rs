@@ -30,6 +30,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::range::{self, TrustedHead};
+use crate::signal::{IceServer, Relay, SignalLimits};
 use crate::site::Site;
 use crate::source::{LogSource, SignedHead};
 use crate::{address, auth, client};
@@ -103,7 +104,8 @@ impl CommunityInfo {
         }
     }
 
-    fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+    /// The keys of its logs (descriptor, posts, comments, assets) that parse.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = Key> + '_ {
         [
             Some(&self.key),
             self.posts.as_ref(),
@@ -154,6 +156,10 @@ pub struct Contribution {
     pub requests: u64,
     /// When its gateway started (reported), ms since the Unix epoch.
     pub started_ms: u64,
+    /// `"webrtc"` for a WebRTC peer (`url` is then `rtc://` and its node key; it is reached
+    /// through signaling, §7.3); absent for an HTTP gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
 }
 
 /// How an [`Instance`] checks and lists peers.
@@ -179,6 +185,8 @@ pub struct InstanceOptions {
     /// documentation and benchmarking addresses: for LANs, tests and the demo. Those peers are
     /// not subject to the per-address caps (the operator vouches for that network).
     pub allow_private_peers: bool,
+    /// The limits of WebRTC signaling (§7.3).
+    pub signal: SignalLimits,
 }
 
 impl Default for InstanceOptions {
@@ -192,6 +200,7 @@ impl Default for InstanceOptions {
             max_per_ip: 4,
             max_per_prefix: 16,
             allow_private_peers: false,
+            signal: SignalLimits::default(),
         }
     }
 }
@@ -221,6 +230,12 @@ impl InstanceOptions {
     pub fn lifetimes(mut self, stale_after: Duration, forget_after: Duration) -> Self {
         self.stale_after = stale_after;
         self.forget_after = forget_after;
+        self
+    }
+
+    /// With these signaling limits.
+    pub fn signal_limits(mut self, limits: SignalLimits) -> Self {
+        self.signal = limits;
         self
     }
 
@@ -275,6 +290,7 @@ pub struct Instance {
     communities: RwLock<Vec<CommunityInfo>>,
     peers: Mutex<Table>,
     verifier: auth::Verifier,
+    signal: Relay,
 }
 
 fn now_ms() -> u64 {
@@ -373,7 +389,20 @@ impl Instance {
             communities: RwLock::new(Vec::new()),
             peers: Mutex::new(Table::default()),
             verifier: auth::Verifier::default(),
+            signal: Relay::new(options.signal, options, Vec::new()),
         }
+    }
+
+    /// Giving browsers these ICE servers (the instance's STUN, configured STUN and TURN
+    /// servers): `/v1/bootstrap`, the bootstrap document and the WebRTC peers' polls list them.
+    pub fn ice_servers(mut self, servers: Vec<IceServer>) -> Self {
+        self.signal = Relay::new(self.options.signal, self.options, servers);
+        self
+    }
+
+    /// The WebRTC signaling relay and its peers (§7.3).
+    pub fn signal(&self) -> &Relay {
+        &self.signal
     }
 
     pub(crate) fn site(&self) -> Option<&Site> {
@@ -554,13 +583,16 @@ impl Instance {
         all.choose_multiple(&mut rng, limit).cloned().collect()
     }
 
-    /// The whole table, by URL, as the operator sees it (with each failure's detail).
+    /// The whole table, by URL, as the operator sees it (with each failure's detail): the
+    /// HTTP gateways, then the WebRTC peers (`rtc://KEY`).
     pub fn contributions(&self) -> Vec<Contribution> {
-        lock(&self.peers)
+        let mut rows: Vec<Contribution> = lock(&self.peers)
             .by_url
             .values()
             .map(|e| e.row.clone())
-            .collect()
+            .collect();
+        rows.extend(self.signal.contributions());
+        rows
     }
 
     /// The table as anyone may see it: failures as codes only.
@@ -751,8 +783,31 @@ async fn check_peer<S: LogSource>(
 /// The instance's check loop: every `check_every`, challenge every new peer (a peer is
 /// health-checked only once its gateway proved it holds the key that registered it) and check
 /// every proven one, at most [`CHECKS_IN_FLIGHT`] at once; only peers that registered or
-/// reported within `stale_after` are contacted. Ends with `shutdown`.
+/// reported within `stale_after` are contacted. WebRTC peers are checked at the same pace
+/// through their polls ([`crate::signal::run_checks`]). Ends with `shutdown`.
 pub async fn run_checks<S: LogSource>(
+    instance: Arc<Instance>,
+    source: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) {
+    // WebRTC peers are checked through their polls (crate::signal), beside the HTTP ones.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut rx2 = rx.clone();
+    let rtc = crate::signal::run_checks(instance.clone(), source.clone(), async move {
+        let _ = rx2.wait_for(|stop| *stop).await;
+    });
+    let http = run_http_checks(instance, source, async move {
+        let mut rx = rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    });
+    let stop = async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    };
+    tokio::join!(rtc, http, stop);
+}
+
+async fn run_http_checks<S: LogSource>(
     instance: Arc<Instance>,
     source: Arc<S>,
     shutdown: impl Future<Output = ()>,

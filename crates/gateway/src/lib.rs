@@ -14,6 +14,8 @@
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
 //! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
 //!   register and are health-checked, their reports of what they served;
+//! - [`signal`]: WebRTC signaling through the instance: home peers' long-polls, browsers'
+//!   offers and the peers' signed answers, health checks through the poll;
 //! - [`client`]: the minimal HTTP client gateways use to check and report to each other;
 //! - [`auth`]: signed requests and key challenges (how a node proves its key over HTTP);
 //! - [`address`]: canonical peer URLs, resolving once, and which addresses an instance may
@@ -44,6 +46,7 @@ pub mod instance;
 mod limit;
 mod listener;
 pub mod range;
+pub mod signal;
 mod site;
 mod source;
 
@@ -54,5 +57,6 @@ pub use instance::{
 };
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
+pub use signal::{IceServer, SignalLimits};
 pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};

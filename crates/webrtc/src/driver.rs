@@ -148,6 +148,7 @@ pub struct Answered {
 enum Command {
     Answer(String, oneshot::Sender<Result<Answered, Error>>),
     Probe(u64, IpAddr, Birthday),
+    SetStun(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
     Shutdown,
 }
@@ -231,6 +232,15 @@ impl Server {
     pub async fn probe(&self, id: u64, ip: IpAddr, shape: Birthday) -> Result<(), Error> {
         self.commands
             .send(Command::Probe(id, ip, shape))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Learn our public address from these STUN servers from now on (at once, then every
+    /// `stun_refresh`): what signaling learns from the instance after [`Server::bind`].
+    pub async fn set_stun_servers(&self, servers: Vec<SocketAddr>) -> Result<(), Error> {
+        self.commands
+            .send(Command::SetStun(servers))
             .await
             .map_err(|_| Error::Stopped)
     }
@@ -440,6 +450,10 @@ impl<S: LogSource> Driver<S> {
                 }
             }
             Command::Probe(id, ip, shape) => self.start_probe(id, ip, &shape, Instant::now()),
+            Command::SetStun(servers) => {
+                self.config.stun_servers = servers;
+                self.next_refresh = Instant::now();
+            }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }

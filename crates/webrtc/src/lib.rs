@@ -12,12 +12,13 @@
 //! - [`stun`]: STUN binding (RFC 8489), sans-IO: codec, a server's answer, a client's
 //!   transaction, a per-source rate limit;
 //! - with the `tokio` feature, `driver` (one UDP socket for every browser, answers from the
-//!   gateway's `peerhost_gateway::api::Api`, STUN-learned public address, birthday search)
-//!   and `stun_server` (what `serve --stun` runs).
+//!   gateway's `peerhost_gateway::api::Api`, STUN-learned public address, birthday search),
+//!   `home` (a home peer: the signed long-poll to its instance, offers answered and signed,
+//!   health checks answered) and `stun_server` (what `serve --stun` runs).
 //!
-//! What it does not own: the answers themselves (`peerhost-gateway`'s `api`), signaling (the
-//! caller hands offers to `driver::Server::answer` and returns the answers; phase 2 relays
-//! them through the instance), the browser side (`web/src/transport-rtc.js`).
+//! What it does not own: the answers themselves (`peerhost-gateway`'s `api`), the instance's
+//! side of signaling and the message formats (`peerhost-gateway`'s `signal`), the browser side
+//! (`web/boot/transport-rtc.js`).
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -42,6 +43,8 @@
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod frame;
+#[cfg(feature = "tokio")]
+pub mod home;
 pub mod peer;
 pub mod session;
 pub mod stun;

@@ -291,6 +291,36 @@ export class RtcTransport {
   }
 
   /**
+   * Take over a connection opened elsewhere (the bootstrap document's minimal client): `pc`,
+   * its open `peerhost/1` channel `dc`, and the HELLO message it received (`hello`, an
+   * ArrayBuffer). No request of the earlier owner may still be in flight. `at`: when that
+   * connection started and got its HELLO (`performance.now()`), for stats(). Returns `this`.
+   */
+  adopt (pc, dc, hello, at = []) {
+    this.times.start = at[0] ?? this.now()
+    this.pc = pc
+    this.dc = dc
+    dc.binaryType = 'arraybuffer'
+    dc.onmessage = (ev) => this._message(ev.data)
+    dc.onclose = () => this._close(new RtcError('data channel closed'))
+    dc.onerror = (ev) => this._close(new RtcError(`data channel error: ${ev && ev.error ? ev.error.message : 'unknown'}`))
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this._close(new RtcError(`peer connection ${pc.connectionState}`))
+    }
+    if (dc.readyState !== 'open') {
+      this._close(new RtcError('the adopted data channel is not open'))
+      throw this.closed
+    }
+    this._message(hello)
+    if (at[1] !== undefined) this.times.hello = at[1]
+    if (!this.asm.hello) {
+      this._close(new RtcError('the adopted channel had no HELLO'))
+      throw this.closed
+    }
+    return this
+  }
+
+  /**
    * Wait until the offer carries what the peer needs: our public address (the first
    * server-reflexive candidate), or, without STUN servers, the first candidate; or gathering
    * completes; at most `gatherMs`. (Chromium completes gathering ~100 ms after its srflx
