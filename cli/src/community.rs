@@ -5,6 +5,7 @@
 //! community key), NAME.posts, NAME.comments and NAME.assets. Everything else is found from the
 //! descriptor, so a command given a community key works the same as one given the name.
 
+use crate::term::{safe, safe_lines};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -396,10 +397,10 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("community:   {}", c.key.to_z32());
-        println!("name:        {}", d.name);
-        println!("title:       {}", d.title);
+        println!("name:        {}", safe(&d.name));
+        println!("title:       {}", safe(&d.title));
         if !d.origin.is_empty() {
-            println!("origin:      {}", d.origin);
+            println!("origin:      {}", safe(&d.origin));
         }
         println!("updated:     {}", format_rfc3339(d.time_us));
         for (which, bytes) in [
@@ -418,7 +419,7 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
             );
         }
         if !d.description.is_empty() {
-            println!("\n{}", d.description);
+            println!("\n{}", safe_lines(&d.description));
         }
     }
     Ok(())
@@ -718,8 +719,8 @@ fn assets_ls(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
                 "{:>10}  {}  {:<28}  {}",
                 a.size,
                 &hex::encode(&a.sha256)[..16],
-                a.content_type,
-                a.path
+                safe(&a.content_type).to_string(),
+                safe(&a.path)
             );
         }
     }
@@ -796,7 +797,7 @@ fn feed(
         return Ok(());
     }
     let d = c.descriptor();
-    println!("{} ({})", d.title, c.key.to_z32());
+    println!("{} ({})", safe(&d.title), c.key.to_z32());
     if posts.is_empty() {
         println!("no posts yet");
     }
@@ -804,7 +805,12 @@ fn feed(
     for v in &posts {
         let p = &v.post;
         writeln!(out)?;
-        writeln!(out, "{}  {}", format_rfc3339(p.published_us), p.title)?;
+        writeln!(
+            out,
+            "{}  {}",
+            format_rfc3339(p.published_us),
+            safe(&p.title)
+        )?;
         let by = p
             .author
             .as_ref()
@@ -816,9 +822,9 @@ fn feed(
                 }
             })
             .unwrap_or_else(|| d.name.clone());
-        let mut meta = format!("  by {by}");
+        let mut meta = format!("  by {}", safe(&by));
         if !p.link.is_empty() {
-            meta.push_str(&format!(" · {}", p.link));
+            meta.push_str(&format!(" · {}", safe(&p.link)));
         }
         if v.edited_us > 0 || p.updated_us > 0 {
             meta.push_str(" · edited");
@@ -826,7 +832,7 @@ fn feed(
         writeln!(out, "{meta}")?;
         for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
             let line: String = line.chars().take(100).collect();
-            writeln!(out, "  | {line}")?;
+            writeln!(out, "  | {}", safe(&line))?;
         }
         if with_comments {
             let cs = by_post.get(p.id.as_str()).map_or(0, Vec::len);

@@ -2,6 +2,7 @@
 //! file it rewrites every few seconds (`protocol/node.md`), so it works while the daemon holds
 //! the store's lock and needs no socket.
 
+use crate::term::safe;
 use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -191,7 +192,7 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  {:<32} {:<9} {:>10} {:>9} {:>8}s  {}s ago",
-                c.url,
+                safe(&c.url).to_string(),
                 if c.healthy { "healthy" } else { "failing" },
                 human(c.bytes_served),
                 c.requests,
@@ -199,8 +200,8 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
                 now_ms().saturating_sub(c.first_seen_ms) / 1000,
             )?;
             match (&c.problem, &c.detail) {
-                (Some(p), Some(d)) => writeln!(out, "    {p}: {}", printable(d))?,
-                (Some(p), None) => writeln!(out, "    {p}")?,
+                (Some(p), Some(d)) => writeln!(out, "    {}: {}", safe(p), safe(d))?,
+                (Some(p), None) => writeln!(out, "    {}", safe(p))?,
                 _ => {}
             }
         }
@@ -208,23 +209,8 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
     if !st.errors.is_empty() {
         writeln!(out, "\nproblems:")?;
         for e in &st.errors {
-            writeln!(out, "  {e}")?;
+            writeln!(out, "  {}", safe(e))?;
         }
     }
     Ok(())
-}
-
-/// A peer's error text with control characters (escapes, CR) shown as `\u{..}`: it may hold
-/// bytes a stranger's server sent.
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_unicode().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
 }

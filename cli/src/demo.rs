@@ -9,6 +9,7 @@
 //!    from the mirrors, verifies them, and prints them;
 //! 6. bytes served per node.
 
+use crate::term::safe;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -184,9 +185,9 @@ async fn demo() -> anyhow::Result<()> {
         "5. a follower looked the community up once and read, in {:.2} s, verified:",
         t.elapsed().as_secs_f64()
     );
-    println!("\n   {}", community.descriptor.title);
+    println!("\n   {}", safe(&community.descriptor.title));
     for p in &posts {
-        println!("   · {}  (posts block {})", p.post.title, p.index);
+        println!("   · {}  (posts block {})", safe(&p.post.title), p.index);
     }
     println!(
         "   · web app: index.html, {} bytes, SHA-256 {}… checked",

@@ -10,6 +10,7 @@ mod demo;
 mod dht;
 mod logcmd;
 mod net;
+mod term;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 //! The work is `peerhost_daemon`'s; here the commands become a runtime, a daemon, and
 //! what a person reads.
 
+use crate::term::safe;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -648,11 +649,18 @@ async fn follow_community(
                     let v = json!({"index": index, "id": post.id, "title": post.title, "body": post.body});
                     println!("{v}");
                 } else {
-                    println!("{}  {}", format_rfc3339(post.published_us), post.title);
+                    println!(
+                        "{}  {}",
+                        format_rfc3339(post.published_us),
+                        safe(&post.title)
+                    );
                 }
             }
             Some(LivePost::Skipped { index, reason }) => {
-                eprintln!("warning: posts log: skipped block {index}: {reason}");
+                eprintln!(
+                    "warning: posts log: skipped block {index}: {}",
+                    safe(&reason.to_string())
+                );
             }
             // The daemon stopped.
             Some(_) | None => return Ok(()),
@@ -668,22 +676,27 @@ fn print_posts(c: &Community, posts: &[PostView], as_json: bool) -> anyhow::Resu
         return Ok(());
     }
     let d = &c.descriptor;
-    writeln!(out, "{} ({})", d.title, c.key.to_z32())?;
+    writeln!(out, "{} ({})", safe(&d.title), c.key.to_z32())?;
     if posts.is_empty() {
         writeln!(out, "no posts yet")?;
     }
     for v in posts {
         let p = &v.post;
         writeln!(out)?;
-        writeln!(out, "{}  {}", format_rfc3339(p.published_us), p.title)?;
+        writeln!(
+            out,
+            "{}  {}",
+            format_rfc3339(p.published_us),
+            safe(&p.title)
+        )?;
         let by = p
             .author
             .as_ref()
             .map_or_else(|| d.name.clone(), |a| a.name.clone());
-        writeln!(out, "  by {by}")?;
+        writeln!(out, "  by {}", safe(&by))?;
         for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
             let line: String = line.chars().take(100).collect();
-            writeln!(out, "  | {line}")?;
+            writeln!(out, "  | {}", safe(&line))?;
         }
     }
     Ok(())

@@ -318,3 +318,48 @@ fn publish_list_and_get_assets() {
     let e = one_line_error(run(s, &["assets", "publish", "web", "/nonexistent/dir"]));
     assert!(e.contains("is not a directory"), "{e}");
 }
+
+/// Issue 17 item 7: a stranger's post, author, link, descriptor or asset path must not reach the
+/// operator's terminal as escapes (OSC 52 sets the clipboard, CSI clears the screen, CR rewrites
+/// the line, a right-to-left override reorders it).
+#[test]
+fn strangers_text_reaches_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("store");
+    let s = s.as_path();
+    let evil = "pwn\u{1b}]52;c;aGk=\u{7}\u{1b}[2J\rX\u{9b}1m\u{202e}olleh";
+    ok(run(s, &["community", "create", "town", "--title", evil]));
+    ok(run(
+        s,
+        &[
+            "post", "town", "--title", evil, "--body", evil, "--author", evil, "--link", evil,
+        ],
+    ));
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.html"), b"hi").unwrap();
+    std::fs::write(app.join("a\u{1b}[2Jb.txt"), b"x").unwrap();
+    ok(run(
+        s,
+        &["assets", "publish", "town", app.to_str().unwrap()],
+    ));
+
+    let is_safe =
+        |c: char| c == '\n' || !(c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c));
+    let title = "pwn\\u{1b}]52;c;aGk=\\u{7}\\u{1b}[2J\\u{d}X\\u{9b}1m\\u{202e}olleh";
+    for (args, shown) in [
+        (&["feed", "town", "--last", "5"][..], title),
+        (&["community", "info", "town"][..], title),
+        (&["assets", "ls", "town"][..], "a\\u{1b}[2Jb.txt"),
+    ] {
+        let out = ok(run(s, args));
+        assert!(
+            out.chars().all(is_safe),
+            "{args:?} printed a control: {out:?}"
+        );
+        assert!(out.contains(shown), "{args:?}: {out}");
+    }
+    // JSON keeps the text exactly (serde escapes C0 itself).
+    let feed = json(s, &["feed", "town", "--last", "1", "--json"]);
+    assert_eq!(feed[0]["title"], evil);
+}
