@@ -256,6 +256,123 @@ async fn range_caps_serve_a_prefix() {
     assert_eq!(p.blocks.len(), 1);
 }
 
+async fn get_encoded(app: &axum::Router, uri: &str, accept: &str) -> Reply {
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT_ENCODING, accept)
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The body as sent, decoded by its `Content-Encoding`.
+fn decoded(r: &Reply) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match r
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap())
+    {
+        None => out.clone_from(&r.body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            brotli::Decompressor::new(&r.body[..], 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
+
+/// Immutable ranges of text go compressed when the client takes it (br before gzip), decode
+/// to the very bytes sent uncompressed, and say `Vary: Accept-Encoding`; kept answers are
+/// the same bytes on every request; a range URL of a fork the log left answers 409 even
+/// when it was kept.
+#[tokio::test]
+async fn immutable_ranges_are_kept_and_compressed_by_accept_encoding() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["default"].to_hex();
+    let url = format!("/v1/logs/{key}/blocks?start=0&end=21&length=21&fork=0");
+    let plain = get(&app, &url).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.header(header::VARY), "Accept-Encoding");
+    assert!(plain.headers.get(header::CONTENT_ENCODING).is_none());
+    for (accept, want) in [
+        ("gzip", Some("gzip")),
+        ("gzip, deflate, br, zstd", Some("br")),
+        ("br;q=0, gzip;q=0.5", Some("gzip")),
+        ("*", Some("br")),
+        ("identity", None),
+        ("br;q=0, gzip;q=0", None),
+    ] {
+        for round in 0..2 {
+            let r = get_encoded(&app, &url, accept).await;
+            assert_eq!(r.status, StatusCode::OK);
+            let got = r
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(got, want, "{accept} (round {round})");
+            assert_eq!(r.header(header::VARY), "Accept-Encoding");
+            assert_eq!(r.header(header::CACHE_CONTROL), peerhost_gateway::IMMUTABLE);
+            assert_eq!(decoded(&r), plain.body, "{accept}");
+            if want.is_some() {
+                assert!(
+                    r.body.len() * 10 < plain.body.len() * 6,
+                    "{accept}: {}",
+                    r.body.len()
+                );
+            }
+        }
+    }
+    // Following the head: never compressed, never kept (no Vary).
+    let r = get_encoded(&app, &format!("/v1/logs/{key}/blocks?start=0&end=21"), "br").await;
+    assert_eq!(r.body, plain.body);
+    assert!(r.headers.get(header::CONTENT_ENCODING).is_none());
+    assert!(r.headers.get(header::VARY).is_none());
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-cache");
+
+    // A kept range of fork 0, then the log forks: its URL answers 409.
+    let forked = f.keys["forked"];
+    let url = format!(
+        "/v1/logs/{}/blocks?start=0&end=4&length=10&fork=0",
+        forked.to_hex()
+    );
+    assert_eq!(get(&app, &url).await.status, StatusCode::OK);
+    let head_url = format!("/v1/logs/{}/head", forked.to_hex());
+    assert_eq!(get(&app, &head_url).await.json()["length"], 10);
+    {
+        let core = f.cores.get(&forked).unwrap();
+        let mut core = core.lock().unwrap();
+        core.truncate(6).unwrap();
+        core.append(&[post("forked", 100)]).unwrap();
+    }
+    let r = get_encoded(&app, &url, "br").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "FORK_MISMATCH");
+    // Heads follow the log.
+    let head = get(&app, &head_url).await.json();
+    assert_eq!(
+        (head["fork"].as_u64(), head["length"].as_u64()),
+        (Some(1), Some(7))
+    );
+}
+
 fn app_with_bytes(f: &Fixture, bytes: u64) -> axum::Router {
     app(f, Config::default().range_caps(1024, bytes))
 }
