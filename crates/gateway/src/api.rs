@@ -412,6 +412,11 @@ impl<S: LogSource> Api<S> {
     /// Answer `req`, with an immutable range's body in the best coding `accepts` allows when
     /// that [pays](crate::cache::pays) ([`Answer::content_encoding`] says which).
     pub async fn answer_with(&self, req: Request, accepts: Accepts) -> Answer {
+        let accepts = if self.config.compress {
+            accepts
+        } else {
+            Accepts::NONE
+        };
         let out = match req {
             Request::Logs => self.list().await,
             Request::Head(key) => self.head(key).await,

@@ -68,6 +68,9 @@ pub struct Config {
     pub cache_bytes: usize,
     /// Logs whose head answer is kept until the log changes (when the source can tell).
     pub cached_heads: usize,
+    /// Whether immutable range answers go br or gzip compressed to clients that accept it
+    /// (when that saves enough; `protocol/gateway.md` §4.1).
+    pub compress: bool,
     /// Other gateways' base URLs to advertise in `GET /v1/peers` (at most [`MAX_PEERS`]).
     pub peers: Vec<String>,
     /// Counts every response's body bytes (share it to read what this gateway served).
@@ -94,6 +97,7 @@ impl Default for Config {
             head_max_age: 5,
             cache_bytes: 64 << 20,
             cached_heads: 4096,
+            compress: true,
             peers: Vec::new(),
             counters: Arc::default(),
             instance: None,
