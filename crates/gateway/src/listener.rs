@@ -144,12 +144,21 @@ impl Drop for IpSlot {
     }
 }
 
+/// The accept queue asked of the kernel for the gateway's listener.
+const ACCEPT_BACKLOG: i32 = 4096;
+
 /// Accept errors are logged at most this often.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Limited {
-    /// Wrap `listener` with `options`.
+    /// Wrap `listener` with `options`. Its accept queue is raised to 4096 connections (the
+    /// kernel caps it at `net.core.somaxconn`): a flood of connects must not fill it and make
+    /// a newcomer's SYN wait a second for its retransmission while the gateway would shed
+    /// room for it at once.
     pub fn new(listener: TcpListener, options: ServeOptions) -> Self {
+        if let Err(e) = socket2::SockRef::from(&listener).listen(ACCEPT_BACKLOG) {
+            tracing::debug!("HTTP gateway: cannot raise the accept queue ({e})");
+        }
         Self {
             inner: listener,
             permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
