@@ -6,7 +6,8 @@
 # as a static file, and nginx (Debian's package) serves those files, so both send the very same
 # bodies. wrk drives both, one after the other, with the same connections and URL rotation.
 #   bash scripts/bench-gateway.sh [SECONDS]      (default 10 per measurement)
-# Env: GATEWAY_BENCH_BIN (use this build of the example), CONNS (default 8), SKIP_FAIRNESS=1.
+# Env: GATEWAY_BENCH_BIN (use this build of the example), CONNS (default 8), SKIP_FAIRNESS=1,
+# CACHE_BYTES=0 (the gateway keeps no answers: as before its cache), COMPRESS=0.
 # Prints a markdown table per part. Needs root only to install nginx and wrk when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,7 +8,9 @@
 //!                                               "lemmy-comments" imported from its JSON
 //! gateway_bench serve DIR                       serve DIR/store on 127.0.0.1 (a free port,
 //!                                               printed as {"port":N}); on EOF of stdin print
-//!                                               the gateway's counters and exit
+//!                                               the gateway's counters and exit; env
+//!                                               CACHE_BYTES=0 keeps no answers (as before
+//!                                               the cache), COMPRESS=0 sends none compressed
 //! gateway_bench halfopen ADDR CLIENTS PER PROBES
 //!                                               CLIENTS loopback source addresses (127.0.1.x)
 //!                                               each try to hold PER connections with a
@@ -236,7 +238,7 @@ fn serve(dir: &Path) -> Result<(), Error> {
         peerhost_gateway::serve(
             listener,
             cores,
-            Config::default().counters(counters.clone()),
+            gateway_config().counters(counters.clone()),
             ServeOptions::default(),
             async move {
                 let _ = stopped.await;
@@ -344,4 +346,19 @@ async fn probe(addr: SocketAddr, from: Ipv4Addr) -> bool {
     }
     let mut buf = [0u8; 16];
     s.read_exact(&mut buf).await.is_ok() && buf.starts_with(b"HTTP/1.1 200")
+}
+
+/// The gateway's defaults, with `CACHE_BYTES` and `COMPRESS` from the environment.
+fn gateway_config() -> Config {
+    let mut config = Config::default();
+    if let Some(bytes) = std::env::var("CACHE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config = config.cache_bytes(bytes);
+    }
+    if std::env::var("COMPRESS").is_ok_and(|v| v == "0") {
+        config.compress = false;
+    }
+    config
 }
