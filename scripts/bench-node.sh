@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The node benchmark (issue 6): a node mirroring LOGS logs of 20 x 1 KiB blocks over one TCP
 # connection, then idle for 5 s, then serving a follower that downloads all of them from it.
-# peerhost (crates/node/examples/mirror_bench.rs) and JS corestore 7
+# peerhost (crates/daemon/examples/mirror_bench.rs) and JS corestore 7
 # (interop-tests/community/bench-mirror.js) mirror the same source (a peerhost node) in one run;
 # the follower is a peerhost node in both cases.
 #   bash scripts/bench-node.sh [LOGS]     (default 1000)
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 logs=${1:-1000}
 # MIRROR_BENCH_BIN: use this build of the example instead of building one.
 if [ -z "${MIRROR_BENCH_BIN:-}" ]; then
-  cargo build --release -q -p peerhost-node --example mirror_bench
+  cargo build --release -q -p peerhost-daemon --example mirror_bench
 fi
 (cd interop-tests && [ -d node_modules/corestore ] || npm ci --no-audit --no-fund --loglevel=error)
 bin=${MIRROR_BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/mirror_bench}

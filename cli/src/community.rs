@@ -13,23 +13,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_daemon::control::{Log, Logs};
 use peerhost_feed::assets::{self, Known};
+use peerhost_feed::community::{self, Part, PostJson};
 use peerhost_feed::import::{Item, Seen, Stats, plan};
 use peerhost_feed::lemmy::Document;
-use peerhost_feed::read::{self, CommentView, PostView};
+use peerhost_feed::read::{self, CommentView};
 use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Asset, Descriptor, Entry, Kind, Notes, Post};
 use peerhost_ids::Key;
-use peerhost_node::control::{Log, RemoteLog};
-use peerhost_store::{CreateOptions, Store};
+use peerhost_store::Store;
 use serde_json::{Value, json};
 
 use crate::StorageArgs;
 
 /// Entries handed to one append (one signature per batch).
 const BATCH_ENTRIES: usize = 1024;
-/// The longest community name: NAME.comments must be a valid log name (64 bytes).
-const MAX_NAME: usize = 64 - ".comments".len();
 
 /// The community commands, flattened into the top-level command list.
 #[derive(Debug, Subcommand)]
@@ -210,67 +209,17 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
 
 fn open_store(storage: &StorageArgs) -> anyhow::Result<Logs> {
     let dir = storage.dir()?;
-    match Store::open(&dir) {
-        Ok(store) => Ok(Logs::Local(store)),
-        // A daemon holds the lock: work through it (protocol/control.md).
-        Err(peerhost_store::Error::Locked { .. })
-            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
-                &dir,
-            ))
-            .is_ok() =>
-        {
-            Ok(Logs::Daemon(dir))
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot open the store {}", dir.display())),
-    }
+    Logs::open(&dir).with_context(|| format!("cannot open the store {}", dir.display()))
 }
 
-/// Where a command finds its logs: the store itself, or the daemon that holds its lock.
-enum Logs {
-    Local(Store),
-    Daemon(PathBuf),
-}
-
-impl Logs {
-    /// The log named or keyed `query`, which must be in the store.
-    fn open(&self, query: &str) -> anyhow::Result<Log> {
-        match self {
-            Self::Local(store) => Ok(Log::Local(Box::new(store.open_core(query)?))),
-            Self::Daemon(dir) => Ok(Log::Remote(RemoteLog::open(dir, query)?)),
-        }
-    }
-
-    /// Whether the log `key` is in the store.
-    fn contains(&self, key: &Key) -> anyhow::Result<bool> {
-        match self {
-            Self::Local(store) => Ok(store.contains(key)),
-            Self::Daemon(dir) => match RemoteLog::open(dir, &key.to_hex()) {
-                Ok(_) => Ok(true),
-                Err(peerhost_node::control::ControlError::Refused(_)) => Ok(false),
-                Err(e) => Err(e.into()),
-            },
-        }
-    }
-
-    /// Whether `query` is a local name (not a key).
-    fn is_name(&self, query: &str) -> bool {
-        match self {
-            Self::Local(store) => store.name_key(query).ok().flatten().is_some(),
-            // The daemon resolves names and keys alike.
-            Self::Daemon(_) => Key::parse(query).is_err(),
-        }
-    }
-
-    /// The store, for commands that need it to themselves (creating logs).
-    fn store(&self, what: &str) -> anyhow::Result<&Store> {
-        match self {
-            Self::Local(store) => Ok(store),
-            Self::Daemon(dir) => bail!(
-                "{what} needs the store {} to itself, and a daemon is running on it: stop \
-                 `peerhost serve`, run this, then start it again",
-                dir.display()
-            ),
-        }
+/// The store itself, for commands that need it to themselves (creating logs).
+fn own_store<'a>(logs: &'a Logs, what: &str) -> anyhow::Result<&'a Store> {
+    match logs.store() {
+        Some(store) => Ok(store),
+        None => bail!(
+            "{what} needs the store to itself, and a daemon is running on it: stop `peerhost \
+             serve`, run this, then start it again"
+        ),
     }
 }
 
@@ -304,7 +253,7 @@ impl Community {
                 );
             }
         }
-        let mut log = store.open(query)?;
+        let mut log = store.log(query)?;
         let key = log.key();
         let (found, notes) = read::descriptor(&mut log)?;
         let Some((desc, entry)) =
@@ -330,18 +279,12 @@ impl Community {
         &self.desc
     }
 
-    /// Open one of the community's logs (`which` is "posts", "comments" or "assets").
-    fn open_log(&self, store: &Logs, which: &str, write: bool) -> anyhow::Result<Log> {
-        let d = self.descriptor();
-        let bytes = match which {
-            "posts" => &d.posts,
-            "comments" => &d.comments,
-            _ => &d.assets,
-        };
-        let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+    /// Open one of the community's logs.
+    fn open_log(&self, store: &Logs, part: Part, write: bool) -> anyhow::Result<Log> {
+        let which = part.name();
+        let Some(key) = part.key_in(self.descriptor()) else {
             bail!("community {} has no {which} log", self.query);
         };
-        let key = Key(bytes);
         if !store.contains(&key)? {
             bail!(
                 "the {which} log of community {} ({}) is not in this store: follow the community \
@@ -350,7 +293,7 @@ impl Community {
                 key.to_z32()
             );
         }
-        let core = store.open(&key.to_hex())?;
+        let core = store.log(&key.to_hex())?;
         if write && !core.writable() {
             bail!(
                 "community {} is read-only here (no secret key for its {which} log): run this on \
@@ -363,14 +306,12 @@ impl Community {
 
     /// Append an updated descriptor (unknown fields of the current one are kept).
     fn update(&mut self, change: impl FnOnce(&mut Descriptor) -> bool) -> anyhow::Result<bool> {
-        let mut entry = self.entry.clone();
-        let Some(Kind::Descriptor(d)) = entry.kind_mut() else {
+        let Some(entry) = community::updated_descriptor(&self.entry, now_us(), change) else {
             return Ok(false);
         };
-        if !change(d) {
+        let Some(Kind::Descriptor(d)) = entry.kind() else {
             return Ok(false);
-        }
-        d.time_us = now_us();
+        };
         if !self.log.writable() {
             bail!(
                 "community {} is read-only here (no secret key for its descriptor log)",
@@ -410,42 +351,10 @@ fn create(
     title: Option<String>,
     description: String,
 ) -> anyhow::Result<()> {
-    if name.len() > MAX_NAME || name.contains('.') {
-        bail!(
-            "community name {name:?} must be at most {MAX_NAME} characters without `.` \
-             (letters, digits, `_`, `-`)"
-        );
-    }
-    let store = logs.store("creating a community")?;
-    for log in [
-        name.to_owned(),
-        format!("{name}.posts"),
-        format!("{name}.comments"),
-        format!("{name}.assets"),
-    ] {
-        if let Some(key) = store.name_key(&log)? {
-            bail!(
-                "a log named {log} already exists ({}): choose another community name",
-                key.to_z32()
-            );
-        }
-    }
-    let posts = store.create(&format!("{name}.posts"), CreateOptions::default())?;
-    let comments = store.create(&format!("{name}.comments"), CreateOptions::default())?;
-    let assets = store.create(&format!("{name}.assets"), CreateOptions::default())?;
-    let mut descriptor = store.create(name, CreateOptions::default())?;
-    let entry = Entry::from(Descriptor {
-        name: name.to_owned(),
-        title: title.unwrap_or_else(|| name.to_owned()),
-        description,
-        posts: posts.key().0.to_vec(),
-        comments: comments.key().0.to_vec(),
-        assets: assets.key().0.to_vec(),
-        time_us: now_us(),
-        origin: String::new(),
-    });
-    descriptor.append(&[entry.encode()?])?;
-    println!("{}", descriptor.key().to_z32());
+    community::check_name(name)?;
+    let store = own_store(logs, "creating a community")?;
+    let created = community::create(store, name, title, description, now_us())?;
+    println!("{}", created.key.to_z32());
     eprintln!(
         "created community {name}: give readers the key above (logs {name}, {name}.posts, \
          {name}.comments, {name}.assets)"
@@ -464,9 +373,9 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
     let c = Community::open(store, query)?;
     let d = c.descriptor();
     let mut lengths = BTreeMap::new();
-    for which in ["posts", "comments", "assets"] {
-        let length = c.open_log(store, which, false).ok().map(|l| l.length());
-        lengths.insert(which, length);
+    for part in Part::NAMED {
+        let length = c.open_log(store, part, false).ok().map(|l| l.length());
+        lengths.insert(part.name(), length);
     }
     if json {
         let v = json!({
@@ -524,7 +433,7 @@ fn post(
     author: Option<String>,
 ) -> anyhow::Result<()> {
     let c = Community::open(store, query)?;
-    let mut posts = c.open_log(store, "posts", true)?;
+    let mut posts = c.open_log(store, Part::Posts, true)?;
     let id = peerhost_feed::new_id(&posts.key().0, posts.length());
     let entry = Entry::from(Post {
         id: id.clone(),
@@ -573,7 +482,7 @@ fn append_entries(log: &mut Log, entries: &[Entry]) -> anyhow::Result<()> {
 
 /// The posts or comments log of an import, with what it holds, read once on first use.
 struct Target {
-    which: &'static str,
+    which: Part,
     log: Option<(Log, Seen)>,
 }
 
@@ -590,7 +499,7 @@ impl Target {
             None => {
                 let mut log = c.open_log(store, self.which, true)?;
                 let (seen, notes) = Seen::scan(&mut log)?;
-                warn_notes(&format!("{} log", self.which), &notes);
+                warn_notes(&format!("{} log", self.which.name()), &notes);
                 self.log.insert((log, seen))
             }
         };
@@ -608,11 +517,11 @@ fn import(
 ) -> anyhow::Result<()> {
     let mut c = Community::open(store, query)?;
     let mut posts = Target {
-        which: "posts",
+        which: Part::Posts,
         log: None,
     };
     let mut comments = Target {
-        which: "comments",
+        which: Part::Comments,
         log: None,
     };
     let now = now_us();
@@ -713,7 +622,7 @@ fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
         );
     }
     let c = Community::open(store, query)?;
-    let mut log = c.open_log(store, "assets", true)?;
+    let mut log = c.open_log(store, Part::Assets, true)?;
     let (previous, notes) = read::asset_index(&mut log)?;
     warn_notes("assets log", &notes);
     let mut known = Known::from_index(previous.as_ref().map(|(_, i)| i));
@@ -777,7 +686,7 @@ fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
 
 fn current_index(store: &Logs, query: &str) -> anyhow::Result<(Log, Vec<Asset>)> {
     let c = Community::open(store, query)?;
-    let mut log = c.open_log(store, "assets", false)?;
+    let mut log = c.open_log(store, Part::Assets, false)?;
     let (found, notes) = read::asset_index(&mut log)?;
     warn_notes("assets log", &notes);
     let Some((_, index)) = found else {
@@ -848,55 +757,6 @@ fn assets_get(store: &Logs, query: &str, path: &str, output: Option<&Path>) -> a
     Ok(())
 }
 
-fn author_json(a: Option<&peerhost_feed::Author>) -> Value {
-    match a {
-        Some(a) => json!({ "name": a.name, "displayName": a.display_name, "url": a.url }),
-        None => Value::Null,
-    }
-}
-
-fn time_json(us: u64) -> Value {
-    if us == 0 {
-        Value::Null
-    } else {
-        Value::String(format_rfc3339(us))
-    }
-}
-
-fn post_json(v: &PostView, comments: Option<&[&CommentView]>) -> Value {
-    let p = &v.post;
-    let mut out = json!({
-        "index": v.index,
-        "id": p.id,
-        "title": p.title,
-        "body": p.body,
-        "link": p.link,
-        "author": author_json(p.author.as_ref()),
-        "published": time_json(p.published_us),
-        "updated": time_json(p.updated_us.max(v.edited_us)),
-        "origin": p.origin,
-        "nsfw": p.nsfw,
-    });
-    if let Some(cs) = comments {
-        out["comments"] = cs
-            .iter()
-            .map(|c| {
-                json!({
-                    "index": c.index,
-                    "id": c.comment.id,
-                    "parent": c.comment.parent,
-                    "body": c.comment.body,
-                    "author": author_json(c.comment.author.as_ref()),
-                    "published": time_json(c.comment.published_us),
-                    "updated": time_json(c.comment.updated_us.max(c.edited_us)),
-                    "deleted": c.deleted.is_some(),
-                })
-            })
-            .collect();
-    }
-    out
-}
-
 fn feed(
     store: &Logs,
     query: &str,
@@ -905,11 +765,11 @@ fn feed(
     with_comments: bool,
 ) -> anyhow::Result<()> {
     let c = Community::open(store, query)?;
-    let mut posts_log = c.open_log(store, "posts", false)?;
+    let mut posts_log = c.open_log(store, Part::Posts, false)?;
     let (posts, notes) = read::latest_posts(&mut posts_log, last)?;
     warn_notes("posts log", &notes);
     let all_comments = if with_comments {
-        let mut log = c.open_log(store, "comments", false)?;
+        let mut log = c.open_log(store, Part::Comments, false)?;
         let (views, notes) = read::comments(&mut log)?;
         warn_notes("comments log", &notes);
         views
@@ -921,12 +781,15 @@ fn feed(
         by_post.entry(&v.comment.post).or_default().push(v);
     }
     if json {
-        let v: Vec<Value> = posts
+        let v: Vec<PostJson> = posts
             .iter()
             .map(|p| {
-                let cs = with_comments
-                    .then(|| by_post.get(p.post.id.as_str()).map_or(&[][..], |v| &v[..]));
-                post_json(p, cs)
+                let j = PostJson::of(p);
+                if with_comments {
+                    j.with_comments(by_post.get(p.post.id.as_str()).map_or(&[][..], |v| &v[..]))
+                } else {
+                    j
+                }
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

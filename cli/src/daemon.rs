@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use peerhost_node::daemon::state::{STATUS_FILE, Status};
+use peerhost_daemon::state::{STATUS_FILE, Status};
 
 /// `peerhost status`.
 #[derive(Debug, Args)]

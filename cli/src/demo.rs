@@ -13,12 +13,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
 use peerhost_feed::assets;
-use peerhost_feed::{Descriptor, Entry, Post};
+use peerhost_feed::community;
+use peerhost_feed::{Entry, Post};
 use peerhost_ids::Key;
-use peerhost_node::daemon::testnet::Testnet;
-use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
-use peerhost_store::{CreateOptions, Store};
+use peerhost_store::Store;
+use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
 use crate::daemon::human;
 
@@ -34,11 +35,19 @@ fn now_us() -> u64 {
 /// Create the community "demo" in `store`: four logs, `POSTS` posts, a two-file web app.
 /// Returns the community key.
 fn create_community(store: &Store) -> anyhow::Result<Key> {
-    let mut posts = store.create("demo.posts", CreateOptions::default())?;
-    let comments = store.create("demo.comments", CreateOptions::default())?;
-    let mut app = store.create("demo.assets", CreateOptions::default())?;
-    let mut descriptor = store.create("demo", CreateOptions::default())?;
     let t0 = now_us();
+    let community::Created {
+        key,
+        mut posts,
+        assets: mut app,
+        ..
+    } = community::create(
+        store,
+        "demo",
+        Some("The demo community".into()),
+        "Posts served by its readers.".into(),
+        t0,
+    )?;
     let entries: Vec<Vec<u8>> = (0..POSTS)
         .map(|i| {
             Entry::from(Post {
@@ -65,26 +74,15 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
         files.push(content.asset(path, assets::content_type(path)));
     }
     app.append(&[assets::index_entry(files, t0).encode()?])?;
-    let entry = Entry::from(Descriptor {
-        name: "demo".into(),
-        title: "The demo community".into(),
-        description: "Posts served by its readers.".into(),
-        posts: posts.key().0.to_vec(),
-        comments: comments.key().0.to_vec(),
-        assets: app.key().0.to_vec(),
-        time_us: t0,
-        origin: String::new(),
-    });
-    descriptor.append(&[entry.encode()?])?;
-    Ok(descriptor.key())
+    Ok(key)
 }
 
 async fn daemon(
     dir: &std::path::Path,
-    testnet: &Testnet,
+    testnet: &Bootstrapper,
     announce: bool,
 ) -> anyhow::Result<Daemon> {
-    let dht = DhtOptions::new(testnet.bootstrap()).with_host(Ipv4Addr::LOCALHOST);
+    let dht = DhtOptions::new(vec![testnet.addr().into()]).with_host(Ipv4Addr::LOCALHOST);
     let opts = Options::new(dir, FileConfig::default())
         .with_network(Network::Dht(dht))
         .with_announce(announce);
@@ -113,11 +111,13 @@ async fn demo() -> anyhow::Result<()> {
     println!("peerhost demo — everything runs in this process on 127.0.0.1");
     println!("stores: {} (temporary)\n", tmp.path().display());
 
-    let testnet = Testnet::start(Ipv4Addr::LOCALHOST, 2).await?;
+    let testnet = Bootstrapper::bind(
+        BootstrapOptions::new(Ipv4Addr::LOCALHOST, 0).with_bind(Ipv4Addr::LOCALHOST),
+    )
+    .await?;
     println!(
-        "1. a local HyperDHT: {} nodes, bootstrap {}",
-        testnet.len(),
-        testnet.bootstrap
+        "1. a local HyperDHT: a bootstrap node on {} (it stores records too)",
+        testnet.addr()
     );
 
     let key = {
@@ -135,17 +135,18 @@ async fn demo() -> anyhow::Result<()> {
         daemon(&dir("mirror-b"), &testnet, true).await?,
     ];
     for m in &mirrors {
-        m.mirror(key, true)?;
+        m.mirror(key, true).await?;
     }
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let done = mirrors.iter().all(|m| {
-            let st = m.status(true);
-            st.logs.len() >= 4
+        let mut done = true;
+        for m in &mirrors {
+            let st = m.status(true).await;
+            done &= st.logs.len() >= 4
                 && st.logs.iter().filter(|l| l.community.is_some()).all(|l| {
                     l.part.as_deref() == Some("comments") || (l.length > 0 && l.held == l.length)
-                })
-        });
+                });
+        }
         if done {
             break;
         }
@@ -155,7 +156,7 @@ async fn demo() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "3. two mirrors found it with one DHT lookup and copied all of it ({:.1} s)",
+        "3. two mirrors found it on the DHT and copied all of it ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     let instance_served = served(&instance);

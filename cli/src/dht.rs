@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use peerhost_ids::KeyPair;
-use peerhost_node::daemon::{public_bootstrap, resolve_bootstrap};
 use peerhost_swarm::hyperdht::driver::{BindOptions, Dht};
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
@@ -71,14 +70,12 @@ pub(crate) fn run(command: DhtCommand) -> anyhow::Result<()> {
 pub(crate) fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let rt = crate::net::runtime()?;
     rt.block_on(async move {
-        let bootstrap = if args.bootstrap.is_empty() {
-            public_bootstrap()
+        let nodes = if args.bootstrap.is_empty() {
+            peerhost_swarm::public_bootstrap()
         } else {
-            resolve_bootstrap(&args.bootstrap)?
+            crate::net::parse_bootstrap(&args.bootstrap)?
         };
-        if bootstrap.is_empty() {
-            bail!("cannot resolve the public HyperDHT bootstrap nodes: pass --bootstrap HOST:PORT");
-        }
+        let bootstrap = peerhost_swarm::resolve_bootstrap(&nodes).await?;
         let mut config = peerhost_swarm::hyperdht::Config::default();
         config.dht.bootstrap = bootstrap;
         // A relay must be reachable: it is only useful on a public address.

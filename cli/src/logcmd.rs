@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use peerhost_daemon::control::{Log, Logs};
 use peerhost_feed::Blocks as _;
 use peerhost_ids::Key;
-use peerhost_node::control::{Log, RemoteLog};
 use peerhost_store::{Core, CreateOptions, Store};
 
 /// Blocks handed to one `append` call (one signature and one commit per batch).
@@ -70,20 +70,12 @@ pub(crate) enum LogCommand {
 }
 
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
-    let store = match Store::open(dir) {
-        Ok(store) => store,
+    let logs =
+        Logs::open(dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
+    let store = match logs {
+        Logs::Local(store) => store,
         // A daemon holds the lock: append and cat through it (protocol/control.md).
-        Err(peerhost_store::Error::Locked { .. })
-            if std::os::unix::net::UnixStream::connect(peerhost_node::control::socket_path(
-                dir,
-            ))
-            .is_ok() =>
-        {
-            return through_daemon(dir, command);
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot open the store {}", dir.display()));
-        }
+        daemon => return through_daemon(&daemon, dir, command),
     };
     match command {
         LogCommand::Create { name, compat } => {
@@ -211,16 +203,16 @@ fn cat(
 }
 
 /// `log append` and `log cat` while a daemon holds the store: through its control socket.
-fn through_daemon(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
+fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Result<()> {
     match command {
         LogCommand::Append { name, files, lines } => {
-            let log = RemoteLog::open(dir, &name)?;
+            let mut log = logs.log(&name)?;
             if !log.writable() {
                 bail!(
                     "log {name} is read-only here (no secret key): append on the store that created it"
                 );
             }
-            let len = append(&mut Log::Remote(log), &files, lines)?;
+            let len = append(&mut log, &files, lines)?;
             println!("{len}");
         }
         LogCommand::Cat {
@@ -229,8 +221,8 @@ fn through_daemon(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
             end,
             lines,
         } => {
-            let log = RemoteLog::open(dir, &query)?;
-            cat(&mut Log::Remote(log), &query, start, end, lines)?;
+            let mut log = logs.log(&query)?;
+            cat(&mut log, &query, start, end, lines)?;
         }
         LogCommand::Create { .. }
         | LogCommand::Info { .. }

@@ -2,7 +2,7 @@
 //! peers (JS hypercore 11 / corestore 7 / hyperswarm 4, or another peerhost), found on the
 //! HyperDHT or given as `--peer tcp://HOST:PORT`.
 //!
-//! The work is `peerhost_node::daemon`'s; here the commands become a runtime, a daemon, and
+//! The work is `peerhost_daemon`'s; here the commands become a runtime, a daemon, and
 //! what a person reads.
 
 use std::io::Write;
@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use peerhost_daemon::{
+    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, LivePost, Network, Options,
+    Range, parse_key,
+};
+use peerhost_feed::community::PostJson;
 use peerhost_feed::read::PostView;
 use peerhost_feed::time::format_rfc3339;
-use peerhost_feed::{Entry, Kind};
 use peerhost_ids::Key;
-use peerhost_node::daemon::{
-    Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, Network, Options, Part,
-    Range, parse_key, public_bootstrap, resolve_bootstrap,
-};
-use serde_json::{Value, json};
+use peerhost_swarm::BootstrapNode;
+use serde_json::json;
 
 /// How long `follow` waits for peers and blocks before giving up (default).
 const SYNC_TIMEOUT: u64 = 60;
@@ -71,16 +72,9 @@ impl DhtArgs {
             return Ok(Network::Off);
         }
         let bootstrap = if names.is_empty() {
-            let b = public_bootstrap();
-            if b.is_empty() {
-                bail!(
-                    "cannot resolve the public HyperDHT bootstrap nodes: pass --bootstrap \
-                     HOST:PORT or --peer tcp://HOST:PORT"
-                );
-            }
-            b
+            peerhost_swarm::public_bootstrap()
         } else {
-            resolve_bootstrap(names)?
+            parse_bootstrap(names)?
         };
         let relays = self
             .relays
@@ -93,6 +87,18 @@ impl DhtArgs {
                 .with_offer_relay(self.offer_relay),
         ))
     }
+}
+
+/// Bootstrap nodes as given (`HOST:PORT` or `IP@HOST:PORT`); they are resolved when the DHT
+/// starts, and one that does not resolve is an error naming it.
+pub(crate) fn parse_bootstrap(names: &[String]) -> anyhow::Result<Vec<BootstrapNode>> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .with_context(|| format!("the bootstrap node {n:?}"))
+        })
+        .collect()
 }
 
 /// The HTTP gateway for browsers (`protocol/gateway.md`): shared by `serve` and `mirror`.
@@ -284,13 +290,13 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
 pub(crate) fn load_config(dir: &Path, path: Option<&Path>) -> anyhow::Result<FileConfig> {
     Ok(match path {
         Some(p) => FileConfig::load(p, false)?,
-        None => FileConfig::load(&dir.join(peerhost_node::daemon::config::FILE_NAME), true)?,
+        None => FileConfig::load(&dir.join(peerhost_daemon::config::FILE_NAME), true)?,
     })
 }
 
 fn with_sync(mut file: FileConfig, sync: bool) -> FileConfig {
     if sync {
-        file.durability = Some(peerhost_node::daemon::config::DurabilitySetting::Sync);
+        file.durability = Some(peerhost_daemon::config::DurabilitySetting::Sync);
     }
     file
 }
@@ -372,7 +378,7 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start serving {}", dir.display()))?;
         print_addresses(&daemon);
-        let st = daemon.status(true);
+        let st = daemon.status(true).await;
         tracing::info!(
             logs = st.logs.len(),
             tcp = ?daemon.tcp_addr(),
@@ -404,7 +410,7 @@ pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot start mirroring in {}", dir.display()))?;
         print_addresses(&daemon);
-        daemon.mirror(key, true)?;
+        daemon.mirror(key, true).await?;
         for p in peers {
             daemon.add_tcp_peer(p);
         }
@@ -426,7 +432,7 @@ async fn report_mirror(daemon: &Daemon, quiet: bool) {
         if quiet {
             continue;
         }
-        let st = daemon.status(true);
+        let st = daemon.status(true).await;
         for l in st.logs.iter().filter(|l| l.role == "mirror") {
             if l.length > 0 && l.held == l.length && seen.get(&l.key) != Some(&l.length) {
                 seen.insert(l.key.clone(), l.length);
@@ -548,12 +554,12 @@ async fn follow_log(
         }
         let mut last = daemon.length(&key);
         loop {
-            tokio::select! {
+            let l = tokio::select! {
                 () = signals.recv() => break,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            let l = daemon.length(&key);
-            if l != last && !args.quiet {
+                l = daemon.length_changed(&key, last) => l,
+            };
+            let Some(l) = l else { break };
+            if !args.quiet {
                 eprintln!("log {}: length {l}", key.to_z32());
             }
             last = l;
@@ -627,71 +633,37 @@ async fn follow_community(
     if !args.live {
         return Ok(());
     }
-    daemon.follow_live(c)?;
-    let Some(posts_key) = c.part(Part::Posts) else {
-        return Ok(());
-    };
-    let mut next = daemon.length(&posts_key);
+    let mut new_posts = daemon.follow_live(c)?;
     if !args.quiet {
         eprintln!("following {} live (Ctrl-C to stop)", c.key.to_z32());
     }
     loop {
-        tokio::select! {
+        let item = tokio::select! {
             () = signals.recv() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(300)) => {}
-        }
-        let length = daemon.length(&posts_key);
-        while next < length {
-            let Some(block) = daemon_block(daemon, &posts_key, next) else {
-                break;
-            };
-            match Entry::decode(&block) {
-                Ok(e) => {
-                    if let Some(Kind::Post(p)) = e.into_kind() {
-                        let v =
-                            json!({"index": next, "id": p.id, "title": p.title, "body": p.body});
-                        if args.json {
-                            println!("{v}");
-                        } else {
-                            println!("{}  {}", format_rfc3339(p.published_us), p.title);
-                        }
-                    }
+            item = new_posts.next() => item,
+        };
+        match item {
+            Some(LivePost::Post { index, post }) => {
+                if args.json {
+                    let v = json!({"index": index, "id": post.id, "title": post.title, "body": post.body});
+                    println!("{v}");
+                } else {
+                    println!("{}  {}", format_rfc3339(post.published_us), post.title);
                 }
-                Err(e) => eprintln!("warning: posts log: skipped block {next}: {e}"),
             }
-            next += 1;
+            Some(LivePost::Skipped { index, reason }) => {
+                eprintln!("warning: posts log: skipped block {index}: {reason}");
+            }
+            // The daemon stopped.
+            Some(_) | None => return Ok(()),
         }
     }
-}
-
-fn daemon_block(daemon: &Daemon, key: &Key, index: u64) -> Option<Vec<u8>> {
-    let dkey = key.discovery_key();
-    daemon
-        .node()
-        .with(|r| r.core_mut(&dkey).and_then(|c| c.get(index).ok().flatten()))
-}
-
-fn post_json(v: &PostView) -> Value {
-    let p = &v.post;
-    let time = |us: u64| (us > 0).then(|| format_rfc3339(us));
-    json!({
-        "index": v.index,
-        "id": p.id,
-        "title": p.title,
-        "body": p.body,
-        "link": p.link,
-        "author": p.author.as_ref().map(|a| json!({"name": a.name, "displayName": a.display_name, "url": a.url})),
-        "published": time(p.published_us),
-        "updated": time(p.updated_us.max(v.edited_us)),
-        "origin": p.origin,
-        "nsfw": p.nsfw,
-    })
 }
 
 fn print_posts(c: &Community, posts: &[PostView], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if as_json {
-        let v: Vec<Value> = posts.iter().map(post_json).collect();
+        let v: Vec<PostJson> = posts.iter().map(PostJson::of).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }

@@ -98,13 +98,14 @@ fn community_over_the_dht_with_a_malformed_entry() {
         .enable_all()
         .build()
         .unwrap();
+    // One bootstrap node is a whole DHT: it stores the records too.
     let testnet = rt
-        .block_on(peerhost_node::daemon::testnet::Testnet::start(
-            Ipv4Addr::LOCALHOST,
-            2,
+        .block_on(peerhost_swarm::Bootstrapper::bind(
+            peerhost_swarm::BootstrapOptions::new(Ipv4Addr::LOCALHOST, 0)
+                .with_bind(Ipv4Addr::LOCALHOST),
         ))
         .unwrap();
-    let bootstrap = testnet.bootstrap.to_string();
+    let bootstrap = testnet.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (w, m, f) = (
         dir.path().join("w"),

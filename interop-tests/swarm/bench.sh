@@ -6,7 +6,7 @@
 # BENCHMARKS.md.
 #
 # Two testnets of 20 nodes each on 127.0.0.1, one per implementation (JS `hyperdht/testnet`;
-# peerhost `Testnet`, as `peerhost demo` runs), both all-persistent and unfirewalled. On each, a
+# peerhost: the swarm's `Bootstrapper` and persistent nodes), both all-persistent and unfirewalled. On each, a
 # writer of that implementation holds a 100 MiB log and announces its discovery key (JS: a
 # hyperswarm server; peerhost: the daemon `peerhost serve` runs). Then:
 #   1. lookups: a fresh DHT node of each implementation, bootstrapped, looks up each writer's
@@ -22,7 +22,7 @@
 #      each process's peak (VmHWM).
 # Readers and writers keep their DHT defaults (firewalled until proven otherwise); one extra
 # join row runs JS with `firewalled: false` (BENCH_UNFIREWALLED=1 in bench.js).
-# The Rust side is crates/node/examples/swarm_bench.rs, the JS side interop-tests/swarm/bench.js.
+# The Rust side is crates/daemon/examples/swarm_bench.rs, the JS side interop-tests/swarm/bench.js.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tries=${1:-10}
@@ -34,7 +34,7 @@ limit=${BENCH_TIMEOUT:-300}
 
 # SWARM_BENCH_BIN: use this build of the example instead of building one.
 if [ -z "${SWARM_BENCH_BIN:-}" ]; then
-  cargo build --locked --release -q -p peerhost-node --example swarm_bench
+  cargo build --locked --release -q -p peerhost-daemon --example swarm_bench
 fi
 (cd interop-tests && [ -d node_modules/hyperswarm ] || npm ci --no-audit --no-fund --loglevel=error)
 rs=${SWARM_BENCH_BIN:-$PWD/target/release/examples/swarm_bench}

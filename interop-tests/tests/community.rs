@@ -14,14 +14,15 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use peerhost_feed::{Descriptor, Entry, Post, assets};
-use peerhost_ids::Key;
-use peerhost_interop_tests::{NodePeer, describe, node};
-use peerhost_node::daemon::testnet::Testnet;
-use peerhost_node::daemon::{
+use peerhost_daemon::{
     Community, Daemon, DhtOptions, FileConfig, Followed, Network, Options, Part, Range,
 };
+use peerhost_feed::{Descriptor, Entry, Post, assets};
+use peerhost_hyperdht::driver::{BindOptions, Dht};
+use peerhost_ids::Key;
+use peerhost_interop_tests::{NodePeer, describe, node};
 use peerhost_store::{CreateOptions, Store};
+use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 use serde_json::Value;
 
 const GUARD: Duration = Duration::from_secs(180);
@@ -81,8 +82,38 @@ fn make_community(dir: &Path, posts: u64, files: Vec<(String, Vec<u8>)>) -> Made
     }
 }
 
+/// A loopback HyperDHT: a bootstrap node and three persistent nodes (the JS mirror joins it
+/// too); dropping it stops them.
+struct Testnet {
+    boot: Bootstrapper,
+    _nodes: Vec<Dht>,
+}
+
+impl Testnet {
+    async fn start() -> Self {
+        let lo = Ipv4Addr::LOCALHOST;
+        let boot = Bootstrapper::bind(BootstrapOptions::new(lo, 0).with_bind(lo))
+            .await
+            .unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut config = peerhost_hyperdht::Config::default();
+            config.dht.bootstrap = vec![boot.addr()];
+            config.dht.ephemeral = Some(false);
+            config.dht.firewalled = false;
+            let dht = Dht::bind(config, BindOptions::host(lo)).await.unwrap();
+            dht.bootstrapped().await;
+            nodes.push(dht);
+        }
+        Self {
+            boot,
+            _nodes: nodes,
+        }
+    }
+}
+
 async fn daemon(dir: &Path, testnet: &Testnet, announce: bool) -> Daemon {
-    let dht = DhtOptions::new(testnet.bootstrap()).with_host(Ipv4Addr::LOCALHOST);
+    let dht = DhtOptions::new(vec![testnet.boot.addr().into()]).with_host(Ipv4Addr::LOCALHOST);
     let opts = Options::new(dir, FileConfig::default())
         .with_network(Network::Dht(dht))
         .with_announce(announce);
@@ -132,7 +163,7 @@ async fn follow_all(dir: &Path, testnet: &Testnet, m: &Made) -> (Community, Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_with_a_js_mirror() {
-    let testnet = Testnet::start(Ipv4Addr::LOCALHOST, 3).await.unwrap();
+    let testnet = Testnet::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n);
     // 5 MB of app: an index and a few files of different sizes.
@@ -155,9 +186,9 @@ async fn end_to_end_with_a_js_mirror() {
         daemon(&dir("mirror-b"), &testnet, true).await,
     ];
     for d in &mirrors {
-        d.mirror(m.key, true).unwrap();
+        d.mirror(m.key, true).await.unwrap();
     }
-    let boot = testnet.bootstrap.to_string();
+    let boot = testnet.boot.addr().to_string();
     let keys: Vec<String> = std::iter::once(m.key)
         .chain(m.parts)
         .map(|k| k.to_hex())

@@ -24,7 +24,7 @@ use peerhost_hyperdht::driver::BindOptions;
 use peerhost_ids::KeyPair;
 use peerhost_interop_tests::NodePeer;
 use peerhost_swarm::{
-    BootstrapNode, BootstrapOptions, Bootstrapper, Config, Connection, JoinOptions, PeerInfo, Swarm,
+    BootstrapNode, BootstrapOptions, Bootstrapper, Config, JoinOptions, Messages, PeerInfo, Swarm,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -188,6 +188,7 @@ impl Rust {
         let c2 = conns.clone();
         tokio::spawn(async move {
             while let Some((conn, info)) = incoming.next().await {
+                let conn = conn.into_messages();
                 let record = Record {
                     remote: conn.remote_public_key(),
                     hash: conn.handshake_hash(),
@@ -250,7 +251,7 @@ impl Rust {
     }
 }
 
-async fn serve(mut conn: Connection, record: Record) {
+async fn serve(mut conn: Messages, record: Record) {
     while let Some(m) = conn.recv().await {
         if let Some(rest) = m.strip_prefix(b"ping") {
             let mut reply = b"pong".to_vec();

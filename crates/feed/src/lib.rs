@@ -13,15 +13,19 @@
 //! - [`read`]: the latest descriptor, latest posts, comments and asset index of logs given as
 //!   [`Blocks`], skipping malformed blocks with a note instead of failing;
 //! - [`assets`]: chunking content, the index, reading a file back with its hash checked;
+//! - [`community`]: the community model — its parts, creating one in a store, descriptor
+//!   updates, the serializable post view commands print;
 //! - [`import`] and [`lemmy`]: idempotent import of posts and comments from Lemmy API JSON;
 //! - [`time`]: RFC 3339 ↔ microseconds.
 //!
 //! What it does not: open files or sockets (with the default feature `store`, a store's
-//! `Core` is a [`Blocks`]; the CLI opens it), keep clocks (callers pass the time), or replicate.
+//! `Core` is a [`Blocks`] and [`community::create`] creates a community's logs in a store the
+//! caller opened), keep clocks (callers pass the time), or replicate.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 pub mod assets;
+pub mod community;
 mod entry;
 pub mod import;
 pub mod lemmy;

@@ -1,7 +1,6 @@
 //! Bootstrap nodes as people configure them: `HOST:PORT` or JS's `IP@HOST:PORT`, the public
-//! HyperDHT defaults, and resolving them to IPv4 addresses. One implementation for every
-//! caller (the daemon, the swarm, `peerhost dht`); each decides what an unresolvable node means
-//! (the daemon refuses one the user named, the swarm skips it as JS does).
+//! HyperDHT defaults, and resolving one to an IPv4 address. The swarm's `resolve_bootstrap`
+//! resolves a list for every caller (the daemon, `peerhost dht`, `peerhost relay`).
 
 use std::fmt;
 use std::io;

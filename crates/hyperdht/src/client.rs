@@ -741,6 +741,16 @@ impl Node {
         self.fail_connect(now, id, err);
     }
 
+    /// The UDX stream id a connect still running offers the server (its payload's
+    /// `udx.id`): a driver opens streams for it at once, so that what the server sends before
+    /// our handshake completes is kept (JS creates the raw stream up front too).
+    pub fn connect_stream_id(&self, id: OpId) -> Option<u32> {
+        match self.ops.get(&id) {
+            Some(Op::Connect(c)) => Some(c.local_id),
+            _ => None,
+        }
+    }
+
     pub(crate) fn fail_connect(&mut self, now: Instant, id: OpId, err: ConnectError) {
         if let Some(Op::Connect(c)) = self.ops.remove(&id) {
             self.release_stream_id(c.local_id);

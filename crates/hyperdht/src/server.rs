@@ -402,6 +402,10 @@ impl Node {
         if self.config.share_local_address {
             addresses4.extend(self.local_addresses());
         }
+        // Whether the client can reach us at a public address of ours (see the route below).
+        let ours_public = addresses4
+            .iter()
+            .any(|a| !crate::node::is_private(a.ip()) && !crate::node::is_reserved(a.ip()));
         let local_id = (error == ErrorCode::NONE).then(|| self.alloc_stream_id());
         // > holepunch: ourRemoteAddr ? null : { id, relays } — a slot when both sides are
         // > firewalled and the handshake came through a relay (holepunch/server.rs).
@@ -457,8 +461,19 @@ impl Node {
                     socket: self.dht.default_socket(),
                 }
             } else if remote_payload.firewall == Firewall::OPEN || direct {
-                let socket = if direct {
+                // > const sock = direct ? socket : this.dht.socket
+                // JS's libudx hands a stream every packet with its id whatever socket it
+                // arrives on; ours listen on the socket they were made on. So the stream goes
+                // on the socket the client will send to: the one it reached us on (direct),
+                // or the one it picks from our reply (`client.rs`: the first public address
+                // of ours, a server-socket address, else where the relay saw our reply come
+                // from: the socket the request arrived on) when it connects too, which it does
+                // unless it waits for our holepunch.
+                let client_connects = our_remote.is_some() || punch_slot.is_none();
+                let socket = if direct || (client_connects && !ours_public) {
                     req.socket
+                } else if client_connects {
+                    SocketKind::Server
                 } else {
                     self.dht.default_socket()
                 };

@@ -81,13 +81,41 @@ impl Harness {
         target: Option<[u8; 32]>,
         value: Option<Vec<u8>>,
     ) -> Vec<dht_rpc::Transmit> {
+        self.request_on(SocketKind::Server, from, token, command, target, value)
+    }
+
+    /// [`Harness::request`], arriving on our `socket`.
+    fn request_on(
+        &mut self,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        token: Option<[u8; 32]>,
+        command: u64,
+        target: Option<[u8; 32]>,
+        value: Option<Vec<u8>>,
+    ) -> Vec<dht_rpc::Transmit> {
         self.tid += 1;
-        self.request_tid(self.tid, from, token, command, target, value)
+        self.request_tid_on(socket, self.tid, from, token, command, target, value)
     }
 
     /// [`Harness::request`] with a chosen transaction id (a relayed message keeps its tid).
     fn request_tid(
         &mut self,
+        tid: u16,
+        from: SocketAddrV4,
+        token: Option<[u8; 32]>,
+        command: u64,
+        target: Option<[u8; 32]>,
+        value: Option<Vec<u8>>,
+    ) -> Vec<dht_rpc::Transmit> {
+        self.request_tid_on(SocketKind::Server, tid, from, token, command, target, value)
+    }
+
+    /// [`Harness::request_tid`], arriving on our `socket`.
+    #[allow(clippy::too_many_arguments)]
+    fn request_tid_on(
+        &mut self,
+        socket: SocketKind,
         tid: u16,
         from: SocketAddrV4,
         token: Option<[u8; 32]>,
@@ -105,12 +133,8 @@ impl Harness {
             target,
             value,
         });
-        self.node.handle_datagram(
-            self.now,
-            SocketKind::Server,
-            SocketAddr::V4(from),
-            &req.encode(),
-        );
+        self.node
+            .handle_datagram(self.now, socket, SocketAddr::V4(from), &req.encode());
         let mut out = self.drain();
         while self.answer_probes {
             let Some(i) = out.iter().position(is_probe) else {
@@ -858,4 +882,65 @@ fn a_listening_server_answers_ik_once_and_asks_its_firewall() {
             ..
         }
     )));
+}
+
+/// A reachable client whose handshake came through a relay connects to where the relay saw
+/// our reply come from, the socket the request reached us on; our stream must be there (JS's
+/// libudx takes a stream's packets on any socket, ours only on its own).
+#[test]
+fn a_relayed_open_client_is_answered_on_the_socket_it_will_send_to() {
+    for socket in [SocketKind::Client, SocketKind::Server] {
+        let mut h = Harness::new();
+        let server = KeyPair::from_seed(&[0x71; 32]);
+        let client = KeyPair::from_seed(&[0x72; 32]);
+        let target = crypto::hash(&server.public_key());
+        h.node
+            .listen(h.now, server.clone(), Box::new(|_, _, _| false))
+            .unwrap();
+        h.drain();
+        let mut n = Noise::new(
+            Pattern::IK,
+            true,
+            client.clone(),
+            &ns::PEER_HANDSHAKE,
+            Some(server.public_key()),
+        )
+        .unwrap();
+        let payload = NoisePayload {
+            firewall: Firewall::OPEN,
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: 44,
+                seq: 0,
+            }),
+            ..NoisePayload::default()
+        };
+        let msg = n.write_message(&messages::encode(&payload)).unwrap();
+        let value = messages::encode(&Handshake {
+            mode: Mode::FROM_RELAY,
+            noise: msg,
+            peer_address: Some(CLIENT),
+            relay_address: None,
+        });
+        let cmd = Command::PeerHandshake.as_u64();
+        let out = h.request_on(socket, RELAY, None, cmd, Some(target), Some(value));
+        assert_eq!(out[0].destination, RELAY);
+        let inc = h
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Incoming(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            inc.established.route,
+            Route::Connect {
+                socket,
+                addr: CLIENT
+            },
+            "request on {socket:?}"
+        );
+    }
 }

@@ -1,15 +1,21 @@
-//! One connection: transport ↔ [`SecretStream`] ↔ the node's replicator, in one task.
+//! The connection driver: one connection, whatever its transport, in one task: transport ↔
+//! [`SecretStream`] ↔ the node's replicator. TCP streams start with the secret stream's Noise
+//! XX handshake; UDX streams the swarm hands over (HyperDHT's IK ran inside PEER_HANDSHAKE)
+//! start with the keys set. No queue or task stands between the socket and the replicator.
 //!
 //! The loop (`tokio::select!`, biased towards writing so our requests are never starved by a
 //! peer streaming data at us):
 //! 1. write the front of the output buffer;
 //! 2. read from the transport (only while the replicator wants input), decrypt, hand every
 //!    message to the replicator under one lock;
-//! 3. wake on the replicator's notify (another task queued frames for us) or the secret
-//!    stream's timer.
+//! 3. wake on the replicator's notify (another task queued frames for us), the secret
+//!    stream's timer, the node closing, or the swarm ending the connection (a duplicate, a
+//!    ban; then we flush and end as when the node closes).
 //!
 //! After each step, `pump` moves frames replicator → secret stream → output buffer while the
-//! buffer is below `HIGH_WATER`.
+//! buffer is below `HIGH_WATER`. Messages each way are counted on the swarm's
+//! [`Control`](peerhost_swarm::Control) (its duplicate rule asks whether a connection carried
+//! traffic both ways).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use std::time::Instant;
 
 use peerhost_noise::{Event as StreamEvent, SecretStream};
 use peerhost_replication::{ConnId, ConnectionInfo};
+use peerhost_swarm::{CloseReason, Control};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -29,9 +36,23 @@ const HIGH_WATER: usize = 1 << 20;
 /// Bytes read from the transport per read call.
 const READ_BUF: usize = 64 * 1024;
 
+/// What a connection is, for the node's registry and logs.
+pub(crate) struct Setup {
+    /// The remote's address or name, for people.
+    pub(crate) label: String,
+    /// `tcp` or `dht`.
+    pub(crate) transport: &'static str,
+    /// The swarm's hold on a connection it handed out.
+    pub(crate) control: Option<Control>,
+}
+
 struct Conn {
     node: Node,
     label: String,
+    transport: &'static str,
+    control: Option<Control>,
+    /// Why the swarm ended the connection, if it did.
+    ended_by: Option<CloseReason>,
     counters: Arc<Counters>,
     stream: SecretStream,
     id: Option<ConnId>,
@@ -60,6 +81,7 @@ impl Conn {
                         code: e.code(),
                     });
                 }
+                let mut sent = 0;
                 while out_bytes + stream.queued_bytes() < HIGH_WATER {
                     let Some(frame) = r.poll_transmit(id) else {
                         break;
@@ -67,10 +89,15 @@ impl Conn {
                     if stream.send(now, &frame).is_err() {
                         break;
                     }
+                    sent += 1;
                 }
-                Ok(r.wants_input(id))
+                Ok((r.wants_input(id), sent))
             });
-            self.reading = result? && !self.ended;
+            let (reading, sent) = result?;
+            if let (Some(c), true) = (&self.control, sent > 0) {
+                c.written(sent);
+            }
+            self.reading = reading && !self.ended;
         }
         while let Some(t) = self.stream.poll_transmit() {
             self.out_bytes += t.len();
@@ -103,7 +130,7 @@ impl Conn {
                             counters: self.counters.clone(),
                             remote_public_key,
                             label: self.label.clone(),
-                            transport: "tcp",
+                            transport: self.transport,
                             is_initiator: self.stream.is_initiator(),
                         },
                     );
@@ -114,6 +141,9 @@ impl Conn {
                 _ => {}
             }
         }
+        if let (Some(c), false) = (&self.control, frames.is_empty()) {
+            c.read(frames.len() as u64);
+        }
         if let (Some(id), false) = (self.id, frames.is_empty()) {
             // One call for all that one read decrypted: it stops at the first violation, and
             // stores and schedules once.
@@ -123,26 +153,24 @@ impl Conn {
     }
 }
 
+/// Drive one connection until it ends: `secret` (a fresh secret stream for TCP, or one set
+/// up from a finished handshake) over `stream`.
 pub(crate) async fn run<S>(
     node: Node,
     stream: S,
-    is_initiator: bool,
-    label: &str,
+    secret: SecretStream,
+    setup: Setup,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = node.config();
-    let mut noise = peerhost_noise::Config::default()
-        .with_keep_alive(config.keep_alive)
-        .with_max_frame_len(config.max_frame_len);
-    if let Some(t) = config.timeout {
-        noise = noise.with_timeout(t);
-    }
-    let secret = SecretStream::new(is_initiator, node.key_pair().clone(), noise, Instant::now());
+    let label = setup.label.clone();
     let mut c = Conn {
         node: node.clone(),
-        label: label.to_owned(),
+        label: setup.label,
+        transport: setup.transport,
+        control: setup.control,
+        ended_by: None,
         counters: Arc::new(Counters::default()),
         stream: secret,
         id: None,
@@ -154,11 +182,22 @@ where
         ended: false,
         closing: false,
     };
-    let result = drive(&mut c, stream, label).await;
+    let result = drive(&mut c, stream, &label).await;
     if let Some(id) = c.id {
         node.unregister(id);
     }
-    result
+    match (result, c.ended_by) {
+        (Ok(()), Some(reason)) => Err(ConnectionError::Swarm(reason)),
+        (r, _) => r,
+    }
+}
+
+/// Resolves when the swarm ends the connection (never without a swarm).
+async fn swarm_ended(control: &mut Option<Control>) -> CloseReason {
+    match control {
+        Some(c) => c.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn drive<S>(c: &mut Conn, stream: S, label: &str) -> Result<(), ConnectionError>
@@ -221,6 +260,13 @@ where
             }
             () = notify.notified() => {}
             _ = closed.changed(), if !c.ended => {}
+            reason = swarm_ended(&mut c.control), if c.ended_by.is_none() && !c.ended => {
+                // The swarm ends it: flush what is buffered, produce nothing more, then end.
+                c.ended_by = Some(reason);
+                c.ended = true;
+                c.closing = true;
+                c.reading = false;
+            }
             () = sleep(gate), if gate.is_some() && !c.out.is_empty() => {}
             () = sleep(timer), if timer.is_some() => {
                 c.stream.handle_timeout(Instant::now())?;

@@ -23,6 +23,10 @@ pub enum ConnectionError {
     /// The node is shutting down.
     #[error("node closed")]
     Closed,
+    /// The swarm ended the connection (another connection to the peer is kept, the peer was
+    /// banned, the swarm stopped).
+    #[error("the swarm ended it: {0}")]
+    Swarm(peerhost_swarm::CloseReason),
 }
 
 impl ConnectionError {

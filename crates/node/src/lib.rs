@@ -1,18 +1,20 @@
-//! The peerhost node: tokio drivers that run secret streams, protomux and hypercore
-//! replication over byte streams (TCP) and HyperDHT connections, and the daemon built on them
-//! ([`daemon`]: a store, a swarm, mirrors, follows, a config file, state and status).
+//! The peerhost node: the tokio driver that runs secret streams, protomux and hypercore
+//! replication over each connection — a TCP stream or a HyperDHT (UDX) connection the swarm
+//! opened — all sharing one [`Replicator`].
 //!
 //! Ownership and message flow:
 //! - a [`Node`] owns one [`Replicator`] (every log it replicates, every connection's protomux
 //!   and channel state) behind a mutex that is never held across an `await`, nor across the
 //!   file writes of downloaded data: the replicator hands those out as commits, which
 //!   [`Node::with`] runs with the mutex released;
-//! - each connection is one task ([`Node::run_connection`] for a byte stream, which runs the
-//!   secret stream itself; [`Node::run_dht_connection`] for a HyperDHT connection, whose
-//!   secret stream is already up) owning its transport. It hands each message to the
-//!   replicator, and pulls frames from the replicator only while its write buffer is below a
-//!   high-water mark — so a peer that does not read gets nothing more produced for it, and a
-//!   peer whose requests pile up is no longer read;
+//! - each connection is one task, the connection driver (`connection.rs`), owning its
+//!   transport: a TCP stream ([`Node::run_connection`]: the secret stream's handshake first) or
+//!   the UDX stream of a connection the swarm handed over ([`Node::run_swarm_connection`]: the
+//!   handshake already done inside HyperDHT's PEER_HANDSHAKE). It runs the secret stream over
+//!   the transport itself, hands each message to the replicator, and pulls frames from the
+//!   replicator only while its write buffer is below a high-water mark — so a peer that does
+//!   not read gets nothing more produced for it, and a peer whose requests pile up is no
+//!   longer read;
 //! - when a call on the replicator (from any task) queues frames for a connection, that
 //!   connection's task is woken through its [`Notify`];
 //! - one timer task fires the replicator's request timeouts;
@@ -23,15 +25,14 @@
 //!   downloads the moment it is spent (the disk quota).
 //!
 //! This crate owns no protocol logic: that is `peerhost-noise`, `peerhost-protomux`,
-//! `peerhost-replication` and `peerhost-hyperdht`. It does not own the CLI (`cli/`) or the
-//! on-disk format of logs (`peerhost-store`).
+//! `peerhost-replication` and `peerhost-hyperdht`. It does not own discovery (`peerhost-swarm`
+//! finds peers and hands their connections over), the application that decides what to
+//! replicate (`peerhost-daemon`: roles, communities, files, quota, status, HTTP, control
+//! socket), the CLI (`cli/`) or the on-disk format of logs (`peerhost-store`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links, unreachable_pub)]
 
 mod connection;
-pub mod control;
-pub mod daemon;
-mod dht_connection;
 mod error;
 mod limit;
 
@@ -150,7 +151,7 @@ pub struct PeerInfo {
     pub is_initiator: bool,
     /// When the secret stream was established.
     pub since: SystemTime,
-    /// Bytes received (encrypted, on the wire for TCP; decrypted messages for DHT).
+    /// Bytes received on the transport (secret-stream frames: ciphertext).
     pub bytes_in: u64,
     /// Bytes sent, counted the same way.
     pub bytes_out: u64,
@@ -461,20 +462,52 @@ impl Node {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let result = connection::run(self.clone(), stream, is_initiator, &label).await;
+        let now = Instant::now();
+        let secret = peerhost_noise::SecretStream::new(
+            is_initiator,
+            self.key_pair().clone(),
+            self.noise(),
+            now,
+        );
+        let setup = connection::Setup {
+            label: label.clone(),
+            transport: "tcp",
+            control: None,
+        };
+        let result = connection::run(self.clone(), stream, secret, setup).await;
         log_end(&label, &result);
         result
     }
 
-    /// Drive one HyperDHT connection (secret stream already established) until it ends.
-    pub async fn run_dht_connection(
+    /// Drive one connection the swarm opened until it ends: the secret stream (its handshake
+    /// done inside HyperDHT's PEER_HANDSHAKE) over its UDX stream, in this task.
+    pub async fn run_swarm_connection(
         &self,
-        conn: peerhost_hyperdht::driver::Connection,
+        conn: peerhost_swarm::Connection,
         label: String,
     ) -> Result<(), ConnectionError> {
-        let result = dht_connection::run(self.clone(), conn, &label).await;
+        let (raw, control) = conn.into_parts();
+        let (secret, transport) = raw.into_parts(self.noise(), Instant::now());
+        let setup = connection::Setup {
+            label: label.clone(),
+            transport: "dht",
+            control: Some(control),
+        };
+        let result = connection::run(self.clone(), transport, secret, setup).await;
         log_end(&label, &result);
         result
+    }
+
+    /// The secret stream's settings for every connection.
+    fn noise(&self) -> peerhost_noise::Config {
+        let config = &self.shared.config;
+        let mut noise = peerhost_noise::Config::default()
+            .with_keep_alive(config.keep_alive)
+            .with_max_frame_len(config.max_frame_len);
+        if let Some(t) = config.timeout {
+            noise = noise.with_timeout(t);
+        }
+        noise
     }
 
     /// Connect to `addr` over TCP and replicate with it (we initiate the secret stream) in a
@@ -558,10 +591,6 @@ impl Node {
         self.lock().conns.remove(&id);
         let now = Instant::now();
         self.with(|r| r.remove_connection(id, now));
-    }
-
-    pub(crate) fn config(&self) -> &Config {
-        &self.shared.config
     }
 
     pub(crate) fn upload(&self) -> Option<&limit::Bucket> {
@@ -702,6 +731,9 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 fn log_end(label: &str, result: &Result<(), ConnectionError>) {
     match result {
         Ok(()) => tracing::info!(peer = %label, "connection closed"),
+        Err(ConnectionError::Swarm(reason)) => {
+            tracing::info!(peer = %label, "connection closed: {reason}")
+        }
         Err(e) => {
             tracing::warn!(peer = %label, code = e.code().unwrap_or(""), "connection ended: {e}")
         }

@@ -14,12 +14,24 @@ pub use peerhost_hyperdht::bootstrap::{
 };
 
 /// Resolve bootstrap nodes to IPv4 addresses ([`BootstrapNode::resolve`], on tokio's blocking
-/// pool); nodes that resolve to nothing are skipped, as JS skips them.
-pub async fn resolve_bootstrap(nodes: &[BootstrapNode]) -> Vec<SocketAddrV4> {
+/// pool). A node that resolves to nothing is an error naming it (ours: JS skips it, and a
+/// misspelt `--bootstrap` then looks like a network without peers); the public defaults
+/// carry JS's pinned addresses, so they resolve without DNS.
+pub async fn resolve_bootstrap(nodes: &[BootstrapNode]) -> Result<Vec<SocketAddrV4>, Error> {
     let nodes = nodes.to_vec();
-    tokio::task::spawn_blocking(move || nodes.iter().filter_map(|n| n.resolve().ok()).collect())
-        .await
-        .unwrap_or_default()
+    tokio::task::spawn_blocking(move || {
+        nodes
+            .iter()
+            .map(|n| {
+                n.resolve().map_err(|source| Error::Resolve {
+                    node: n.to_string(),
+                    source,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| Error::Destroyed)?
 }
 
 /// Where a bootstrap node runs.
@@ -112,15 +124,18 @@ mod tests {
         let nodes = [
             BootstrapNode::new("127.0.0.1", 5),
             "10.1.2.3@name.invalid:7".parse().unwrap(),
-            BootstrapNode::new("nothing.invalid", 9),
         ];
         // `.invalid` never resolves (RFC 6761), so no network is needed.
         assert_eq!(
-            resolve_bootstrap(&nodes).await,
+            resolve_bootstrap(&nodes).await.unwrap(),
             [
                 "127.0.0.1:5".parse::<SocketAddrV4>().unwrap(),
                 "10.1.2.3:7".parse().unwrap()
             ]
         );
+        // A name that resolves to nothing, with no suggested IP, is named in the error.
+        let bad = [nodes[0].clone(), BootstrapNode::new("nothing.invalid", 9)];
+        let e = resolve_bootstrap(&bad).await.unwrap_err().to_string();
+        assert!(e.contains("nothing.invalid:9"), "{e}");
     }
 }

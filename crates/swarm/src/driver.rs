@@ -1,16 +1,19 @@
-//! The tokio driver: one task (the actor) runs the [`Core`] and the topics over a
-//! [`Dht`].
+//! The tokio driver: one task (the actor, `driver/actor.rs`) runs the core (`state.rs`) and
+//! the topics over a [`Dht`].
 //!
 //! - [`Swarm`] and [`Discovery`] are cheap handles: each call sends a command over a bounded
 //!   channel and, where there is an answer, awaits it on a oneshot.
-//! - The actor owns the core, every topic instance, the listening [`Server`] and a `JoinSet`
-//!   of its helpers: DHT walks (announce / lookup / unannounce for a refresh, unannounce on
-//!   leave), dials (`Dht::connect`), the listen call, and one forwarding task per open
-//!   connection (see `connection.rs`). Each helper ends with a [`Done`] the actor feeds back.
+//! - The actor owns the core, every topic instance, the listening server and a `JoinSet` of
+//!   its helpers: DHT walks (announce / lookup / unannounce for a refresh, unannounce on
+//!   leave; at most [`Config::max_refreshes`] at once, the others queued, lookups and
+//!   prioritized topics first), dials (`Dht::connect_raw`), the listen call, and one helper
+//!   per connection handed out that waits for the application to drop the connection's
+//!   [`Control`](crate::Control) (see `connection.rs`). Each helper ends with a `Done` the
+//!   actor feeds back.
 //! - It loops (`select!`, biased): hand waiting connections to the application, collect
 //!   finished helpers, bans from the server's firewall, commands, incoming connections, and
-//!   timers (the core's retry timers, each topic's refresh). After each event it drains the
-//!   core's actions (start dials, resolve flushes, record bans).
+//!   timers (the core's retry timers, each topic's refresh and empty-lookup retry). After each
+//!   event it drains the core's actions (start dials, resolve flushes, record bans).
 //! - Connections reach the application through a bounded channel ([`CONNECTION_QUEUE`]);
 //!   while it is full, up to [`PENDING_CONNECTIONS`] more wait in the actor, beyond that new
 //!   connections are closed.
@@ -19,27 +22,22 @@
 //! - `destroy` (or dropping every handle): leave every topic (unannouncing), resolve flushes
 //!   with false, stop listening, end every connection, stop.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use peerhost_hyperdht::driver::{BindOptions, Connection as DhtConnection, Dht, Server};
-use peerhost_hyperdht::messages::PeerRecord;
-use peerhost_hyperdht::{AnnounceOptions, ConnectError, ConnectOptions, FirewallFn, LookupResult};
+use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::KeyPair;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+
+mod actor;
 
 use crate::bootstrap::{BootstrapNode, public_bootstrap, resolve_bootstrap};
-use crate::connection::{self, Connection, Link, Shared};
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::peer::PeerInfo;
 use crate::retry::{Backoffs, DEFAULT_JITTER};
-use crate::state::{Action, ConnId, Core, Dialed, Firewall, Incoming, Key, Limits, Status};
-use crate::topic::{JoinOptions, Plan, RANDOM_JITTER, Step, Topic};
+use crate::state::{Firewall, Key, Limits, Status};
+use crate::topic::{EmptyLookupRetry, JoinOptions};
 
 /// Commands queued for the actor before callers wait.
 const COMMANDS: usize = 64;
@@ -53,6 +51,9 @@ pub const PENDING_CONNECTIONS: usize = 64;
 const BAN_EVENTS: usize = 64;
 /// Keys the handshake-time ban list remembers; the oldest are forgotten first (ours).
 pub const MAX_BANS: usize = 16_384;
+/// Lookup replies queued between the DHT walks and the actor; when full, a reply waits for
+/// the walk's end (which lists every reply).
+const RECORDS: usize = 256;
 
 /// How a [`Swarm`] is set up (JS `new Hyperswarm(opts)`).
 #[derive(Clone)]
@@ -86,6 +87,16 @@ pub struct Config {
     pub jitter: Duration,
     /// Seed for the swarm's randomness (queue order, jitter); `None` draws from the OS.
     pub seed: Option<u64>,
+    /// Topics joined at most (ours; default 65 536): a join beyond fails with
+    /// [`Error::TooManyTopics`].
+    pub max_topics: usize,
+    /// Topic refreshes (DHT walks) running at once (ours; default 64, JS runs every one at
+    /// once). The others wait, lookups and prioritized topics ([`JoinOptions::priority`])
+    /// first.
+    pub max_refreshes: usize,
+    /// Look client topics whose lookup found no one up again sooner than the next refresh
+    /// (ours; default `None`, as JS).
+    pub empty_lookup_retry: Option<EmptyLookupRetry>,
 }
 
 impl std::fmt::Debug for Config {
@@ -102,6 +113,9 @@ impl std::fmt::Debug for Config {
             .field("firewall", &self.firewall.is_some())
             .field("backoffs", &self.backoffs)
             .field("jitter", &self.jitter)
+            .field("max_topics", &self.max_topics)
+            .field("max_refreshes", &self.max_refreshes)
+            .field("empty_lookup_retry", &self.empty_lookup_retry)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +137,9 @@ impl Config {
             backoffs: None,
             jitter: DEFAULT_JITTER,
             seed: None,
+            max_topics: 1 << 16,
+            max_refreshes: 64,
+            empty_lookup_retry: None,
         }
     }
 
@@ -164,7 +181,7 @@ impl Config {
 type Reply<T> = oneshot::Sender<T>;
 
 #[derive(Debug)]
-enum Command {
+pub(crate) enum Command {
     Join {
         topic: Key,
         opts: JoinOptions,
@@ -198,27 +215,8 @@ enum Command {
     Unban(Key),
     Status(Reply<Status>),
     Peer(Key, Reply<Option<PeerInfo>>),
+    LookupAgain,
     Destroy(Reply<()>),
-}
-
-/// A helper task finished.
-enum Done {
-    Listened(Result<Server, peerhost_hyperdht::Error>),
-    Refreshed {
-        instance: u64,
-        generation: u64,
-        result: Result<Vec<PeerRecord>, peerhost_hyperdht::Error>,
-    },
-    Unannounced {
-        instance: u64,
-    },
-    Dialed {
-        conn: ConnId,
-        result: Result<Box<DhtConnection>, ConnectError>,
-    },
-    Closed {
-        conn: ConnId,
-    },
 }
 
 /// A handle on a running swarm (JS `Hyperswarm`). Clone it freely; the swarm is destroyed
@@ -313,7 +311,7 @@ impl Swarm {
     /// Hyperswarm(opts)`).
     pub async fn new(config: Config) -> Result<(Self, Connections), Error> {
         let mut dht_config = config.dht.clone();
-        dht_config.dht.bootstrap = resolve_bootstrap(&config.bootstrap).await;
+        dht_config.dht.bootstrap = resolve_bootstrap(&config.bootstrap).await?;
         let dht = Dht::bind(dht_config, config.bind).await?;
         Ok(Self::with_dht(dht, config))
     }
@@ -324,50 +322,7 @@ impl Swarm {
     pub fn with_dht(dht: Dht, config: Config) -> (Self, Connections) {
         let (tx, rx) = mpsc::channel(COMMANDS);
         let (out, out_rx) = mpsc::channel(CONNECTION_QUEUE);
-        let (ban_tx, ban_rx) = mpsc::channel(BAN_EVENTS);
-        let (records_tx, records) = mpsc::channel(RECORDS);
-        let mut rng = match config.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_entropy(),
-        };
-        let core = Core::new(
-            config.key_pair.public_key(),
-            config.limits(),
-            config.firewall.clone(),
-            config.backoffs,
-            config.jitter,
-            Some(rng.r#gen()),
-        );
-        let actor = Actor {
-            core,
-            dht: dht.clone(),
-            key_pair: config.key_pair.clone(),
-            firewall: config.firewall.clone(),
-            me: tx.downgrade(),
-            out,
-            bans: Arc::new(Mutex::new(BanList::default())),
-            ban_tx,
-            rng,
-            instances: HashMap::new(),
-            active: HashMap::new(),
-            next_instance: 0,
-            next_session: 0,
-            listen: Listen::Idle,
-            listen_waiters: Vec::new(),
-            pending_plans: Vec::new(),
-            to_run: Vec::new(),
-            live: HashMap::new(),
-            pending: VecDeque::new(),
-            parked: HashMap::new(),
-            flushes: HashMap::new(),
-            next_flush: 0,
-            destroying: None,
-            stopped: false,
-            records_tx,
-            records,
-            streamed: HashMap::new(),
-        };
-        tokio::spawn(actor.run(rx, ban_rx));
+        actor::spawn(dht.clone(), &config, rx, tx.downgrade(), out);
         let swarm = Self {
             commands: tx,
             key_pair: config.key_pair,
@@ -455,6 +410,13 @@ impl Swarm {
             .ok_or(Error::Destroyed)
     }
 
+    /// Look every client topic up again now, without announcing (ours): after something
+    /// changed that may let dials that failed succeed, e.g. a new blind relay to fall back
+    /// to. Peers found are dialled again whatever their retry timers say.
+    pub async fn lookup_again(&self) -> Result<(), Error> {
+        self.send(Command::LookupAgain).await
+    }
+
     /// What the swarm knows about `public_key`.
     pub async fn peer(&self, public_key: [u8; 32]) -> Option<PeerInfo> {
         call(&self.commands, |reply| Command::Peer(public_key, reply))
@@ -471,885 +433,4 @@ impl Swarm {
     async fn send(&self, cmd: Command) -> Result<(), Error> {
         self.commands.send(cmd).await.map_err(|_| Error::Destroyed)
     }
-}
-
-// ---------------------------------------------------------------------- the actor
-
-/// Handshake-time bans: a set with first-in first-out eviction at [`MAX_BANS`].
-#[derive(Debug, Default)]
-struct BanList {
-    set: HashSet<Key>,
-    order: VecDeque<Key>,
-}
-
-impl BanList {
-    fn contains(&self, key: &Key) -> bool {
-        self.set.contains(key)
-    }
-
-    fn insert(&mut self, key: Key) {
-        if self.set.insert(key) {
-            self.order.push_back(key);
-            if self.order.len() > MAX_BANS {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &Key) {
-        if self.set.remove(key) {
-            self.order.retain(|k| k != key);
-        }
-    }
-}
-
-enum Listen {
-    Idle,
-    Pending,
-    Ready(Server),
-}
-
-/// One instance of a topic (a topic left and joined again is a new instance).
-struct Instance {
-    topic: Key,
-    state: Topic,
-    /// Waiting for the latest refresh.
-    waiters: Vec<Reply<Result<bool, Error>>>,
-    /// Left: waiting for the running refresh, then the unannounce.
-    leaving: Option<Vec<Reply<Result<bool, Error>>>>,
-    unannouncing: bool,
-}
-
-struct Live {
-    kill: Option<oneshot::Sender<()>>,
-    link: Arc<Link>,
-    shared: Arc<Shared>,
-}
-
-struct Actor {
-    core: Core,
-    dht: Dht,
-    key_pair: KeyPair,
-    firewall: Option<Firewall>,
-    me: mpsc::WeakSender<Command>,
-    out: mpsc::Sender<(Connection, PeerInfo)>,
-    bans: Arc<Mutex<BanList>>,
-    ban_tx: mpsc::Sender<Key>,
-    rng: StdRng,
-    instances: HashMap<u64, Instance>,
-    /// Joined topics → their instance.
-    active: HashMap<Key, u64>,
-    next_instance: u64,
-    next_session: u64,
-    listen: Listen,
-    listen_waiters: Vec<Reply<Result<(), Error>>>,
-    /// Announcing refreshes waiting for the server to listen.
-    pending_plans: Vec<(u64, Plan)>,
-    /// Refreshes to start (they may await the server's relay addresses).
-    to_run: Vec<(u64, Plan)>,
-    live: HashMap<ConnId, Live>,
-    /// Connections waiting for room in the application's queue.
-    pending: VecDeque<(ConnId, Connection, PeerInfo)>,
-    /// Connections waiting for the one they replace to close.
-    parked: HashMap<ConnId, Connection>,
-    flushes: HashMap<u64, Reply<bool>>,
-    next_flush: u64,
-    destroying: Option<Vec<Reply<()>>>,
-    stopped: bool,
-    /// Records from lookups still running (instance, refresh generation, reply): hyperswarm
-    /// dials on each as it arrives, not at the lookup's end.
-    records_tx: mpsc::Sender<(u64, u64, LookupResult)>,
-    records: mpsc::Receiver<(u64, u64, LookupResult)>,
-    /// Peers already handled in a refresh still running, by (instance, generation).
-    streamed: HashMap<(u64, u64), HashSet<Key>>,
-}
-
-/// Lookup replies queued between the DHT walks and the actor; when full, a reply waits for
-/// the walk's end (which lists every reply).
-const RECORDS: usize = 256;
-
-enum Event {
-    Record(u64, u64, LookupResult),
-    Command(Option<Command>),
-    Banned(Key),
-    Done(Done),
-    Incoming(Option<Box<DhtConnection>>),
-    Deliver(Result<mpsc::OwnedPermit<(Connection, PeerInfo)>, mpsc::error::SendError<()>>),
-    Timer,
-    Nothing,
-}
-
-async fn accept(server: &mut Listen) -> Option<DhtConnection> {
-    match server {
-        Listen::Ready(s) => s.accept().await,
-        _ => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-impl Actor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut bans: mpsc::Receiver<Key>) {
-        let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut commands_open = true;
-        loop {
-            while let Some((inst, plan)) = self.to_run.pop() {
-                self.run_plan(&mut tasks, inst, plan).await;
-            }
-            self.drain(&mut tasks);
-            if self.stopped {
-                break;
-            }
-            let deadline = self.deadline();
-            let has_pending = !self.pending.is_empty();
-            let out = self.out.clone();
-            let event = tokio::select! {
-                biased;
-                p = out.reserve_owned(), if has_pending => Event::Deliver(p),
-                Some(d) = tasks.join_next() => match d {
-                    Ok(d) => Event::Done(d),
-                    // A helper panicked: nothing to report.
-                    Err(_) => Event::Nothing,
-                },
-                Some(k) = bans.recv() => Event::Banned(k),
-                Some((i, g, r)) = self.records.recv() => Event::Record(i, g, r),
-                c = commands.recv(), if commands_open => Event::Command(c),
-                c = accept(&mut self.listen) => Event::Incoming(c.map(Box::new)),
-                () = sleep_until(deadline) => Event::Timer,
-            };
-            match event {
-                Event::Deliver(Ok(permit)) => {
-                    if let Some((_, conn, peer)) = self.pending.pop_front() {
-                        permit.send((conn, peer));
-                    }
-                }
-                Event::Deliver(Err(_)) => {
-                    // Nobody takes connections any more: end them.
-                    for (id, _, _) in std::mem::take(&mut self.pending) {
-                        self.kill(id, "connection not taken");
-                    }
-                }
-                Event::Done(d) => self.done(&mut tasks, d),
-                Event::Record(inst, generation, reply) => self.record(inst, generation, reply),
-                Event::Banned(k) => {
-                    if let Some(conn) = self.core.ban(k) {
-                        self.kill(conn, "banned");
-                    }
-                }
-                Event::Command(Some(c)) => self.command(&mut tasks, c),
-                Event::Command(None) => {
-                    // Every handle is gone: destroy.
-                    commands_open = false;
-                    self.destroy(&mut tasks, None);
-                }
-                Event::Incoming(Some(c)) => self.incoming(&mut tasks, *c),
-                Event::Incoming(None) => self.listen = Listen::Idle,
-                Event::Timer => self.timer(),
-                Event::Nothing => {}
-            }
-        }
-        // Ends every helper, forwarding tasks included (their connections end gracefully).
-        tasks.shutdown().await;
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        let topics = self
-            .instances
-            .values()
-            .filter_map(|i| i.state.poll_timeout());
-        self.core.poll_timeout().into_iter().chain(topics).min()
-    }
-
-    fn jitter(&mut self) -> Duration {
-        let max = u64::try_from(RANDOM_JITTER.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(self.rng.gen_range(0..=max))
-    }
-
-    /// The core's actions.
-    fn drain(&mut self, tasks: &mut JoinSet<Done>) {
-        while let Some(a) = self.core.poll_action() {
-            match a {
-                Action::Dial {
-                    conn,
-                    public_key,
-                    relay_addresses,
-                } => {
-                    let dht = self.dht.clone();
-                    let kp = self.key_pair.clone();
-                    tasks.spawn(async move {
-                        let mut opts = ConnectOptions::default();
-                        opts.relay_addresses = relay_addresses;
-                        let result = dht.connect_with(&kp, public_key, opts).await;
-                        Done::Dialed {
-                            conn,
-                            result: result.map(Box::new),
-                        }
-                    });
-                }
-                Action::Flushed { id, ok } => {
-                    if let Some(r) = self.flushes.remove(&id) {
-                        let _ = r.send(ok);
-                    }
-                }
-                Action::Banned(key) => {
-                    if let Ok(mut b) = self.bans.lock() {
-                        b.insert(key);
-                    }
-                }
-            }
-        }
-    }
-
-    fn command(&mut self, tasks: &mut JoinSet<Done>, cmd: Command) {
-        let now = Instant::now();
-        match cmd {
-            Command::Join { topic, opts, reply } => {
-                let _ = reply.send(self.join(topic, opts));
-            }
-            Command::Refresh {
-                topic,
-                session,
-                opts,
-                reply,
-            } => {
-                if !opts.server && !opts.client {
-                    let _ = reply.send(Err(Error::NoMode));
-                    return;
-                }
-                let inst = self.active.get(&topic).copied();
-                let Some((inst, i)) = inst.and_then(|n| Some((n, self.instances.get_mut(&n)?)))
-                else {
-                    let _ = reply.send(Err(Error::NotJoined));
-                    return;
-                };
-                if !i.state.has_session(session) {
-                    let _ = reply.send(Err(Error::NotJoined));
-                    return;
-                }
-                i.state.set_session(session, opts);
-                self.refresh(inst, Some(reply));
-            }
-            Command::Flushed { topic, reply } => {
-                let inst = self.active.get(&topic).copied();
-                match inst.and_then(|n| self.instances.get_mut(&n)) {
-                    Some(i) if i.state.is_busy() => i.waiters.push(reply),
-                    Some(_) => {
-                        let _ = reply.send(Ok(true));
-                    }
-                    None => {
-                        let _ = reply.send(Err(Error::NotJoined));
-                    }
-                }
-            }
-            Command::EndSession {
-                topic,
-                session,
-                reply,
-            } => {
-                let inst = self.active.get(&topic).copied();
-                let Some((inst, i)) = inst.and_then(|n| Some((n, self.instances.get_mut(&n)?)))
-                else {
-                    let _ = reply.send(Ok(true));
-                    return;
-                };
-                if !i.state.has_session(session) {
-                    let _ = reply.send(Ok(true));
-                    return;
-                }
-                let left = i.state.remove_session(session);
-                let unannounce = !i.state.wanted().server && i.state.needs_unannounce();
-                if left == 0 {
-                    self.leave(tasks, topic, Some(reply));
-                } else if unannounce {
-                    self.refresh(inst, Some(reply));
-                } else {
-                    let _ = reply.send(Ok(true));
-                }
-            }
-            Command::Leave { topic, reply } => self.leave(tasks, topic, Some(reply)),
-            Command::Flush(reply) => self.flush(reply),
-            Command::FlushConnections(reply) => {
-                let id = self.next_flush;
-                self.next_flush += 1;
-                if self.destroying.is_some() {
-                    let _ = reply.send(false);
-                } else if self.core.flush(id) {
-                    let _ = reply.send(true);
-                } else {
-                    self.flushes.insert(id, reply);
-                }
-            }
-            Command::Listen(reply) => {
-                if let Listen::Ready(_) = self.listen {
-                    let _ = reply.send(Ok(()));
-                } else if self.destroying.is_some() {
-                    let _ = reply.send(Err(Error::Destroyed));
-                } else {
-                    self.listen_waiters.push(reply);
-                    self.start_listening(tasks);
-                }
-            }
-            Command::JoinPeer(k) => self.core.join_peer(now, k),
-            Command::LeavePeer(k) => self.core.leave_peer(&k),
-            Command::Ban(k) => {
-                if let Some(conn) = self.core.ban(k) {
-                    self.kill(conn, "banned");
-                }
-            }
-            Command::Unban(k) => {
-                self.core.unban(&k);
-                if let Ok(mut b) = self.bans.lock() {
-                    b.remove(&k);
-                }
-            }
-            Command::Status(reply) => {
-                let _ = reply.send(self.core.status());
-            }
-            Command::Peer(k, reply) => {
-                let _ = reply.send(self.core.peer_info(&k));
-            }
-            Command::Destroy(reply) => self.destroy(tasks, Some(reply)),
-        }
-    }
-
-    fn join(&mut self, topic: Key, opts: JoinOptions) -> Result<u64, Error> {
-        if self.destroying.is_some() {
-            return Err(Error::Destroyed);
-        }
-        if !opts.server && !opts.client {
-            return Err(Error::NoMode);
-        }
-        let inst = match self.active.get(&topic) {
-            Some(&i) => i,
-            None => {
-                // A previous instance still unannouncing: this one waits for it (JS `wait`).
-                let wait = self
-                    .instances
-                    .values()
-                    .any(|i| i.topic == topic && i.leaving.is_some());
-                self.next_instance += 1;
-                let inst = self.next_instance;
-                self.instances.insert(
-                    inst,
-                    Instance {
-                        topic,
-                        state: Topic::new(wait),
-                        waiters: Vec::new(),
-                        leaving: None,
-                        unannouncing: false,
-                    },
-                );
-                self.active.insert(topic, inst);
-                self.core.set_topic(topic, true);
-                inst
-            }
-        };
-        self.next_session += 1;
-        let session = self.next_session;
-        if let Some(i) = self.instances.get_mut(&inst) {
-            i.state.set_session(session, opts);
-        }
-        self.refresh(inst, None);
-        Ok(session)
-    }
-
-    /// JS `discovery.refresh()`: start or join a refresh; `waiter` hears how it went.
-    fn refresh(&mut self, inst: u64, waiter: Option<Reply<Result<bool, Error>>>) {
-        let Some(i) = self.instances.get_mut(&inst) else {
-            if let Some(w) = waiter {
-                let _ = w.send(Err(Error::NotJoined));
-            }
-            return;
-        };
-        let step = i.state.refresh();
-        i.waiters.extend(waiter);
-        if let Step::Start(plan) = step {
-            self.to_run.push((inst, plan));
-        }
-    }
-
-    /// Run a refresh's DHT walks in a helper (announcing ones once we listen).
-    async fn run_plan(&mut self, tasks: &mut JoinSet<Done>, inst: u64, plan: Plan) {
-        let Some(i) = self.instances.get(&inst) else {
-            return;
-        };
-        let topic = i.topic;
-        if i.leaving.is_some() {
-            // JS returns before the query when the discovery is no longer active.
-            self.refreshed(tasks, inst, plan.generation, Ok(Vec::new()));
-            return;
-        }
-        let relays = if plan.announce {
-            match &self.listen {
-                Listen::Ready(server) => server.relay_addresses().await,
-                _ => {
-                    self.pending_plans.push((inst, plan));
-                    self.start_listening(tasks);
-                    return;
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        let dht = self.dht.clone();
-        let kp = self.key_pair.clone();
-        let records = self.records_tx.clone();
-        tasks.spawn(async move {
-            let result = walk(&dht, &kp, topic, plan, relays, |r| {
-                let _ = records.try_send((inst, plan.generation, r));
-            })
-            .await;
-            Done::Refreshed {
-                instance: inst,
-                generation: plan.generation,
-                result,
-            }
-        });
-    }
-
-    fn start_listening(&mut self, tasks: &mut JoinSet<Done>) {
-        if !matches!(self.listen, Listen::Idle) {
-            return;
-        }
-        self.listen = Listen::Pending;
-        let dht = self.dht.clone();
-        let kp = self.key_pair.clone();
-        let firewall = self.server_firewall();
-        tasks.spawn(async move { Done::Listened(dht.listen_with_firewall(&kp, firewall).await) });
-    }
-
-    /// JS `_handleFirewall` for incoming handshakes, run inside the DHT task.
-    fn server_firewall(&self) -> FirewallFn {
-        let own = self.key_pair.public_key();
-        let bans = self.bans.clone();
-        let user = self.firewall.clone();
-        let tx = self.ban_tx.clone();
-        Box::new(move |key, payload, _addr| {
-            if *key == own || bans.lock().is_ok_and(|b| b.contains(key)) {
-                return true;
-            }
-            if user.as_ref().is_some_and(|f| f(key, Some(payload))) {
-                if let Ok(mut b) = bans.lock() {
-                    b.insert(*key);
-                }
-                let _ = tx.try_send(*key);
-                return true;
-            }
-            false
-        })
-    }
-
-    /// A record from a lookup still running: handle its peers now (once per refresh).
-    fn record(&mut self, inst: u64, generation: u64, reply: LookupResult) {
-        let now = Instant::now();
-        let Some(i) = self.instances.get(&inst) else {
-            return;
-        };
-        if !i.state.is_client() || i.leaving.is_some() {
-            return;
-        }
-        let topic = i.topic;
-        let seen = self.streamed.entry((inst, generation)).or_default();
-        for p in reply.peers {
-            if seen.insert(p.public_key) {
-                self.core
-                    .handle_peer(now, topic, p.public_key, p.relay_addresses);
-            }
-        }
-    }
-
-    /// A refresh finished.
-    fn refreshed(
-        &mut self,
-        tasks: &mut JoinSet<Done>,
-        inst: u64,
-        generation: u64,
-        result: Result<Vec<PeerRecord>, peerhost_hyperdht::Error>,
-    ) {
-        let now = Instant::now();
-        let jitter = self.jitter();
-        // Peers this refresh's lookup already streamed were handled then.
-        let mut seen = self
-            .streamed
-            .remove(&(inst, generation))
-            .unwrap_or_default();
-        self.streamed
-            .retain(|(i, g), _| *i != inst || *g > generation);
-        let Some(i) = self.instances.get_mut(&inst) else {
-            return;
-        };
-        let ok = result.is_ok();
-        if !i.state.handle_done(now, generation, ok, jitter) {
-            return;
-        }
-        for w in i.waiters.drain(..) {
-            let _ = w.send(Ok(ok));
-        }
-        let (topic, client, leaving) = (i.topic, i.state.is_client(), i.leaving.is_some());
-        if client && !leaving {
-            for p in result.unwrap_or_default() {
-                if seen.insert(p.public_key) {
-                    self.core
-                        .handle_peer(now, topic, p.public_key, p.relay_addresses);
-                }
-            }
-        }
-        if leaving {
-            self.step_leave(tasks, inst);
-        }
-    }
-
-    /// Leave `topic` (JS `leave` → `discovery.destroy()`).
-    fn leave(
-        &mut self,
-        tasks: &mut JoinSet<Done>,
-        topic: Key,
-        reply: Option<Reply<Result<bool, Error>>>,
-    ) {
-        let Some(inst) = self.active.remove(&topic) else {
-            if let Some(r) = reply {
-                let _ = r.send(Ok(true));
-            }
-            return;
-        };
-        self.core.set_topic(topic, false);
-        if let Some(i) = self.instances.get_mut(&inst) {
-            i.state.destroy();
-            i.leaving = Some(reply.into_iter().collect());
-        }
-        // Completes at once unless a refresh runs or an unannounce is needed.
-        self.step_leave(tasks, inst);
-    }
-
-    /// Advance a leaving instance: wait for its refresh, unannounce, then finish (and let a
-    /// newer instance of the topic that waited for this one refresh).
-    fn step_leave(&mut self, tasks: &mut JoinSet<Done>, inst: u64) {
-        let Some(i) = self.instances.get_mut(&inst) else {
-            return;
-        };
-        if i.state.is_busy() || i.unannouncing {
-            return;
-        }
-        if i.state.needs_unannounce() {
-            i.unannouncing = true;
-            let (dht, kp, topic) = (self.dht.clone(), self.key_pair.clone(), i.topic);
-            tasks.spawn(async move {
-                // Best effort, as JS: a failed unannounce is not retried.
-                let _ = dht.unannounce(topic, &kp).await;
-                Done::Unannounced { instance: inst }
-            });
-            return;
-        }
-        let Some(i) = self.instances.remove(&inst) else {
-            return;
-        };
-        for w in i.waiters {
-            let _ = w.send(Ok(false));
-        }
-        for w in i.leaving.into_iter().flatten() {
-            let _ = w.send(Ok(true));
-        }
-        self.check_destroyed();
-        let newer = self.active.get(&i.topic).copied();
-        if let Some(newer) = newer {
-            if let Some(plan) = self
-                .instances
-                .get_mut(&newer)
-                .and_then(|n| n.state.undefer())
-            {
-                self.to_run.push((newer, plan));
-            }
-        }
-    }
-
-    fn flush(&mut self, reply: Reply<bool>) {
-        if self.destroying.is_some() {
-            let _ = reply.send(false);
-            return;
-        }
-        // Stage 1: every topic's current refresh (JS `discovery.flushed()`), then stage 2 in
-        // the actor (the connections).
-        let mut waits = Vec::new();
-        for inst in self.active.values() {
-            if let Some(i) = self.instances.get_mut(inst) {
-                if i.state.is_busy() {
-                    let (tx, rx) = oneshot::channel();
-                    i.waiters.push(tx);
-                    waits.push(rx);
-                }
-            }
-        }
-        let me = self.me.clone();
-        tokio::spawn(async move {
-            for w in waits {
-                let _ = w.await;
-            }
-            match me.upgrade() {
-                Some(tx) => {
-                    if let Err(mpsc::error::SendError(Command::FlushConnections(reply))) =
-                        tx.send(Command::FlushConnections(reply)).await
-                    {
-                        let _ = reply.send(false);
-                    }
-                }
-                None => {
-                    let _ = reply.send(false);
-                }
-            }
-        });
-    }
-
-    /// Wrap an established connection and start its forwarding task.
-    fn start(
-        &mut self,
-        tasks: &mut JoinSet<Done>,
-        conn: ConnId,
-        inner: DhtConnection,
-    ) -> Connection {
-        let (kill, killed) = oneshot::channel();
-        let (app, link, shared, task) = connection::wrap(inner, killed);
-        tasks.spawn(async move {
-            task.await;
-            Done::Closed { conn }
-        });
-        self.live.insert(
-            conn,
-            Live {
-                kill: Some(kill),
-                link,
-                shared,
-            },
-        );
-        app
-    }
-
-    /// End a connection the swarm no longer wants.
-    fn kill(&mut self, conn: ConnId, reason: &str) {
-        if let Some(l) = self.live.get_mut(&conn) {
-            l.shared.set_error(reason);
-            if let Some(k) = l.kill.take() {
-                let _ = k.send(());
-            }
-        }
-        self.pending.retain(|(id, _, _)| *id != conn);
-        self.parked.remove(&conn);
-    }
-
-    fn deliver(&mut self, conn: ConnId, c: Connection, peer: PeerInfo) {
-        if self.pending.len() >= PENDING_CONNECTIONS {
-            drop(c);
-            self.kill(conn, "too many connections waiting for the application");
-            return;
-        }
-        self.pending.push_back((conn, c, peer));
-    }
-
-    fn incoming(&mut self, tasks: &mut JoinSet<Done>, c: DhtConnection) {
-        let now = Instant::now();
-        let key = c.remote_public_key();
-        let outdated = self
-            .core
-            .connection_of(&key)
-            .and_then(|id| self.live.get(&id))
-            .is_some_and(|l| l.link.outdated());
-        match self.core.handle_incoming(now, key, outdated) {
-            Incoming::Accept { conn, peer } => {
-                let app = self.start(tasks, conn, c);
-                self.deliver(conn, app, peer);
-            }
-            // JS also sends a keep-alive on the connection it keeps; ours has its own timer.
-            Incoming::Reject(_) => drop(c),
-            Incoming::Replace { conn, close } => {
-                let app = self.start(tasks, conn, c);
-                self.parked.insert(conn, app);
-                self.kill(close, "duplicate connection");
-            }
-        }
-    }
-
-    fn done(&mut self, tasks: &mut JoinSet<Done>, d: Done) {
-        let now = Instant::now();
-        match d {
-            Done::Listened(Ok(server)) => {
-                self.listen = Listen::Ready(server);
-                for w in self.listen_waiters.drain(..) {
-                    let _ = w.send(Ok(()));
-                }
-                for (inst, plan) in std::mem::take(&mut self.pending_plans) {
-                    let latest = self
-                        .instances
-                        .get(&inst)
-                        .is_some_and(|i| i.state.is_latest(plan.generation));
-                    if latest {
-                        self.to_run.push((inst, plan));
-                    }
-                }
-            }
-            Done::Listened(Err(e)) => {
-                self.listen = Listen::Idle;
-                for w in self.listen_waiters.drain(..) {
-                    let _ = w.send(Err(Error::Dht(e.clone())));
-                }
-                for (inst, plan) in std::mem::take(&mut self.pending_plans) {
-                    self.refreshed(tasks, inst, plan.generation, Err(e.clone()));
-                }
-            }
-            Done::Refreshed {
-                instance,
-                generation,
-                result,
-            } => self.refreshed(tasks, instance, generation, result),
-            Done::Unannounced { instance } => {
-                if let Some(i) = self.instances.get_mut(&instance) {
-                    i.unannouncing = false;
-                    i.state.unannounced();
-                }
-                self.step_leave(tasks, instance);
-            }
-            Done::Dialed { conn, result } => match result {
-                Ok(c) => match self.core.handle_dialed(now, conn, true) {
-                    Dialed::Open(peer) => {
-                        let app = self.start(tasks, conn, *c);
-                        self.deliver(conn, app, peer);
-                    }
-                    Dialed::Drop | Dialed::Failed => drop(c),
-                },
-                Err(_) => {
-                    self.core.handle_dialed(now, conn, false);
-                }
-            },
-            Done::Closed { conn } => {
-                self.live.remove(&conn);
-                self.pending.retain(|(id, _, _)| *id != conn);
-                for fate in self.core.handle_closed(now, conn) {
-                    match fate {
-                        Incoming::Accept { conn, peer } => {
-                            if let Some(app) = self.parked.remove(&conn) {
-                                self.deliver(conn, app, peer);
-                            }
-                        }
-                        Incoming::Reject(_) => {}
-                        // Parked again, behind the one just adopted.
-                        Incoming::Replace { close, .. } => self.kill(close, "duplicate connection"),
-                    }
-                }
-                // Parked connections that were not adopted (rejected, or the swarm stopped).
-                let core = &self.core;
-                self.parked.retain(|c, _| core.is_parked(*c));
-                self.check_destroyed();
-            }
-        }
-    }
-
-    fn timer(&mut self) {
-        let now = Instant::now();
-        self.core.handle_timeout(now);
-        let due: Vec<u64> = self
-            .instances
-            .iter()
-            .filter(|(_, i)| i.state.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for inst in due {
-            let jitter = self.jitter();
-            let go = self
-                .instances
-                .get_mut(&inst)
-                .is_some_and(|i| i.state.handle_timeout(now, jitter));
-            if go {
-                self.refresh(inst, None);
-            }
-        }
-    }
-
-    fn destroy(&mut self, tasks: &mut JoinSet<Done>, reply: Option<Reply<()>>) {
-        match &mut self.destroying {
-            Some(waiters) => {
-                waiters.extend(reply);
-                return;
-            }
-            None => self.destroying = Some(reply.into_iter().collect()),
-        }
-        self.core.destroy();
-        for w in self.listen_waiters.drain(..) {
-            let _ = w.send(Err(Error::Destroyed));
-        }
-        let topics: Vec<Key> = self.active.keys().copied().collect();
-        for t in topics {
-            self.leave(tasks, t, None);
-        }
-        self.check_destroyed();
-    }
-
-    /// Once every topic has left: stop listening, end every connection, stop.
-    fn check_destroyed(&mut self) {
-        if self.destroying.is_none() || !self.instances.is_empty() || self.stopped {
-            return;
-        }
-        self.listen = Listen::Idle;
-        let live: Vec<ConnId> = self.live.keys().copied().collect();
-        for conn in live {
-            self.kill(conn, "swarm destroyed");
-        }
-        self.pending.clear();
-        self.parked.clear();
-        for f in std::mem::take(&mut self.flushes).into_values() {
-            let _ = f.send(false);
-        }
-        for w in self.destroying.iter_mut().flat_map(std::mem::take) {
-            let _ = w.send(());
-        }
-        self.stopped = true;
-    }
-}
-
-/// A refresh's DHT walks: announce and/or (unannounce and) look up, concurrently.
-async fn walk(
-    dht: &Dht,
-    kp: &KeyPair,
-    topic: Key,
-    plan: Plan,
-    relays: Vec<SocketAddrV4>,
-    on_record: impl Fn(LookupResult),
-) -> Result<Vec<PeerRecord>, peerhost_hyperdht::Error> {
-    dht.bootstrapped().await;
-    let announce = async {
-        if !plan.announce {
-            return Ok(());
-        }
-        let mut opts = AnnounceOptions::default();
-        opts.clear = plan.clear;
-        dht.announce(topic, kp, relays, opts).await.map(drop)
-    };
-    let unannounce = async {
-        if plan.unannounce {
-            dht.unannounce(topic, kp).await
-        } else {
-            Ok(())
-        }
-    };
-    let lookup = async {
-        if !plan.lookup {
-            return Ok(Vec::new());
-        }
-        let (tx, mut rx) = mpsc::channel(RECORDS);
-        let forward = async {
-            while let Some(r) = rx.recv().await {
-                on_record(r);
-            }
-        };
-        let (replies, ()) = tokio::join!(dht.lookup_with(topic, tx), forward);
-        Ok(replies?.into_iter().flat_map(|r| r.peers).collect())
-    };
-    let (a, u, l) = tokio::join!(announce, unannounce, lookup);
-    a?;
-    u?;
-    l
 }

@@ -26,6 +26,19 @@ pub enum Error {
     /// "Invalid host").
     #[error("invalid bootstrap host {0}: it must be the node's public IPv4 address")]
     InvalidHost(std::net::Ipv4Addr),
+    /// A bootstrap node did not resolve to an IPv4 address (ours: JS skips it silently).
+    #[error(
+        "cannot resolve the bootstrap node {node}: {source} (check --bootstrap or `bootstrap`)"
+    )]
+    Resolve {
+        /// The node as configured (`HOST:PORT` or `IP@HOST:PORT`).
+        node: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// [`Config::max_topics`](crate::Config::max_topics) topics are joined already.
+    #[error("too many topics joined: leave one first, or raise the swarm's max_topics")]
+    TooManyTopics,
 }
 
 pub use peerhost_hyperdht::ParseBootstrapError;

@@ -12,13 +12,17 @@
 //!   with hyperswarm's backoff schedule, explicit peers ([`Swarm::join_peer`]), bans and a
 //!   firewall callback;
 //! - [`Swarm::flush`];
-//! - bootstrap nodes: parsing, the public defaults, and running one ([`run_bootstrap`]).
+//! - what the peerhost daemon needs on top of JS (`protocol/swarm.md`, "Ours"): a cap on
+//!   topics, bounded refreshes with prioritized topics, retrying empty lookups, looking every
+//!   topic up again ([`Swarm::lookup_again`]), and blind relays found and offered on the DHT
+//!   ([`relays`]);
+//! - bootstrap nodes: parsing, the public defaults, resolving them, and running one
+//!   ([`run_bootstrap`], [`Bootstrapper`]).
 //!
-//! It does not own the DHT, the handshake or the encryption (`peerhost-hyperdht`,
-//! `peerhost-noise`), nor what runs on a connection (the node attaches protomux and hypercore
-//! replication to each [`Connection`]; see `protocol/swarm.md`). Holepunching and blind
-//! relays are HyperDHT's; until it has them, two firewalled peers on different networks
-//! cannot connect.
+//! It does not own the DHT, holepunching, blind-relay connections, the handshake or the
+//! encryption (`peerhost-hyperdht`, `peerhost-relay`, `peerhost-noise`), nor what runs on a
+//! connection (the node attaches protomux and hypercore replication to each [`Connection`];
+//! see `protocol/swarm.md`).
 //!
 //! The bookkeeping (peers, queue, retry timers, duplicate decisions, flush accounting, topic
 //! refresh scheduling) is a sans-IO core with time passed in (`state.rs`, `topic.rs`,
@@ -35,7 +39,9 @@
 //! let topic = [7; 32];
 //! swarm.join(topic, JoinOptions::both()).await?;
 //! swarm.flush().await;
-//! while let Some((mut conn, peer)) = connections.next().await {
+//! while let Some((conn, peer)) = connections.next().await {
+//!     // Whole messages through queues; `conn.into_parts()` hands over the stream instead.
+//!     let mut conn = conn.into_messages();
 //!     conn.send(b"hello".to_vec()).await?;
 //!     let reply = conn.recv().await;
 //!     # let _ = (peer, reply);
@@ -51,6 +57,7 @@ mod driver;
 mod error;
 mod peer;
 mod queue;
+pub mod relays;
 mod retry;
 mod state;
 mod topic;
@@ -59,15 +66,18 @@ pub use bootstrap::{
     BootstrapNode, BootstrapOptions, Bootstrapper, PUBLIC_BOOTSTRAP, parse_bootstrap_list,
     public_bootstrap, resolve_bootstrap, run_bootstrap,
 };
-pub use connection::{Connection, MESSAGE_QUEUE};
+pub use connection::{CloseReason, Connection, Control, MESSAGE_QUEUE, Messages};
 pub use driver::{
     CONNECTION_QUEUE, Config, Connections, Discovery, MAX_BANS, PENDING_CONNECTIONS, Swarm,
 };
 pub use error::{Error, ParseBootstrapError};
 pub use peer::{PeerInfo, Priority};
+pub use relays::{RelayOptions, Relays, relay_topic};
 pub use retry::{Backoffs, DEFAULT_JITTER};
 pub use state::{Firewall, Stats, Status};
-pub use topic::{DELAY_GRACE_PERIOD, JoinOptions, RANDOM_JITTER, REFRESH_INTERVAL};
+pub use topic::{
+    DELAY_GRACE_PERIOD, EmptyLookupRetry, JoinOptions, RANDOM_JITTER, REFRESH_INTERVAL,
+};
 
 /// The HyperDHT layer underneath (its `Dht`, `Config`, payloads).
 pub use peerhost_hyperdht as hyperdht;

@@ -178,6 +178,12 @@ pub struct Status {
     pub queued: usize,
     /// Topics joined.
     pub topics: usize,
+    /// Topics announced at least once (ours).
+    pub announced_topics: usize,
+    /// Topics looked up (joined as a client; ours).
+    pub client_topics: usize,
+    /// Whether we accept connections to our key (listening on the DHT; ours).
+    pub listening: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -318,6 +324,9 @@ impl Core {
             peers: self.peers.len(),
             queued: self.queue.len(),
             topics: self.topics.len(),
+            announced_topics: 0,
+            client_topics: 0,
+            listening: false,
             stats: self.stats,
         }
     }

@@ -2,6 +2,11 @@
 //! and/or looks up, and when it refreshes. Pure: the driver runs the DHT operations a
 //! [`Plan`] asks for and reports back with [`Topic::handle_done`]; time comes in as `now`,
 //! randomness as a jitter argument.
+//!
+//! Ours on top of JS: a client topic whose lookup found no one can be looked up again sooner
+//! than the next refresh ([`EmptyLookupRetry`]: a lookup-only plan, the delay doubling up to a
+//! cap), and [`Topic::lookup_now`] runs such a lookup at once (after something changed that
+//! may let earlier failed dials succeed, e.g. a new blind relay).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,6 +27,10 @@ pub struct JoinOptions {
     pub server: bool,
     /// Look the topic up and dial the peers found (default true).
     pub client: bool,
+    /// Run this topic's refreshes before those of other topics when more are due than
+    /// [`Config::max_refreshes`](crate::Config::max_refreshes) allows at once (ours; default
+    /// false). A topic is prioritized once any of its sessions asked for it.
+    pub priority: bool,
 }
 
 impl Default for JoinOptions {
@@ -29,6 +38,7 @@ impl Default for JoinOptions {
         Self {
             server: true,
             client: true,
+            priority: false,
         }
     }
 }
@@ -37,8 +47,8 @@ impl JoinOptions {
     /// Announce only.
     pub fn server() -> Self {
         Self {
-            server: true,
             client: false,
+            ..Self::default()
         }
     }
 
@@ -46,13 +56,55 @@ impl JoinOptions {
     pub fn client() -> Self {
         Self {
             server: false,
-            client: true,
+            ..Self::default()
         }
     }
 
     /// Both (the default).
     pub fn both() -> Self {
         Self::default()
+    }
+
+    /// `server` and `client` as given (at least one should be true).
+    pub fn new(server: bool, client: bool) -> Self {
+        Self {
+            server,
+            client,
+            priority: false,
+        }
+    }
+
+    /// Set [`JoinOptions::priority`].
+    pub fn with_priority(mut self, priority: bool) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The mode alone (what decides a refresh's walks).
+    fn mode(self) -> Self {
+        Self::new(self.server, self.client)
+    }
+}
+
+/// Look a client topic up again sooner than the next refresh while its lookups find no one
+/// (ours; JS waits for the next refresh, 10–12 minutes): first after `min`, then twice as long
+/// each time up to `max`. A lookup that finds a peer stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EmptyLookupRetry {
+    /// The first delay.
+    pub min: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+impl EmptyLookupRetry {
+    /// Retry after `min`, doubling up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+        }
     }
 }
 
@@ -70,6 +122,8 @@ pub(crate) struct Plan {
     pub(crate) lookup: bool,
     /// `lookupAndUnannounce`: was a server, is now a client only.
     pub(crate) unannounce: bool,
+    /// A lookup-only retry ([`Topic::lookup_now`]), not a refresh.
+    pub(crate) retry: bool,
 }
 
 /// What [`Topic::refresh`] decided.
@@ -91,6 +145,17 @@ struct Timer {
     delay: Duration,
 }
 
+/// Which timer of a topic fired ([`Topic::handle_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Nothing to do now.
+    Nothing,
+    /// The periodic refresh: call [`Topic::refresh`].
+    Refresh,
+    /// The retry of an empty lookup: call [`Topic::lookup_now`].
+    Lookup,
+}
+
 /// JS `PeerDiscovery`.
 #[derive(Debug)]
 pub(crate) struct Topic {
@@ -98,11 +163,17 @@ pub(crate) struct Topic {
     /// Mode of the latest refresh (JS `isServer` / `isClient`).
     mode: JoinOptions,
     generations: u64,
-    /// The latest refresh while it runs, and whether it announces.
-    running: Option<(u64, bool)>,
+    /// The latest refresh while it runs.
+    running: Option<Plan>,
     first_announce: bool,
     needs_unannounce: bool,
+    /// An announce of this topic succeeded at least once.
+    announced: bool,
     timer: Option<Timer>,
+    /// Looking up again because the last lookup found no one: when, and the delay after it.
+    retry: Option<(Instant, Duration)>,
+    retry_policy: Option<EmptyLookupRetry>,
+    retry_delay: Duration,
     /// Waiting for the previous instance to finish leaving; `true` in the tuple when a refresh
     /// was asked for meanwhile.
     deferred: Option<bool>,
@@ -111,21 +182,32 @@ pub(crate) struct Topic {
 
 impl Topic {
     /// A new topic; `wait` when a previous instance of it is still leaving.
-    pub(crate) fn new(wait: bool) -> Self {
+    pub(crate) fn new(wait: bool, retry_policy: Option<EmptyLookupRetry>) -> Self {
         Self {
             sessions: BTreeMap::new(),
-            mode: JoinOptions {
-                server: false,
-                client: false,
-            },
+            mode: JoinOptions::new(false, false),
             generations: 0,
             running: None,
             first_announce: true,
             needs_unannounce: false,
+            announced: false,
             timer: None,
+            retry: None,
+            retry_policy,
+            retry_delay: retry_policy.map_or(Duration::ZERO, |p| p.min),
             deferred: wait.then_some(false),
             destroyed: false,
         }
+    }
+
+    /// Whether an announce of this topic succeeded at least once.
+    pub(crate) fn announced(&self) -> bool {
+        self.announced
+    }
+
+    /// Whether any session asked for priority.
+    pub(crate) fn priority(&self) -> bool {
+        self.sessions.values().any(|s| s.priority)
     }
 
     /// Add or change a session (JS `session.refresh({ server, client })` bookkeeping).
@@ -145,10 +227,10 @@ impl Topic {
 
     /// Server if any session is, client if any session is.
     pub(crate) fn wanted(&self) -> JoinOptions {
-        JoinOptions {
-            server: self.sessions.values().any(|s| s.server),
-            client: self.sessions.values().any(|s| s.client),
-        }
+        JoinOptions::new(
+            self.sessions.values().any(|s| s.server),
+            self.sessions.values().any(|s| s.client),
+        )
     }
 
     /// Is this topic looking peers up (JS `isClient`)?
@@ -166,19 +248,45 @@ impl Topic {
     }
 
     /// JS `refresh()`: join the running refresh if the mode is unchanged, else start one (a
-    /// refresh in the old mode keeps running, its result is ignored).
+    /// refresh in the old mode keeps running, its result is ignored). A lookup-only retry
+    /// running is superseded too (its walk does not announce).
     pub(crate) fn refresh(&mut self) -> Step {
-        let want = self.wanted();
+        let want = self.wanted().mode();
         if let Some(asked) = &mut self.deferred {
             *asked = true;
             self.mode = want;
             return Step::Deferred;
         }
-        if want == self.mode && self.running.is_some() {
+        let running_full = self.running.is_some_and(|p| !p.retry || !want.server);
+        if want == self.mode && running_full {
             return Step::Running;
         }
         self.mode = want;
         Step::Start(self.start())
+    }
+
+    /// Look the topic up now, without announcing (ours): a client topic whose lookups found
+    /// no one, or after something changed that may let failed dials succeed. Joins a running
+    /// refresh; `None` when the topic is not a client (or is leaving or deferred).
+    pub(crate) fn lookup_now(&mut self) -> Option<Step> {
+        if self.destroyed || self.deferred.is_some() || !self.mode.client {
+            return None;
+        }
+        self.retry = None;
+        if self.running.is_some() {
+            return Some(Step::Running);
+        }
+        self.generations += 1;
+        let plan = Plan {
+            generation: self.generations,
+            announce: false,
+            clear: false,
+            lookup: true,
+            unannounce: false,
+            retry: true,
+        };
+        self.running = Some(plan);
+        Some(Step::Start(plan))
     }
 
     /// The previous instance finished leaving: run the refresh asked for meanwhile, if any.
@@ -198,44 +306,65 @@ impl Topic {
         if server {
             self.needs_unannounce = true;
         }
-        self.running = Some((self.generations, server));
-        Plan {
+        let plan = Plan {
             generation: self.generations,
             announce: server,
             clear,
             lookup: self.mode.client,
             unannounce,
-        }
+            retry: false,
+        };
+        self.running = Some(plan);
+        plan
     }
 
     /// Whether `generation` is the refresh whose result counts.
     pub(crate) fn is_latest(&self, generation: u64) -> bool {
-        self.running.is_some_and(|(g, _)| g == generation)
+        self.running.is_some_and(|p| p.generation == generation)
     }
 
-    /// A refresh finished. Returns true when it was the latest (its peers count, and flushes
-    /// waiting on the topic resolve); then the next refresh is planned `REFRESH_INTERVAL +
-    /// jitter` later (JS `_refreshLater(false)`), whether it succeeded or not.
+    /// A refresh finished; `found`: its lookup found a peer. Returns true when it was the
+    /// latest (its peers count, and flushes waiting on the topic resolve); then the next
+    /// refresh is planned `REFRESH_INTERVAL + jitter` later (JS `_refreshLater(false)`),
+    /// whether it succeeded or not, and an empty lookup is retried sooner if the policy says
+    /// so. A lookup-only retry leaves the refresh timer as it was.
     pub(crate) fn handle_done(
         &mut self,
         now: Instant,
         generation: u64,
         ok: bool,
+        found: bool,
         jitter: Duration,
     ) -> bool {
-        let Some((g, announcing)) = self.running else {
+        let Some(plan) = self.running else {
             return false;
         };
-        if g != generation {
+        if plan.generation != generation {
             return false;
         }
         self.running = None;
-        if !self.destroyed {
+        if !self.destroyed && (!plan.retry || self.timer.is_none()) {
             self.schedule(now, REFRESH_INTERVAL + jitter);
         }
-        if ok && !announcing {
+        if ok && plan.announce {
+            self.announced = true;
+        }
+        if ok && plan.unannounce {
             // The unannounce that came with this lookup is done.
             self.needs_unannounce = false;
+        }
+        if plan.lookup {
+            match self.retry_policy {
+                Some(p) if !found && !self.destroyed && self.mode.client => {
+                    self.retry = Some((now + self.retry_delay, self.retry_delay));
+                    self.retry_delay = (self.retry_delay * 2).min(p.max);
+                }
+                Some(p) => {
+                    self.retry = None;
+                    self.retry_delay = p.min;
+                }
+                None => {}
+            }
         }
         true
     }
@@ -249,24 +378,27 @@ impl Topic {
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.timer.map(|t| t.due)
+        let retry = self.retry.map(|(at, _)| at);
+        self.timer.map(|t| t.due).into_iter().chain(retry).min()
     }
 
-    /// The refresh timer; true when a refresh should start now. A timer that fired more than
+    /// The timers: [`Due::Refresh`] when a refresh should start now, [`Due::Lookup`] when an
+    /// empty lookup should be retried. A refresh timer that fired more than
     /// [`DELAY_GRACE_PERIOD`] late re-arms with only the jitter (JS: the laptop slept).
-    pub(crate) fn handle_timeout(&mut self, now: Instant, jitter: Duration) -> bool {
-        let Some(t) = self.timer else {
-            return false;
-        };
-        if t.due > now {
-            return false;
+    pub(crate) fn handle_timeout(&mut self, now: Instant, jitter: Duration) -> Due {
+        if let Some(t) = self.timer.filter(|t| t.due <= now) {
+            self.timer = None;
+            if now.saturating_duration_since(t.start) > t.delay + DELAY_GRACE_PERIOD {
+                self.schedule(now, jitter);
+            } else {
+                return Due::Refresh;
+            }
         }
-        self.timer = None;
-        if now.saturating_duration_since(t.start) > t.delay + DELAY_GRACE_PERIOD {
-            self.schedule(now, jitter);
-            return false;
+        if self.retry.is_some_and(|(at, _)| at <= now) {
+            self.retry = None;
+            return Due::Lookup;
         }
-        true
+        Due::Nothing
     }
 
     /// Leave (JS `_destroy` / `_abort`): no more refreshes. The driver then waits for a
@@ -274,6 +406,7 @@ impl Topic {
     pub(crate) fn destroy(&mut self) {
         self.destroyed = true;
         self.timer = None;
+        self.retry = None;
         self.sessions.clear();
         if self.deferred.is_some() {
             self.deferred = None;
@@ -295,7 +428,7 @@ mod tests {
     #[test]
     fn server_then_client_unannounces_once() {
         let t0 = Instant::now();
-        let mut t = Topic::new(false);
+        let mut t = Topic::new(false, None);
         t.set_session(1, JoinOptions::both());
         let Step::Start(p) = t.refresh() else {
             panic!()
@@ -307,7 +440,7 @@ mod tests {
             Step::Running,
             "same mode: join the running refresh"
         );
-        assert!(t.handle_done(t0, p.generation, true, J));
+        assert!(t.handle_done(t0, p.generation, true, true, J));
         assert_eq!(t.poll_timeout(), Some(t0 + REFRESH_INTERVAL + J));
 
         // The next announce does not clear.
@@ -315,7 +448,7 @@ mod tests {
             panic!()
         };
         assert!(p2.announce && !p2.clear);
-        assert!(t.handle_done(t0, p2.generation, true, J));
+        assert!(t.handle_done(t0, p2.generation, true, true, J));
 
         // Client only now: a lookup that unannounces, once.
         t.set_session(1, JoinOptions::client());
@@ -324,19 +457,19 @@ mod tests {
         };
         assert!(!p3.announce && p3.lookup && p3.unannounce);
         assert!(t.needs_unannounce());
-        assert!(t.handle_done(t0, p3.generation, true, J));
+        assert!(t.handle_done(t0, p3.generation, true, true, J));
         assert!(!t.needs_unannounce());
         let Step::Start(p4) = t.refresh() else {
             panic!()
         };
         assert!(!p4.unannounce);
-        assert!(t.handle_done(t0, p4.generation, true, J));
+        assert!(t.handle_done(t0, p4.generation, true, true, J));
     }
 
     #[test]
     fn mode_change_supersedes_the_running_refresh() {
         let t0 = Instant::now();
-        let mut t = Topic::new(false);
+        let mut t = Topic::new(false, None);
         t.set_session(1, JoinOptions::client());
         let Step::Start(old) = t.refresh() else {
             panic!()
@@ -346,10 +479,10 @@ mod tests {
             panic!()
         };
         assert!(new.announce && new.lookup && new.clear);
-        assert!(!t.handle_done(t0, old.generation, true, J), "stale");
+        assert!(!t.handle_done(t0, old.generation, true, true, J), "stale");
         assert_eq!(t.poll_timeout(), None);
         assert!(t.is_busy());
-        assert!(t.handle_done(t0, new.generation, false, J));
+        assert!(t.handle_done(t0, new.generation, false, true, J));
         assert!(!t.is_busy());
         assert!(
             t.poll_timeout().is_some(),
@@ -362,44 +495,108 @@ mod tests {
     #[test]
     fn refresh_timer_and_sleep_detection() {
         let t0 = Instant::now();
-        let mut t = Topic::new(false);
+        let mut t = Topic::new(false, None);
         t.set_session(1, JoinOptions::client());
         let Step::Start(p) = t.refresh() else {
             panic!()
         };
-        t.handle_done(t0, p.generation, true, J);
+        t.handle_done(t0, p.generation, true, true, J);
         let due = t0 + REFRESH_INTERVAL + J;
-        assert!(!t.handle_timeout(due - Duration::from_millis(1), J));
-        assert!(
+        assert_eq!(
+            t.handle_timeout(due - Duration::from_millis(1), J),
+            Due::Nothing
+        );
+        assert_eq!(
             t.handle_timeout(due + DELAY_GRACE_PERIOD, J),
+            Due::Refresh,
             "late, within grace"
         );
         let Step::Start(p) = t.refresh() else {
             panic!()
         };
-        t.handle_done(t0, p.generation, true, J);
+        t.handle_done(t0, p.generation, true, true, J);
         // Fired far too late (the machine slept): eager refresh after the jitter only.
         let late = due + DELAY_GRACE_PERIOD + Duration::from_secs(1);
-        assert!(!t.handle_timeout(late, J));
+        assert_eq!(t.handle_timeout(late, J), Due::Nothing);
         assert_eq!(t.poll_timeout(), Some(late + J));
-        assert!(t.handle_timeout(late + J, J));
+        assert_eq!(t.handle_timeout(late + J, J), Due::Refresh);
     }
 
     #[test]
     fn deferred_until_the_previous_instance_left() {
         let t0 = Instant::now();
-        let mut t = Topic::new(true);
+        let mut t = Topic::new(true, None);
         t.set_session(1, JoinOptions::server());
         assert_eq!(t.refresh(), Step::Deferred);
         assert!(t.is_busy());
         let p = t.undefer().unwrap();
         assert!(p.announce && p.clear);
-        t.handle_done(t0, p.generation, true, J);
+        t.handle_done(t0, p.generation, true, true, J);
         assert!(t.needs_unannounce());
         t.destroy();
         assert_eq!(t.poll_timeout(), None);
         assert_eq!(t.undefer(), None);
-        let mut never_asked = Topic::new(true);
+        let mut never_asked = Topic::new(true, None);
         assert_eq!(never_asked.undefer(), None);
+    }
+
+    #[test]
+    fn empty_lookups_are_retried_sooner_without_announcing() {
+        let t0 = Instant::now();
+        let policy = EmptyLookupRetry::new(Duration::from_secs(1), Duration::from_secs(4));
+        let mut t = Topic::new(false, Some(policy));
+        t.set_session(1, JoinOptions::both().with_priority(true));
+        assert!(t.priority());
+        let Step::Start(p) = t.refresh() else {
+            panic!()
+        };
+        assert!(p.announce && p.lookup && !p.retry);
+        // Announced, but the lookup found no one: looked up again after 1 s, 2 s, 4 s, 4 s.
+        assert!(t.handle_done(t0, p.generation, true, false, J));
+        assert!(t.announced());
+        let refresh_due = t0 + REFRESH_INTERVAL + J;
+        let mut now = t0;
+        for delay in [1, 2, 4, 4] {
+            let at = now + Duration::from_secs(delay);
+            assert_eq!(t.poll_timeout(), Some(at));
+            assert_eq!(
+                t.handle_timeout(at - Duration::from_millis(1), J),
+                Due::Nothing
+            );
+            assert_eq!(t.handle_timeout(at, J), Due::Lookup);
+            let Some(Step::Start(r)) = t.lookup_now() else {
+                panic!()
+            };
+            assert!(r.retry && r.lookup && !r.announce && !r.unannounce);
+            // A refresh asked for meanwhile supersedes the retry: it must announce.
+            now = at;
+            assert!(t.handle_done(now, r.generation, true, false, J));
+        }
+        // The periodic refresh was not moved by the retries.
+        assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(4)));
+        // A lookup that finds someone ends the retries; the refresh timer is still JS's.
+        let Some(Step::Start(r)) = t.lookup_now() else {
+            panic!()
+        };
+        assert!(t.handle_done(now, r.generation, true, true, J));
+        assert_eq!(t.poll_timeout(), Some(refresh_due));
+        // A retry running does not stand in for a refresh of a server topic.
+        let Some(Step::Start(r)) = t.lookup_now() else {
+            panic!()
+        };
+        let Step::Start(full) = t.refresh() else {
+            panic!("a refresh must announce")
+        };
+        assert!(full.announce);
+        assert!(!t.handle_done(now, r.generation, true, true, J), "stale");
+        // A server-only topic is never looked up.
+        let mut s = Topic::new(false, Some(policy));
+        s.set_session(1, JoinOptions::server());
+        let Step::Start(p) = s.refresh() else {
+            panic!()
+        };
+        assert!(s.handle_done(t0, p.generation, true, false, J));
+        assert_eq!(s.lookup_now(), None);
+        assert_eq!(s.poll_timeout(), Some(t0 + REFRESH_INTERVAL + J));
     }
 }

@@ -12,7 +12,7 @@ use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_hyperdht::{Config as DhtConfig, crypto};
 use peerhost_ids::KeyPair;
 use peerhost_swarm::{
-    BootstrapOptions, Bootstrapper, Config, Connection, JoinOptions, PeerInfo, Swarm,
+    BootstrapOptions, Bootstrapper, Config, JoinOptions, Messages, PeerInfo, Swarm,
 };
 use tokio::sync::mpsc;
 
@@ -86,6 +86,7 @@ impl Peer {
         let (c2, n2) = (conns.clone(), count.clone());
         tokio::spawn(async move {
             while let Some((conn, info)) = incoming.next().await {
+                let conn = conn.into_messages();
                 n2.fetch_add(1, Ordering::SeqCst);
                 let record = Record {
                     remote: conn.remote_public_key(),
@@ -140,7 +141,7 @@ impl Peer {
     }
 }
 
-async fn serve(mut conn: Connection, record: Record) {
+async fn serve(mut conn: Messages, record: Record) {
     while let Some(m) = conn.recv().await {
         if let Some(rest) = m.strip_prefix(b"ping") {
             let mut reply = b"pong".to_vec();
@@ -362,4 +363,83 @@ async fn join_peer_connects_without_a_topic() {
     until("connected", async || client.alive().len() == 1).await;
     assert!(client.alive()[0].info.explicit);
     guard(client.ping(server.key(), b" explicit")).await;
+}
+
+/// Ours: a client that joined before anyone announced finds the server once it does, through
+/// the empty-lookup retry (JS would wait for the next refresh, 10 minutes on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_lookup_is_retried_until_the_server_announces() {
+    let (boot, _nodes) = testnet().await;
+    let retry = peerhost_swarm::EmptyLookupRetry::new(
+        Duration::from_millis(100),
+        Duration::from_millis(400),
+    );
+    let client = Peer::start(boot.addr(), 21, |c| c.empty_lookup_retry = Some(retry)).await;
+    let server = Peer::start(boot.addr(), 22, |_| {}).await;
+    let t = topic("the client came first");
+    let d = guard(client.swarm.join(t, JoinOptions::client()))
+        .await
+        .unwrap();
+    assert!(guard(d.flushed()).await);
+    assert_eq!(client.open().await, 0, "nobody announced yet");
+    let s = guard(server.swarm.join(t, JoinOptions::server()))
+        .await
+        .unwrap();
+    assert!(guard(s.flushed()).await);
+    until("the retried lookup finds the server", async || {
+        client.alive().len() == 1
+    })
+    .await;
+    assert_eq!(client.alive()[0].remote, server.key());
+    let st = guard(client.swarm.status()).await.unwrap();
+    assert_eq!((st.client_topics, st.announced_topics), (1, 0));
+    let st = guard(server.swarm.status()).await.unwrap();
+    assert_eq!((st.client_topics, st.announced_topics), (0, 1));
+}
+
+/// Ours: the topic cap, and refreshes beyond `max_refreshes` wait their turn (every topic
+/// still gets announced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_capped_and_refreshes_queued() {
+    let (boot, _nodes) = testnet().await;
+    let peer = Peer::start(boot.addr(), 23, |c| {
+        c.max_topics = 6;
+        c.max_refreshes = 2;
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let opts = JoinOptions::server().with_priority(i == 5);
+        let d = guard(peer.swarm.join(topic(&format!("capped {i}")), opts))
+            .await
+            .unwrap();
+        sessions.push(d);
+    }
+    let e = guard(
+        peer.swarm
+            .join(topic("one too many"), JoinOptions::server()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, peerhost_swarm::Error::TooManyTopics), "{e}");
+    // Joining a topic already joined is no new topic.
+    guard(peer.swarm.join(topic("capped 0"), JoinOptions::client()))
+        .await
+        .unwrap();
+    assert!(guard(peer.swarm.flush()).await);
+    let st = guard(peer.swarm.status()).await.unwrap();
+    assert_eq!((st.topics, st.announced_topics), (6, 6));
+    // Another swarm finds every one of them.
+    let other = Peer::start(boot.addr(), 24, |_| {}).await;
+    for i in 0..6 {
+        let found = guard(other.swarm.dht().lookup(topic(&format!("capped {i}"))))
+            .await
+            .unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|r| r.peers.iter().any(|p| p.public_key == peer.key())),
+            "topic {i} announced"
+        );
+    }
 }

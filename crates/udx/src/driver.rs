@@ -332,6 +332,15 @@ impl Stream {
         r
     }
 
+    /// Change how the stream treats packets while unconnected (see
+    /// [`Endpoint::set_firewall`](crate::Endpoint::set_firewall)): a stream that took packets
+    /// in under [`Firewall::Accept`](crate::Firewall::Accept) and is given
+    /// [`Firewall::Connect`](crate::Firewall::Connect) connects to the first one's source.
+    pub fn set_firewall(&self, firewall: crate::Firewall) -> io::Result<()> {
+        self.with(|st| st.ep.set_firewall(self.id, firewall, Instant::now()))
+            .map_err(io_error)
+    }
+
     /// Set the peer's stream id and address (udx `stream.connect`).
     pub fn connect(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
         self.with(|st| st.ep.connect(self.id, remote_id, remote, Instant::now()))

@@ -148,6 +148,23 @@ impl Endpoint {
         r
     }
 
+    /// Change how an unconnected stream treats packets (ours). A stream that took packets in
+    /// under [`Firewall::Accept`] and is given [`Firewall::Connect`] connects at once to where
+    /// the first of them came from (as it would have, had it had that firewall then), with
+    /// [`Event::Connected`]; a stream already connected only records the setting.
+    pub fn set_firewall(&mut self, id: u32, firewall: Firewall, now: Instant) -> Result<(), Error> {
+        let s = self.stream(id)?;
+        s.firewall = firewall;
+        if let (None, Firewall::Connect { remote_id }, Some(from)) =
+            (s.remote, firewall, s.accepted_from)
+        {
+            s.connect(remote_id, from, now)?;
+            self.events.push_back(Event::Connected { id, remote: from });
+        }
+        self.collect(id);
+        Ok(())
+    }
+
     /// Move the stream to a new peer id and address (udx `changeRemote`). Packets already in
     /// flight still go to the old address. Returns `true` if the change completed at once;
     /// otherwise [`Event::RemoteChanged`] follows once everything sent before it is acked.
@@ -257,7 +274,9 @@ impl Endpoint {
             // for packets reaching a stream that is not connected on this socket.
             match stream.firewall {
                 Firewall::Drop => return Received::Udx(id),
-                Firewall::Accept => {}
+                Firewall::Accept => {
+                    stream.accepted_from.get_or_insert(from);
+                }
                 Firewall::Connect { remote_id } => {
                     if from.port() == 0 || stream.connect(remote_id, from, now).is_err() {
                         return Received::Udx(id);

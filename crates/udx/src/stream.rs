@@ -120,6 +120,9 @@ pub(crate) struct Stream {
     remote_id: u32,
     pub(crate) remote: Option<SocketAddr>,
     pub(crate) firewall: Firewall,
+    /// Where the first packet came from while [`Firewall::Accept`] took packets in before
+    /// `connect` (ours: [`crate::Endpoint::set_firewall`] may connect there later).
+    pub(crate) accepted_from: Option<SocketAddr>,
     config: StreamConfig,
     epoch: Instant,
 
@@ -233,6 +236,7 @@ impl Stream {
             remote_id: 0,
             remote: None,
             firewall: config.firewall,
+            accepted_from: None,
             epoch: now,
             ending: false,
             end_pending: false,

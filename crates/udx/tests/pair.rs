@@ -376,6 +376,37 @@ fn firewall_connect_learns_address() {
     let ack = b.poll_transmit(now).unwrap();
     let pkt = Packet::decode(&ack.bytes).unwrap();
     assert_eq!(pkt.header.ack, 1);
+    // Accept, then Connect once the peer's id is known (ours, `set_firewall`): the stream
+    // connects to where the first packet came from, and acks what it took in.
+    let connected = |b: &mut peerhost_udx::Endpoint, id: u32| {
+        std::iter::from_fn(|| b.poll_event()).any(|e| e == Event::Connected { id, remote: a_addr })
+    };
+    b.create_stream(5, StreamConfig::default().firewall(Firewall::Accept), now)
+        .unwrap();
+    to3[4] = 5;
+    b.handle_datagram(now, a_addr, &to3);
+    assert!(
+        b.poll_transmit(now).is_none(),
+        "no ack before the peer is known"
+    );
+    assert!(!connected(&mut b, 5));
+    b.set_firewall(5, Firewall::Connect { remote_id: 1 }, now)
+        .unwrap();
+    assert!(connected(&mut b, 5));
+    let ack = b.poll_transmit(now).unwrap();
+    assert_eq!(ack.dest, a_addr);
+    assert_eq!(Packet::decode(&ack.bytes).unwrap().header.ack, 1);
+    assert_eq!(b.read(5, &mut buf), Ok(Some(2)));
+    // A stream that heard nothing yet only records the setting, and connects on the first
+    // packet.
+    b.create_stream(6, StreamConfig::default().firewall(Firewall::Accept), now)
+        .unwrap();
+    b.set_firewall(6, Firewall::Connect { remote_id: 1 }, now)
+        .unwrap();
+    assert!(!connected(&mut b, 6));
+    to3[4] = 6;
+    b.handle_datagram(now, a_addr, &to3);
+    assert!(connected(&mut b, 6));
 }
 
 #[test]

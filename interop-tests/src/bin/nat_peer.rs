@@ -1,21 +1,23 @@
 //! `nat_peer`: the peerhost side of the NAT lab (`tests/nat_matrix.rs`), the twin of
-//! `netlab/js-node.js`'s `server` and `client` roles. JSON lines on stdout; the first is
-//! `{"event":"ready",…}`.
+//! `netlab/js-node.js`'s `server` and `client` roles. Every role but `relay` is the daemon as
+//! users run it (`peerhost serve`, `mirror`, `follow`: one swarm, the node's connection driver),
+//! set up through its options. JSON lines on stdout; the first is `{"event":"ready",…}`.
 //!
 //! ```text
 //! nat_peer server BOOTSTRAP SEED BLOCKS RELAY_KEY
-//!     writes a log of BLOCKS blocks, listens on the key pair from SEED, announces the log's
-//!     discovery key, replicates with whoever connects.
-//!     → {"event":"ready","key":…,"publicKey":…}; then {"event":"connection",…} per connection
+//!     a daemon serving a log of BLOCKS blocks under the key pair from SEED, falling back to
+//!     the blind relay RELAY_KEY; announces the log's discovery key.
+//!     → {"event":"ready","key":…,"publicKey":…} once announced
 //! nat_peer relay BOOTSTRAP SEED
-//!     a blind relay (`Dht::serve_relay`) on RELAY_HOST:49738, not firewalled.
-//!     → {"event":"ready","publicKey":…}
+//!     a blind relay (`Dht::serve_relay`, what `peerhost relay` runs) on RELAY_HOST:49738,
+//!     not firewalled. → {"event":"ready","publicKey":…}
 //! nat_peer client BOOTSTRAP SERVER_KEY CORE_KEY BLOCKS RELAY_KEY
-//!     looks the log's discovery key up, connects to SERVER_KEY (holepunching as needed,
-//!     through the blind relay RELAY_KEY when that fails), downloads and checks every block.
-//!     → {"event":"done","connectMs":…,"totalMs":…,"path":"direct"|"relayed","blocks":N}
+//!     a daemon following every block of CORE_KEY (`peerhost follow`): it looks the log's
+//!     discovery key up, dials SERVER_KEY (holepunching as needed, through the blind relay
+//!     RELAY_KEY when that fails), downloads and checks every block.
+//!     → {"event":"done","connectMs":…,"totalMs":…,"path":"direct"|"relayed"|"lan","blocks":N}
 //!
-//! The daemon as users run it (`peerhost serve`, `mirror`), with no relay configured:
+//! With no relay configured anywhere:
 //! nat_peer daemon-relay BOOTSTRAP
 //!     a daemon holding no logs that offers a blind relay (`offer_relay`) and announces it.
 //!     → {"event":"ready","relay":…}
@@ -31,16 +33,19 @@
 //! (`RELAY_HOST`, default 198.51.100.20).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use peerhost_hyperdht::driver::{BindOptions, Connection, Dht};
-use peerhost_hyperdht::{AnnounceOptions, Config, ConnectOptions};
+use peerhost_daemon::{
+    Daemon, DhtOptions, FileConfig, Followed, Network, Options as DaemonOptions, Range,
+};
+use peerhost_hyperdht::Config;
+use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::{Key, KeyPair};
-use peerhost_node::Node;
 use peerhost_store::{CreateOptions, Durability, Options, Store};
 use serde_json::{Value, json};
 
-/// How long the client waits for the whole run (a hang guard).
+/// How long a run may take at most (a hang guard).
 const GUARD: Duration = Duration::from_secs(150);
 
 fn out(v: Value) {
@@ -80,10 +85,16 @@ fn relay_host() -> Ipv4Addr {
         .unwrap_or(Ipv4Addr::new(198, 51, 100, 20))
 }
 
-fn path_of(conn: &Connection) -> &'static str {
-    match conn.remote_address().ip() {
-        std::net::IpAddr::V4(ip) if ip == relay_host() => "relayed",
-        std::net::IpAddr::V4(ip) if ip.is_private() => "lan",
+/// How a connection to `address` (a status label: `dht:IP:PORT`) went: through the relay
+/// host, to a LAN address, or directly.
+fn path_of(address: &str) -> &'static str {
+    let ip = address
+        .trim_start_matches("dht:")
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip());
+    match ip {
+        Ok(std::net::IpAddr::V4(ip)) if ip == relay_host() => "relayed",
+        Ok(std::net::IpAddr::V4(ip)) if ip.is_private() => "lan",
         _ => "direct",
     }
 }
@@ -99,33 +110,59 @@ fn lan_address(towards: SocketAddrV4) -> Option<Ipv4Addr> {
     }
 }
 
-async fn dht(boot: &str, relay: Option<[u8; 32]>) -> Dht {
-    let mut config = Config::default();
-    config.dht.bootstrap = bootstrap(boot);
-    // The fallback relay when holepunching fails (hyperswarm's relayThrough list).
-    config.relays = relay.into_iter().collect();
-    config.local_addresses = config
-        .dht
-        .bootstrap
-        .first()
-        .and_then(|b| lan_address(*b))
-        .into_iter()
-        .collect();
-    let dht = Dht::bind(config, BindOptions::default())
-        .await
-        .unwrap_or_else(|e| fail(format!("bind: {e}")));
-    dht.bootstrapped().await;
-    dht
-}
-
-fn store() -> (Store, tempfile::TempDir) {
+/// A store in a temporary directory with one log of `blocks` blocks, closed again (the
+/// daemon opens it); the directory and the log's key.
+fn store_with_log(blocks: u64) -> (tempfile::TempDir, Key) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let store = Store::open_with(
         dir.path(),
         Options::default().durability(Durability::Process),
     )
     .unwrap_or_else(|e| fail(format!("store: {e}")));
-    (store, dir)
+    let mut core = store
+        .create("netlab", CreateOptions::default())
+        .unwrap_or_else(|e| fail(format!("create: {e}")));
+    let all: Vec<Vec<u8>> = (0..blocks).map(block).collect();
+    core.append(&all)
+        .unwrap_or_else(|e| fail(format!("append: {e}")));
+    (dir, core.key())
+}
+
+/// The daemon's options as the lab peers use them.
+#[derive(Default)]
+struct Setup {
+    key_pair: Option<KeyPair>,
+    relays: Vec<[u8; 32]>,
+    offer_relay: bool,
+}
+
+async fn daemon(dir: &Path, boot: &str, setup: Setup) -> Daemon {
+    let nodes = bootstrap(boot);
+    let lan = nodes.first().and_then(|b| lan_address(*b));
+    let dht = DhtOptions::new(nodes.into_iter().map(Into::into).collect())
+        .with_local_addresses(lan.into_iter().collect())
+        .with_relays(setup.relays)
+        .with_offer_relay(setup.offer_relay);
+    let mut opts = DaemonOptions::new(dir, FileConfig::default())
+        .with_network(Network::Dht(dht))
+        .with_write_files(false);
+    if let Some(kp) = setup.key_pair {
+        opts = opts.with_key_pair(kp);
+    }
+    Daemon::start(opts)
+        .await
+        .unwrap_or_else(|e| fail(format!("daemon: {e}")))
+}
+
+/// Wait until the daemon announced a topic.
+async fn announced(d: &Daemon) {
+    let deadline = Instant::now() + GUARD;
+    while d.status(true).await.dht.is_none_or(|s| s.announced == 0) {
+        if Instant::now() > deadline {
+            fail("never announced");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn relay(boot: &str, seed: &str) {
@@ -154,114 +191,60 @@ async fn relay(boot: &str, seed: &str) {
 }
 
 async fn server(boot: &str, seed: &str, blocks: u64, relay_key: &str) {
-    let (store, _dir) = store();
-    let mut core = store
-        .create("netlab", CreateOptions::default())
-        .unwrap_or_else(|e| fail(format!("create: {e}")));
-    let batch: Vec<Vec<u8>> = (0..blocks).map(block).collect();
-    core.append(&batch)
-        .unwrap_or_else(|e| fail(format!("append: {e}")));
-    let key = core.key();
-    let node = Node::new(KeyPair::generate(), peerhost_node::Config::default());
-    let dkey = node.with(|r| r.add_core(core, false, Instant::now()));
-
-    let dht = dht(boot, Some(key32(relay_key))).await;
+    let (dir, key) = store_with_log(blocks);
     let key_pair = KeyPair::from_seed(&key32(seed));
-    let mut listener = dht
-        .listen(&key_pair)
-        .await
-        .unwrap_or_else(|e| fail(format!("listen: {e}")));
-    let relays = listener.relay_addresses().await;
-    dht.announce(dkey.0, &key_pair, relays, AnnounceOptions::default())
-        .await
-        .unwrap_or_else(|e| fail(format!("announce: {e}")));
-    let info = dht.info().await;
+    let setup = Setup {
+        key_pair: Some(key_pair.clone()),
+        relays: vec![key32(relay_key)],
+        ..Setup::default()
+    };
+    let d = daemon(dir.path(), boot, setup).await;
+    announced(&d).await;
     out(json!({
         "event": "ready",
         "key": key.to_hex(),
         "publicKey": hex::encode(key_pair.public_key()),
-        "firewalled": info.as_ref().map(|i| i.firewalled),
     }));
-    while let Some(conn) = listener.accept().await {
-        out(json!({
-            "event": "connection",
-            "path": path_of(&conn),
-            "remote": conn.remote_address().to_string(),
-        }));
-        let node = node.clone();
-        tokio::spawn(async move {
-            let _ = node.run_dht_connection(conn, "client".into()).await;
-        });
-    }
+    std::future::pending::<()>().await;
 }
 
 async fn client(boot: &str, server_key: &str, core_key: &str, blocks: u64, relay_key: &str) {
     let started = Instant::now();
     let server_key = key32(server_key);
-
     let key = Key::parse(core_key).unwrap_or_else(|e| fail(format!("core key: {e}")));
-    let (store, _dir) = store();
-    let core = store
-        .create_replica(key, None, None)
-        .unwrap_or_else(|e| fail(format!("replica: {e}")));
-    let node = Node::new(KeyPair::generate(), peerhost_node::Config::default());
-    let dkey = node.with(|r| r.add_core(core, true, Instant::now()));
-
-    let dht = dht(boot, Some(key32(relay_key))).await;
-    // As a hyperswarm client does: find the topic's peers, then connect by key.
-    let found = dht
-        .lookup(dkey.0)
-        .await
-        .unwrap_or_else(|e| fail(format!("lookup: {e}")));
-    let relay_addresses: Vec<SocketAddrV4> = found
-        .iter()
-        .flat_map(|r| r.peers.iter())
-        .filter(|p| p.public_key == server_key)
-        .flat_map(|p| p.relay_addresses.iter().copied())
-        .collect();
-    let mut opts = ConnectOptions::default();
-    opts.relay_addresses = relay_addresses;
-    let key_pair = KeyPair::generate();
-    let mut errors = Vec::new();
-    let conn = loop {
-        match dht.connect_with(&key_pair, server_key, opts.clone()).await {
-            Ok(c) => break c,
-            Err(e) => {
-                errors.push(e.code().to_string());
-                if errors.len() >= 3 {
-                    out(json!({"event": "failed", "error": e.to_string(), "errors": errors}));
-                    std::process::exit(1);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let setup = Setup {
+        relays: vec![key32(relay_key)],
+        ..Setup::default()
     };
-    let connect_ms = started.elapsed().as_millis();
-    let path = path_of(&conn);
-    let n2 = node.clone();
-    tokio::spawn(async move {
-        let _ = n2.run_dht_connection(conn, "server".into()).await;
-    });
-    if let Err(e) = node.with(|r| r.download(&dkey, 0, None, Instant::now())) {
-        fail(format!("download: {e}"));
-    }
-    loop {
-        let have = node.with(|r| {
-            let core = r.core_mut(&dkey)?;
-            if core.length() < blocks {
-                return Some(false);
+    let d = daemon(dir.path(), boot, setup).await;
+    // The time to the connection to the server, and its path, as `follow` runs.
+    let node = d.node().clone();
+    let connected = tokio::spawn(async move {
+        loop {
+            let peer = node
+                .peers()
+                .into_iter()
+                .find(|p| p.remote_public_key == server_key);
+            if let Some(p) = peer {
+                return (started.elapsed().as_millis(), p.label);
             }
-            Some((0..blocks).all(|i| core.has(i).unwrap_or(false)))
-        });
-        if have == Some(true) {
-            break;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if started.elapsed() > GUARD {
-            fail("download timed out");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    });
+    let followed = d
+        .follow(key, Range::default(), GUARD)
+        .await
+        .unwrap_or_else(|e| fail(format!("follow: {e}")));
+    let Followed::Log { length, .. } = followed else {
+        fail("followed as a community")
+    };
+    let (connect_ms, address) = connected.await.unwrap_or_else(|e| fail(e));
+    if length != blocks || d.held(&key) != blocks {
+        fail(format!("held {} of {blocks} blocks", d.held(&key)));
     }
-    let checked = node.with(|r| {
+    let dkey = key.discovery_key();
+    let checked = d.node().with(|r| {
         let core = r.core_mut(&dkey)?;
         for i in 0..blocks {
             if core.get(i).ok()?? != block(i) {
@@ -273,42 +256,33 @@ async fn client(boot: &str, server_key: &str, core_key: &str, blocks: u64, relay
     if checked.is_none() {
         fail("a block differs or the log does not verify");
     }
+    let at_end = d
+        .node()
+        .peers()
+        .into_iter()
+        .find(|p| p.remote_public_key == server_key)
+        .map_or("gone", |p| path_of(&p.label));
     out(json!({
         "event": "done",
         "connectMs": connect_ms,
         "totalMs": started.elapsed().as_millis(),
-        "path": path,
-        "pathAtEnd": path,
+        "path": path_of(&address),
+        "pathAtEnd": at_end,
         "blocks": blocks,
-        "errors": errors,
     }));
     std::process::exit(0);
 }
 
-async fn daemon(
-    dir: &std::path::Path,
-    boot: &str,
-    offer_relay: bool,
-) -> peerhost_node::daemon::Daemon {
-    use peerhost_node::daemon::{
-        Daemon, DhtOptions, FileConfig, Network, Options as DaemonOptions,
-    };
-    let dht = DhtOptions::new(bootstrap(boot)).with_offer_relay(offer_relay);
-    Daemon::start(
-        DaemonOptions::new(dir, FileConfig::default())
-            .with_network(Network::Dht(dht))
-            .with_write_files(false),
-    )
-    .await
-    .unwrap_or_else(|e| fail(format!("daemon: {e}")))
-}
-
 async fn daemon_relay(boot: &str) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
-    let d = daemon(dir.path(), boot, true).await;
+    let setup = Setup {
+        offer_relay: true,
+        ..Setup::default()
+    };
+    let d = daemon(dir.path(), boot, setup).await;
     let deadline = Instant::now() + GUARD;
     let relay = loop {
-        if let Some(k) = d.status(true).dht.and_then(|s| s.offered_relay) {
+        if let Some(k) = d.status(true).await.dht.and_then(|s| s.offered_relay) {
             break k;
         }
         if Instant::now() > deadline {
@@ -321,16 +295,8 @@ async fn daemon_relay(boot: &str) {
 }
 
 async fn daemon_serve(boot: &str, blocks: u64) {
-    let (store, dir) = store();
-    let mut core = store
-        .create("log", CreateOptions::default())
-        .unwrap_or_else(|e| fail(e));
-    let all: Vec<Vec<u8>> = (0..blocks).map(block).collect();
-    core.append(&all).unwrap_or_else(|e| fail(e));
-    let key = core.key();
-    drop(core);
-    drop(store);
-    let _d = daemon(dir.path(), boot, false).await;
+    let (dir, key) = store_with_log(blocks);
+    let _d = daemon(dir.path(), boot, Setup::default()).await;
     out(json!({"event": "ready", "key": hex::encode(key.0)}));
     std::future::pending::<()>().await;
 }
@@ -338,16 +304,16 @@ async fn daemon_serve(boot: &str, blocks: u64) {
 async fn daemon_mirror(boot: &str, key: &str, blocks: u64) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
     let started = Instant::now();
-    let d = daemon(dir.path(), boot, false).await;
+    let d = daemon(dir.path(), boot, Setup::default()).await;
     let key = Key(key32(key));
-    d.mirror(key, false).unwrap_or_else(|e| fail(e));
+    d.mirror(key, false).await.unwrap_or_else(|e| fail(e));
     while d.held(&key) < blocks {
         if started.elapsed() > GUARD {
             fail(format!("held {} of {blocks} blocks", d.held(&key)));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let st = d.status(true);
+    let st = d.status(true).await;
     out(json!({
         "event": "done",
         "ms": started.elapsed().as_millis() as u64,
@@ -357,7 +323,6 @@ async fn daemon_mirror(boot: &str, key: &str, blocks: u64) {
     }));
     std::process::exit(0);
 }
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -9,7 +9,8 @@
 use peerhost_ids::KeyPair;
 use peerhost_relay::driver::RelayServer;
 
-use super::{Dht, relay_messages};
+use super::Dht;
+use super::connection::relay_messages;
 use crate::error::Error;
 
 /// A running relay service; dropping it stops accepting (running pairings end with their

@@ -29,7 +29,7 @@ use serde::Deserialize;
 pub const FILE_NAME: &str = "peerhost.toml";
 
 /// The public HyperDHT bootstrap nodes (`IP@HOST:PORT`, hyperdht 6 `lib/constants.js`).
-pub use peerhost_hyperdht::bootstrap::PUBLIC_BOOTSTRAP;
+pub use peerhost_swarm::hyperdht::bootstrap::PUBLIC_BOOTSTRAP;
 
 /// The config file, as parsed.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The daemon's side of the control socket (`crate::control`, `protocol/control.md`): open a
+//! The daemon's side of the control socket (`super`, `protocol/control.md`): open a
 //! log by name or key, read a block, append blocks to a log we write.
 
 use std::os::unix::fs::PermissionsExt;
@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::Daemon;
-use crate::control::{encode_frame, frame_len, proto, socket_path};
+use super::{encode_frame, frame_len, proto, socket_path};
+use crate::Daemon;
 use proto::{request, response};
 
 /// Connections served at once; more wait to be accepted.
@@ -24,8 +24,8 @@ const IDLE: Duration = Duration::from_secs(300);
 /// Bind `<storage>/control.sock` (replacing a dead daemon's: we hold the store's lock, so no
 /// live daemon uses it) and serve it until the daemon stops. A path the kernel refuses (over
 /// 107 bytes) only costs the feature: logged, not fatal.
-pub(super) fn start(daemon: &Daemon) -> Option<PathBuf> {
-    let path = socket_path(&daemon.inner.storage);
+pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
+    let path = socket_path(daemon.storage());
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
@@ -42,7 +42,7 @@ pub(super) fn start(daemon: &Daemon) -> Option<PathBuf> {
         tracing::warn!(path = %path.display(), "cannot make the control socket private: {e}");
     }
     let d = daemon.clone();
-    let mut stop = daemon.inner.stop.subscribe();
+    let mut stop = daemon.ctx.stop.subscribe();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
@@ -120,7 +120,7 @@ impl Daemon {
                 let key = self.resolve_local(&o.query)?;
                 let dkey = key.discovery_key();
                 let found = self
-                    .inner
+                    .ctx
                     .node
                     .with(|r| r.core(&dkey).map(|c| (c.length(), c.writable())));
                 let Some((length, writable)) = found else {
@@ -135,7 +135,7 @@ impl Daemon {
             request::Op::Get(g) => {
                 let key = key_of(&g.key)?;
                 let dkey = key.discovery_key();
-                let got = self.inner.node.with(|r| {
+                let got = self.ctx.node.with(|r| {
                     r.core_mut(&dkey)
                         .map(|c| c.get(g.index).map_err(|e| e.to_string()))
                 });
@@ -146,21 +146,6 @@ impl Daemon {
             }
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
-                let dkey = key.discovery_key();
-                let writable = self
-                    .inner
-                    .node
-                    .with(|r| r.core(&dkey).map(peerhost_store::Core::writable));
-                match writable {
-                    None => return Err(format!("log {} is not in this store", key.to_z32())),
-                    Some(false) => {
-                        return Err(format!(
-                            "log {} is read-only here (no secret key)",
-                            key.to_z32()
-                        ));
-                    }
-                    Some(true) => {}
-                }
                 let length = self.append(&key, &a.blocks).map_err(|e| e.to_string())?;
                 Ok(response::Result::Length(length))
             }
@@ -169,7 +154,7 @@ impl Daemon {
 
     /// A log of the store by local name or key.
     fn resolve_local(&self, query: &str) -> Result<Key, String> {
-        if let Ok(Some(key)) = self.inner.store.name_key(query) {
+        if let Ok(Some(key)) = self.ctx.store.name_key(query) {
             return Ok(key);
         }
         Key::parse(query).map_err(|e| {

@@ -3,8 +3,9 @@
 //! JS counterpart is `interop-tests/swarm/bench.js`: same modes, same JSON lines.
 //!
 //! ```text
-//! swarm_bench testnet NODES                  a testnet of NODES nodes (one bootstrap node,
-//!                                            the rest persistent) on 127.0.0.1; prints
+//! swarm_bench testnet NODES                  a testnet of NODES nodes (the swarm's
+//!                                            `Bootstrapper`, the rest persistent) on
+//!                                            127.0.0.1; prints
 //!                                            {"bootstrap": "HOST:PORT"}, runs until killed
 //! swarm_bench prepare DIR BLOCKS SIZE        a store in DIR with one log of BLOCKS blocks of
 //!                                            SIZE bytes; prints {"key"}
@@ -31,12 +32,12 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Network, Options, Range};
 use peerhost_hyperdht::driver::{BindOptions, Dht};
 use peerhost_ids::{Key, KeyPair};
-use peerhost_node::daemon::testnet::Testnet;
-use peerhost_node::daemon::{Daemon, DhtOptions, FileConfig, Network, Options, Range};
 use peerhost_node::replication::Event;
 use peerhost_store::{CreateOptions, Durability, Options as StoreOptions, Store};
+use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 use serde_json::json;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -66,9 +67,26 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+/// A bootstrap node (the swarm's `Bootstrapper`) and `nodes - 1` persistent, unfirewalled
+/// nodes, each persistent before the address is printed.
 async fn testnet(nodes: usize) -> Result<()> {
-    let t = Testnet::start(HOST, nodes.saturating_sub(1)).await?;
-    println!("{}", json!({ "bootstrap": t.bootstrap.to_string() }));
+    let boot = Bootstrapper::bind(BootstrapOptions::new(HOST, 0).with_bind(HOST)).await?;
+    let mut dhts = vec![boot.dht().clone()];
+    for _ in 1..nodes {
+        let mut config = peerhost_hyperdht::Config::default();
+        config.dht.bootstrap = vec![boot.addr()];
+        config.dht.ephemeral = Some(false);
+        config.dht.firewalled = false;
+        let dht = Dht::bind(config, BindOptions::host(HOST)).await?;
+        dht.bootstrapped().await;
+        dhts.push(dht);
+    }
+    for d in &dhts {
+        while !d.info().await.is_some_and(|i| i.persistent) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!("{}", json!({ "bootstrap": boot.addr().to_string() }));
     std::future::pending::<()>().await;
     Ok(())
 }
@@ -93,9 +111,11 @@ fn prepare(dir: &str, blocks: u64, size: usize) -> Result<()> {
 }
 
 fn dht_options(bootstrap: &str) -> Result<Network> {
-    Ok(Network::Dht(
-        DhtOptions::new(bootstrap_list(bootstrap)?).with_host(HOST),
-    ))
+    let nodes = bootstrap_list(bootstrap)?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Network::Dht(DhtOptions::new(nodes).with_host(HOST)))
 }
 
 async fn writer(dir: &str, bootstrap: &str) -> Result<()> {
@@ -110,7 +130,12 @@ async fn writer(dir: &str, bootstrap: &str) -> Result<()> {
         .with_write_files(false)
         .with_key_pair(KeyPair::generate());
     let daemon = Daemon::start(opts).await?;
-    while daemon.status(true).dht.is_none_or(|d| d.announced == 0) {
+    while daemon
+        .status(true)
+        .await
+        .dht
+        .is_none_or(|d| d.announced == 0)
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
@@ -169,8 +194,13 @@ async fn reader_try(bootstrap: &str, key: Key, all: bool) -> Result<()> {
         .with_write_files(false)
         .with_key_pair(KeyPair::generate());
     let daemon = Daemon::start(opts).await?;
-    // Bootstrapped and listening (the routing table is read once the node listens).
-    while daemon.status(true).dht.is_none_or(|d| d.nodes == 0) {
+    // Bootstrapped and listening.
+    while daemon
+        .status(true)
+        .await
+        .dht
+        .is_none_or(|d| d.nodes == 0 || !d.listening)
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let node = daemon.node().clone();
@@ -241,6 +271,13 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> Result<T> {
 }
 
 fn main() -> Result<()> {
+    // Log lines on stderr when asked (`PEERHOST_LOG=debug`).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PEERHOST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::LogStats;
+use peerhost_node::LogStats;
 
 /// The state file's name inside the storage directory.
 pub const STATE_FILE: &str = "peerhost-state.json";
@@ -175,6 +175,9 @@ pub struct DhtStatus {
     /// The key of the blind relay we offer, if any (hex).
     #[serde(default)]
     pub offered_relay: Option<String>,
+    /// Whether peers can dial us by key yet (our DHT node is listening).
+    #[serde(default)]
+    pub listening: bool,
 }
 
 /// One connection in [`Status`].

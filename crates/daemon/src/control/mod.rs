@@ -1,7 +1,7 @@
 //! The local control socket (`protocol/control.md`): how a command such as `peerhost post`,
 //! `import` or `feed` works on a store while a daemon (`serve`, `mirror`, `follow`) holds its
 //! lock. The daemon listens on `<storage>/control.sock` (mode 0600); a command that finds the
-//! store locked opens its logs through it instead ([`Log::Remote`]), reads blocks and appends
+//! store locked opens its logs through it instead ([`Logs`], [`Log::Remote`]), reads blocks and appends
 //! them there, and the daemon's peers hear of every append at once.
 //!
 //! Frames are a varint length (at most [`MAX_FRAME`]) and one protobuf message
@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use peerhost_feed::{AppendBlocks, Blocks};
 use peerhost_ids::Key;
-use peerhost_store::{Core, CoreError};
+use peerhost_store::{Core, CoreError, Store};
 use prost::Message;
+
+pub(crate) mod server;
 
 /// The prost types of `protocol/control.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -41,6 +43,7 @@ pub fn socket_path(storage: &Path) -> PathBuf {
 
 /// What can go wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// No daemon answers on the socket.
     #[error(
@@ -298,6 +301,71 @@ impl Blocks for Log {
 impl AppendBlocks for Log {
     fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, LogError> {
         self.append(blocks)
+    }
+}
+
+/// Where a command finds its logs: the store itself, or — when a daemon holds the store's
+/// lock — that daemon, through its control socket. `peerhost log`, `post`, `import`, `feed`
+/// and `community` all open their logs through this.
+#[derive(Debug)]
+pub enum Logs {
+    /// The store, opened by this process.
+    Local(Store),
+    /// The daemon running on this storage directory.
+    Daemon(PathBuf),
+}
+
+impl Logs {
+    /// Open the store in `storage`, or reach the daemon that holds it.
+    pub fn open(storage: &Path) -> Result<Self, peerhost_store::Error> {
+        match Store::open(storage) {
+            Ok(store) => Ok(Self::Local(store)),
+            // A daemon holds the lock: work through it (protocol/control.md).
+            Err(peerhost_store::Error::Locked { .. })
+                if UnixStream::connect(socket_path(storage)).is_ok() =>
+            {
+                Ok(Self::Daemon(storage.to_path_buf()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The log named or keyed `query`, which must be in the store.
+    pub fn log(&self, query: &str) -> Result<Log, LogError> {
+        match self {
+            Self::Local(store) => Ok(Log::Local(Box::new(store.open_core(query)?))),
+            Self::Daemon(dir) => Ok(Log::Remote(RemoteLog::open(dir, query)?)),
+        }
+    }
+
+    /// Whether the log `key` is in the store.
+    pub fn contains(&self, key: &Key) -> Result<bool, ControlError> {
+        match self {
+            Self::Local(store) => Ok(store.contains(key)),
+            Self::Daemon(dir) => match RemoteLog::open(dir, &key.to_hex()) {
+                Ok(_) => Ok(true),
+                Err(ControlError::Refused(_)) => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Whether `query` is a local name (not a key).
+    pub fn is_name(&self, query: &str) -> bool {
+        match self {
+            Self::Local(store) => store.name_key(query).ok().flatten().is_some(),
+            // The daemon resolves names and keys alike.
+            Self::Daemon(_) => Key::parse(query).is_err(),
+        }
+    }
+
+    /// The store itself, or `None` when a daemon holds it (commands that create logs or
+    /// read a log's files need it to themselves).
+    pub fn store(&self) -> Option<&Store> {
+        match self {
+            Self::Local(store) => Some(store),
+            Self::Daemon(_) => None,
+        }
     }
 }
 

@@ -24,8 +24,9 @@ use peerhost_ids::Key;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::{DaemonError, io_err};
-use crate::Node;
+use peerhost_node::Node;
+
+use crate::error::HttpError;
 
 /// How to run the HTTP gateway.
 #[derive(Debug, Clone, Default)]
@@ -46,10 +47,19 @@ pub struct HttpOptions {
     pub allow_private_peers: bool,
 }
 
-/// The logs the replicator holds, as a gateway source.
+/// The logs the node's replicator holds, as a log source for the services the daemon
+/// starts (the HTTP gateway; any transport serving `peerhost-gateway`'s API): each call
+/// reads one core under the node's lock.
 #[derive(Debug, Clone)]
-pub(crate) struct NodeSource {
+pub struct NodeSource {
     node: Node,
+}
+
+impl NodeSource {
+    /// The logs `node` holds.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
 }
 
 impl LogSource for NodeSource {
@@ -90,18 +100,19 @@ pub(crate) struct Http {
 
 /// Bind and start serving; `instance` says whether to act as one.
 pub(crate) async fn start(
-    node: &Node,
+    source: NodeSource,
     options: &HttpOptions,
     addr: SocketAddr,
     instance: bool,
     stop: &watch::Sender<bool>,
-) -> Result<Http, DaemonError> {
+) -> Result<Http, HttpError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(io_err(format!("cannot listen for HTTP on {addr}")))?;
+        .map_err(|source| HttpError::Listen { addr, source })?;
     let addr = listener
         .local_addr()
-        .map_err(io_err("cannot read the HTTP listener's address"))?;
+        .map_err(|source| HttpError::Listen { addr, source })?;
+    let node = &source.node;
     let url = options
         .public_url
         .clone()
@@ -114,10 +125,7 @@ pub(crate) async fn start(
         );
     }
     let site = match &options.page {
-        Some(dir) => Some(Site::load(dir).map_err(|e| DaemonError::Io {
-            what: "bootstrap page".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?),
+        Some(dir) => Some(Site::load(dir).map_err(|e| HttpError::Page(e.to_string()))?),
         None => None,
     };
     let interval = options.interval.unwrap_or(Duration::from_secs(5));
@@ -130,12 +138,13 @@ pub(crate) async fn start(
         ))
     });
     let counters = Arc::new(Counters::default());
-    let source = Arc::new(NodeSource { node: node.clone() });
+    let kp = node.key_pair().clone();
+    let source = Arc::new(source);
     // Our gateway answers instances' challenges with the node key our registrations are
     // signed with.
     let mut config = Config::default()
         .counters(counters.clone())
-        .identity(node.key_pair().clone());
+        .identity(kp.clone());
     if let Some(i) = &instance {
         config = config.instance(i.clone());
     }
@@ -162,7 +171,6 @@ pub(crate) async fn start(
     if !options.register.is_empty() {
         let mut rx = stop.subscribe();
         let (instances, own, c) = (options.register.clone(), url.clone(), counters.clone());
-        let kp = node.key_pair().clone();
         tokio::spawn(async move {
             peerhost_gateway::run_reporter(instances, own, c, kp, interval, async move {
                 crate::stopped(&mut rx).await;

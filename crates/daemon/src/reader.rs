@@ -1,0 +1,536 @@
+//! The reader procedures: one-shot, sparse downloads of what a reader needs ([`Daemon::follow`],
+//! [`Daemon::latest_posts`], [`Daemon::fetch_asset`]), driven by the readers of
+//! `peerhost-feed`, and the live stream of new posts ([`Daemon::new_posts`]).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use peerhost_feed::read::{self, PostView};
+use peerhost_feed::{Asset, Entry, Kind, Notes, Post};
+use peerhost_ids::{DiscoveryKey, Key};
+use peerhost_node::Node;
+use peerhost_replication::{Event, Replicator};
+use peerhost_store::Core;
+use tokio::sync::{broadcast, watch};
+
+use crate::Daemon;
+use crate::actor::Command;
+use crate::error::FollowError;
+use crate::tracking::{Community, Part, Role};
+
+/// What [`Daemon::follow`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Followed {
+    /// A community: its descriptor and latest posts, newest first.
+    Community {
+        /// The community.
+        community: Box<Community>,
+        /// The latest posts (at most the number asked for).
+        posts: Vec<PostView>,
+        /// What the readers skipped (malformed entries) on the way.
+        notes: Notes,
+    },
+    /// A plain log: these blocks are now held and verified.
+    Log {
+        /// The log.
+        key: Key,
+        /// The first block downloaded.
+        start: u64,
+        /// The end (exclusive).
+        end: u64,
+        /// The log's length.
+        length: u64,
+    },
+}
+
+/// Which blocks of a plain log [`Daemon::follow`] downloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Range {
+    /// First block (default 0).
+    pub start: Option<u64>,
+    /// End, exclusive (default: the length when first synced).
+    pub end: Option<u64>,
+    /// Only the last N blocks (N posts, for a community).
+    pub last: Option<u64>,
+}
+
+impl Range {
+    /// The last `n` blocks (or posts).
+    pub fn last(n: u64) -> Self {
+        Self {
+            last: Some(n),
+            ..Self::default()
+        }
+    }
+
+    /// Blocks `start..end`.
+    pub fn between(start: Option<u64>, end: Option<u64>) -> Self {
+        Self {
+            start,
+            end,
+            last: None,
+        }
+    }
+}
+
+impl Daemon {
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Replicator) -> bool,
+    ) -> Result<(), FollowError> {
+        let deadline = Instant::now() + timeout;
+        let node = &self.ctx.node;
+        loop {
+            // Created before the check, so a change in between still wakes us.
+            let changed = node.changed();
+            if node.with(&mut f) {
+                return Ok(());
+            }
+            if node.is_closed() {
+                return Err(FollowError::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(FollowError::Timeout {
+                    what: what.into(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            let _ = tokio::time::timeout(left, changed).await;
+        }
+    }
+
+    async fn quota_full_error(&self) -> FollowError {
+        let (used, limit) = self
+            .ask(|reply| Command::Quota { reply })
+            .await
+            .flatten()
+            .unwrap_or((0, 0));
+        FollowError::QuotaFull { used, limit }
+    }
+
+    /// Track `key` with `role` (the actor opens it and joins its topic).
+    async fn ensure_log(
+        &self,
+        key: Key,
+        role: Role,
+        community: Option<(Key, Part)>,
+    ) -> Result<DiscoveryKey, FollowError> {
+        Ok(self
+            .track(|reply| Command::Track {
+                key,
+                role,
+                community,
+                reply,
+            })
+            .await?)
+    }
+
+    /// Download `start..end` of `dkey` and wait until it is stored (and verified).
+    async fn fetch(
+        &self,
+        dkey: DiscoveryKey,
+        start: u64,
+        end: u64,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(), FollowError> {
+        if start >= end {
+            return Ok(());
+        }
+        let node = &self.ctx.node;
+        if node.download_budget_exhausted() {
+            return Err(self.quota_full_error().await);
+        }
+        let now = Instant::now();
+        node.with(|r| r.download(&dkey, start, Some(end), now))?;
+        let r = self
+            .wait_for(what, timeout, |r| {
+                r.core_mut(&dkey)
+                    .is_some_and(|c| matches!(c.next_missing(start, end), Ok(None)))
+            })
+            .await;
+        match r {
+            Err(FollowError::Timeout { .. }) if node.download_budget_exhausted() => {
+                Err(self.quota_full_error().await)
+            }
+            r => r,
+        }
+    }
+
+    /// Wait until a peer told us the log's head (JS `core.update()`); its length.
+    async fn sync(
+        &self,
+        dkey: DiscoveryKey,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<u64, FollowError> {
+        self.wait_for(what, timeout, |r| r.is_synced(&dkey)).await?;
+        Ok(self
+            .ctx
+            .node
+            .with(|r| r.core(&dkey).map_or(0, Core::length)))
+    }
+
+    /// Follow `key`: find peers (DHT topic, TCP peers added), learn the head, and download
+    /// what a reader needs. A community (the key of a descriptor log) gets its descriptor and
+    /// the latest `range.last` posts (default 20), newest first; a plain log gets `range`.
+    pub async fn follow(
+        &self,
+        key: Key,
+        range: Range,
+        timeout: Duration,
+    ) -> Result<Followed, FollowError> {
+        let dkey = self.ensure_log(key, Role::Follow, None).await?;
+        let z = key.to_z32();
+        let length = self
+            .sync(dkey, timeout, &format!("the head of {z}"))
+            .await?;
+        // The last block says what it is: every entry of a descriptor log is a descriptor.
+        // (Not block 0, which a sparse follow of a plain log should not download.)
+        if length > 0 {
+            self.fetch(
+                dkey,
+                length - 1,
+                length,
+                timeout,
+                &format!("the last block of {z}"),
+            )
+            .await?;
+        }
+        let is_community = length > 0
+            && self
+                .block(&key, length - 1)
+                .and_then(|b| Entry::decode(&b).ok())
+                .is_some_and(|e| matches!(e.kind(), Some(Kind::Descriptor(_))));
+        if !is_community {
+            let (start, end) = match range.last {
+                Some(n) => (length.saturating_sub(n), length),
+                None => (range.start.unwrap_or(0), range.end.unwrap_or(length)),
+            };
+            self.fetch(
+                dkey,
+                start,
+                end,
+                timeout,
+                &format!("blocks {start}..{end} of {z}"),
+            )
+            .await?;
+            return Ok(Followed::Log {
+                key,
+                start,
+                end,
+                length,
+            });
+        }
+        let community = self.open_community(key, timeout).await?;
+        let n = usize::try_from(range.last.unwrap_or(20)).unwrap_or(usize::MAX);
+        let (posts, notes) = self.latest_posts(&community, n, timeout).await?;
+        Ok(Followed::Community {
+            community: Box::new(community),
+            posts,
+            notes,
+        })
+    }
+
+    /// The community `key` with its latest descriptor (the descriptor log downloaded whole:
+    /// a few blocks), tracked so that its logs are followed on the same connections.
+    pub async fn open_community(
+        &self,
+        key: Key,
+        timeout: Duration,
+    ) -> Result<Community, FollowError> {
+        let dkey = self.ensure_log(key, Role::Follow, None).await?;
+        let z = key.to_z32();
+        let length = self
+            .sync(dkey, timeout, &format!("the head of {z}"))
+            .await?;
+        self.fetch(
+            dkey,
+            0,
+            length,
+            timeout,
+            &format!("the descriptor log of {z}"),
+        )
+        .await?;
+        let descriptor = self
+            .track(|reply| Command::Community { key, reply })
+            .await?
+            .ok_or(FollowError::NotACommunity { key: z })?;
+        Ok(Community::new(key, descriptor))
+    }
+
+    /// Open one of a community's logs here (following it) and learn its head.
+    async fn open_part(
+        &self,
+        c: &Community,
+        part: Part,
+        timeout: Duration,
+    ) -> Result<(DiscoveryKey, u64), FollowError> {
+        let key = c.part(part).ok_or(FollowError::NoSuchPart {
+            key: c.key.to_z32(),
+            part: part.name(),
+        })?;
+        let dkey = self
+            .ensure_log(key, Role::Follow, Some((c.key, part)))
+            .await?;
+        let length = self
+            .sync(
+                dkey,
+                timeout,
+                &format!("the head of the {} log", part.name()),
+            )
+            .await?;
+        Ok((dkey, length))
+    }
+
+    /// The latest `n` posts of a community, fetching only the blocks they need: the last `n`
+    /// blocks first, then twice as many while edits, deletions or skipped blocks among them
+    /// leave fewer than `n` posts.
+    pub async fn latest_posts(
+        &self,
+        c: &Community,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(Vec<PostView>, Notes), FollowError> {
+        let (dkey, length) = self.open_part(c, Part::Posts, timeout).await?;
+        let mut window = (n as u64).max(1);
+        loop {
+            let start = length.saturating_sub(window);
+            self.fetch(dkey, start, length, timeout, "the latest posts")
+                .await?;
+            let (posts, notes) = self
+                .ctx
+                .node
+                .with(|r| match r.core_mut(&dkey) {
+                    Some(core) => read::latest_posts(core, n).map(Some),
+                    None => Ok(None),
+                })?
+                .unwrap_or_default();
+            // Only blocks above the n-th post are read: missing ones there mean the window
+            // was too small.
+            if notes.missing_total == 0 || start == 0 {
+                for s in &notes.skipped {
+                    tracing::warn!(log = "posts", "skipped {s}");
+                }
+                return Ok((posts, notes));
+            }
+            window = window.saturating_mul(2);
+        }
+    }
+
+    /// Download the file `path` of a community's web app (the current asset index, then the
+    /// file's chunks) and write it to `out`, checking its size and SHA-256.
+    pub async fn fetch_asset<W: std::io::Write>(
+        &self,
+        c: &Community,
+        path: &str,
+        out: W,
+        timeout: Duration,
+    ) -> Result<Asset, FollowError> {
+        let (dkey, length) = self.open_part(c, Part::Assets, timeout).await?;
+        let mut window = 1u64;
+        let index = loop {
+            let start = length.saturating_sub(window);
+            self.fetch(dkey, start, length, timeout, "the asset index")
+                .await?;
+            let (found, notes) = self
+                .ctx
+                .node
+                .with(|r| match r.core_mut(&dkey) {
+                    Some(core) => read::asset_index(core).map(Some),
+                    None => Ok(None),
+                })?
+                .unwrap_or_default();
+            if let Some((_, index)) = found.filter(|_| notes.missing_total == 0 || start == 0) {
+                break Some(index);
+            }
+            if start == 0 {
+                break None;
+            }
+            window = window.saturating_mul(4);
+        };
+        let asset = index
+            .and_then(|i| i.files.into_iter().find(|a| a.path == path))
+            .ok_or_else(|| FollowError::NoSuchAsset {
+                key: c.key.to_z32(),
+                path: path.to_owned(),
+            })?;
+        self.fetch(
+            dkey,
+            asset.start,
+            asset.start.saturating_add(asset.blocks),
+            timeout,
+            &format!("asset {path}"),
+        )
+        .await?;
+        self.ctx.node.with(|r| match r.core_mut(&dkey) {
+            Some(core) => peerhost_feed::assets::read_content(core, &asset, out)
+                .map(|_| ())
+                .map_err(FollowError::from),
+            None => Err(FollowError::Closed),
+        })?;
+        Ok(asset)
+    }
+
+    /// Keep following a community's posts as they are published: new blocks are fetched as
+    /// the head grows, and the returned stream yields each new post once it is stored and
+    /// verified. Call after [`Daemon::follow`].
+    pub fn follow_live(&self, c: &Community) -> Result<NewPosts, FollowError> {
+        let now = Instant::now();
+        let dd = c.key.discovery_key();
+        let posts = c.part(Part::Posts).map(|k| k.discovery_key());
+        // Subscribed before the downloads start, so no block is missed.
+        let events = self.ctx.node.subscribe();
+        let next = self.ctx.node.with(|r| -> Result<u64, FollowError> {
+            r.set_live(&dd, true, now);
+            let l = r.core(&dd).map_or(0, Core::length);
+            r.download(&dd, l, None, now)?;
+            let Some(p) = posts else { return Ok(0) };
+            r.set_live(&p, true, now);
+            let l = r.core(&p).map_or(0, Core::length);
+            r.download(&p, l, None, now)?;
+            Ok(l)
+        })?;
+        Ok(NewPosts {
+            node: self.ctx.node.clone(),
+            posts,
+            next,
+            events,
+            stop: self.ctx.stop.subscribe(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// Wait until the length of `key` held here differs from `last`; the new length, or
+    /// `None` once the daemon stops.
+    pub async fn length_changed(&self, key: &Key, last: u64) -> Option<u64> {
+        // Subscribed before the check, so a change in between still wakes us.
+        let mut events = self.ctx.node.subscribe();
+        let mut stop = self.ctx.stop.subscribe();
+        loop {
+            let length = self.length(key);
+            if length != last {
+                return Some(length);
+            }
+            tokio::select! {
+                // Any event may be the one (a lagged receiver re-checks too).
+                ev = events.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = ev {
+                        return None;
+                    }
+                }
+                () = crate::stopped(&mut stop) => return None,
+            }
+        }
+    }
+
+    /// Keep a plain log live: fetch every block appended from `start` on.
+    pub fn follow_log_live(&self, key: &Key, start: u64) -> Result<(), FollowError> {
+        let now = Instant::now();
+        let dkey = key.discovery_key();
+        self.ctx.node.with(|r| {
+            r.set_live(&dkey, true, now);
+            r.download(&dkey, start, None, now)
+        })?;
+        Ok(())
+    }
+}
+
+/// A new block of a community's posts log, as [`NewPosts`] yields it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LivePost {
+    /// A new post.
+    Post {
+        /// Its block.
+        index: u64,
+        /// The post.
+        post: Box<Post>,
+    },
+    /// A block that is not an entry (skipped, as every reader skips it).
+    Skipped {
+        /// Its block.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The posts of a followed community as they arrive ([`Daemon::follow_live`]): woken by the
+/// node's events for the posts log, in log order, each block once.
+#[derive(Debug)]
+pub struct NewPosts {
+    node: Node,
+    posts: Option<DiscoveryKey>,
+    next: u64,
+    events: broadcast::Receiver<Event>,
+    stop: watch::Receiver<bool>,
+    ready: VecDeque<LivePost>,
+}
+
+/// Blocks read per wake-up at most (the rest wait for the next call).
+const LIVE_BATCH: u64 = 256;
+
+impl NewPosts {
+    /// The next new post (or skipped block); `None` once the daemon stops.
+    pub async fn next(&mut self) -> Option<LivePost> {
+        let dkey = self.posts?;
+        loop {
+            if let Some(p) = self.ready.pop_front() {
+                return Some(p);
+            }
+            self.read_held(&dkey);
+            if !self.ready.is_empty() {
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    ev = self.events.recv() => match ev {
+                        Ok(Event::Downloaded { discovery_key, .. } | Event::Head { discovery_key, .. })
+                            if discovery_key == dkey => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    () = crate::stopped(&mut self.stop) => return None,
+                }
+            }
+        }
+    }
+
+    /// Decode the blocks held from `next` on (in order, up to the first one missing).
+    fn read_held(&mut self, dkey: &DiscoveryKey) {
+        let start = self.next;
+        let blocks: Vec<(u64, Vec<u8>)> = self.node.with(|r| {
+            let Some(core) = r.core_mut(dkey) else {
+                return Vec::new();
+            };
+            let end = core.length().min(start.saturating_add(LIVE_BATCH));
+            (start..end)
+                .map_while(|i| core.get(i).ok().flatten().map(|b| (i, b)))
+                .collect()
+        });
+        for (index, block) in blocks {
+            self.next = index + 1;
+            match Entry::decode(&block) {
+                Ok(e) => {
+                    if let Some(Kind::Post(post)) = e.into_kind() {
+                        self.ready.push_back(LivePost::Post {
+                            index,
+                            post: Box::new(post),
+                        });
+                    }
+                }
+                Err(e) => self.ready.push_back(LivePost::Skipped {
+                    index,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+    }
+}
