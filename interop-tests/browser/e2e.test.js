@@ -110,7 +110,7 @@ test.after(async () => {
 const latest20 = () => community.titles.slice(-20).reverse()
 const sum = (bytes, urls, f = (b) => b.body) => urls.reduce((n, u) => n + f(bytes.get(u) || { body: 0, headers: 0 }), 0)
 
-test('3 mirrors: the latest 20 posts; first visit ≤ 6 KB, repeat ≤ 1 KB from the instance; ≥ 95% from peers', async () => {
+test('3 mirrors: the latest 20 posts; first visit ≤ 6 KB, repeat ≤ 1 KB from the instance; ≥ 85% of the wire bytes from peers', async () => {
   const p = await lib.countingPage(chrome.browser)
   const got = await lib.loadPage(p, instance.url)
   assert.deepStrictEqual(got.titles, latest20())
@@ -127,7 +127,12 @@ test('3 mirrors: the latest 20 posts; first visit ≤ 6 KB, repeat ≤ 1 KB from
     `peers ${peers} B; ${(share * 100).toFixed(1)}% from peers; first post after ${got.firstPostMs.toFixed(0)} ms`)
   assert.deepStrictEqual(p.urls(instance.url), ['/', '/sw.js'], 'no script from the instance but the bootstrap')
   assert.ok(inst.body + inst.headers <= 6000, `first visit: ${inst.body + inst.headers} B from the instance`)
-  assert.ok(share >= 0.95, `only ${(share * 100).toFixed(1)}% from peers`)
+  // Bytes on the wire. The instance's bootstrap is brotli'd, and since issue 15 so are the
+  // peers' range answers of text (`Accept-Encoding`): the instance sends what it sent before,
+  // the peers about half. Before that, with only the instance compressing, this share was
+  // 95.3%; with both compressed the same page view is 89-92% (decoded, ~85%). The instance's
+  // own bytes stay bounded by the 6 KB check above.
+  assert.ok(share >= 0.85, `only ${(share * 100).toFixed(1)}% from peers`)
   for (const m of mirrors) assert.ok((bytes.get(m.url) || { body: 0 }).body > 0, `${m.url} served nothing`)
 
   // The repeat visit: the Service Worker serves the document, the blocks come from the cache;

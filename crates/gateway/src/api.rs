@@ -5,16 +5,23 @@
 //! same bytes whichever way it asked.
 //!
 //! What is here: the read-only log routes (`/v1/logs`, `/v1/logs/{key}/head`,
-//! `/v1/logs/{key}/blocks`), their parsing, their JSON errors (`protocol/gateway.md` §5) and
-//! the bounded blocking pool they read the store on. What is not: CORS, per-client admission,
-//! the instance's routes (those stay HTTP-only, in `http.rs`).
+//! `/v1/logs/{key}/blocks`), their parsing, their JSON errors (`protocol/gateway.md` §5), the
+//! bounded blocking pool they read the store on, and the answers kept ([`crate::cache`]):
+//! immutable ranges (with their gzip and br forms, for [`Api::answer_with`]'s callers that
+//! take them) and heads until their log changes. A kept answer is served without the blocking
+//! pool and without copying its body. What is not: CORS, per-client admission, the instance's
+//! routes (those stay HTTP-only, in `http.rs`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use peerhost_ids::Key;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::cache::{Accepts, CachedRange, HeadCache, RangeCache, RangeKey};
 use crate::http::{Config, IMMUTABLE, RANGE_PROOF_TYPE};
 use crate::range::MAX_LENGTH;
 use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
@@ -132,28 +139,45 @@ pub(crate) fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiE
 
 /// An answer to a [`Request`], whatever carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Answer {
     /// The HTTP status code (the data channel carries the same number).
     pub status: u16,
     /// [`JSON_TYPE`] or [`RANGE_PROOF_TYPE`].
     pub content_type: &'static str,
     /// The `Cache-Control` value HTTP sends.
-    pub cache_control: String,
+    pub cache_control: Cow<'static, str>,
     /// Whether HTTP adds `Retry-After: 1` (`429` and `503`).
     pub retry_after: bool,
-    /// The body.
-    pub body: Vec<u8>,
+    /// The body (shared with the cache when kept: cloning is cheap).
+    pub body: Bytes,
+    /// The body's content coding (`gzip`, `br`), or `None` for the bytes as they are. Only
+    /// [`Api::answer_with`] with codings accepted gives one.
+    pub content_encoding: Option<&'static str>,
+    /// Whether the answer depends on `Accept-Encoding` (HTTP adds `Vary: Accept-Encoding`):
+    /// immutable range answers.
+    pub vary_encoding: bool,
 }
 
 impl Answer {
-    fn json(value: &impl Serialize, cache_control: String) -> Self {
+    fn json(value: &impl Serialize, cache_control: Cow<'static, str>) -> Self {
+        // Serializing our own plain structs cannot fail.
+        Self::ok(
+            JSON_TYPE,
+            cache_control,
+            serde_json::to_vec(value).unwrap_or_default().into(),
+        )
+    }
+
+    fn ok(content_type: &'static str, cache_control: Cow<'static, str>, body: Bytes) -> Self {
         Self {
             status: 200,
-            content_type: JSON_TYPE,
+            content_type,
             cache_control,
             retry_after: false,
-            // Serializing our own plain structs cannot fail.
-            body: serde_json::to_vec(value).unwrap_or_default(),
+            body,
+            content_encoding: None,
+            vary_encoding: false,
         }
     }
 }
@@ -221,9 +245,11 @@ impl ApiError {
         Answer {
             status: self.status,
             content_type: JSON_TYPE,
-            cache_control: "no-store".to_owned(),
+            cache_control: Cow::Borrowed("no-store"),
             retry_after: matches!(self.status, 429 | 503),
-            body: serde_json::to_vec(&body).unwrap_or_default(),
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+            content_encoding: None,
+            vary_encoding: false,
         }
     }
 }
@@ -301,12 +327,15 @@ impl From<SignedHead> for HeadJson {
     }
 }
 
-/// The log routes over a [`LogSource`], with [`Config`]'s caps and a bounded pool of
-/// blocking store reads. Cloning shares the source and the pool.
+/// The log routes over a [`LogSource`], with [`Config`]'s caps, a bounded pool of blocking
+/// store reads and the answer caches. Cloning shares the source, the pool and the caches.
 pub struct Api<S> {
     source: Arc<S>,
     config: Config,
     inflight: Arc<Semaphore>,
+    ranges: Arc<RangeCache>,
+    heads: Arc<HeadCache>,
+    short_cache: Cow<'static, str>,
 }
 
 impl<S> Clone for Api<S> {
@@ -315,6 +344,9 @@ impl<S> Clone for Api<S> {
             source: self.source.clone(),
             config: self.config.clone(),
             inflight: self.inflight.clone(),
+            ranges: self.ranges.clone(),
+            heads: self.heads.clone(),
+            short_cache: self.short_cache.clone(),
         }
     }
 }
@@ -324,6 +356,8 @@ impl<S> std::fmt::Debug for Api<S> {
         f.debug_struct("Api")
             .field("config", &self.config)
             .field("free_slots", &self.inflight.available_permits())
+            .field("ranges", &self.ranges)
+            .field("heads", &self.heads.len())
             .finish_non_exhaustive()
     }
 }
@@ -339,9 +373,17 @@ impl<S: LogSource> Api<S> {
     pub fn shared(source: Arc<S>, config: Config) -> Self {
         Self {
             inflight: Arc::new(Semaphore::new(config.max_inflight.max(1))),
+            ranges: Arc::new(RangeCache::new(config.cache_bytes)),
+            heads: Arc::new(HeadCache::new(config.cached_heads)),
+            short_cache: Cow::Owned(format!("public, max-age={}", config.head_max_age)),
             source,
             config,
         }
+    }
+
+    /// Immutable range answers kept, and their bytes.
+    pub fn cached_ranges(&self) -> (usize, usize) {
+        self.ranges.usage()
     }
 
     /// The caps this API applies.
@@ -354,7 +396,7 @@ impl<S: LogSource> Api<S> {
         &self.source
     }
 
-    /// Parse `path` ([`Request::parse`]) and answer it.
+    /// Parse `path` ([`Request::parse`]) and answer it, uncompressed.
     pub async fn get(&self, path: &str) -> Answer {
         match Request::parse(path) {
             Ok(req) => self.answer(req).await,
@@ -362,12 +404,23 @@ impl<S: LogSource> Api<S> {
         }
     }
 
-    /// Answer `req`: a `200` with its body, or an error with its JSON body.
+    /// Answer `req` uncompressed: a `200` with its body, or an error with its JSON body.
     pub async fn answer(&self, req: Request) -> Answer {
+        self.answer_with(req, Accepts::NONE).await
+    }
+
+    /// Answer `req`, with an immutable range's body in the best coding `accepts` allows when
+    /// that [pays](crate::cache::pays) ([`Answer::content_encoding`] says which).
+    pub async fn answer_with(&self, req: Request, accepts: Accepts) -> Answer {
+        let accepts = if self.config.compress {
+            accepts
+        } else {
+            Accepts::NONE
+        };
         let out = match req {
             Request::Logs => self.list().await,
             Request::Head(key) => self.head(key).await,
-            Request::Blocks { key, params } => self.blocks(key, params).await,
+            Request::Blocks { key, params } => self.blocks(key, params, accepts).await,
         };
         out.unwrap_or_else(ApiError::into_answer)
     }
@@ -394,8 +447,8 @@ impl<S: LogSource> Api<S> {
         .map_err(ApiError::internal)
     }
 
-    fn short_cache(&self) -> String {
-        format!("public, max-age={}", self.config.head_max_age)
+    fn short_cache(&self) -> Cow<'static, str> {
+        self.short_cache.clone()
     }
 
     async fn list(&self) -> Result<Answer, ApiError> {
@@ -413,15 +466,97 @@ impl<S: LogSource> Api<S> {
     }
 
     async fn head(&self, key: Key) -> Result<Answer, ApiError> {
+        // Kept until the source reports another version (a source that cannot tell gets
+        // every head read afresh).
+        let known = self.source.version(&key);
+        if let Some(body) = known.and_then(|v| self.heads.get(&key, v)) {
+            return Ok(Answer::ok(JSON_TYPE, self.short_cache(), body));
+        }
         let head = self
             .blocking(move |s| s.head(&key))
             .await?
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::new(404u16, "UNKNOWN_LOG", "log not held here"))?;
-        Ok(Answer::json(&HeadJson::from(head), self.short_cache()))
+        let version = head.version();
+        let answer = Answer::json(&HeadJson::from(head), self.short_cache());
+        if known.is_some() {
+            self.heads.insert(key, version, answer.body.clone());
+        }
+        Ok(answer)
     }
 
-    async fn blocks(&self, key: Key, p: BlocksParams) -> Result<Answer, ApiError> {
+    /// An immutable range answer from the cache or the source.
+    async fn immutable(
+        &self,
+        at: RangeKey,
+        query: RangeQuery,
+        accepts: Accepts,
+    ) -> Result<Answer, ApiError> {
+        let kept = self.ranges.get(&at).filter(|_| {
+            // A log that forked answers 409 for its old fork's URLs (when the source can
+            // tell without blocking; otherwise the kept bytes are still a valid proof of the
+            // head they name, as a CDN's copy would be).
+            match self.source.version(&at.key) {
+                Some(v) if v.fork != at.fork => {
+                    self.ranges.forget_forks(&at.key, v.fork);
+                    false
+                }
+                _ => true,
+            }
+        });
+        let entry = match kept {
+            Some(e) => e,
+            None => {
+                let first = accepts.preferred().next();
+                let key = at.key;
+                let made = self
+                    .blocking(move |s| {
+                        s.range(&key, &query).map(|proof| {
+                            let e = CachedRange::new(proof.encode().into());
+                            // Compress while off the runtime anyway.
+                            if let Some(c) = first {
+                                e.encode(c);
+                            }
+                            Arc::new(e)
+                        })
+                    })
+                    .await?;
+                match made {
+                    Ok(e) => self.ranges.insert(at, e),
+                    Err(e) => {
+                        if let RangeError::ForkMismatch { fork } = e {
+                            self.ranges.forget_forks(&at.key, fork);
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let (body, coding) = loop {
+            match entry.pick(accepts) {
+                Ok(picked) => break picked,
+                Err(coding) => {
+                    let e = entry.clone();
+                    match self.blocking(move |_| e.encode(coding)).await {
+                        Ok(added) => self.ranges.grew(&at, added),
+                        // No slot for compressing now: the body as it is.
+                        Err(_) => break (entry.identity().clone(), None),
+                    }
+                }
+            }
+        };
+        let mut answer = Answer::ok(RANGE_PROOF_TYPE, Cow::Borrowed(IMMUTABLE), body);
+        answer.content_encoding = coding.map(crate::cache::Coding::name);
+        answer.vary_encoding = true;
+        Ok(answer)
+    }
+
+    async fn blocks(
+        &self,
+        key: Key,
+        p: BlocksParams,
+        accepts: Accepts,
+    ) -> Result<Answer, ApiError> {
         let (Some(start), Some(end)) = (p.start, p.end) else {
             return Err(ApiError::bad_request("start and end are required"));
         };
@@ -438,21 +573,24 @@ impl<S: LogSource> Api<S> {
             max_blocks: self.config.max_blocks,
             max_bytes: self.config.max_bytes,
         };
+        // Addressed by fork and length, the bytes are fixed forever: kept, and compressed
+        // for clients that take it. Otherwise they follow the current head: read each time.
+        if let (Some(length), Some(fork)) = (p.length, p.fork) {
+            let at = RangeKey {
+                key,
+                fork,
+                length,
+                start,
+                end,
+            };
+            return self.immutable(at, query, accepts).await;
+        }
         let proof = self.blocking(move |s| s.range(&key, &query)).await??;
-        // Addressed by fork and length, the bytes are fixed forever; otherwise they follow
-        // the current head.
-        let cache_control = if p.length.is_some() && p.fork.is_some() {
-            IMMUTABLE.to_owned()
-        } else {
-            "no-cache".to_owned()
-        };
-        Ok(Answer {
-            status: 200,
-            content_type: RANGE_PROOF_TYPE,
-            cache_control,
-            retry_after: false,
-            body: proof.encode(),
-        })
+        Ok(Answer::ok(
+            RANGE_PROOF_TYPE,
+            Cow::Borrowed("no-cache"),
+            proof.encode().into(),
+        ))
     }
 }
 

@@ -26,6 +26,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::api::{Answer, Api, ApiError, Request as ApiRequest};
+use crate::cache::Accepts;
 use crate::instance::{Counters, Instance, RegisterError};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
@@ -62,6 +63,14 @@ pub struct Config {
     pub max_logs_listed: usize,
     /// `max-age` of heads and the log list, in seconds.
     pub head_max_age: u32,
+    /// Bytes of immutable range answers kept in memory (identity and compressed forms;
+    /// `protocol/gateway.md` §4.1). 0 keeps none.
+    pub cache_bytes: usize,
+    /// Logs whose head answer is kept until the log changes (when the source can tell).
+    pub cached_heads: usize,
+    /// Whether immutable range answers go br or gzip compressed to clients that accept it
+    /// (when that saves enough; `protocol/gateway.md` §4.1).
+    pub compress: bool,
     /// Other gateways' base URLs to advertise in `GET /v1/peers` (at most [`MAX_PEERS`]).
     pub peers: Vec<String>,
     /// Counts every response's body bytes (share it to read what this gateway served).
@@ -86,6 +95,9 @@ impl Default for Config {
             queue_timeout: Duration::from_secs(10),
             max_logs_listed: 10_000,
             head_max_age: 5,
+            cache_bytes: 64 << 20,
+            cached_heads: 4096,
+            compress: true,
             peers: Vec::new(),
             counters: Arc::default(),
             instance: None,
@@ -130,6 +142,12 @@ impl Config {
     pub fn range_caps(mut self, max_blocks: u64, max_bytes: u64) -> Self {
         self.max_blocks = max_blocks;
         self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Keeping at most `bytes` of immutable range answers (0: none).
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 }
@@ -179,6 +197,7 @@ impl IntoResponse for ApiError {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
+        // The body is shared with the cache, never copied.
         let mut res = Response::new(Body::from(self.body));
         *res.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -187,11 +206,21 @@ impl IntoResponse for Answer {
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type),
         );
-        if let Ok(v) = HeaderValue::from_str(&self.cache_control) {
+        let control = match self.cache_control {
+            std::borrow::Cow::Borrowed(s) => Ok(HeaderValue::from_static(s)),
+            std::borrow::Cow::Owned(s) => HeaderValue::try_from(s),
+        };
+        if let Ok(v) = control {
             h.insert(header::CACHE_CONTROL, v);
         }
         if self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(e) = self.content_encoding {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
+        }
+        if self.vary_encoding {
+            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         res
     }
@@ -329,9 +358,14 @@ async fn blocks<S: LogSource>(
     State(state): State<Shared<S>>,
     Path(key): Path<String>,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::blocks(&key, raw.as_deref())?;
-    Ok(state.api.answer(req).await.into_response())
+    let accepts = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Accepts::NONE, Accepts::parse);
+    Ok(state.api.answer_with(req, accepts).await.into_response())
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,8 @@
 //!
 //! - [`api`]: the log routes' answers without a transport ([`api::Api`]: a request path in,
 //!   status, content type and body out), shared by HTTP and the WebRTC data channels;
+//! - [`cache`]: the answers kept (immutable ranges with their gzip and br forms, heads until
+//!   their log changes), bounded by bytes;
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
@@ -40,6 +42,7 @@
 pub mod address;
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod client;
 mod http;
 pub mod instance;
@@ -59,4 +62,6 @@ pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
 pub use signal::{IceServer, SignalLimits};
 pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
-pub use source::{Cores, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range};
+pub use source::{
+    Cores, HeadVersion, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range,
+};

@@ -42,6 +42,15 @@ pub struct SignedHead {
 }
 
 impl SignedHead {
+    /// The version of this head.
+    pub fn version(&self) -> HeadVersion {
+        HeadVersion {
+            fork: self.fork,
+            length: self.length,
+            manifest: self.manifest.is_some(),
+        }
+    }
+
     /// The head of `core` as it is committed now.
     pub fn of(core: &Core) -> Self {
         let tree = core.tree();
@@ -58,6 +67,30 @@ impl SignedHead {
             signature: tree.signature().map(<[u8]>::to_vec),
             manifest,
             roots: tree.roots().to_vec(),
+        }
+    }
+}
+
+/// What identifies a log's head without reading it: two heads of one log with the same
+/// version are the same head to a reader (same fork and length: same tree hash; the
+/// signature is the writer's over it), except that a replica may learn its manifest later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeadVersion {
+    /// Fork id.
+    pub fork: u64,
+    /// Blocks in the log.
+    pub length: u64,
+    /// Whether the head answer carries a manifest (known, and not a compat log's).
+    pub manifest: bool,
+}
+
+impl HeadVersion {
+    /// The version of `core`'s head now.
+    pub fn of(core: &Core) -> Self {
+        Self {
+            fork: core.fork(),
+            length: core.length(),
+            manifest: core.verifier().is_some_and(|v| !v.is_compat()),
         }
     }
 }
@@ -148,6 +181,17 @@ pub trait LogSource: Send + Sync + 'static {
     /// proof against the head of `query.length` on `query.fork`. [`prove_range`] does this
     /// for a [`Core`].
     fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError>;
+
+    /// The version of `key`'s head now, **without blocking** (called on the async runtime for
+    /// every head and cached range request): `None` when the log is not held, or when telling
+    /// would block (a lock held by a writer) or is not implemented. With an answer, the
+    /// gateway serves a head it read at that version from its cache, and drops cached ranges
+    /// of other forks; with `None` it reads the head from [`LogSource::head`], and serves
+    /// cached ranges as they are (their bytes stay valid proofs of the head they name).
+    fn version(&self, key: &Key) -> Option<HeadVersion> {
+        let _ = key;
+        None
+    }
 }
 
 impl<T: LogSource + ?Sized> LogSource for Arc<T> {
@@ -159,6 +203,9 @@ impl<T: LogSource + ?Sized> LogSource for Arc<T> {
     }
     fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError> {
         (**self).range(key, query)
+    }
+    fn version(&self, key: &Key) -> Option<HeadVersion> {
+        (**self).version(key)
     }
 }
 
@@ -306,5 +353,12 @@ impl LogSource for Cores {
         let core = self.get(key).ok_or(RangeError::UnknownLog)?;
         let mut core = core.lock().map_err(|_| RangeError::Source(poisoned()))?;
         prove_range(&mut core, query)
+    }
+
+    /// Without waiting: `None` while another thread holds the core.
+    fn version(&self, key: &Key) -> Option<HeadVersion> {
+        let core = self.get(key)?;
+        let core = core.try_lock().ok()?;
+        Some(HeadVersion::of(&core))
     }
 }

@@ -256,6 +256,123 @@ async fn range_caps_serve_a_prefix() {
     assert_eq!(p.blocks.len(), 1);
 }
 
+async fn get_encoded(app: &axum::Router, uri: &str, accept: &str) -> Reply {
+    let req = Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT_ENCODING, accept)
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The body as sent, decoded by its `Content-Encoding`.
+fn decoded(r: &Reply) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match r
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap())
+    {
+        None => out.clone_from(&r.body),
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("br") => {
+            brotli::Decompressor::new(&r.body[..], 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    out
+}
+
+/// Immutable ranges of text go compressed when the client takes it (br before gzip), decode
+/// to the very bytes sent uncompressed, and say `Vary: Accept-Encoding`; kept answers are
+/// the same bytes on every request; a range URL of a fork the log left answers 409 even
+/// when it was kept.
+#[tokio::test]
+async fn immutable_ranges_are_kept_and_compressed_by_accept_encoding() {
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["default"].to_hex();
+    let url = format!("/v1/logs/{key}/blocks?start=0&end=21&length=21&fork=0");
+    let plain = get(&app, &url).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.header(header::VARY), "Accept-Encoding");
+    assert!(plain.headers.get(header::CONTENT_ENCODING).is_none());
+    for (accept, want) in [
+        ("gzip", Some("gzip")),
+        ("gzip, deflate, br, zstd", Some("br")),
+        ("br;q=0, gzip;q=0.5", Some("gzip")),
+        ("*", Some("br")),
+        ("identity", None),
+        ("br;q=0, gzip;q=0", None),
+    ] {
+        for round in 0..2 {
+            let r = get_encoded(&app, &url, accept).await;
+            assert_eq!(r.status, StatusCode::OK);
+            let got = r
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(got, want, "{accept} (round {round})");
+            assert_eq!(r.header(header::VARY), "Accept-Encoding");
+            assert_eq!(r.header(header::CACHE_CONTROL), peerhost_gateway::IMMUTABLE);
+            assert_eq!(decoded(&r), plain.body, "{accept}");
+            if want.is_some() {
+                assert!(
+                    r.body.len() * 10 < plain.body.len() * 6,
+                    "{accept}: {}",
+                    r.body.len()
+                );
+            }
+        }
+    }
+    // Following the head: never compressed, never kept (no Vary).
+    let r = get_encoded(&app, &format!("/v1/logs/{key}/blocks?start=0&end=21"), "br").await;
+    assert_eq!(r.body, plain.body);
+    assert!(r.headers.get(header::CONTENT_ENCODING).is_none());
+    assert!(r.headers.get(header::VARY).is_none());
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-cache");
+
+    // A kept range of fork 0, then the log forks: its URL answers 409.
+    let forked = f.keys["forked"];
+    let url = format!(
+        "/v1/logs/{}/blocks?start=0&end=4&length=10&fork=0",
+        forked.to_hex()
+    );
+    assert_eq!(get(&app, &url).await.status, StatusCode::OK);
+    let head_url = format!("/v1/logs/{}/head", forked.to_hex());
+    assert_eq!(get(&app, &head_url).await.json()["length"], 10);
+    {
+        let core = f.cores.get(&forked).unwrap();
+        let mut core = core.lock().unwrap();
+        core.truncate(6).unwrap();
+        core.append(&[post("forked", 100)]).unwrap();
+    }
+    let r = get_encoded(&app, &url, "br").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "FORK_MISMATCH");
+    // Heads follow the log.
+    let head = get(&app, &head_url).await.json();
+    assert_eq!(
+        (head["fork"].as_u64(), head["length"].as_u64()),
+        (Some(1), Some(7))
+    );
+}
+
 fn app_with_bytes(f: &Fixture, bytes: u64) -> axum::Router {
     app(f, Config::default().range_caps(1024, bytes))
 }
@@ -471,6 +588,189 @@ async fn serves_over_tcp_and_closes_idle_connections() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A gateway on a loopback port over the fixture's logs, until the sender is dropped.
+async fn spawn_server(
+    f: &Fixture,
+    options: ServeOptions,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(peerhost_gateway::serve(
+        listener,
+        f.cores.clone(),
+        Config::default(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+/// Whether a std stream (non-blocking) was closed by the server: EOF or reset, not "would
+/// block".
+fn closed(mut s: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// A request head trickled a byte a second, well inside the idle timeout, is cut off by the
+/// head deadline counted from its first byte; a client that waits before sending its head
+/// whole is answered. (Virtual time: the counts are exact, no wall-clock race.)
+#[tokio::test(start_paused = true)]
+async fn trickled_request_heads_meet_the_head_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let f = fixture();
+    let options = ServeOptions::default()
+        .idle_timeout(Duration::from_secs(3))
+        .header_timeout(Duration::from_secs(5));
+    let (addr, stop, server) = spawn_server(&f, options).await;
+    let head = b"GET /v1/logs HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sent = 0;
+    let mut buf = [0u8; 256];
+    let answer = loop {
+        if s.write_all(&head[sent..=sent]).await.is_err() {
+            break Vec::new();
+        }
+        sent += 1;
+        tokio::select! {
+            r = s.read(&mut buf) => break buf[..r.unwrap_or(0)].to_vec(),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        assert!(sent < head.len(), "the whole head went through");
+    };
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // Bytes at 0 s, 1 s, ... 5 s: the deadline falls at 5 s after the first.
+    assert!((5..=6).contains(&sent), "closed after {sent} bytes");
+
+    // Waiting (below the idle timeout), then the whole head: answered.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.write_all(head).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(stop);
+    server.await.unwrap().unwrap();
+}
+
+/// A full gateway closes one idle or half-open connection for each new client instead of
+/// making it wait; connections of a client over its cap are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_gateway_sheds_half_open_connections_for_new_clients() {
+    use std::io::{Read, Write};
+
+    let f = fixture();
+    let options = ServeOptions::default()
+        .max_connections(4)
+        .max_connections_per_ip(2);
+    let (addr, stop, server) = spawn_server(&f, options).await;
+    let attacker = |from: [u8; 4]| {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((std::net::Ipv4Addr::from(from), 0).into())
+            .unwrap();
+        async move {
+            let s = sock.connect(addr).await.unwrap();
+            let mut s = s.into_std().unwrap();
+            s.set_nonblocking(false).unwrap();
+            s.write_all(b"GET /v1/logs HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        }
+    };
+    // Two clients fill the gateway with half-open requests; the third connection of the
+    // first is over its cap of 2 and closed.
+    let mut held = Vec::new();
+    for from in [
+        [127, 0, 3, 1],
+        [127, 0, 3, 1],
+        [127, 0, 3, 2],
+        [127, 0, 3, 2],
+    ] {
+        held.push(attacker(from).await);
+    }
+    let mut over = attacker([127, 0, 3, 1]).await;
+    over.set_nonblocking(false).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        over.read(&mut buf).unwrap_or(0),
+        0,
+        "over the per-client cap"
+    );
+
+    // Each new client is answered, and one held connection closed for it (the probes stay
+    // open, idle since their answers: younger than the half-open ones).
+    let mut probes = Vec::new();
+    for probe in 1..=3usize {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        let from = std::net::Ipv4Addr::new(127, 0, 4, probe as u8);
+        sock.bind((from, 0).into()).unwrap();
+        let s = sock.connect(addr).await.unwrap().into_std().unwrap();
+        let (answered, s) = tokio::task::spawn_blocking(move || {
+            let mut s = s;
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /v1/logs HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
+            // Read the head and its content-length of body.
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .split("content-length:")
+                        .nth(1)
+                        .and_then(|v| v.split("\r\n").next())
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if out.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            (out.starts_with(b"HTTP/1.1 200"), s)
+        })
+        .await
+        .unwrap();
+        assert!(answered, "probe {probe} answered");
+        probes.push(s);
+        let shut = held.iter().filter(|s| closed(s)).count();
+        assert_eq!(shut, probe, "after probe {probe}");
+    }
+    assert!(probes.iter().all(|s| {
+        s.set_nonblocking(true).unwrap();
+        !closed(s)
+    }));
+    drop(held);
+    drop(stop);
     server.await.unwrap().unwrap();
 }
 

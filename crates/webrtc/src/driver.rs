@@ -409,7 +409,7 @@ impl<S: LogSource> Driver<S> {
                         let now = Instant::now();
                         if let Some(e) = self.peers.get_mut(&id) {
                             let ct = ContentType::of_media_type(ans.content_type);
-                            e.peer.handle_answer(now, ch, rid, ans.status, ct, ans.body);
+                            e.peer.handle_answer(now, ch, rid, ans.status, ct, ans.body.to_vec());
                         }
                         self.after(id, &answers_tx).await;
                     }
