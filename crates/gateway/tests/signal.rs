@@ -164,7 +164,7 @@ fn fake_peer(
                         let mut results = Vec::new();
                         for p in paths {
                             let a = api.get(&p).await;
-                            let mut body = a.body;
+                            let mut body = a.body.to_vec();
                             if !honest.load(Ordering::Relaxed) {
                                 if let Some(last) = body.last_mut() {
                                     *last ^= 1;

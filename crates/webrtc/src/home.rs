@@ -332,7 +332,7 @@ impl<S: LogSource> Poller<S> {
                     let a = self.link.api.get(p).await;
                     results.push(CheckResult {
                         status: a.status,
-                        body: a.body,
+                        body: a.body.to_vec(),
                     });
                 }
                 lock(&self.link.status).checks += 1;

@@ -325,7 +325,11 @@ async fn a_browser_reaches_a_home_peer_through_its_instance() {
     c.until("answers", |c| c.answers.len() == paths.len()).await;
     for (i, p) in paths.iter().enumerate() {
         let want = api.get(p).await;
-        assert_eq!(c.answers[&(i as u32)], (want.status, want.body), "{p}");
+        assert_eq!(
+            c.answers[&(i as u32)],
+            (want.status, want.body.to_vec()),
+            "{p}"
+        );
     }
     eprintln!("signaled through the instance in {signaled:?}, connected in {connected:?}");
     let st = home.status();
