@@ -20,14 +20,16 @@ use proto::{request, response};
 const MAX_CONNECTIONS: usize = 16;
 /// A connection that sends no request for this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
+/// A request, once its first byte came, must arrive whole within this: a client that sends a
+/// length and stalls does not hold one of the [`MAX_CONNECTIONS`] slots for good.
+const REQUEST: Duration = Duration::from_secs(10);
 
 /// Bind `<storage>/control.sock` (replacing a dead daemon's: we hold the store's lock, so no
 /// live daemon uses it) and serve it until the daemon stops. A path the kernel refuses (over
 /// 107 bytes) only costs the feature: logged, not fatal.
 pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
     let path = socket_path(daemon.storage());
-    let _ = std::fs::remove_file(&path);
-    let listener = match UnixListener::bind(&path) {
+    let listener = match bind_private(&path) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(
@@ -38,9 +40,6 @@ pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
             return None;
         }
     };
-    if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), "cannot make the control socket private: {e}");
-    }
     let d = daemon.clone();
     let mut stop = daemon.ctx.stop.subscribe();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -72,27 +71,65 @@ pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
     Some(path)
 }
 
-async fn serve(daemon: &Daemon, mut stream: UnixStream) -> std::io::Result<()> {
-    loop {
-        let mut prefix = Vec::with_capacity(4);
+/// Bind the socket where no other user can reach it before it is private: in a fresh `0700`
+/// directory inside the store, made `0600` there, then renamed into place (a socket is bound to
+/// its inode, so the rename keeps it). Binding at the final path and then restricting it left a
+/// moment in which, under a permissive umask and a `0755` store, another local user could
+/// connect and append to the owner's logs.
+fn bind_private(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.with_file_name(format!(".control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let result = (|| {
+        let staged = dir.join("s");
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        // Replaces a dead daemon's socket: we hold the store's lock, so no live daemon uses it.
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The next request's body, `None` when the client closed or stayed idle for [`IDLE`] between
+/// requests. Once a request's first byte has come, the rest must come within [`REQUEST`].
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let first = match tokio::time::timeout(IDLE, stream.read_u8()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let rest = async {
+        let mut prefix = vec![first];
         let len = loop {
-            let b = match tokio::time::timeout(IDLE, stream.read_u8()).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e))
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof && prefix.is_empty() =>
-                {
-                    return Ok(());
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(()),
-            };
-            prefix.push(b);
             if let Some(len) = frame_len(&prefix)? {
                 break len;
             }
+            prefix.push(stream.read_u8().await?);
         };
         let mut body = vec![0u8; len];
         stream.read_exact(&mut body).await?;
+        Ok(body)
+    };
+    match tokio::time::timeout(REQUEST, rest).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "a request did not arrive whole in time",
+        )),
+    }
+}
+
+async fn serve(daemon: &Daemon, mut stream: UnixStream) -> std::io::Result<()> {
+    loop {
+        let Some(body) = read_request(&mut stream).await? else {
+            return Ok(());
+        };
         let result = match proto::Request::decode(body.as_slice()) {
             Ok(proto::Request { op: Some(op) }) => {
                 let d = daemon.clone();
@@ -167,4 +204,69 @@ fn key_of(bytes: &[u8]) -> Result<Key, String> {
     <[u8; 32]>::try_from(bytes)
         .map(Key)
         .map_err(|_| "a key that is not 32 bytes".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_is_dropped_an_idle_client_is_not_rushed() {
+        // A length, then nothing: cut off after REQUEST, not held for IDLE.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(&[5, 1, 2]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let e = read_request(&mut server).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), REQUEST);
+
+        // Trickled bytes do not extend it.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let trickle = tokio::spawn(async move {
+            client.write_all(&[100]).await.unwrap();
+            for _ in 0..99 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if client.write_all(&[0]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let e = read_request(&mut server).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), REQUEST);
+        drop(server);
+        trickle.await.unwrap();
+
+        // A whole request after a long idle wait is read; then a close is the end.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let send = tokio::spawn(async move {
+            tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
+            client.write_all(&[3, 7, 8, 9]).await.unwrap();
+        });
+        assert_eq!(
+            read_request(&mut server).await.unwrap(),
+            Some(vec![7, 8, 9])
+        );
+        send.await.unwrap();
+        assert_eq!(read_request(&mut server).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_private_from_its_first_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::SOCKET);
+        std::fs::write(&path, b"a dead daemon's socket").unwrap();
+        let listener = bind_private(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The staging directory is gone, the socket answers at its final path.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(super::super::SOCKET)]);
+        let (_c, accepted) = tokio::join!(UnixStream::connect(&path), listener.accept());
+        accepted.unwrap();
+    }
 }
