@@ -29,6 +29,15 @@ const REQUEST: Duration = Duration::from_secs(10);
 /// 107 bytes) only costs the feature: logged, not fatal.
 pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
     let path = socket_path(daemon.storage());
+    // Only the store's owner may talk to it: the socket's mode says so to the kernel, the
+    // peer's credentials are checked again on each connection.
+    let owner = match std::fs::metadata(daemon.storage()) {
+        Ok(m) => std::os::unix::fs::MetadataExt::uid(&m),
+        Err(e) => {
+            tracing::warn!(storage = %daemon.storage().display(), "cannot stat the store ({e}): no control socket");
+            return None;
+        }
+    };
     let listener = match bind_private(&path) {
         Ok(l) => l,
         Err(e) => {
@@ -50,7 +59,8 @@ pub(crate) fn start(daemon: &Daemon) -> Option<PathBuf> {
             };
             let stream = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok((s, _)) => s,
+                    Ok((s, _)) if from_owner(&s, owner) => s,
+                    Ok(_) => continue,
                     Err(e) => {
                         tracing::warn!("control socket: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -91,6 +101,27 @@ fn bind_private(path: &std::path::Path) -> std::io::Result<UnixListener> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Whether the process at the other end runs as the store's owner (`SO_PEERCRED`); logs a
+/// refusal.
+fn from_owner(stream: &UnixStream, owner: u32) -> bool {
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == owner => true,
+        Ok(c) => {
+            tracing::warn!(
+                "control socket: refused a connection from uid {} (the store belongs to uid {owner})",
+                c.uid()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                "control socket: refused a connection whose credentials are unknown: {e}"
+            );
+            false
+        }
+    }
 }
 
 /// The next request's body, `None` when the client closed or stayed idle for [`IDLE`] between
@@ -250,6 +281,16 @@ mod tests {
         );
         send.await.unwrap();
         assert_eq!(read_request(&mut server).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn only_the_stores_owner_is_served() {
+        let me = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(tempfile::tempdir().unwrap().path()).unwrap(),
+        );
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(from_owner(&a, me));
+        assert!(!from_owner(&a, me.wrapping_add(1)));
     }
 
     #[tokio::test]
