@@ -5,8 +5,9 @@
 //
 // 1. An instance and 3 mirrors, a text-only community: the latest 20 posts; the first visit
 //    costs the instance at most 6 KB, the repeat visit (Service Worker, cached blocks) at most
-//    1 KB; at least 85% of the wire bytes from the peers (issue 12 asks 95%: held uncompressed, not since peers compress, see the test); nothing but the document and sw.js from
-//    the instance (Chromium's network log, the page's and its Service Worker's requests).
+//    1 KB; at least 85% of the wire bytes from the peers (issue 12 asks 95%: it held while
+//    peers sent text uncompressed, not since they compress it, see the test); nothing but the
+//    document and sw.js from the instance (Chromium's network log, the page's and its Service Worker's requests).
 // 2. WebCrypto's Ed25519 hidden: the pinned fallback comes from the peers.
 // 3. A tampering peer and a killed one: the right posts, the tamperer named and banned.
 // 4. Swap: #app=KEY of a forked app (other markup) shows the same 20 posts, says which app

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peerhost_gateway::{
-    Config, Counters, Instance, InstanceOptions, LogSource, RangeError, RangeQuery, ServeOptions,
-    SignedHead, Site, SourceError, prove_range, range::RangeProof,
+    Config, Counters, HeadVersion, Instance, InstanceOptions, LogSource, RangeError, RangeQuery,
+    ServeOptions, SignedHead, Site, SourceError, prove_range, range::RangeProof,
 };
 use peerhost_ids::Key;
 use tokio::net::TcpListener;
@@ -85,6 +85,15 @@ impl LogSource for NodeSource {
             Some(core) => prove_range(core, query),
             None => Err(RangeError::UnknownLog),
         })
+    }
+
+    /// Without waiting (the gateway calls it on the runtime for every head and cached range):
+    /// `None` while the node is busy, and the gateway then reads the head the slow way.
+    fn version(&self, key: &Key) -> Option<HeadVersion> {
+        let dkey = key.discovery_key();
+        self.node
+            .try_peek(|r| r.core(&dkey).map(HeadVersion::of))
+            .flatten()
     }
 }
 
@@ -186,4 +195,43 @@ pub(crate) async fn start(
         instance,
         register: options.register.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerhost_ids::KeyPair;
+    use peerhost_node::Config as NodeConfig;
+    use peerhost_store::{CreateOptions, Durability, Options, Store};
+
+    /// The gateway drops cached ranges of an old fork and serves cached heads by this version:
+    /// the daemon's source must tell it, without waiting on a busy node.
+    #[tokio::test]
+    async fn the_version_follows_the_log_and_never_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            dir.path(),
+            Options::default().durability(Durability::Process),
+        )
+        .unwrap();
+        let mut core = store.create("w", CreateOptions::default()).unwrap();
+        core.append(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
+        let key = core.key();
+        let node = Node::new(KeyPair::generate(), NodeConfig::default());
+        let dkey = node.with(|r| r.add_core(core, false, std::time::Instant::now()));
+        let source = NodeSource::new(node.clone());
+
+        let v = source.version(&key).expect("an idle node answers");
+        assert_eq!(v, source.head(&key).unwrap().unwrap().version());
+        assert_eq!(v.length, 2);
+        assert_eq!(source.version(&Key(KeyPair::generate().public_key())), None);
+
+        // While a writer holds the node, the answer is "don't know", at once.
+        node.with(|_| assert_eq!(source.version(&key), None));
+
+        node.with(|r| r.core_mut(&dkey).unwrap().truncate(1).unwrap());
+        let after = source.version(&key).unwrap();
+        assert_eq!((after.fork, after.length), (1, 1));
+        assert_ne!(after, v);
+    }
 }

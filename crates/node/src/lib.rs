@@ -288,6 +288,19 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Read the replicator without waiting: `None` when another thread holds it (a commit in
+    /// progress, a connection's frames). For callers on the async runtime that must not block,
+    /// such as the gateway asking a log's head version. `f` cannot change anything, so there
+    /// are no commits or events to run afterwards.
+    pub fn try_peek<R>(&self, f: impl FnOnce(&Replicator) -> R) -> Option<R> {
+        let inner = match self.shared.inner.try_lock() {
+            Ok(inner) => inner,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(f(&inner.replicator))
+    }
+
     /// Run `f` on the replicator, then run the commits it asks for (without the lock), wake
     /// the connections it queued frames for, count and publish its events. Never call it from
     /// inside `f`.
