@@ -487,10 +487,21 @@ pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
         };
         let spinner =
             (!args.quiet && !args.stats).then(|| crate::logcmd::spinner("finding peers…"));
-        let result = daemon.follow(key, range, timeout).await;
+        // Ctrl-C or SIGTERM stops the wait for a head or for blocks at once (issue 16): what
+        // was verified is stored, so the same command resumes.
+        let result = tokio::select! {
+            r = daemon.follow(key, range, timeout) => Some(r),
+            () = signals.recv() => None,
+        };
         if let Some(s) = &spinner {
             s.finish_and_clear();
         }
+        let Some(result) = result else {
+            daemon.shutdown(Duration::from_millis(200)).await;
+            anyhow::bail!(
+                "interrupted: the blocks verified so far are kept; run the same command to resume"
+            );
+        };
         let followed = match result {
             Ok(f) => f,
             Err(e) => {

@@ -200,3 +200,53 @@ fn serve_follow_mirror() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// Issue 16 item 1: Ctrl-C (and SIGTERM) stop a `follow` that is still waiting for a peer, at
+/// once and with an error, instead of 58 s later when its timeout ends.
+#[test]
+fn a_signal_stops_a_follow_that_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let out = peerhost(&["log", "create", "x", "--storage", a.to_str().unwrap()]);
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for signal in ["-INT", "-TERM"] {
+        // Port 1 on loopback: refused, so the follow keeps reconnecting.
+        let mut child = Command::new(BIN)
+            .args(["follow", &key, "--peer", "tcp://127.0.0.1:1", "--storage"])
+            .arg(&b)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn follow");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "follow ended by itself"
+        );
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {signal}");
+        let at = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                at.elapsed() < Duration::from_secs(10),
+                "{signal}: still running"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            !status.success(),
+            "{signal}: exit 0 after an interrupted follow"
+        );
+        assert!(stderr.contains("error: interrupted"), "{signal}: {stderr}");
+    }
+}
