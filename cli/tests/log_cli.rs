@@ -139,12 +139,13 @@ fn malformed_keys_get_one_line_naming_the_forms() {
     assert!(line.contains("no log named or keyed"), "{line}");
 }
 
-fn core_dir(storage: &Path, log: &str) -> std::path::PathBuf {
+/// A log's file in the store (format 2, `protocol/store.md`): `logs/<dkey>.meta`, `.data`, `.key`.
+fn log_file(storage: &Path, log: &str, ext: &str) -> std::path::PathBuf {
     let dkey = info(storage, log)["discoveryKey"]
         .as_str()
         .unwrap()
         .to_owned();
-    storage.join("cores").join(dkey)
+    storage.join("logs").join(format!("{dkey}.{ext}"))
 }
 
 #[test]
@@ -160,7 +161,7 @@ fn a_corrupt_block_is_found_by_verify_and_by_reads() {
     ));
 
     // Block 12 starts at 12 * 17 bytes (every block is 17 bytes long).
-    let data = core_dir(s, "c").join("data");
+    let data = log_file(s, "c", "data");
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[12 * 17 + 3] ^= 0x20;
     std::fs::write(&data, bytes).unwrap();
@@ -193,10 +194,11 @@ fn a_corrupt_tree_node_is_found_by_verify() {
         lines.as_bytes(),
     ));
 
-    // Flat index 5 is a parent node; records are 64 bytes, the hash starts at byte 8.
-    let tree = core_dir(s, "t").join("tree");
+    // Flat index 5 is a parent node; records are 64 bytes at 131072 + 528384 in the metadata
+    // file (chunk 0's tree records), the hash starts at byte 8.
+    let tree = log_file(s, "t", "meta");
     let mut bytes = std::fs::read(&tree).unwrap();
-    bytes[5 * 64 + 8 + 4] ^= 1;
+    bytes[131_072 + 528_384 + 5 * 64 + 8 + 4] ^= 1;
     std::fs::write(&tree, bytes).unwrap();
 
     let line = one_line_error(peerhost(s, &["verify", "t"]));
@@ -221,23 +223,31 @@ fn the_store_is_private_and_never_follows_a_planted_link() {
     assert_eq!(mode(&s), 0o700);
     assert_eq!(mode(&s.join("LOCK")), 0o600);
 
-    let core = core_dir(&s, "notes");
     let outside = dir.path().join("precious.txt");
     std::fs::write(&outside, b"someone else's file").unwrap();
-    for f in ["data", "tree", "bitfield", "header"] {
-        let p = core.join(f);
-        let saved = std::fs::read(&p).unwrap();
-        std::fs::remove_file(&p).unwrap();
-        std::os::unix::fs::symlink(&outside, &p).unwrap();
-        let e = one_line_error(peerhost(&s, &["info", "notes"]));
+    // Each file with a command that opens it: the metadata file on open, the data file on a
+    // read, the key file on an append.
+    let paths: Vec<_> = ["meta", "data", "key"]
+        .iter()
+        .map(|f| (*f, log_file(&s, "notes", f)))
+        .collect();
+    for ((f, p), args) in paths.iter().zip([
+        &["info", "notes"][..],
+        &["cat", "notes"][..],
+        &["append", "notes", "--lines"][..],
+    ]) {
+        let saved = std::fs::read(p).unwrap();
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink(&outside, p).unwrap();
+        let e = one_line_error(peerhost_stdin(&s, args, b"c\n"));
         assert!(e.contains("symbolic link"), "{f}: {e}");
         assert_eq!(
             std::fs::read(&outside).unwrap(),
             b"someone else's file",
             "{f}"
         );
-        std::fs::remove_file(&p).unwrap();
-        std::fs::write(&p, saved).unwrap();
+        std::fs::remove_file(p).unwrap();
+        std::fs::write(p, saved).unwrap();
     }
     assert_eq!(info(&s, "notes")["length"], 2);
 
