@@ -559,7 +559,12 @@ async fn serve(a: Args) {
     let key_pair = a
         .key_seed
         .map_or_else(KeyPair::generate, |s| KeyPair::from_seed(&[s; 32]));
-    let mut options = HomeOptions::default().rtc(config);
+    // No range cache: this peer's `lie` tampers in its source, below the gateway's cache, so
+    // cached honest answers would hide the lie from the page and the instance's checks (a
+    // real liar tampers whatever it sends).
+    let mut options = HomeOptions::default()
+        .rtc(config)
+        .gateway(GatewayConfig::default().cache_bytes(0));
     if !a.bind.ip().is_unspecified() {
         options = options.bind(a.bind);
     }
