@@ -357,12 +357,12 @@ fn ms(d: Duration) -> u64 {
 /// A failed check: a public code and the operator's detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    code: &'static str,
-    detail: String,
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
 }
 
 impl Failure {
-    fn new(code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             code,
             detail: detail.into(),
@@ -667,23 +667,30 @@ impl Instance {
         let Some(e) = t.by_url.get_mut(url).filter(|e| e.key == key) else {
             return;
         };
-        let p = &mut e.row;
+        e.row.record_check(result, now);
+    }
+}
+
+impl Contribution {
+    /// A health check's outcome at `now`: uptime grows while checks keep passing; a failure
+    /// keeps its public code and the operator's detail. HTTP mirrors and WebRTC peers alike.
+    pub(crate) fn record_check(&mut self, result: Result<(), Failure>, now: u64) {
         match result {
             Ok(()) => {
-                if p.healthy && p.checked_ms > 0 {
-                    p.uptime_ms += now.saturating_sub(p.checked_ms);
+                if self.healthy && self.checked_ms > 0 {
+                    self.uptime_ms += now.saturating_sub(self.checked_ms);
                 }
-                p.healthy = true;
-                p.problem = None;
-                p.detail = None;
+                self.healthy = true;
+                self.problem = None;
+                self.detail = None;
             }
             Err(f) => {
-                p.healthy = false;
-                p.problem = Some(f.code.into());
-                p.detail = Some(f.detail);
+                self.healthy = false;
+                self.problem = Some(f.code.into());
+                self.detail = Some(f.detail);
             }
         }
-        p.checked_ms = now;
+        self.checked_ms = now;
     }
 }
 
@@ -729,6 +736,62 @@ fn body_start(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
 }
 
+/// The instance's own head of `key`, which a peer must prove; `None` for an empty log (nothing
+/// to prove yet).
+pub(crate) async fn head_to_prove<S: LogSource>(
+    source: &Arc<S>,
+    key: Key,
+) -> Result<Option<SignedHead>, Failure> {
+    let s = source.clone();
+    let head = tokio::task::spawn_blocking(move || s.head(&key))
+        .await
+        .map_err(|e| Failure::new("INTERNAL", e.to_string()))?
+        .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+    Ok(head.filter(|h| h.length > 0))
+}
+
+/// The request for the last block of `key` at `head`, with its proof.
+pub(crate) fn last_block_path(key: &Key, head: &SignedHead) -> String {
+    let l = head.length;
+    format!(
+        "/v1/logs/{}/blocks?start={}&end={l}&length={l}&fork={}",
+        key.to_hex(),
+        l - 1,
+        head.fork
+    )
+}
+
+/// Judge a peer's answer to [`last_block_path`]: a 200 whose proof verifies against the
+/// instance's own `head`.
+pub(crate) fn judge_last_block(
+    key: &Key,
+    head: &SignedHead,
+    status: u16,
+    body: &[u8],
+) -> Result<(), Failure> {
+    let log = format!("log {}: ", key.to_hex());
+    if status != 200 {
+        let code = if status == 416 {
+            "BEHIND"
+        } else {
+            "HTTP_STATUS"
+        };
+        return Err(Failure::new(
+            code,
+            format!("{log}HTTP {status} {}", body_start(body)),
+        ));
+    }
+    let l = head.length;
+    let trusted = TrustedHead {
+        fork: head.fork,
+        length: l,
+        tree_hash: head.tree_hash,
+    };
+    range::verify(body, &trusted, l - 1..l)
+        .map(drop)
+        .map_err(|e| Failure::new("BAD_PROOF", format!("{log}bad proof: {e}")))
+}
+
 /// Check one peer: for every community log the instance holds with at least one block, the
 /// peer must serve the last block with a proof against the instance's own head.
 async fn check_peer<S: LogSource>(
@@ -739,43 +802,14 @@ async fn check_peer<S: LogSource>(
     timeout: Duration,
 ) -> Result<(), Failure> {
     for key in keys {
-        let s = source.clone();
-        let k = *key;
-        let head: Option<SignedHead> = tokio::task::spawn_blocking(move || s.head(&k))
-            .await
-            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?
-            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
-        let Some(head) = head.filter(|h| h.length > 0) else {
+        let Some(head) = head_to_prove(source, *key).await? else {
             continue;
         };
-        let (l, f) = (head.length, head.fork);
         let log = format!("log {}: ", key.to_hex());
-        let at = format!(
-            "/v1/logs/{}/blocks?start={}&end={l}&length={l}&fork={f}",
-            key.to_hex(),
-            l - 1
-        );
-        let res = client::get_at(addr, &at, policy, timeout)
+        let res = client::get_at(addr, &last_block_path(key, &head), policy, timeout)
             .await
             .map_err(|e| Failure::of_client(&log, &e))?;
-        if res.status != 200 {
-            let code = if res.status == 416 {
-                "BEHIND"
-            } else {
-                "HTTP_STATUS"
-            };
-            return Err(Failure::new(
-                code,
-                format!("{log}HTTP {} {}", res.status, body_start(&res.body)),
-            ));
-        }
-        let trusted = TrustedHead {
-            fork: f,
-            length: l,
-            tree_hash: head.tree_hash,
-        };
-        range::verify(&res.body, &trusted, l - 1..l)
-            .map_err(|e| Failure::new("BAD_PROOF", format!("{log}bad proof: {e}")))?;
+        judge_last_block(key, &head, res.status, &res.body)?;
     }
     Ok(())
 }

@@ -36,10 +36,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, oneshot};
 
 use crate::api::ApiError;
-use crate::instance::{Contribution, InstanceOptions};
+use crate::instance::{
+    Contribution, Failure, InstanceOptions, head_to_prove, judge_last_block, last_block_path,
+};
 use crate::limit::ClientId;
-use crate::range::{self, TrustedHead};
-use crate::source::{LogSource, SignedHead};
+use crate::source::LogSource;
 use crate::{address, auth};
 
 /// The context of an answer's signature.
@@ -1242,29 +1243,11 @@ impl Relay {
     }
 
     fn record(&self, key: &[u8; 32], result: Result<(), Failure>) {
-        let now = now_ms();
         let mut s = lock(&self.state);
-        let Some(p) = s.peers.get_mut(key) else {
-            return;
-        };
-        p.checking = false;
-        let r = &mut p.row;
-        match result {
-            Ok(()) => {
-                if r.healthy && r.checked_ms > 0 {
-                    r.uptime_ms += now.saturating_sub(r.checked_ms);
-                }
-                r.healthy = true;
-                r.problem = None;
-                r.detail = None;
-            }
-            Err(f) => {
-                r.healthy = false;
-                r.problem = Some(f.code.into());
-                r.detail = Some(f.detail);
-            }
+        if let Some(p) = s.peers.get_mut(key) {
+            p.checking = false;
+            p.row.record_check(result, now_ms());
         }
-        r.checked_ms = now;
     }
 }
 
@@ -1279,22 +1262,6 @@ impl Drop for PollGuard<'_> {
     }
 }
 
-/// A failed check: a public code and the operator's detail.
-#[derive(Debug)]
-struct Failure {
-    code: &'static str,
-    detail: String,
-}
-
-impl Failure {
-    fn new(code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            code,
-            detail: detail.into(),
-        }
-    }
-}
-
 /// Check one WebRTC peer: the last block of each of `keys` at the instance's own head, its
 /// proof verified against that head (the same check as an HTTP mirror's, through the poll).
 async fn check_one<S: LogSource>(
@@ -1305,13 +1272,7 @@ async fn check_one<S: LogSource>(
 ) -> Result<(), Failure> {
     let mut heads = Vec::new();
     for key in keys {
-        let s = source.clone();
-        let k = *key;
-        let head: Option<SignedHead> = tokio::task::spawn_blocking(move || s.head(&k))
-            .await
-            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?
-            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
-        if let Some(h) = head.filter(|h| h.length > 0) {
+        if let Some(h) = head_to_prove(source, *key).await? {
             heads.push((*key, h));
         }
     }
@@ -1319,18 +1280,7 @@ async fn check_one<S: LogSource>(
     if heads.is_empty() {
         return Ok(());
     }
-    let paths: Vec<String> = heads
-        .iter()
-        .map(|(k, h)| {
-            let l = h.length;
-            format!(
-                "/v1/logs/{}/blocks?start={}&end={l}&length={l}&fork={}",
-                k.to_hex(),
-                l - 1,
-                h.fork
-            )
-        })
-        .collect();
+    let paths: Vec<String> = heads.iter().map(|(k, h)| last_block_path(k, h)).collect();
     let answer = relay.check(peer, paths).await?;
     if answer.results.len() != heads.len() {
         return Err(Failure::new(
@@ -1339,27 +1289,7 @@ async fn check_one<S: LogSource>(
         ));
     }
     for ((key, head), r) in heads.iter().zip(&answer.results) {
-        let log = format!("log {}: ", key.to_hex());
-        if r.status != 200 {
-            let code = if r.status == 416 {
-                "BEHIND"
-            } else {
-                "HTTP_STATUS"
-            };
-            let start = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).into_owned();
-            return Err(Failure::new(
-                code,
-                format!("{log}status {} {start}", r.status),
-            ));
-        }
-        let (l, f) = (head.length, head.fork);
-        let trusted = TrustedHead {
-            fork: f,
-            length: l,
-            tree_hash: head.tree_hash,
-        };
-        range::verify(&r.body, &trusted, l - 1..l)
-            .map_err(|e| Failure::new("BAD_PROOF", format!("{log}bad proof: {e}")))?;
+        judge_last_block(key, head, r.status, &r.body)?;
     }
     Ok(())
 }
