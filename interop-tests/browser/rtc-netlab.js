@@ -76,6 +76,7 @@ async function attemptBoot ({ browser, bootUrl, tls, store, titles, peerNat, bro
     const got = await boot.loadPage({ page }, bootUrl)
     const sources = await page.evaluate(() => document.body.dataset.sources)
     row.connected = /webrtc/.test(sources) && JSON.stringify(got.titles) === JSON.stringify(titles.slice(-20).reverse())
+    if (!row.connected) row.error = `sources "${sources}", ${got.titles.length} titles${got.titles.length ? `, first "${got.titles[0]}"` : ''}`
     row.fellBack = /instance/.test(sources)
     row.notice = got.note || null
     row.firstPostMs = Math.round(got.firstPostMs)

@@ -28,6 +28,7 @@ const KEY = /^[0-9a-f]{64}$/
 
 let data, state, loader, html
 let saved = { t: 0, peers: [] }
+let showSources = () => {}
 
 /** Run the bootstrap: `data` ({community, peers}), `peers` (the page's and stored ones),
  * `tries` (the document's requests: peers that have not answered yet count as busy). */
@@ -95,6 +96,7 @@ function sources () {
     el.textContent = kinds.length ? 'from ' + kinds.map((k) => `${k === 'instance' ? names[k] : `${by[k][1]} ${names[k] || k} peer${by[k][1] > 1 ? 's' : ''}`} (${Math.round(by[k][0] / 1024)} KiB)`).join(', ') : ''
   }
   setInterval(tick, 500)
+  showSources = tick
 }
 
 function refreshPeers () {
@@ -196,6 +198,8 @@ async function main () {
     ready: (info = {}) => {
       state.firstPostMs ??= performance.now()
       state.ready = info
+      // The sources as they stand when the page says it is loaded, not half a second later.
+      showSources()
       document.body.dataset.state = info.error ? 'failed' : 'loaded'
       if (info.error) note('The app failed: ' + info.error)
     }
