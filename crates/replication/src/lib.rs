@@ -45,7 +45,6 @@ mod conn;
 mod download;
 mod error;
 mod event;
-mod hash;
 mod inflight;
 pub mod messages;
 mod pairing;
