@@ -109,8 +109,10 @@ pub(crate) struct HttpArgs {
     /// (`http://ADDR`) is printed on stdout, after the TCP address if any.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
-    /// Register our gateway with this instance (base URL; repeat for several) and report
-    /// what it served, every few seconds.
+    /// Register with this instance (base URL; repeat for several). With --http: our HTTP
+    /// gateway, reporting what it served every few seconds. Without: a WebRTC home peer,
+    /// which browsers reach through the instance's signaling, with no port opened and no
+    /// certificate (works behind NAT).
     #[arg(long, value_name = "URL")]
     register: Vec<String>,
     /// Our gateway's URL as instances and readers reach it [default: http://<bound address>].

@@ -63,11 +63,12 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// A bootstrap page, `--register` or `--public-url` without an address to serve on.
-    #[error(
-        "a bootstrap page, --register or --public-url needs --http ADDR (or `http` in the config)"
-    )]
+    /// A bootstrap page or `--public-url` without an address to serve on.
+    #[error("a bootstrap page or --public-url needs --http ADDR (or `http` in the config)")]
     NoAddress,
+    /// A WebRTC home peer could not start (`--register` without `--http`).
+    #[error("WebRTC: {0}")]
+    Webrtc(#[from] peerhost_webrtc::home::HomeError),
     /// The listener cannot be bound.
     #[error(
         "cannot listen for HTTP on {addr}: {source} (is another program using it? pick another \

@@ -11,9 +11,10 @@
 //!   mutex guards the daemon's state, no loop polls it;
 //! - the reader procedures ([`Daemon::follow`], [`Daemon::latest_posts`],
 //!   [`Daemon::fetch_asset`], [`Daemon::new_posts`]): sparse downloads of what a reader needs;
-//! - the services it starts with the node's key pair and a log source ([`NodeSource`]): the
-//!   HTTP gateway ([`http`]) today; a new service (the WebRTC home peer) is started beside it
-//!   in `Daemon::start_services` and stopped by the same stop signal;
+//! - the services it starts with the node's key pair and a log source ([`NodeSource`]), in
+//!   `Daemon::start_services`, each stopped by the same stop signal: the HTTP gateway
+//!   ([`http`]), or, when it registers with instances without one, a WebRTC home peer per
+//!   instance (`rtc.rs`: browsers reach it through the instance's signaling);
 //! - the control socket ([`control`]): the server here, and the client a command uses when a
 //!   daemon holds the store ([`control::Logs`] opens a log locally or through the daemon).
 //!
@@ -36,6 +37,7 @@ mod network;
 mod options;
 mod quota;
 mod reader;
+mod rtc;
 pub mod state;
 mod status;
 mod tracking;
@@ -192,6 +194,7 @@ impl Daemon {
             upload_limit,
             tcp_addr,
             http: std::sync::OnceLock::new(),
+            rtc: std::sync::OnceLock::new(),
             started: SystemTime::now(),
             stop,
             quota_full: AtomicBool::new(false),
@@ -247,8 +250,27 @@ impl Daemon {
         let file = &options.file;
         let mut o = options.http.clone();
         let Some(addr) = o.addr.or(file.http) else {
-            if o.page.is_some() || !o.register.is_empty() || o.public_url.is_some() {
+            if o.page.is_some() || o.public_url.is_some() {
                 return Err(HttpError::NoAddress.into());
+            }
+            // Registering without an HTTP gateway: a WebRTC home peer for each instance.
+            let register = if o.register.is_empty() {
+                &file.register
+            } else {
+                &o.register
+            };
+            if !register.is_empty() {
+                let source = NodeSource::new(self.ctx.node.clone());
+                let homes = rtc::start(
+                    &source,
+                    self.ctx.node.key_pair(),
+                    register,
+                    &self.ctx.stop,
+                    &self.actor,
+                )
+                .await
+                .map_err(HttpError::from)?;
+                let _ = self.ctx.rtc.set(homes);
             }
             return Ok(());
         };
