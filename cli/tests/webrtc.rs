@@ -1,5 +1,7 @@
 //! `peerhost mirror KEY --register URL` without `--http`: a WebRTC home peer, end to end with
 //! real processes on loopback (no DHT):
+//! - the instance (`serve --http --stun`, a TURN server in its config) lists its STUN server
+//!   and the configured one as ICE servers; the mirror learns its address from that STUN;
 //! - the instance (`serve --http`) health-checks the mirror over its signed long-poll and
 //!   lists its node key in `/v1/bootstrap` (`rtcPeers`);
 //! - a str0m "browser" (`peerhost_webrtc::client::Browser`) offers through the instance's
@@ -112,6 +114,11 @@ fn a_mirror_without_http_serves_browsers_over_webrtc() {
         std::fs::create_dir_all(d).unwrap();
         std::fs::write(d.join("peerhost.toml"), "status_interval_ms = 200\n").unwrap();
     }
+    std::fs::write(
+        w.join("peerhost.toml"),
+        "status_interval_ms = 200\nice_servers = [\"turn:u:p@127.0.0.1:3478\"]\n",
+    )
+    .unwrap();
     let instance = Daemon::start(
         cmd(
             &w,
@@ -125,15 +132,26 @@ fn a_mirror_without_http_serves_browsers_over_webrtc() {
                 "--http-interval",
                 "1",
                 "--allow-private-peers",
+                "--stun",
+                "127.0.0.1:0",
             ],
         ),
-        2,
+        3,
     );
     let tcp = format!("tcp://{}", instance.lines[0]);
     let base = instance.lines[1].clone();
+    let stun = instance.lines[2].clone();
+    assert!(stun.starts_with("stun:127.0.0.1:"), "{stun}");
     let rt = rt();
     let boot = get_json(&rt, &format!("{base}/v1/bootstrap"));
     assert_eq!(boot["rtcPeers"], json!([]));
+    assert_eq!(
+        boot["iceServers"],
+        json!([
+            {"urls": [stun]},
+            {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
+        ])
+    );
     let posts = boot["communities"][0]["posts"].as_str().unwrap().to_owned();
 
     // The mirror: no --http, so --register makes it a WebRTC home peer. It prints no address.
@@ -211,6 +229,16 @@ fn a_mirror_without_http_serves_browsers_over_webrtc() {
                 && r["answered"].as_u64() >= Some(1)
                 && r["bytes_served"].as_u64() >= Some(proof.len() as u64)
         })
+    });
+    // It learned its address from the instance's STUN server (on loopback: its own socket).
+    let s = status(&m).unwrap();
+    let r = &s["webrtc"][0];
+    assert_eq!(r["public"], json!([r["local"]]), "{r}");
+    assert_eq!(r["ice_servers"][0], stun.as_str());
+    let errors = s["errors"].to_string();
+    assert!(!errors.contains("webrtc"), "{errors}");
+    wait("the instance's STUN server answered", || {
+        status(&w).is_some_and(|s| s["stun"]["answered"].as_u64() >= Some(1))
     });
     // The instance's table: the peer by key, healthy.
     wait("the instance's status shows the WebRTC peer", || {

@@ -59,6 +59,8 @@ pub(crate) struct Context {
     pub(crate) http: OnceLock<Http>,
     /// The WebRTC home peers, one per instance (set once, while starting).
     pub(crate) rtc: OnceLock<Vec<Arc<crate::rtc::Home>>>,
+    /// The STUN server (set once, while starting).
+    pub(crate) stun: OnceLock<crate::rtc::Stun>,
     pub(crate) started: SystemTime,
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the actor when the quota is spent.

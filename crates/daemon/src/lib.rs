@@ -195,6 +195,7 @@ impl Daemon {
             tcp_addr,
             http: std::sync::OnceLock::new(),
             rtc: std::sync::OnceLock::new(),
+            stun: std::sync::OnceLock::new(),
             started: SystemTime::now(),
             stop,
             quota_full: AtomicBool::new(false),
@@ -249,8 +250,26 @@ impl Daemon {
     async fn start_services(&self, options: &Options) -> Result<(), StartError> {
         let file = &options.file;
         let mut o = options.http.clone();
+        if o.public_url.is_none() {
+            o.public_url.clone_from(&file.public_url);
+        }
+        // The ICE servers an instance lists: our STUN server first, then the configured ones.
+        let mut ice = Vec::new();
+        if let Some(stun) = o.stun.or(file.stun) {
+            let s = rtc::start_stun(stun, o.public_url.as_deref(), &self.ctx.stop).await?;
+            ice.push(s.server.clone());
+            let _ = self.ctx.stun.set(s);
+        }
+        let extra = if o.ice_servers.is_empty() {
+            &file.ice_servers
+        } else {
+            &o.ice_servers
+        };
+        for text in extra {
+            ice.push(rtc::parse_ice_server(text)?);
+        }
         let Some(addr) = o.addr.or(file.http) else {
-            if o.page.is_some() || o.public_url.is_some() {
+            if o.page.is_some() || options.http.public_url.is_some() {
                 return Err(HttpError::NoAddress.into());
             }
             // Registering without an HTTP gateway: a WebRTC home peer for each instance.
@@ -280,16 +299,21 @@ impl Daemon {
         if o.register.is_empty() {
             o.register.clone_from(&file.register);
         }
-        if o.public_url.is_none() {
-            o.public_url.clone_from(&file.public_url);
-        }
         o.allow_private_peers |= file.allow_private_peers.unwrap_or(false);
         let communities = self
             .ask(|reply| Command::Published { reply })
             .await
             .unwrap_or_default();
         let source = NodeSource::new(self.ctx.node.clone());
-        let h = http::start(source, &o, addr, !communities.is_empty(), &self.ctx.stop).await?;
+        let h = http::start(
+            source,
+            &o,
+            addr,
+            !communities.is_empty(),
+            ice,
+            &self.ctx.stop,
+        )
+        .await?;
         if let Some(i) = &h.instance {
             i.set_communities(communities);
         }
@@ -320,6 +344,11 @@ impl Daemon {
     /// The HTTP gateway's address, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.ctx.http.get().map(|h| h.addr)
+    }
+
+    /// The STUN server's address, if it runs.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.ctx.stun.get().map(|s| s.addr)
     }
 
     /// The HTTP gateway's base URL as registered with instances, if it runs.

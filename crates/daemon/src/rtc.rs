@@ -10,19 +10,28 @@
 //!   doubling to 30 s) while the instance is away; a watcher turns lasting problems into one
 //!   line each in the daemon's problems (instance unreachable, registration refused, no STUN
 //!   answer) and says when they clear;
+//! - an instance's STUN server (`serve --stun ADDR`, [`start_stun`]) answers binding requests
+//!   (RFC 8489, binding only, rate-limited per client) and is listed, with the configured
+//!   `--ice-server`s ([`parse_ice_server`]), as the ICE servers of `/v1/bootstrap`;
 //! - everything stops with the daemon's stop signal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{Config as GatewayConfig, Counters};
 use peerhost_ids::KeyPair;
 use peerhost_webrtc::home::{HomeError, HomeOptions, HomePeer, PollFailure};
+use peerhost_webrtc::stun_server::{StunConfig, StunStats, serve_stun};
 use tokio::sync::{mpsc, watch};
 
 use crate::actor::Command;
+use crate::error::HttpError;
 use crate::http::NodeSource;
-use crate::state::WebrtcStatus;
+use crate::state::{StunStatus, WebrtcStatus};
 
 /// How long the first poll may take while the daemon starts (then it is retried in the
 /// background).
@@ -64,6 +73,134 @@ impl Home {
             requests: self.counters.requests(),
             bytes_served: self.counters.bytes(),
         }
+    }
+}
+
+/// The running STUN server.
+#[derive(Debug)]
+pub(crate) struct Stun {
+    pub(crate) addr: SocketAddr,
+    pub(crate) server: IceServer,
+    pub(crate) stats: Arc<StunStats>,
+}
+
+impl Stun {
+    /// Its part of the status.
+    pub(crate) fn status(&self) -> StunStatus {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        StunStatus {
+            address: self.addr.to_string(),
+            url: self.server.urls.first().cloned().unwrap_or_default(),
+            received: n(&self.stats.received),
+            answered: n(&self.stats.answered),
+            dropped: n(&self.stats.dropped),
+            limited: n(&self.stats.limited),
+        }
+    }
+}
+
+/// Bind the STUN server at `addr` and answer until `stop`. Its URL for browsers names the
+/// bound address, or, bound to a wildcard, the host of `public_url`.
+pub(crate) async fn start_stun(
+    addr: SocketAddr,
+    public_url: Option<&str>,
+    stop: &watch::Sender<bool>,
+) -> Result<Stun, HttpError> {
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .map_err(|source| HttpError::Stun { addr, source })?;
+    let bound = socket
+        .local_addr()
+        .map_err(|source| HttpError::Stun { addr, source })?;
+    let host = if bound.ip().is_unspecified() {
+        public_url
+            .and_then(url_host)
+            .ok_or(HttpError::StunHost(addr))?
+    } else if bound.is_ipv6() {
+        format!("[{}]", bound.ip())
+    } else {
+        bound.ip().to_string()
+    };
+    let stats = Arc::new(StunStats::default());
+    let mut rx = stop.subscribe();
+    let s = stats.clone();
+    tokio::spawn(async move {
+        let shutdown = async move { crate::stopped(&mut rx).await };
+        if let Err(e) = serve_stun(socket, StunConfig::default(), s, shutdown).await {
+            tracing::warn!("the STUN server stopped: {e}");
+        }
+    });
+    let server = IceServer::stun(format!("{host}:{}", bound.port()));
+    tracing::info!(%bound, url = %server.urls[0], "STUN server");
+    Ok(Stun {
+        addr: bound,
+        server,
+        stats,
+    })
+}
+
+/// The host of `http(s)://HOST[:PORT][/…]` (brackets kept for IPv6).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = if authority.starts_with('[') {
+        &authority[..=authority.find(']')?]
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// Parse an ICE server as given on the command line or in the config file:
+/// `stun:HOST[:PORT]`, `stuns:…`, `turn:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp]`,
+/// `turns:…` (TURN needs its credentials).
+pub(crate) fn parse_ice_server(text: &str) -> Result<IceServer, HttpError> {
+    let bad = |reason: &str| HttpError::IceServer {
+        url: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if text.len() > 512 || text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad(
+            "at most 512 characters, no spaces or control characters",
+        ));
+    }
+    let (scheme, rest) = text
+        .split_once(':')
+        .ok_or_else(|| bad("expected stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT"))?;
+    let turn = match scheme {
+        "stun" | "stuns" => false,
+        "turn" | "turns" => true,
+        _ => {
+            return Err(bad("the scheme is stun:, stuns:, turn: or turns: (no //)"));
+        }
+    };
+    let (userinfo, hostpart) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let host = hostpart.split('?').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') {
+        return Err(bad("no host (e.g. stun:stun.example:3478)"));
+    }
+    match (turn, userinfo) {
+        (false, None) => Ok(IceServer::stun(hostpart)),
+        (false, Some(_)) => Err(bad("a STUN server takes no credentials")),
+        (true, Some(u)) => {
+            let (user, password) = u
+                .split_once(':')
+                .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+                .ok_or_else(|| bad("TURN credentials are USER:PASSWORD@"))?;
+            Ok(IceServer::turn(
+                format!("{scheme}:{hostpart}"),
+                user.to_owned(),
+                password.to_owned(),
+            ))
+        }
+        (true, None) => Err(bad(
+            "a TURN server needs credentials: turn:USER:PASSWORD@HOST:PORT",
+        )),
     }
 }
 
@@ -255,5 +392,54 @@ mod tests {
         );
         assert!(line.contains("--allow-private-peers"), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn ice_servers_parse_with_credentials_for_turn_only() {
+        let s = parse_ice_server("stun:stun.example:3478").unwrap();
+        assert_eq!(s, IceServer::stun("stun.example:3478"));
+        let t = parse_ice_server("turn:alice:s3cret@turn.example:3478?transport=udp").unwrap();
+        assert_eq!(
+            t,
+            IceServer::turn(
+                "turn:turn.example:3478?transport=udp",
+                "alice".into(),
+                "s3cret".into()
+            )
+        );
+        let t = parse_ice_server("turns:a:b:c@[2001:db8::1]:5349").unwrap();
+        assert_eq!(t.urls, ["turns:[2001:db8::1]:5349"]);
+        assert_eq!(
+            (t.username.as_deref(), t.credential.as_deref()),
+            (Some("a"), Some("b:c"))
+        );
+        for bad in [
+            "stun.example:3478",
+            "http://stun.example",
+            "stun:",
+            "stun://x:1",
+            "stun:u:p@x:1",
+            "turn:x:1",
+            "turn::p@x:1",
+            "stun:a b",
+        ] {
+            let e = parse_ice_server(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("the ICE server {bad:?}: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("https://i.example").as_deref(), Some("i.example"));
+        assert_eq!(
+            url_host("http://i.example:8080/x").as_deref(),
+            Some("i.example")
+        );
+        assert_eq!(
+            url_host("http://[2001:db8::1]:80").as_deref(),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(url_host("ftp://x"), None);
+        assert_eq!(url_host("http://"), None);
     }
 }

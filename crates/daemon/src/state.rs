@@ -133,9 +133,30 @@ pub struct Status {
     /// The HTTP gateway, if it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpStatus>,
+    /// The STUN server, if it runs (`serve --stun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun: Option<StunStatus>,
     /// A home peer's WebRTC registrations, one per instance (`register` without `http`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webrtc: Vec<WebrtcStatus>,
+}
+
+/// The STUN server part of [`Status`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StunStatus {
+    /// The bound UDP address.
+    pub address: String,
+    /// Its URL as listed to browsers (`stun:HOST:PORT`).
+    pub url: String,
+    /// Datagrams received.
+    pub received: u64,
+    /// Binding requests answered.
+    pub answered: u64,
+    /// Datagrams dropped (not a binding request, malformed).
+    pub dropped: u64,
+    /// Requests over a client's rate.
+    pub limited: u64,
 }
 
 /// One WebRTC registration of a home peer in [`Status`]: the signed long-poll to an

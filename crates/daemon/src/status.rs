@@ -130,6 +130,7 @@ pub(crate) async fn build(
                 .map(|i| i.contributions())
                 .unwrap_or_default(),
         }),
+        stun: ctx.stun.get().map(crate::rtc::Stun::status),
         webrtc,
     }
 }
