@@ -109,8 +109,10 @@ pub(crate) struct HttpArgs {
     /// (`http://ADDR`) is printed on stdout, after the TCP address if any.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
-    /// Register our gateway with this instance (base URL; repeat for several) and report
-    /// what it served, every few seconds.
+    /// Register with this instance (base URL; repeat for several). With --http: our HTTP
+    /// gateway, reporting what it served every few seconds. Without: a WebRTC home peer,
+    /// which browsers reach through the instance's signaling, with no port opened and no
+    /// certificate (works behind NAT).
     #[arg(long, value_name = "URL")]
     register: Vec<String>,
     /// Our gateway's URL as instances and readers reach it [default: http://<bound address>].
@@ -139,13 +141,17 @@ impl HttpArgs {
     }
 }
 
-/// Print the bound addresses on stdout: TCP first (one line), then the HTTP URL.
+/// Print the bound addresses on stdout: TCP first (one line), then the HTTP URL, then the
+/// STUN server (`stun:ADDR`).
 fn print_addresses(daemon: &Daemon) {
     if let Some(addr) = daemon.tcp_addr() {
         println!("{addr}");
     }
     if let Some(addr) = daemon.http_addr() {
         println!("http://{addr}");
+    }
+    if let Some(addr) = daemon.stun_addr() {
+        println!("stun:{addr}");
     }
     let _ = std::io::stdout().flush();
 }
@@ -171,6 +177,16 @@ pub(crate) struct ServeArgs {
     /// the bootstrap page at `/` of the HTTP gateway.
     #[arg(long, value_name = "DIR")]
     bootstrap_page: Option<PathBuf>,
+    /// Answer STUN binding requests on this UDP address (e.g. 0.0.0.0:3478; port 0: any, printed
+    /// as stun:ADDR): an instance lists it to browsers and home peers as its ICE server, so
+    /// they learn their public addresses. On a wildcard address its name is --public-url's
+    /// host.
+    #[arg(long, value_name = "ADDR")]
+    stun: Option<SocketAddr>,
+    /// Also list this ICE server to browsers and home peers (repeat): stun:HOST:PORT or
+    /// turn:USER:PASSWORD@HOST:PORT[?transport=udp|tcp] (config: `ice_servers`).
+    #[arg(long = "ice-server", value_name = "URL")]
+    ice_servers: Vec<String>,
 }
 
 /// `peerhost follow`.
@@ -368,10 +384,13 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let mut signals = Signals::new();
+        let mut http = args.http.options(args.bootstrap_page.clone());
+        http.stun = args.stun;
+        http.ice_servers.clone_from(&args.ice_servers);
         let mut opts = Options::new(dir, file)
             .with_network(network)
             .with_listen_tcp(args.listen_tcp)
-            .with_http(args.http.options(args.bootstrap_page.clone()));
+            .with_http(http);
         if args.no_announce {
             opts = opts.with_announce(false);
         }

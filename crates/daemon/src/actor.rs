@@ -57,6 +57,10 @@ pub(crate) struct Context {
     pub(crate) upload_limit: Option<u64>,
     pub(crate) tcp_addr: Option<SocketAddr>,
     pub(crate) http: OnceLock<Http>,
+    /// The WebRTC home peers, one per instance (set once, while starting).
+    pub(crate) rtc: OnceLock<Vec<Arc<crate::rtc::Home>>>,
+    /// The STUN server (set once, while starting).
+    pub(crate) stun: OnceLock<crate::rtc::Stun>,
     pub(crate) started: SystemTime,
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the actor when the quota is spent.
@@ -103,6 +107,8 @@ pub(crate) enum Command {
     },
     /// Write the state and status files now.
     Flush { reply: oneshot::Sender<()> },
+    /// A problem for the status (and the log), from a service.
+    Note { message: String },
     /// Write the final state and status, and end.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -217,6 +223,7 @@ impl Actor {
                 let used = self.quota_used();
                 let _ = reply.send(self.quota.limit.map(|l| (used, l)));
             }
+            Command::Note { message } => self.note(message),
             Command::Flush { reply } => {
                 self.flush(true).await;
                 let _ = reply.send(());

@@ -16,6 +16,8 @@
 //! register = ["https://instance.example"]   # instances to register our gateway with
 //! public_url = "http://203.0.113.7:8080"    # our gateway's URL as others reach it
 //! allow_private_peers = false               # an instance: accept peers on loopback/LANs
+//! stun = "0.0.0.0:3478"                     # an instance: answer STUN binding requests here
+//! ice_servers = ["stun:stun.example:3478", "turn:USER:PASSWORD@turn.example:3478"]
 //! relays = ["<relay key>"]                  # blind relays for when no hole can be punched
 //! offer_relay = true                        # run a blind relay and announce it (public hosts)
 //! ```
@@ -70,6 +72,13 @@ pub struct FileConfig {
     /// An instance accepts (and health-checks) peer gateways on loopback and private networks
     /// (default false: only public addresses; for LANs and tests).
     pub allow_private_peers: Option<bool>,
+    /// Answer STUN binding requests on this UDP address (an instance: listed to browsers and
+    /// home peers as its ICE server).
+    pub stun: Option<SocketAddr>,
+    /// More ICE servers an instance lists for browsers and home peers: `stun:HOST:PORT`,
+    /// `turn:USER:PASSWORD@HOST:PORT[?transport=udp|tcp]` (also `stuns:`, `turns:`).
+    #[serde(default)]
+    pub ice_servers: Vec<String>,
     /// Blind relays (public keys: hex, z-base32 or pear://) to connect through when no hole
     /// can be punched, besides those found on the DHT.
     #[serde(default)]
@@ -217,6 +226,8 @@ mod tests {
             durability = "sync"
             http = "127.0.0.1:8080"
             register = ["http://127.0.0.1:9000"]
+            stun = "0.0.0.0:3478"
+            ice_servers = ["stun:stun.example:3478"]
             "#,
         )
         .unwrap();
@@ -227,6 +238,8 @@ mod tests {
         assert_eq!(c.durability, Some(DurabilitySetting::Sync));
         assert_eq!(c.http, "127.0.0.1:8080".parse().ok());
         assert_eq!(c.register, ["http://127.0.0.1:9000"]);
+        assert_eq!(c.stun, "0.0.0.0:3478".parse().ok());
+        assert_eq!(c.ice_servers, ["stun:stun.example:3478"]);
         assert!(FileConfig::parse("quota = \"lots\"").is_err());
         assert!(
             FileConfig::parse("mirros = []")

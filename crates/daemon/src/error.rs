@@ -63,11 +63,37 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// A bootstrap page, `--register` or `--public-url` without an address to serve on.
-    #[error(
-        "a bootstrap page, --register or --public-url needs --http ADDR (or `http` in the config)"
-    )]
+    /// A bootstrap page or `--public-url` without an address to serve on.
+    #[error("a bootstrap page or --public-url needs --http ADDR (or `http` in the config)")]
     NoAddress,
+    /// The STUN server cannot be bound.
+    #[error(
+        "cannot answer STUN on {addr}: {source} (is another program using it? pick another \
+         --stun address)"
+    )]
+    Stun {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--stun` on a wildcard address, with no name browsers could reach it by.
+    #[error(
+        "--stun {0} is a wildcard address: give --public-url (its host is then the STUN \
+         server's) or bind --stun to the public address"
+    )]
+    StunHost(SocketAddr),
+    /// An `--ice-server` (or `ice_servers` entry) is not one.
+    #[error("the ICE server {url:?}: {reason}")]
+    IceServer {
+        /// As given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A WebRTC home peer could not start (`--register` without `--http`).
+    #[error("WebRTC: {0}")]
+    Webrtc(#[from] peerhost_webrtc::home::HomeError),
     /// The listener cannot be bound.
     #[error(
         "cannot listen for HTTP on {addr}: {source} (is another program using it? pick another \

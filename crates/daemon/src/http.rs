@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{
     Config, Counters, HeadVersion, Instance, InstanceOptions, LogSource, RangeError, RangeQuery,
     ServeOptions, SignedHead, Site, SourceError, prove_range, range::RangeProof,
@@ -45,6 +46,12 @@ pub struct HttpOptions {
     /// An instance accepts (and connects to) peers on loopback and private networks
     /// (`--allow-private-peers`; LANs, tests): by default it refuses them.
     pub allow_private_peers: bool,
+    /// Answer STUN binding requests on this UDP address (`--stun`); an instance lists it as
+    /// its ICE server.
+    pub stun: Option<SocketAddr>,
+    /// More ICE servers an instance lists (`--ice-server`): `stun:HOST:PORT`,
+    /// `turn:USER:PASSWORD@HOST:PORT`.
+    pub ice_servers: Vec<String>,
 }
 
 /// The logs the node's replicator holds, as a log source for the services the daemon
@@ -113,6 +120,7 @@ pub(crate) async fn start(
     options: &HttpOptions,
     addr: SocketAddr,
     instance: bool,
+    ice: Vec<IceServer>,
     stop: &watch::Sender<bool>,
 ) -> Result<Http, HttpError> {
     let listener = TcpListener::bind(addr)
@@ -139,12 +147,15 @@ pub(crate) async fn start(
     };
     let interval = options.interval.unwrap_or(Duration::from_secs(5));
     let instance = (instance || site.is_some()).then(|| {
-        Arc::new(Instance::new(
-            site,
-            InstanceOptions::default()
-                .check_every(interval)
-                .allow_private_peers(options.allow_private_peers),
-        ))
+        Arc::new(
+            Instance::new(
+                site,
+                InstanceOptions::default()
+                    .check_every(interval)
+                    .allow_private_peers(options.allow_private_peers),
+            )
+            .ice_servers(ice),
+        )
     });
     let counters = Arc::new(Counters::default());
     let kp = node.key_pair().clone();

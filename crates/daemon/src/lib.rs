@@ -11,9 +11,10 @@
 //!   mutex guards the daemon's state, no loop polls it;
 //! - the reader procedures ([`Daemon::follow`], [`Daemon::latest_posts`],
 //!   [`Daemon::fetch_asset`], [`Daemon::new_posts`]): sparse downloads of what a reader needs;
-//! - the services it starts with the node's key pair and a log source ([`NodeSource`]): the
-//!   HTTP gateway ([`http`]) today; a new service (the WebRTC home peer) is started beside it
-//!   in `Daemon::start_services` and stopped by the same stop signal;
+//! - the services it starts with the node's key pair and a log source ([`NodeSource`]), in
+//!   `Daemon::start_services`, each stopped by the same stop signal: the HTTP gateway
+//!   ([`http`]), or, when it registers with instances without one, a WebRTC home peer per
+//!   instance (`rtc.rs`: browsers reach it through the instance's signaling);
 //! - the control socket ([`control`]): the server here, and the client a command uses when a
 //!   daemon holds the store ([`control::Logs`] opens a log locally or through the daemon).
 //!
@@ -36,6 +37,7 @@ mod network;
 mod options;
 mod quota;
 mod reader;
+mod rtc;
 pub mod state;
 mod status;
 mod tracking;
@@ -192,6 +194,8 @@ impl Daemon {
             upload_limit,
             tcp_addr,
             http: std::sync::OnceLock::new(),
+            rtc: std::sync::OnceLock::new(),
+            stun: std::sync::OnceLock::new(),
             started: SystemTime::now(),
             stop,
             quota_full: AtomicBool::new(false),
@@ -246,9 +250,46 @@ impl Daemon {
     async fn start_services(&self, options: &Options) -> Result<(), StartError> {
         let file = &options.file;
         let mut o = options.http.clone();
+        if o.public_url.is_none() {
+            o.public_url.clone_from(&file.public_url);
+        }
+        // The ICE servers an instance lists: our STUN server first, then the configured ones.
+        let mut ice = Vec::new();
+        if let Some(stun) = o.stun.or(file.stun) {
+            let s = rtc::start_stun(stun, o.public_url.as_deref(), &self.ctx.stop).await?;
+            ice.push(s.server.clone());
+            let _ = self.ctx.stun.set(s);
+        }
+        let extra = if o.ice_servers.is_empty() {
+            &file.ice_servers
+        } else {
+            &o.ice_servers
+        };
+        for text in extra {
+            ice.push(rtc::parse_ice_server(text)?);
+        }
         let Some(addr) = o.addr.or(file.http) else {
-            if o.page.is_some() || !o.register.is_empty() || o.public_url.is_some() {
+            if o.page.is_some() || options.http.public_url.is_some() {
                 return Err(HttpError::NoAddress.into());
+            }
+            // Registering without an HTTP gateway: a WebRTC home peer for each instance.
+            let register = if o.register.is_empty() {
+                &file.register
+            } else {
+                &o.register
+            };
+            if !register.is_empty() {
+                let source = NodeSource::new(self.ctx.node.clone());
+                let homes = rtc::start(
+                    &source,
+                    self.ctx.node.key_pair(),
+                    register,
+                    &self.ctx.stop,
+                    &self.actor,
+                )
+                .await
+                .map_err(HttpError::from)?;
+                let _ = self.ctx.rtc.set(homes);
             }
             return Ok(());
         };
@@ -258,16 +299,21 @@ impl Daemon {
         if o.register.is_empty() {
             o.register.clone_from(&file.register);
         }
-        if o.public_url.is_none() {
-            o.public_url.clone_from(&file.public_url);
-        }
         o.allow_private_peers |= file.allow_private_peers.unwrap_or(false);
         let communities = self
             .ask(|reply| Command::Published { reply })
             .await
             .unwrap_or_default();
         let source = NodeSource::new(self.ctx.node.clone());
-        let h = http::start(source, &o, addr, !communities.is_empty(), &self.ctx.stop).await?;
+        let h = http::start(
+            source,
+            &o,
+            addr,
+            !communities.is_empty(),
+            ice,
+            &self.ctx.stop,
+        )
+        .await?;
         if let Some(i) = &h.instance {
             i.set_communities(communities);
         }
@@ -298,6 +344,11 @@ impl Daemon {
     /// The HTTP gateway's address, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.ctx.http.get().map(|h| h.addr)
+    }
+
+    /// The STUN server's address, if it runs.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.ctx.stun.get().map(|s| s.addr)
     }
 
     /// The HTTP gateway's base URL as registered with instances, if it runs.

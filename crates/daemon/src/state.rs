@@ -133,6 +133,71 @@ pub struct Status {
     /// The HTTP gateway, if it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpStatus>,
+    /// The STUN server, if it runs (`serve --stun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun: Option<StunStatus>,
+    /// A home peer's WebRTC registrations, one per instance (`register` without `http`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webrtc: Vec<WebrtcStatus>,
+}
+
+/// The STUN server part of [`Status`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StunStatus {
+    /// The bound UDP address.
+    pub address: String,
+    /// Its URL as listed to browsers (`stun:HOST:PORT`).
+    pub url: String,
+    /// Datagrams received.
+    pub received: u64,
+    /// Binding requests answered.
+    pub answered: u64,
+    /// Datagrams dropped (not a binding request, malformed).
+    pub dropped: u64,
+    /// Requests over a client's rate.
+    pub limited: u64,
+}
+
+/// One WebRTC registration of a home peer in [`Status`]: the signed long-poll to an
+/// instance, and what the data channels served.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WebrtcStatus {
+    /// The instance's base URL.
+    pub instance: String,
+    /// Whether the last poll reached it.
+    pub connected: bool,
+    /// Whether it lists us to readers (its last health check of us passed).
+    pub listed: bool,
+    /// Why not, in the instance's code (`NOT_CHECKED`, `BAD_PROOF`, `TIMEOUT`, …).
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// The last error talking to the instance, in words.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Our UDP socket.
+    pub local: String,
+    /// Our public addresses as the STUN servers see them.
+    #[serde(default)]
+    pub public: Vec<String>,
+    /// The ICE servers the instance gives browsers (and us).
+    #[serde(default)]
+    pub ice_servers: Vec<String>,
+    /// Browsers' peer connections open now.
+    pub connections: usize,
+    /// Data channels open now.
+    pub channels: usize,
+    /// Offers answered this run.
+    pub answered: u64,
+    /// Offers refused this run.
+    pub refused: u64,
+    /// Health checks answered this run.
+    pub checks: u64,
+    /// Requests answered on data channels (and checks) this run.
+    pub requests: u64,
+    /// Body bytes sent on data channels (and to checks) this run.
+    pub bytes_served: u64,
 }
 
 /// The HTTP gateway part of [`Status`].

@@ -43,6 +43,10 @@ pub(crate) async fn build(
     running: bool,
 ) -> Status {
     let node = &ctx.node;
+    let mut webrtc = Vec::new();
+    for h in ctx.rtc.get().into_iter().flatten() {
+        webrtc.push(h.status().await);
+    }
     let stats = node.log_stats();
     let mut logs = Vec::new();
     let mut session = Counts::default();
@@ -126,5 +130,7 @@ pub(crate) async fn build(
                 .map(|i| i.contributions())
                 .unwrap_or_default(),
         }),
+        stun: ctx.stun.get().map(crate::rtc::Stun::status),
+        webrtc,
     }
 }

@@ -109,6 +109,8 @@ pub struct HomeStatus {
     pub problem: Option<String>,
     /// The last error talking to the instance, in words.
     pub last_error: Option<String>,
+    /// The last poll's failure, by kind (`None` once a poll succeeds).
+    pub failure: Option<PollFailure>,
     /// Offers answered.
     pub answered: u64,
     /// Offers refused (the driver was full, the offer did not parse).
@@ -117,6 +119,70 @@ pub struct HomeStatus {
     pub checks: u64,
     /// The ICE servers the instance gives browsers.
     pub ice_servers: Vec<IceServer>,
+}
+
+/// Why a poll failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PollFailure {
+    /// The instance could not be reached: no connection, TLS failed, no answer in time.
+    #[error("cannot reach the instance {url}: {reason}")]
+    Unreachable {
+        /// The instance's base URL.
+        url: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The instance answered with an error status: it refused our poll (a 4xx such as
+    /// `REFUSED_ADDRESS`, `ADDRESS_CAP`, `CLOCK_SKEW`; `503 FULL`) or is failing (5xx).
+    #[error("the instance {url} refused our registration: HTTP {status} {code}{}", message_suffix(.message))]
+    Refused {
+        /// The instance's base URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error code of the body (`REFUSED_ADDRESS`, …), or empty.
+        code: String,
+        /// The body's message, if any (at most 200 bytes, control characters replaced).
+        message: String,
+    },
+    /// The answer was not a poll response (not a peerhost instance, or a newer one).
+    #[error("the instance {url} sent an answer we cannot read: {reason}")]
+    BadResponse {
+        /// The instance's base URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+fn message_suffix(m: &str) -> String {
+    if m.is_empty() {
+        String::new()
+    } else {
+        format!(": {m}")
+    }
+}
+
+/// The code and message of a gateway error body (`{"error": CODE, "message": …}`), cleaned
+/// for one line.
+fn error_body(body: &[u8]) -> (String, String) {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .take(200)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => (
+            clean(v["error"].as_str().unwrap_or_default()),
+            clean(v["message"].as_str().unwrap_or_default()),
+        ),
+        Err(_) => (
+            String::new(),
+            clean(&String::from_utf8_lossy(&body[..body.len().min(200)])),
+        ),
+    }
 }
 
 /// Why a home peer did not start.
@@ -229,7 +295,7 @@ struct Poller<S> {
 }
 
 impl<S: LogSource> Link<S> {
-    async fn poll(&self, wait: bool, timeout: Duration) -> Result<PollResponse, String> {
+    async fn poll(&self, wait: bool, timeout: Duration) -> Result<PollResponse, PollFailure> {
         let counters = &self.api.config().counters;
         let body = serde_json::to_vec(&PollRequest::new(
             counters.bytes(),
@@ -247,18 +313,26 @@ impl<S: LogSource> Link<S> {
             timeout,
         )
         .await
-        .map_err(|e| format!("poll {url}: {e}"))?;
+        .map_err(|e| PollFailure::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
         if r.status != 200 {
-            return Err(format!(
-                "poll {url}: HTTP {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
-            ));
+            let (code, message) = error_body(&r.body);
+            return Err(PollFailure::Refused {
+                url: self.base.clone(),
+                status: r.status,
+                code,
+                message,
+            });
         }
-        PollResponse::parse(&r.body).map_err(|e| format!("poll {url}: {e}"))
+        PollResponse::parse(&r.body).map_err(|e| PollFailure::BadResponse {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
     }
 
-    fn record(&self, r: &Result<PollResponse, String>) {
+    fn record(&self, r: &Result<PollResponse, PollFailure>) {
         let mut s = lock(&self.status);
         match r {
             Ok(p) => {
@@ -267,11 +341,13 @@ impl<S: LogSource> Link<S> {
                 s.listed = p.listed;
                 s.problem.clone_from(&p.problem);
                 s.last_error = None;
+                s.failure = None;
                 s.ice_servers.clone_from(&p.ice_servers);
             }
             Err(e) => {
                 s.connected = false;
-                s.last_error = Some(e.clone());
+                s.last_error = Some(e.to_string());
+                s.failure = Some(e.clone());
             }
         }
     }
@@ -359,6 +435,8 @@ impl<S: LogSource> Poller<S> {
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, mut stun: Vec<SocketAddr>) {
         let tasks = Arc::new(Semaphore::new(MAX_TASKS));
         let mut backoff = Duration::from_secs(1);
+        // The failure last logged: a lasting one is logged once (at warn), not at every retry.
+        let mut logged = lock(&self.link.status).failure.clone();
         loop {
             let r = tokio::select! {
                 r = self.link.poll(true, self.poll_timeout) => r,
@@ -368,6 +446,12 @@ impl<S: LogSource> Poller<S> {
             match r {
                 Ok(p) => {
                     backoff = Duration::from_secs(1);
+                    if logged.take().is_some() {
+                        tracing::info!(
+                            "webrtc signaling: the instance {} answers again",
+                            self.link.base
+                        );
+                    }
                     self.use_stun(&p.ice_servers, &mut stun).await;
                     for t in p.tasks {
                         let Ok(permit) = tasks.clone().acquire_owned().await else {
@@ -381,7 +465,12 @@ impl<S: LogSource> Poller<S> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("webrtc signaling: {e}; retrying in {backoff:?}");
+                    if logged.as_ref() == Some(&e) {
+                        tracing::debug!("webrtc signaling: {e}; retrying in {backoff:?}");
+                    } else {
+                        tracing::warn!("webrtc signaling: {e}; retrying (backoff to 30 s)");
+                        logged = Some(e);
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         _ = stop.wait_for(|s| *s) => return,

@@ -40,6 +40,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod frame;

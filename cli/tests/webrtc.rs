@@ -1,0 +1,310 @@
+//! `peerhost mirror KEY --register URL` without `--http`: a WebRTC home peer, end to end with
+//! real processes on loopback (no DHT):
+//! - the instance (`serve --http --stun`, a TURN server in its config) lists its STUN server
+//!   and the configured one as ICE servers; the mirror learns its address from that STUN;
+//! - the instance (`serve --http`) health-checks the mirror over its signed long-poll and
+//!   lists its node key in `/v1/bootstrap` (`rtcPeers`);
+//! - a str0m "browser" (`peerhost_webrtc::client::Browser`) offers through the instance's
+//!   `POST /v1/signal`, checks the answer's signature against that key, connects, and reads
+//!   the latest posts from the mirror over the data channel, verified against the head;
+//! - the mirror's status shows its registration and what it served, the instance's shows the
+//!   peer; a stopped mirror is delisted;
+//! - an instance that refuses the registration, and one that is not there, are one clear line
+//!   each in the mirror's problems.
+//!
+//! Timeouts are hang guards only.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peerhost_gateway::{TrustedHead, client, range};
+use peerhost_webrtc::client::Browser;
+use serde_json::{Value, json};
+
+mod common;
+use common::{cmd, run};
+
+const GUARD: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(10);
+
+/// A daemon and the first `n` lines it printed (TCP address, HTTP URL).
+struct Daemon {
+    child: Child,
+    lines: Vec<String>,
+}
+
+impl Daemon {
+    fn start(mut c: Command, n: usize) -> Self {
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn peerhost");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("a line");
+            lines.push(l.trim().to_owned());
+        }
+        Self { child, lines }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get_json(rt: &tokio::runtime::Runtime, url: &str) -> Value {
+    let r = rt.block_on(client::get(url, T)).expect(url);
+    assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+fn status(storage: &Path) -> Option<Value> {
+    let b = std::fs::read(storage.join("peerhost-status.json")).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !f() {
+        assert!(Instant::now() < deadline, "hang guard: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// A community of `posts` posts in `w`; its key.
+fn community(w: &Path, posts: usize) -> String {
+    let key = String::from_utf8(run(w, &["community", "create", "c"]).stdout).unwrap();
+    for i in 0..posts {
+        run(
+            w,
+            &["post", "c", "--title", &format!("post {i}"), "--body", "b"],
+        );
+    }
+    key.trim().to_owned()
+}
+
+#[test]
+fn a_mirror_without_http_serves_browsers_over_webrtc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, m) = (dir.path().join("w"), dir.path().join("m"));
+    let key = community(&w, 25);
+    for d in [&w, &m] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("peerhost.toml"), "status_interval_ms = 200\n").unwrap();
+    }
+    std::fs::write(
+        w.join("peerhost.toml"),
+        "status_interval_ms = 200\nice_servers = [\"turn:u:p@127.0.0.1:3478\"]\n",
+    )
+    .unwrap();
+    let instance = Daemon::start(
+        cmd(
+            &w,
+            &[
+                "serve",
+                "--no-dht",
+                "--listen-tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--http-interval",
+                "1",
+                "--allow-private-peers",
+                "--stun",
+                "127.0.0.1:0",
+            ],
+        ),
+        3,
+    );
+    let tcp = format!("tcp://{}", instance.lines[0]);
+    let base = instance.lines[1].clone();
+    let stun = instance.lines[2].clone();
+    assert!(stun.starts_with("stun:127.0.0.1:"), "{stun}");
+    let rt = rt();
+    let boot = get_json(&rt, &format!("{base}/v1/bootstrap"));
+    assert_eq!(boot["rtcPeers"], json!([]));
+    assert_eq!(
+        boot["iceServers"],
+        json!([
+            {"urls": [stun]},
+            {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"},
+        ])
+    );
+    let posts = boot["communities"][0]["posts"].as_str().unwrap().to_owned();
+
+    // The mirror: no --http, so --register makes it a WebRTC home peer. It prints no address.
+    let mirror = Daemon::start(
+        cmd(
+            &m,
+            &[
+                "mirror",
+                &key,
+                "--peer",
+                &tcp,
+                "--no-dht",
+                "-q",
+                "--register",
+                &base,
+            ],
+        ),
+        0,
+    );
+    wait("the mirror's status", || status(&m).is_some());
+    let node_key = status(&m).unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait("the instance lists the mirror's node key", || {
+        get_json(&rt, &format!("{base}/v1/bootstrap"))["rtcPeers"] == json!([node_key])
+    });
+
+    // A browser reads the latest posts from the mirror over WebRTC, through the instance's
+    // signaling, and verifies them against the head it got over the same channel.
+    let peer = hex32(&json!(node_key));
+    let (head, proof) = rt.block_on(async {
+        let mut b = Browser::connect(&base, &peer, "127.0.0.1".parse().unwrap(), T)
+            .await
+            .expect("a WebRTC connection to the mirror");
+        let (st, head) = b
+            .get(&format!("/v1/logs/{posts}/head"), T)
+            .await
+            .expect("the head");
+        assert_eq!(st, 200);
+        let head: Value = serde_json::from_slice(&head).unwrap();
+        let path = format!("/v1/logs/{posts}/blocks?start=5&end=25&length=25&fork=0");
+        let (st, body) = b.get(&path, T).await.expect("the latest 20 posts");
+        assert_eq!(st, 200);
+        (head, body)
+    });
+    assert_eq!(head["length"], 25);
+    let trusted = TrustedHead {
+        fork: head["fork"].as_u64().unwrap(),
+        length: 25,
+        tree_hash: hex32(&head["treeHash"]),
+    };
+    let verified = range::verify(&proof, &trusted, 5..25).expect("the range verifies");
+    let titles: Vec<String> = verified
+        .blocks
+        .iter()
+        .map(|b| match peerhost_feed::Entry::decode(b).unwrap().kind() {
+            Some(peerhost_feed::Kind::Post(p)) => p.title.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<String> = (5..25).map(|i| format!("post {i}")).collect();
+    assert_eq!(titles, want);
+    // The head the browser got is the instance's own (the mirror is complete and live).
+    let own = get_json(&rt, &format!("{base}/v1/logs/{posts}/head"));
+    assert_eq!(head["treeHash"], own["treeHash"]);
+
+    // The mirror's status: registered, listed, and what its channels served.
+    wait("the mirror's status shows its WebRTC registration", || {
+        status(&m).is_some_and(|s| {
+            let r = &s["webrtc"][0];
+            r["instance"] == base.as_str()
+                && r["connected"] == true
+                && r["listed"] == true
+                && r["answered"].as_u64() >= Some(1)
+                && r["bytes_served"].as_u64() >= Some(proof.len() as u64)
+        })
+    });
+    // It learned its address from the instance's STUN server (on loopback: its own socket).
+    let s = status(&m).unwrap();
+    let r = &s["webrtc"][0];
+    assert_eq!(r["public"], json!([r["local"]]), "{r}");
+    assert_eq!(r["ice_servers"][0], stun.as_str());
+    let errors = s["errors"].to_string();
+    assert!(!errors.contains("webrtc"), "{errors}");
+    wait("the instance's STUN server answered", || {
+        status(&w).is_some_and(|s| s["stun"]["answered"].as_u64() >= Some(1))
+    });
+    // The instance's table: the peer by key, healthy.
+    wait("the instance's status shows the WebRTC peer", || {
+        status(&w).is_some_and(|s| {
+            s["http"]["contributions"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["key"] == node_key.as_str()
+                        && r["transport"] == "webrtc"
+                        && r["healthy"] == true
+                })
+            })
+        })
+    });
+
+    // The mirror stops: it is delisted.
+    drop(mirror);
+    wait("the stopped mirror is delisted", || {
+        get_json(&rt, &format!("{base}/v1/bootstrap"))["rtcPeers"] == json!([])
+    });
+}
+
+#[test]
+fn a_refused_or_missing_instance_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, m) = (dir.path().join("w"), dir.path().join("m"));
+    let key = community(&w, 1);
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("peerhost.toml"), "status_interval_ms = 200\n").unwrap();
+    // An instance that takes no peers on loopback (no --allow-private-peers).
+    let instance = Daemon::start(cmd(&w, &["serve", "--no-dht", "--http", "127.0.0.1:0"]), 1);
+    let refusing = instance.lines[0].clone();
+    // And one that is not there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let missing = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let _mirror = Daemon::start(
+        cmd(
+            &m,
+            &[
+                "mirror",
+                &key,
+                "--no-dht",
+                "-q",
+                "--register",
+                &refusing,
+                "--register",
+                &missing,
+            ],
+        ),
+        0,
+    );
+    wait("both problems are in the mirror's status", || {
+        status(&m).is_some_and(|s| {
+            let e = s["errors"].to_string();
+            e.contains(&format!(
+                "webrtc: the instance {refusing} refused our registration: HTTP 400 \
+                 REFUSED_ADDRESS"
+            )) && e.contains("--allow-private-peers")
+                && e.contains(&format!("webrtc: cannot reach the instance {missing}: "))
+        })
+    });
+    let s = status(&m).unwrap();
+    let regs = s["webrtc"].as_array().unwrap();
+    assert_eq!(regs.len(), 2);
+    assert!(regs.iter().all(|r| r["connected"] == false), "{regs:?}");
+    // Each problem is noted once, not at every retry.
+    let errors = s["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
