@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_daemon::control::{Log, Logs};
+use peerhost_daemon::control::{Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
 use peerhost_ids::Key;
 use peerhost_store::{Core, CreateOptions, Store};
@@ -15,8 +15,6 @@ use peerhost_store::{Core, CreateOptions, Store};
 const BATCH_BLOCKS: usize = 1024;
 /// Bytes handed to one `append` call.
 const BATCH_BYTES: usize = 8 << 20;
-/// The largest block we append (hypercore has no hard limit; replication frames do).
-const MAX_BLOCK: usize = 15 << 20;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -265,9 +263,12 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
         if lines {
             let mut reader = BufReader::new(&mut input);
             let mut line = Vec::new();
-            loop {
+            for number in 1u64.. {
                 line.clear();
-                let n = reader
+                // At most one block and its line end in memory: a longer line is refused
+                // before any of it (or of the batch it would have joined) is written.
+                let n = (&mut reader)
+                    .take(MAX_BLOCK as u64 + 2)
                     .read_until(b'\n', &mut line)
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 if n == 0 {
@@ -278,6 +279,16 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
+                }
+                if line.len() > MAX_BLOCK {
+                    bail!(
+                        "line {number} of {} is longer than {} MiB, the largest block a log \
+                         replicates: split it; the log holds {} blocks (the lines before it \
+                         not yet appended were dropped)",
+                        path.display(),
+                        MAX_BLOCK >> 20,
+                        core.length()
+                    );
                 }
                 progress.inc(n as u64);
                 batch.push(core, std::mem::take(&mut line))?;
