@@ -127,3 +127,86 @@ fn a_block_too_large_to_replicate_is_refused_and_never_counted() {
     let sent = st["session"]["uploaded_bytes"].as_u64().unwrap();
     assert!(sent < 1 << 20, "the server counts {sent} bytes served");
 }
+
+/// The lines of `child`'s stderr, read on a thread (a read blocks), as a channel.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Issue 16 item 5: a peer that refuses the connection is named with the cause and what to
+/// do, not reported as a peer lacking the block.
+#[test]
+fn a_refused_peer_is_named_not_taken_for_a_missing_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let r = dir.path().join("r");
+    // Port 1 on loopback: refused.
+    let out = cmd(
+        &r,
+        &[
+            "follow",
+            &key,
+            "--peer",
+            "tcp://127.0.0.1:1",
+            "--timeout",
+            "3",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{err}");
+    for part in ["tcp://127.0.0.1:1", "connection refused", "peerhost serve"] {
+        assert!(last.contains(part), "{part:?} missing: {err}");
+    }
+    assert!(!err.contains("no peer found"), "{err}");
+    // The warning names it once, not at every retry.
+    assert_eq!(
+        err.matches("cannot connect to tcp://127.0.0.1:1").count(),
+        1,
+        "{err}"
+    );
+}
+
+/// Issue 16 item 5: offline (no bootstrap node answers), `serve` says it is not on the DHT.
+#[test]
+fn serve_offline_says_it_is_not_on_the_dht() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    // A bootstrap node on loopback where nothing listens: nothing answers, nothing leaves.
+    let mut server = cmd(
+        &w,
+        &["serve", "--bootstrap", "127.0.0.1:1", "--no-announce"],
+    )
+    .env("PEERHOST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let lines = stderr_lines(&mut server);
+    let deadline = Instant::now() + GUARD;
+    let said = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains("the DHT") => break l,
+            Ok(_) => {}
+            Err(e) => panic!("serve said nothing of the DHT: {e}"),
+        }
+    };
+    stop(&mut server);
+    assert!(said.contains("not on the DHT"), "{said}");
+    assert!(said.contains("WARN"), "{said}");
+}

@@ -61,6 +61,8 @@ pub(crate) struct Context {
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the actor when the quota is spent.
     pub(crate) quota_full: AtomicBool,
+    /// Why the TCP peers we dial are not connected.
+    pub(crate) dials: crate::dial::Dials,
 }
 
 /// A request to the actor.

@@ -96,9 +96,19 @@ impl Daemon {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let connected = node.peers().len();
+                // No connection and a dial failing: that is why, not a missing block.
+                if let Some(failures) = self.ctx.dials.describe().filter(|_| connected == 0) {
+                    return Err(FollowError::Unreachable {
+                        what: what.into(),
+                        secs: timeout.as_secs(),
+                        failures,
+                    });
+                }
                 return Err(FollowError::Timeout {
                     what: what.into(),
                     secs: timeout.as_secs(),
+                    connected,
                 });
             }
             let _ = tokio::time::timeout(left, changed).await;
