@@ -210,3 +210,36 @@ fn serve_offline_says_it_is_not_on_the_dht() {
     assert!(said.contains("not on the DHT"), "{said}");
     assert!(said.contains("WARN"), "{said}");
 }
+
+/// Issue 16 item 4: `log append` into a community's logs is refused, naming the commands
+/// that write them; nothing is appended.
+#[test]
+fn log_append_into_a_community_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    run(&s, &["community", "create", "c"]);
+    for (log, says) in [
+        ("c.posts", "posts log of community c: `peerhost post`"),
+        ("c.comments", "comments log of community c"),
+        (
+            "c.assets",
+            "assets log of community c: `peerhost assets publish`",
+        ),
+        ("c", "a community's descriptor log"),
+    ] {
+        let before: Value =
+            serde_json::from_slice(&run(&s, &["log", "info", log, "--json"]).stdout).unwrap();
+        let out = append_lines(&s, log, b"x\n");
+        assert!(!out.status.success(), "{log}: appended");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{log}: {err}");
+        let after: Value =
+            serde_json::from_slice(&run(&s, &["log", "info", log, "--json"]).stdout).unwrap();
+        assert_eq!(before["length"], after["length"], "{log}");
+    }
+    // A plain log of the same store still takes raw blocks.
+    run(&s, &["log", "create", "c.notes"]);
+    let out = append_lines(&s, "c.notes", b"x\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
