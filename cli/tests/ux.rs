@@ -243,3 +243,58 @@ fn log_append_into_a_community_log_is_refused() {
     let out = append_lines(&s, "c.notes", b"x\n");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Wait (bounded) for a line of `lines` containing `needle`; every line read is kept in `seen`.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                let found = l.contains(needle);
+                seen.push(l);
+                if found {
+                    return;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}):\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Issue 16 item 3: `mirror` of a plain log finds once that it is not a community, and does
+/// not re-read it as a descriptor log (warning of "malformed blocks") at every growth.
+#[test]
+fn mirror_of_a_plain_log_says_once_that_it_is_not_a_community() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "plain"]))
+        .trim()
+        .to_owned();
+    let lines: String = (0..300).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "plain", lines.as_bytes()).status.success());
+    let (mut server, addr) = serve(&w);
+    let m = dir.path().join("m");
+    let mut mirror = cmd(&m, &["mirror", &key, "--peer", &format!("tcp://{addr}")])
+        .env("PEERHOST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mirror");
+    let rx = stderr_lines(&mut mirror);
+    let mut seen = Vec::new();
+    wait_line(&rx, "complete: 300 blocks", &mut seen);
+    // It grows (through the serving daemon's control socket), twice.
+    for (more, total) in [(100, 400), (100, 500)] {
+        let lines: String = (0..more).map(|i| format!("more {i}\n")).collect();
+        let out = append_lines(&w, "plain", lines.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_line(&rx, &format!("complete: {total} blocks"), &mut seen);
+    }
+    stop(&mut mirror);
+    stop(&mut server);
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert!(!all.contains("malformed"), "{all}");
+    assert_eq!(all.matches("is not a community").count(), 1, "{all}");
+}
