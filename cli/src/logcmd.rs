@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_daemon::control::{Log, Logs};
+use peerhost_daemon::control::{Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
+use peerhost_feed::community::Part;
+use peerhost_feed::read;
 use peerhost_ids::Key;
 use peerhost_store::{Core, CreateOptions, Store};
 
@@ -15,8 +17,6 @@ use peerhost_store::{Core, CreateOptions, Store};
 const BATCH_BLOCKS: usize = 1024;
 /// Bytes handed to one `append` call.
 const BATCH_BYTES: usize = 8 << 20;
-/// The largest block we append (hypercore has no hard limit; replication frames do).
-const MAX_BLOCK: usize = 15 << 20;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -72,6 +72,9 @@ pub(crate) enum LogCommand {
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
     let logs =
         Logs::open(dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
+    if let LogCommand::Append { name, .. } = &command {
+        refuse_community_log(&logs, name)?;
+    }
     let store = match logs {
         Logs::Local(store) => store,
         // A daemon holds the lock: append and cat through it (protocol/control.md).
@@ -236,6 +239,62 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
     Ok(())
 }
 
+/// Refuse raw appends to a community's logs (issue 16 item 4): readers decode every block of
+/// them as an entry, and one that is not stays a warning for good. The descriptor log is known
+/// by its block 0; a posts, comments or assets log by a local name `BASE.PART` whose `BASE`
+/// descriptor names it. There is no `--force`: no reader gains from a raw block there, and the
+/// commands that write entries cover each log.
+fn refuse_community_log(logs: &Logs, query: &str) -> anyhow::Result<()> {
+    let Ok(mut log) = logs.log(query) else {
+        // Not a log here: the append itself says so.
+        return Ok(());
+    };
+    if read::is_descriptor_log(&mut log).unwrap_or(false) {
+        bail!(
+            "log {query} is a community's descriptor log: `peerhost community` and `peerhost \
+             assets publish` write it (raw blocks would make every reader skip them for good)"
+        );
+    }
+    let key = log.key();
+    let names: Vec<String> = match logs.store() {
+        Some(store) => store
+            .names()?
+            .into_iter()
+            .filter_map(|(name, k)| (k == key).then_some(name))
+            .collect(),
+        // Through the daemon only the name given is known.
+        None if logs.is_name(query) => vec![query.to_owned()],
+        None => Vec::new(),
+    };
+    for name in &names {
+        for part in Part::NAMED {
+            let Some(base) = name.strip_suffix(&format!(".{}", part.name())) else {
+                continue;
+            };
+            let Ok(mut descriptor_log) = logs.log(base) else {
+                continue;
+            };
+            let Ok((Some((_, entry)), _)) = read::descriptor(&mut descriptor_log) else {
+                continue;
+            };
+            if read::as_descriptor(&entry).and_then(|d| part.key_in(d)) == Some(key) {
+                let writers = match part {
+                    Part::Posts => "`peerhost post` and `peerhost import`",
+                    Part::Comments => "`peerhost import`",
+                    _ => "`peerhost assets publish`",
+                };
+                bail!(
+                    "log {query} is the {} log of community {base}: {writers} write it as \
+                     entries readers decode (a raw block would be skipped by every reader, for \
+                     good)",
+                    part.name()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn open_log(store: &Store, query: &str) -> anyhow::Result<Core> {
     let named = store.name_key(query).ok().flatten().is_some();
     if !named {
@@ -265,9 +324,12 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
         if lines {
             let mut reader = BufReader::new(&mut input);
             let mut line = Vec::new();
-            loop {
+            for number in 1u64.. {
                 line.clear();
-                let n = reader
+                // At most one block and its line end in memory: a longer line is refused
+                // before any of it (or of the batch it would have joined) is written.
+                let n = (&mut reader)
+                    .take(MAX_BLOCK as u64 + 2)
                     .read_until(b'\n', &mut line)
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 if n == 0 {
@@ -278,6 +340,16 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
+                }
+                if line.len() > MAX_BLOCK {
+                    bail!(
+                        "line {number} of {} is longer than {} MiB, the largest block a log \
+                         replicates: split it; the log holds {} blocks (the lines before it \
+                         not yet appended were dropped)",
+                        path.display(),
+                        MAX_BLOCK >> 20,
+                        core.length()
+                    );
                 }
                 progress.inc(n as u64);
                 batch.push(core, std::mem::take(&mut line))?;

@@ -403,10 +403,13 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             logs = st.logs.len(),
             tcp = ?daemon.tcp_addr(),
             http = ?daemon.http_addr(),
-            dht = ?daemon.dht_addr(),
+            dht_socket = ?daemon.dht_addr(),
             "serving; `peerhost status` shows what moves"
         );
-        signals.recv().await;
+        tokio::select! {
+            () = signals.recv() => {}
+            () = report_dht(&daemon, !args.no_announce) => {}
+        }
         daemon.shutdown(Duration::from_secs(2)).await;
         Ok(())
     })
@@ -747,4 +750,23 @@ fn proc_status_kb(field: &str) -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0)
+}
+
+/// Say once whether the DHT's bootstrap found nodes (issue 16: offline, `serve` claimed to be
+/// on the DHT); never returns.
+async fn report_dht(daemon: &Daemon, announce: bool) {
+    match daemon.dht_bootstrapped().await {
+        Some(0) => tracing::warn!(
+            "not on the DHT: no bootstrap node answered (offline, or UDP blocked?), so peers \
+             cannot find us there; peers that dial our TCP address still can. Check the \
+             network or --bootstrap and restart; `peerhost status` shows the nodes known"
+        ),
+        Some(nodes) => tracing::info!(
+            nodes,
+            "on the DHT{}",
+            if announce { ", announcing" } else { "" }
+        ),
+        None => {}
+    }
+    std::future::pending::<()>().await;
 }

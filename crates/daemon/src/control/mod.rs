@@ -31,6 +31,11 @@ use proto::{request, response};
 pub const SOCKET: &str = "control.sock";
 /// The largest frame either side accepts (a request or a response).
 pub const MAX_FRAME: usize = 16 << 20;
+/// The largest block a log of ours takes (15 MiB). Hypercore sets no limit, but a block must
+/// travel in one replication `data` message, and that in one secret-stream message of at most
+/// 2^24 − 1 − 17 bytes (`protocol/log.md`, "How large a block can be"): a larger block could
+/// be written but never served. The margin holds the proof, the framing and a batch.
+pub const MAX_BLOCK: usize = 15 << 20;
 /// Block bytes sent in one append request (one signed batch each); larger appends are split.
 const APPEND_BYTES: usize = 8 << 20;
 /// How long a command waits for the daemon's answer to one request.
@@ -231,7 +236,20 @@ impl RemoteLog {
 
 /// Why reading or appending to a [`Log`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
+    /// A block above [`MAX_BLOCK`]: nothing of the batch was appended.
+    #[error(
+        "block {index} of the batch is {len} bytes, larger than the {} MiB a block may be (one \
+         replication message carries it): split it; nothing of this batch was appended",
+        MAX_BLOCK >> 20
+    )]
+    BlockTooLarge {
+        /// Its position in the batch.
+        index: usize,
+        /// Its size.
+        len: usize,
+    },
     /// The local log.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -274,12 +292,25 @@ impl Log {
         }
     }
 
-    /// Append `blocks`; returns the new length.
+    /// Append `blocks`; returns the new length. A block above [`MAX_BLOCK`] is refused before
+    /// any of them is written.
     pub fn append(&mut self, blocks: &[Vec<u8>]) -> Result<u64, LogError> {
+        check_blocks(blocks)?;
         match self {
             Self::Local(c) => Ok(c.append(blocks)?),
             Self::Remote(r) => Ok(r.append(blocks)?),
         }
+    }
+}
+
+/// Every block at most [`MAX_BLOCK`] bytes.
+pub(crate) fn check_blocks(blocks: &[Vec<u8>]) -> Result<(), LogError> {
+    match blocks.iter().position(|b| b.len() > MAX_BLOCK) {
+        Some(index) => Err(LogError::BlockTooLarge {
+            index,
+            len: blocks[index].len(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -214,6 +214,7 @@ impl Daemon {
             }
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
+                super::check_blocks(&a.blocks).map_err(|e| e.to_string())?;
                 let length = self.append(&key, &a.blocks).map_err(|e| e.to_string())?;
                 Ok(response::Result::Length(length))
             }

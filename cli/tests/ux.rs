@@ -1,0 +1,300 @@
+//! What a new user hit (issue 16), end to end with real processes: a block too large to
+//! replicate, errors that say why, logs the wrong command would break, progress and quiet
+//! output, inspecting a store a daemon holds, and the scripting edges.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cmd, run};
+use serde_json::Value;
+
+/// The longest any step here may take before the test calls it a hang.
+const GUARD: Duration = Duration::from_secs(60);
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `peerhost serve --listen-tcp 127.0.0.1:0 --no-dht` on `storage`; the child and its address.
+fn serve(storage: &Path) -> (Child, String) {
+    let mut child = cmd(
+        storage,
+        &["serve", "--listen-tcp", "127.0.0.1:0", "--no-dht"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("address line");
+    (child, line.trim().to_string())
+}
+
+/// SIGTERM, then wait (bounded) for the exit.
+fn stop(child: &mut Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -TERM");
+    let deadline = Instant::now() + GUARD;
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "hang guard: graceful stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(storage: &Path) -> Value {
+    let b = std::fs::read(storage.join("peerhost-status.json")).expect("status file");
+    serde_json::from_slice(&b).expect("status JSON")
+}
+
+/// `peerhost log append NAME --lines` with `input` on stdin.
+fn append_lines(storage: &Path, name: &str, input: &[u8]) -> Output {
+    let mut child = cmd(storage, &["log", "append", name, "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn append");
+    // The child may refuse before reading everything: a broken pipe is its answer, not ours.
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    child.wait_with_output().expect("append output")
+}
+
+/// Issue 16 item 2: a block larger than one replication message is refused at `--lines` as
+/// at a file; a log that holds one anyway (written before the check, or by another
+/// implementation) still serves the blocks before it, and its server does not count what it
+/// never sent.
+#[test]
+fn a_block_too_large_to_replicate_is_refused_and_never_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    run(&w, &["log", "create", "lines"]);
+    let mut input = b"one\ntwo\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 16 << 20));
+    input.extend_from_slice(b"\nthree\n");
+    let out = append_lines(&w, "lines", &input);
+    assert!(!out.status.success(), "a 16 MiB line was appended");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 3") && err.contains("15 MiB"), "{err}");
+    let info = run(&w, &["log", "info", "lines", "--json"]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["length"], 0, "nothing of the refused batch is written");
+
+    // A log that holds one: written through the store, as the check does not stop.
+    let key = {
+        let store = peerhost_store::Store::open(&w).unwrap();
+        let mut core = store
+            .create("big", peerhost_store::CreateOptions::default())
+            .unwrap();
+        core.append(&[b"a".to_vec(), b"b".to_vec(), vec![7u8; 17 << 20]])
+            .unwrap();
+        core.key().to_z32()
+    };
+    let (mut server, addr) = serve(&w);
+    let peer = format!("tcp://{addr}");
+    let r = dir.path().join("r");
+    let at = Instant::now();
+    let out = cmd(&r, &["follow", &key, "--peer", &peer, "--end", "2", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "follow --end 2: {}", stderr(&out));
+    assert!(at.elapsed() < Duration::from_secs(20), "{:?}", at.elapsed());
+    let cat = run(&r, &["log", "cat", &key, "--end", "2", "--lines"]);
+    assert_eq!(stdout(&cat), "a\nb\n");
+    // The whole log cannot come: the follow fails, and the server sent no block it counts.
+    let out = cmd(
+        &r,
+        &["follow", &key, "--peer", &peer, "--timeout", "4", "-q"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success(), "the whole log came");
+    stop(&mut server);
+    let st = status(&w);
+    let sent = st["session"]["uploaded_bytes"].as_u64().unwrap();
+    assert!(sent < 1 << 20, "the server counts {sent} bytes served");
+}
+
+/// The lines of `child`'s stderr, read on a thread (a read blocks), as a channel.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Issue 16 item 5: a peer that refuses the connection is named with the cause and what to
+/// do, not reported as a peer lacking the block.
+#[test]
+fn a_refused_peer_is_named_not_taken_for_a_missing_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let r = dir.path().join("r");
+    // Port 1 on loopback: refused.
+    let out = cmd(
+        &r,
+        &[
+            "follow",
+            &key,
+            "--peer",
+            "tcp://127.0.0.1:1",
+            "--timeout",
+            "3",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{err}");
+    for part in ["tcp://127.0.0.1:1", "connection refused", "peerhost serve"] {
+        assert!(last.contains(part), "{part:?} missing: {err}");
+    }
+    assert!(!err.contains("no peer found"), "{err}");
+    // The warning names it once, not at every retry.
+    assert_eq!(
+        err.matches("cannot connect to tcp://127.0.0.1:1").count(),
+        1,
+        "{err}"
+    );
+}
+
+/// Issue 16 item 5: offline (no bootstrap node answers), `serve` says it is not on the DHT.
+#[test]
+fn serve_offline_says_it_is_not_on_the_dht() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    // A bootstrap node on loopback where nothing listens: nothing answers, nothing leaves.
+    let mut server = cmd(
+        &w,
+        &["serve", "--bootstrap", "127.0.0.1:1", "--no-announce"],
+    )
+    .env("PEERHOST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let lines = stderr_lines(&mut server);
+    let deadline = Instant::now() + GUARD;
+    let said = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains("the DHT") => break l,
+            Ok(_) => {}
+            Err(e) => panic!("serve said nothing of the DHT: {e}"),
+        }
+    };
+    stop(&mut server);
+    assert!(said.contains("not on the DHT"), "{said}");
+    assert!(said.contains("WARN"), "{said}");
+}
+
+/// Issue 16 item 4: `log append` into a community's logs is refused, naming the commands
+/// that write them; nothing is appended.
+#[test]
+fn log_append_into_a_community_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    run(&s, &["community", "create", "c"]);
+    for (log, says) in [
+        ("c.posts", "posts log of community c: `peerhost post`"),
+        ("c.comments", "comments log of community c"),
+        (
+            "c.assets",
+            "assets log of community c: `peerhost assets publish`",
+        ),
+        ("c", "a community's descriptor log"),
+    ] {
+        let before: Value =
+            serde_json::from_slice(&run(&s, &["log", "info", log, "--json"]).stdout).unwrap();
+        let out = append_lines(&s, log, b"x\n");
+        assert!(!out.status.success(), "{log}: appended");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{log}: {err}");
+        let after: Value =
+            serde_json::from_slice(&run(&s, &["log", "info", log, "--json"]).stdout).unwrap();
+        assert_eq!(before["length"], after["length"], "{log}");
+    }
+    // A plain log of the same store still takes raw blocks.
+    run(&s, &["log", "create", "c.notes"]);
+    let out = append_lines(&s, "c.notes", b"x\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Wait (bounded) for a line of `lines` containing `needle`; every line read is kept in `seen`.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                let found = l.contains(needle);
+                seen.push(l);
+                if found {
+                    return;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}):\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Issue 16 item 3: `mirror` of a plain log finds once that it is not a community, and does
+/// not re-read it as a descriptor log (warning of "malformed blocks") at every growth.
+#[test]
+fn mirror_of_a_plain_log_says_once_that_it_is_not_a_community() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "plain"]))
+        .trim()
+        .to_owned();
+    let lines: String = (0..300).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "plain", lines.as_bytes()).status.success());
+    let (mut server, addr) = serve(&w);
+    let m = dir.path().join("m");
+    let mut mirror = cmd(&m, &["mirror", &key, "--peer", &format!("tcp://{addr}")])
+        .env("PEERHOST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mirror");
+    let rx = stderr_lines(&mut mirror);
+    let mut seen = Vec::new();
+    wait_line(&rx, "complete: 300 blocks", &mut seen);
+    // It grows (through the serving daemon's control socket), twice.
+    for (more, total) in [(100, 400), (100, 500)] {
+        let lines: String = (0..more).map(|i| format!("more {i}\n")).collect();
+        let out = append_lines(&w, "plain", lines.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_line(&rx, &format!("complete: {total} blocks"), &mut seen);
+    }
+    stop(&mut mirror);
+    stop(&mut server);
+    seen.extend(rx.iter());
+    let all = seen.join("\n");
+    assert!(!all.contains("malformed"), "{all}");
+    assert_eq!(all.matches("is not a community").count(), 1, "{all}");
+}
