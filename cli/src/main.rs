@@ -3,6 +3,7 @@
 //! This is the only crate that uses `clap` and `anyhow`: library crates return typed errors, and
 //! here they become one line for a person (what is wrong, and what to do).
 
+mod app;
 mod bench;
 mod community;
 mod daemon;
@@ -62,7 +63,10 @@ enum Command {
     },
     /// A community on a local network in this process: an instance, two mirrors and a
     /// follower on an embedded DHT (no Internet needed).
-    Demo,
+    Demo {
+        #[command(flatten)]
+        app: app::AppArgs,
+    },
     /// Benchmarks (compare with the JS stack via scripts/bench-log.sh).
     Bench {
         #[command(subcommand)]
@@ -101,6 +105,13 @@ enum Command {
     /// Communities: create, post, import from Lemmy, publish a web app, read the feed.
     #[command(flatten)]
     Feed(community::FeedCommand),
+    /// Web apps readers can swap in: fork a community's app into a log you own.
+    App {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: app::AppCommand,
+    },
     /// DHT tools: a bootstrap node for isolated networks.
     Dht {
         #[command(subcommand)]
@@ -117,13 +128,14 @@ fn main() -> ExitCode {
         Command::Log { storage, command } => {
             storage.dir().and_then(|dir| logcmd::run(&dir, command))
         }
-        Command::Demo => demo::run(),
+        Command::Demo { app } => demo::run(&app),
         Command::Bench { command } => bench::run(command),
         Command::Serve { storage, args } => storage.dir().and_then(|d| net::serve(&d, args)),
         Command::Follow { storage, args } => storage.dir().and_then(|d| net::follow(&d, args)),
         Command::Mirror { storage, args } => storage.dir().and_then(|d| net::mirror(&d, args)),
         Command::Status { storage, args } => storage.dir().and_then(|d| daemon::status(&d, args)),
         Command::Feed(command) => community::run(command),
+        Command::App { storage, command } => app::run(&storage, command),
         Command::Dht { command } => dht::run(command),
         Command::Relay(args) => dht::relay(args),
     };
