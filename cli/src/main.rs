@@ -10,6 +10,7 @@ mod demo;
 mod dht;
 mod logcmd;
 mod net;
+mod progress;
 mod term;
 
 use std::path::PathBuf;

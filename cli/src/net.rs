@@ -210,7 +210,8 @@ pub(crate) struct FollowArgs {
     /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress output.
+    /// No progress, no INFO log lines, no summary: warnings, errors and what was asked for
+    /// (posts, --stats) only.
     #[arg(long, short)]
     quiet: bool,
     /// When done, print one JSON line on stdout: blocks, bytes, milliseconds since start and
@@ -242,7 +243,7 @@ pub(crate) struct MirrorArgs {
     /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress output.
+    /// No progress lines and no INFO log lines: warnings and errors only.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -403,7 +404,7 @@ pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
     let peers = parse_peers(&args.peers)?;
     let file = with_sync(load_config(dir, args.config.as_deref())?, args.sync);
     let network = args.dht.network(!peers.is_empty(), &file)?;
-    let rt = runtime()?;
+    let rt = runtime_logging(if args.quiet { "warn" } else { "info" })?;
     rt.block_on(async move {
         let mut signals = Signals::new();
         let opts = Options::new(dir, file)
@@ -470,7 +471,7 @@ pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
     let network = args.dht.network(!peers.is_empty(), &file)?;
     let started = Instant::now();
     let timeout = Duration::from_secs(args.timeout);
-    let rt = runtime()?;
+    let rt = runtime_logging(if args.quiet { "warn" } else { "info" })?;
     rt.block_on(async move {
         let mut signals = Signals::new();
         let opts = Options::new(dir, file)
@@ -488,16 +489,16 @@ pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
             Some(n) => Range::last(n),
             None => range,
         };
-        let spinner =
-            (!args.quiet && !args.stats).then(|| crate::logcmd::spinner("finding peers…"));
+        let bar = crate::progress::bar(!args.quiet && !args.stats);
         // Ctrl-C or SIGTERM stops the wait for a head or for blocks at once (issue 16): what
         // was verified is stored, so the same command resumes.
         let result = tokio::select! {
             r = daemon.follow(key, range, timeout) => Some(r),
             () = signals.recv() => None,
+            () = crate::progress::watch(&daemon, bar.as_ref()) => None,
         };
-        if let Some(s) = &spinner {
-            s.finish_and_clear();
+        if let Some(b) = &bar {
+            b.finish_and_clear();
         }
         let Some(result) = result else {
             daemon.shutdown(Duration::from_millis(200)).await;
@@ -595,10 +596,12 @@ async fn follow_log(
             })
         );
     }
-    eprintln!(
-        "log {}: blocks {start}..{end} stored and verified ({got} present), length {length}",
-        key.to_z32()
-    );
+    if !args.quiet {
+        eprintln!(
+            "log {}: blocks {start}..{end} stored and verified ({got} present), length {length}",
+            key.to_z32()
+        );
+    }
     Ok(())
 }
 

@@ -298,3 +298,54 @@ fn mirror_of_a_plain_log_says_once_that_it_is_not_a_community() {
     assert!(!all.contains("malformed"), "{all}");
     assert_eq!(all.matches("is not a community").count(), 1, "{all}");
 }
+
+/// Issue 16 item 6: `follow` draws its progress only on a terminal, and `-q` leaves stderr to
+/// warnings and errors (no INFO lines, no summary).
+#[test]
+fn follow_progress_only_on_a_terminal_and_quiet_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
+    let (mut server, addr) = serve(&w);
+    let peer = format!("tcp://{addr}");
+    let follow = |storage: &Path, quiet: bool| {
+        let mut c = cmd(storage, &["follow", &key, "--peer", &peer]);
+        if quiet {
+            c.arg("-q");
+        }
+        c.env_remove("PEERHOST_LOG").output().unwrap()
+    };
+    // Not a terminal: the summary and INFO lines, no bar.
+    let out = follow(&dir.path().join("a"), false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("stored and verified"), "{err}");
+    assert!(err.contains("INFO"), "{err}");
+    assert!(
+        !err.contains("finding peers") && !err.contains("/s"),
+        "{err}"
+    );
+    // -q: nothing at all.
+    let out = follow(&dir.path().join("b"), true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    stop(&mut server);
+
+    // A terminal (script(1) gives it one): the bar, with bytes and rate, while it waits.
+    let c = dir.path().join("c");
+    let line = format!(
+        "{} follow {key} --peer tcp://127.0.0.1:1 --timeout 2 --storage {}",
+        env!("CARGO_BIN_EXE_peerhost"),
+        c.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PEERHOST_LOG", "error")
+        .output()
+        .expect("script(1)");
+    let tty = stdout(&out);
+    assert!(tty.contains("finding peers"), "{tty}");
+    assert!(tty.contains("B/s"), "{tty}");
+}
