@@ -64,9 +64,17 @@ pub(crate) enum LogCommand {
     Verify {
         /// Key (z-base32, hex, pear://) or local name.
         log: String,
+        /// Print JSON ({blocks, parents, signed, length}); a failure is still one line on
+        /// stderr and a non-zero exit.
+        #[arg(long)]
+        json: bool,
     },
-    /// List the logs in the store.
-    List,
+    /// List the logs in the store: named ones, then the ones followed or mirrored (no name).
+    List {
+        /// Print JSON (an array of {key, name, length, writable}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
@@ -112,6 +120,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
         LogCommand::Info { log, json } => {
             let mut core = open_log(&store, &log)?;
             let info = core.info()?;
+            let held = held_blocks(&mut core, info.length)?;
             if json {
                 let v = serde_json::json!({
                     "key": info.key.to_z32(),
@@ -119,6 +128,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                     "discoveryKey": info.discovery_key.to_hex(),
                     "length": info.length,
                     "contiguousLength": info.contiguous_length,
+                    "held": held,
                     "byteLength": info.byte_length,
                     "fork": info.fork,
                     "treeHash": hex::encode(info.tree_hash),
@@ -133,7 +143,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 println!("key (hex):        {}", info.key.to_hex());
                 println!("discovery key:    {}", info.discovery_key);
                 println!(
-                    "length:           {} ({} held locally from 0)",
+                    "length:           {} ({held} held here, {} in a row from block 0)",
                     info.length, info.contiguous_length
                 );
                 println!("byte length:      {}", info.byte_length);
@@ -158,12 +168,22 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        LogCommand::Verify { log } => {
+        LogCommand::Verify { log, json } => {
             let mut core = open_log(&store, &log)?;
             let spinner = spinner(&format!("verifying {log}"));
             let report = core.verify();
             spinner.finish_and_clear();
             let report = report?;
+            if json {
+                let v = serde_json::json!({
+                    "blocks": report.blocks,
+                    "parents": report.parents,
+                    "signed": report.signed,
+                    "length": report.length,
+                });
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
                 report.blocks,
@@ -172,11 +192,62 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 report.length
             );
         }
-        LogCommand::List => {
-            for (name, key) in store.names()? {
-                println!("{}  {name}", key.to_z32());
-            }
+        LogCommand::List { json } => list(&store, json)?,
+    }
+    Ok(())
+}
+
+/// Blocks of `0..length` held here (runs of present blocks, so a sparse replica of a long
+/// log costs its runs, not its length).
+fn held_blocks(core: &mut Core, length: u64) -> anyhow::Result<u64> {
+    let mut held = 0;
+    let mut at = 0;
+    while let Some(start) = core.next_present(at, length)? {
+        let end = core.next_missing(start, length)?.unwrap_or(length);
+        held += end - start;
+        at = end;
+    }
+    Ok(held)
+}
+
+/// `log list`: every log of the store, named ones first (issue 16: followed logs have no
+/// name and were not listed).
+fn list(store: &Store, json: bool) -> anyhow::Result<()> {
+    let names = store.names()?;
+    let named: std::collections::HashSet<Key> = names.iter().map(|(_, k)| *k).collect();
+    let mut rows: Vec<(Key, Option<String>)> =
+        names.into_iter().map(|(n, k)| (k, Some(n))).collect();
+    let mut unnamed: Vec<Key> = store
+        .keys()?
+        .into_iter()
+        .filter(|k| !named.contains(k))
+        .collect();
+    unnamed.sort_by_key(Key::to_z32);
+    rows.extend(unnamed.into_iter().map(|k| (k, None)));
+    let mut out = Vec::new();
+    for (key, name) in rows {
+        let core = store.open_core(&key.to_hex())?;
+        if json {
+            out.push(serde_json::json!({
+                "key": key.to_z32(),
+                "name": name,
+                "length": core.length(),
+                "writable": core.writable(),
+            }));
+        } else {
+            let name = name.unwrap_or_else(|| {
+                if core.writable() {
+                    "(no name)"
+                } else {
+                    "(no name: followed or mirrored)"
+                }
+                .to_owned()
+            });
+            println!("{}  {name}  length {}", key.to_z32(), core.length());
         }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
 }
@@ -190,7 +261,14 @@ fn cat(
     end: Option<u64>,
     lines: bool,
 ) -> anyhow::Result<()> {
-    let end = end.unwrap_or(log.length()).min(log.length());
+    let length = log.length();
+    if let Some(e) = end.filter(|e| *e > length) {
+        bail!("--end {e} is past the end of log {query}: it has {length} blocks");
+    }
+    let end = end.unwrap_or(length);
+    if start > end {
+        bail!("--start {start} is after the end ({end}) of the range asked of log {query}");
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for i in start..end {
         let Some(block) = log.block(i)? else {
@@ -230,7 +308,7 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
         LogCommand::Create { .. }
         | LogCommand::Info { .. }
         | LogCommand::Verify { .. }
-        | LogCommand::List => bail!(
+        | LogCommand::List { .. } => bail!(
             "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
              serve` (or `peerhost status` shows what it holds), run this, then start it again",
             dir.display()

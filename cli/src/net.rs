@@ -267,9 +267,14 @@ pub(crate) fn runtime_logging(level: &str) -> anyhow::Result<tokio::runtime::Run
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEERHOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only for a person at a terminal (and not under NO_COLOR): a log file or a pipe
+    // gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
