@@ -94,8 +94,7 @@ pub(crate) enum FeedCommand {
         /// Community key (z-base32, hex, pear://) or local name.
         community: String,
         /// How many posts (at least 1).
-        #[arg(long, default_value_t = 20,
-              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         last: usize,
         /// Print JSON (an array of posts).
         #[arg(long)]
@@ -432,6 +431,15 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `feed --last N`: 0 would print nothing, so it is refused (issue 16 item 7).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 posts shows nothing: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `post --body-file PATH` (`-`: stdin): the whole file, which must be UTF-8.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_daemon::control::{Log, Logs, MAX_BLOCK};
+use peerhost_daemon::control::{self, Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
 use peerhost_feed::community::Part;
 use peerhost_feed::read;
@@ -119,54 +119,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Info { log, json } => {
             let mut core = open_log(&store, &log)?;
-            let info = core.info()?;
-            let held = held_blocks(&mut core, info.length)?;
-            if json {
-                let v = serde_json::json!({
-                    "key": info.key.to_z32(),
-                    "keyHex": info.key.to_hex(),
-                    "discoveryKey": info.discovery_key.to_hex(),
-                    "length": info.length,
-                    "contiguousLength": info.contiguous_length,
-                    "held": held,
-                    "byteLength": info.byte_length,
-                    "fork": info.fork,
-                    "treeHash": hex::encode(info.tree_hash),
-                    "signatureVerifies": info.signature_verifies,
-                    "writable": info.writable,
-                    "compat": info.compat,
-                    "manifestKnown": info.manifest_known,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("key:              {}", info.key.to_z32());
-                println!("key (hex):        {}", info.key.to_hex());
-                println!("discovery key:    {}", info.discovery_key);
-                println!(
-                    "length:           {} ({held} held here, {} in a row from block 0)",
-                    info.length, info.contiguous_length
-                );
-                println!("byte length:      {}", info.byte_length);
-                println!("fork:             {}", info.fork);
-                println!("tree hash:        {}", hex::encode(info.tree_hash));
-                println!(
-                    "signature:        {}",
-                    match (info.length, info.signature_verifies) {
-                        (0, _) => "none (empty log)",
-                        (_, true) => "verifies",
-                        (_, false) => "DOES NOT VERIFY",
-                    }
-                );
-                println!(
-                    "kind:             {}{}",
-                    if info.compat { "compat" } else { "v11" },
-                    if info.writable {
-                        ", writable here"
-                    } else {
-                        ", replica"
-                    }
-                );
-            }
+            print_info(&control::detail_of(&mut core)?, json)?;
         }
         LogCommand::Verify { log, json } => {
             let mut core = open_log(&store, &log)?;
@@ -192,62 +145,94 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 report.length
             );
         }
-        LogCommand::List { json } => list(&store, json)?,
+        LogCommand::List { json } => print_list(&Logs::Local(store).list()?, json)?,
     }
     Ok(())
 }
 
-/// Blocks of `0..length` held here (runs of present blocks, so a sparse replica of a long
-/// log costs its runs, not its length).
-fn held_blocks(core: &mut Core, length: u64) -> anyhow::Result<u64> {
-    let mut held = 0;
-    let mut at = 0;
-    while let Some(start) = core.next_present(at, length)? {
-        let end = core.next_missing(start, length)?.unwrap_or(length);
-        held += end - start;
-        at = end;
+/// `log info`, from the store or the daemon.
+fn print_info(d: &control::proto::LogDetail, json: bool) -> anyhow::Result<()> {
+    let key = Key(d
+        .key
+        .as_slice()
+        .try_into()
+        .context("a key that is not 32 bytes")?);
+    if json {
+        let v = serde_json::json!({
+            "key": key.to_z32(),
+            "keyHex": key.to_hex(),
+            "discoveryKey": hex::encode(&d.discovery_key),
+            "length": d.length,
+            "contiguousLength": d.contiguous_length,
+            "held": d.held,
+            "byteLength": d.byte_length,
+            "fork": d.fork,
+            "treeHash": hex::encode(&d.tree_hash),
+            "signatureVerifies": d.signature_verifies,
+            "writable": d.writable,
+            "compat": d.compat,
+            "manifestKnown": d.manifest_known,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
     }
-    Ok(held)
+    println!("key:              {}", key.to_z32());
+    println!("key (hex):        {}", key.to_hex());
+    println!("discovery key:    {}", hex::encode(&d.discovery_key));
+    println!(
+        "length:           {} ({} held here, {} in a row from block 0)",
+        d.length, d.held, d.contiguous_length
+    );
+    println!("byte length:      {}", d.byte_length);
+    println!("fork:             {}", d.fork);
+    println!("tree hash:        {}", hex::encode(&d.tree_hash));
+    println!(
+        "signature:        {}",
+        match (d.length, d.signature_verifies) {
+            (0, _) => "none (empty log)",
+            (_, true) => "verifies",
+            (_, false) => "DOES NOT VERIFY",
+        }
+    );
+    println!(
+        "kind:             {}{}",
+        if d.compat { "compat" } else { "v11" },
+        if d.writable {
+            ", writable here"
+        } else {
+            ", replica"
+        }
+    );
+    Ok(())
 }
 
-/// `log list`: every log of the store, named ones first (issue 16: followed logs have no
-/// name and were not listed).
-fn list(store: &Store, json: bool) -> anyhow::Result<()> {
-    let names = store.names()?;
-    let named: std::collections::HashSet<Key> = names.iter().map(|(_, k)| *k).collect();
-    let mut rows: Vec<(Key, Option<String>)> =
-        names.into_iter().map(|(n, k)| (k, Some(n))).collect();
-    let mut unnamed: Vec<Key> = store
-        .keys()?
-        .into_iter()
-        .filter(|k| !named.contains(k))
-        .collect();
-    unnamed.sort_by_key(Key::to_z32);
-    rows.extend(unnamed.into_iter().map(|k| (k, None)));
-    let mut out = Vec::new();
-    for (key, name) in rows {
-        let core = store.open_core(&key.to_hex())?;
-        if json {
-            out.push(serde_json::json!({
-                "key": key.to_z32(),
-                "name": name,
-                "length": core.length(),
-                "writable": core.writable(),
-            }));
-        } else {
-            let name = name.unwrap_or_else(|| {
-                if core.writable() {
-                    "(no name)"
-                } else {
-                    "(no name: followed or mirrored)"
-                }
-                .to_owned()
-            });
-            println!("{}  {name}  length {}", key.to_z32(), core.length());
-        }
-    }
+/// `log list`: named logs, then those followed or mirrored (issue 16: they have no name and
+/// were not listed).
+fn print_list(logs: &[control::proto::ListedLog], json: bool) -> anyhow::Result<()> {
+    let z32 =
+        |k: &[u8]| <[u8; 32]>::try_from(k).map_or_else(|_| hex::encode(k), |k| Key(k).to_z32());
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let v: Vec<serde_json::Value> = logs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "key": z32(&l.key),
+                    "name": l.name,
+                    "length": l.length,
+                    "writable": l.writable,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for l in logs {
+        let name = match (&l.name, l.writable) {
+            (Some(n), _) => n.clone(),
+            (None, true) => "(no name)".to_owned(),
+            (None, false) => "(no name: followed or mirrored)".to_owned(),
+        };
+        println!("{}  {name}  length {}", z32(&l.key), l.length);
     }
     Ok(())
 }
@@ -305,10 +290,12 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
             let mut log = logs.log(&query)?;
             cat(&mut log, &query, start, end, lines)?;
         }
-        LogCommand::Create { .. }
-        | LogCommand::Info { .. }
-        | LogCommand::Verify { .. }
-        | LogCommand::List { .. } => bail!(
+        LogCommand::Info { log: query, json } => {
+            let mut log = logs.log(&query)?;
+            print_info(&log.detail()?, json)?;
+        }
+        LogCommand::List { json } => print_list(&logs.list()?, json)?,
+        LogCommand::Create { .. } | LogCommand::Verify { .. } => bail!(
             "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
              serve` (or `peerhost status` shows what it holds), run this, then start it again",
             dir.display()

@@ -480,3 +480,33 @@ fn scripting_edges() {
     let json: Value = serde_json::from_slice(&run(&s, &["status", "--json"]).stdout).unwrap();
     assert_eq!(json["running"], false);
 }
+
+/// Issue 16 item 7: while a daemon holds the store, `log info` and `log list` go through its
+/// control socket; `log verify` and `log create` say to stop it.
+#[test]
+fn log_info_and_list_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let lines: String = (0..5).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
+    let offline: Value =
+        serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
+    let (mut server, _) = serve(&w);
+    let online: Value =
+        serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
+    assert_eq!(online, offline);
+    assert_eq!(online["held"], 5);
+    let list: Value = serde_json::from_slice(&run(&w, &["log", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["key"], key.as_str());
+    assert_eq!(list[0]["name"], "x");
+    assert_eq!(list[0]["length"], 5);
+    for args in [&["log", "verify", "x"][..], &["log", "create", "y"][..]] {
+        let out = cmd(&w, args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("stop `peerhost serve`"), "{err}");
+    }
+    stop(&mut server);
+}

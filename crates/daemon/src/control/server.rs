@@ -212,6 +212,28 @@ impl Daemon {
                     Some(r) => Ok(response::Result::Block(proto::Block { data: r? })),
                 }
             }
+            request::Op::Info(i) => {
+                let key = key_of(&i.key)?;
+                let dkey = key.discovery_key();
+                let got = self
+                    .ctx
+                    .node
+                    .with(|r| r.core_mut(&dkey).map(super::detail_of));
+                match got {
+                    None => Err(format!("log {} is not in this store", key.to_z32())),
+                    Some(d) => Ok(response::Result::Detail(d.map_err(|e| e.to_string())?)),
+                }
+            }
+            request::Op::List(_) => {
+                let logs = super::list_of(&self.ctx.store, |key| {
+                    let dkey = key.discovery_key();
+                    self.ctx
+                        .node
+                        .with(|r| r.core(&dkey).map(|c| (c.length(), c.writable())))
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(response::Result::Logs(proto::LogList { logs }))
+            }
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
                 super::check_blocks(&a.blocks).map_err(|e| e.to_string())?;
