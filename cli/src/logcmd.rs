@@ -295,7 +295,16 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
             print_info(&log.detail()?, json)?;
         }
         LogCommand::List { json } => print_list(&logs.list()?, json)?,
-        LogCommand::Create { .. } | LogCommand::Verify { .. } => bail!(
+        LogCommand::Create { name, compat } => {
+            let key = logs.create(&name, compat)?;
+            println!("{}", key.to_z32());
+            eprintln!(
+                "created {} log {name:?} (discovery key {}), served by the running daemon",
+                if compat { "compat" } else { "v11" },
+                key.discovery_key()
+            );
+        }
+        LogCommand::Verify { .. } => bail!(
             "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
              serve` (or `peerhost status` shows what it holds), run this, then start it again",
             dir.display()

@@ -481,8 +481,8 @@ fn scripting_edges() {
     assert_eq!(json["running"], false);
 }
 
-/// Issue 16 item 7: while a daemon holds the store, `log info` and `log list` go through its
-/// control socket; `log verify` and `log create` say to stop it.
+/// Issue 16 item 7: while a daemon holds the store, `log info`, `list` and `create` go through
+/// its control socket; `log verify` says to stop it.
 #[test]
 fn log_info_and_list_while_the_daemon_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -492,7 +492,7 @@ fn log_info_and_list_while_the_daemon_runs() {
     assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
     let offline: Value =
         serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
-    let (mut server, _) = serve(&w);
+    let (mut server, addr) = serve(&w);
     let online: Value =
         serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
     assert_eq!(online, offline);
@@ -501,12 +501,19 @@ fn log_info_and_list_while_the_daemon_runs() {
     assert_eq!(list[0]["key"], key.as_str());
     assert_eq!(list[0]["name"], "x");
     assert_eq!(list[0]["length"], 5);
-    for args in [&["log", "verify", "x"][..], &["log", "create", "y"][..]] {
-        let out = cmd(&w, args).output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("stop `peerhost serve`"), "{err}");
-    }
+    let out = cmd(&w, &["log", "verify", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("stop `peerhost serve`"), "{err}");
+    // A log created through the daemon is served at once.
+    let y = stdout(&run(&w, &["log", "create", "y"])).trim().to_owned();
+    assert!(append_lines(&w, "y", b"one\ntwo\n").status.success());
+    let r = dir.path().join("r");
+    run(&r, &["follow", &y, "--peer", &format!("tcp://{addr}")]);
+    assert_eq!(
+        stdout(&run(&r, &["log", "cat", &y, "--lines"])),
+        "one\ntwo\n"
+    );
     stop(&mut server);
 }

@@ -472,6 +472,34 @@ impl Logs {
         }
     }
 
+    /// Create a writable log named `name`; its key. Through the daemon, which serves it at
+    /// once.
+    pub fn create(&self, name: &str, compat: bool) -> Result<Key, LogError> {
+        match self {
+            Self::Local(store) => Ok(store
+                .create(
+                    name,
+                    peerhost_store::CreateOptions::default().compat(compat),
+                )?
+                .key()),
+            Self::Daemon(dir) => {
+                let mut stream = connect(dir)?;
+                match call(
+                    &mut stream,
+                    request::Op::Create(proto::Create {
+                        name: name.to_owned(),
+                        compat,
+                    }),
+                )? {
+                    response::Result::Log(l) => <[u8; 32]>::try_from(l.key.as_slice())
+                        .map(Key)
+                        .map_err(|_| ControlError::Protocol("a key that is not 32 bytes").into()),
+                    _ => Err(ControlError::Protocol("no log for create").into()),
+                }
+            }
+        }
+    }
+
     /// Every log of the store: named ones, then those followed or mirrored (no name).
     pub fn list(&self) -> Result<Vec<proto::ListedLog>, LogError> {
         match self {

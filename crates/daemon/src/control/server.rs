@@ -234,6 +234,26 @@ impl Daemon {
                 .map_err(|e| e.to_string())?;
                 Ok(response::Result::Logs(proto::LogList { logs }))
             }
+            request::Op::Create(c) => {
+                let options = peerhost_store::CreateOptions::default().compat(c.compat);
+                let core = self
+                    .ctx
+                    .store
+                    .create(&c.name, options)
+                    .map_err(|e| e.to_string())?;
+                let info = proto::LogInfo {
+                    key: core.key().0.to_vec(),
+                    length: core.length(),
+                    writable: core.writable(),
+                };
+                drop(core);
+                // Served like every other local log, on this daemon's swarm. (A blocking
+                // thread of the runtime: it may wait for the actor.)
+                tokio::runtime::Handle::current()
+                    .block_on(self.serve_new_logs())
+                    .map_err(|e| e.to_string())?;
+                Ok(response::Result::Log(info))
+            }
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
                 super::check_blocks(&a.blocks).map_err(|e| e.to_string())?;
