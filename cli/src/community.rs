@@ -51,8 +51,11 @@ pub(crate) enum FeedCommand {
         #[arg(long)]
         title: String,
         /// Body (markdown).
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "body_file")]
         body: String,
+        /// Read the body (markdown, UTF-8) from this file; `-` reads stdin.
+        #[arg(long, value_name = "PATH")]
+        body_file: Option<PathBuf>,
         /// The URL the post links to.
         #[arg(long)]
         link: Option<String>,
@@ -90,8 +93,8 @@ pub(crate) enum FeedCommand {
         storage: StorageArgs,
         /// Community key (z-base32, hex, pear://) or local name.
         community: String,
-        /// How many posts.
-        #[arg(long, default_value_t = 20)]
+        /// How many posts (at least 1).
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         last: usize,
         /// Print JSON (an array of posts).
         #[arg(long)]
@@ -177,9 +180,14 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
             community,
             title,
             body,
+            body_file,
             link,
             author,
         } => {
+            let body = match body_file {
+                Some(path) => read_body(&path)?,
+                None => body,
+            };
             let store = open_store(&storage)?;
             post(&store, &community, title, body, link, author)
         }
@@ -437,6 +445,36 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `feed --last N`: 0 would print nothing, so it is refused (issue 16 item 7).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 posts shows nothing: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `post --body-file PATH` (`-`: stdin): the whole file, which must be UTF-8.
+fn read_body(path: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read the body from stdin")?;
+    } else {
+        bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the body from {}", path.display()))?;
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the body in {} is not UTF-8 (byte {}): convert it first",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn post(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_daemon::control::{Log, Logs, MAX_BLOCK};
+use peerhost_daemon::control::{self, Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
 use peerhost_feed::community::Part;
 use peerhost_feed::read;
@@ -64,9 +64,17 @@ pub(crate) enum LogCommand {
     Verify {
         /// Key (z-base32, hex, pear://) or local name.
         log: String,
+        /// Print JSON ({blocks, parents, signed, length}); a failure is still one line on
+        /// stderr and a non-zero exit.
+        #[arg(long)]
+        json: bool,
     },
-    /// List the logs in the store.
-    List,
+    /// List the logs in the store: named ones, then the ones followed or mirrored (no name).
+    List {
+        /// Print JSON (an array of {key, name, length, writable}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
@@ -111,59 +119,24 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Info { log, json } => {
             let mut core = open_log(&store, &log)?;
-            let info = core.info()?;
-            if json {
-                let v = serde_json::json!({
-                    "key": info.key.to_z32(),
-                    "keyHex": info.key.to_hex(),
-                    "discoveryKey": info.discovery_key.to_hex(),
-                    "length": info.length,
-                    "contiguousLength": info.contiguous_length,
-                    "byteLength": info.byte_length,
-                    "fork": info.fork,
-                    "treeHash": hex::encode(info.tree_hash),
-                    "signatureVerifies": info.signature_verifies,
-                    "writable": info.writable,
-                    "compat": info.compat,
-                    "manifestKnown": info.manifest_known,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("key:              {}", info.key.to_z32());
-                println!("key (hex):        {}", info.key.to_hex());
-                println!("discovery key:    {}", info.discovery_key);
-                println!(
-                    "length:           {} ({} held locally from 0)",
-                    info.length, info.contiguous_length
-                );
-                println!("byte length:      {}", info.byte_length);
-                println!("fork:             {}", info.fork);
-                println!("tree hash:        {}", hex::encode(info.tree_hash));
-                println!(
-                    "signature:        {}",
-                    match (info.length, info.signature_verifies) {
-                        (0, _) => "none (empty log)",
-                        (_, true) => "verifies",
-                        (_, false) => "DOES NOT VERIFY",
-                    }
-                );
-                println!(
-                    "kind:             {}{}",
-                    if info.compat { "compat" } else { "v11" },
-                    if info.writable {
-                        ", writable here"
-                    } else {
-                        ", replica"
-                    }
-                );
-            }
+            print_info(&control::detail_of(&mut core)?, json)?;
         }
-        LogCommand::Verify { log } => {
+        LogCommand::Verify { log, json } => {
             let mut core = open_log(&store, &log)?;
             let spinner = spinner(&format!("verifying {log}"));
             let report = core.verify();
             spinner.finish_and_clear();
             let report = report?;
+            if json {
+                let v = serde_json::json!({
+                    "blocks": report.blocks,
+                    "parents": report.parents,
+                    "signed": report.signed,
+                    "length": report.length,
+                });
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
                 report.blocks,
@@ -172,11 +145,94 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 report.length
             );
         }
-        LogCommand::List => {
-            for (name, key) in store.names()? {
-                println!("{}  {name}", key.to_z32());
-            }
+        LogCommand::List { json } => print_list(&Logs::Local(store).list()?, json)?,
+    }
+    Ok(())
+}
+
+/// `log info`, from the store or the daemon.
+fn print_info(d: &control::proto::LogDetail, json: bool) -> anyhow::Result<()> {
+    let key = Key(d
+        .key
+        .as_slice()
+        .try_into()
+        .context("a key that is not 32 bytes")?);
+    if json {
+        let v = serde_json::json!({
+            "key": key.to_z32(),
+            "keyHex": key.to_hex(),
+            "discoveryKey": hex::encode(&d.discovery_key),
+            "length": d.length,
+            "contiguousLength": d.contiguous_length,
+            "held": d.held,
+            "byteLength": d.byte_length,
+            "fork": d.fork,
+            "treeHash": hex::encode(&d.tree_hash),
+            "signatureVerifies": d.signature_verifies,
+            "writable": d.writable,
+            "compat": d.compat,
+            "manifestKnown": d.manifest_known,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("key:              {}", key.to_z32());
+    println!("key (hex):        {}", key.to_hex());
+    println!("discovery key:    {}", hex::encode(&d.discovery_key));
+    println!(
+        "length:           {} ({} held here, {} in a row from block 0)",
+        d.length, d.held, d.contiguous_length
+    );
+    println!("byte length:      {}", d.byte_length);
+    println!("fork:             {}", d.fork);
+    println!("tree hash:        {}", hex::encode(&d.tree_hash));
+    println!(
+        "signature:        {}",
+        match (d.length, d.signature_verifies) {
+            (0, _) => "none (empty log)",
+            (_, true) => "verifies",
+            (_, false) => "DOES NOT VERIFY",
         }
+    );
+    println!(
+        "kind:             {}{}",
+        if d.compat { "compat" } else { "v11" },
+        if d.writable {
+            ", writable here"
+        } else {
+            ", replica"
+        }
+    );
+    Ok(())
+}
+
+/// `log list`: named logs, then those followed or mirrored (issue 16: they have no name and
+/// were not listed).
+fn print_list(logs: &[control::proto::ListedLog], json: bool) -> anyhow::Result<()> {
+    let z32 =
+        |k: &[u8]| <[u8; 32]>::try_from(k).map_or_else(|_| hex::encode(k), |k| Key(k).to_z32());
+    if json {
+        let v: Vec<serde_json::Value> = logs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "key": z32(&l.key),
+                    "name": l.name,
+                    "length": l.length,
+                    "writable": l.writable,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for l in logs {
+        let name = match (&l.name, l.writable) {
+            (Some(n), _) => n.clone(),
+            (None, true) => "(no name)".to_owned(),
+            (None, false) => "(no name: followed or mirrored)".to_owned(),
+        };
+        println!("{}  {name}  length {}", z32(&l.key), l.length);
     }
     Ok(())
 }
@@ -190,7 +246,14 @@ fn cat(
     end: Option<u64>,
     lines: bool,
 ) -> anyhow::Result<()> {
-    let end = end.unwrap_or(log.length()).min(log.length());
+    let length = log.length();
+    if let Some(e) = end.filter(|e| *e > length) {
+        bail!("--end {e} is past the end of log {query}: it has {length} blocks");
+    }
+    let end = end.unwrap_or(length);
+    if start > end {
+        bail!("--start {start} is after the end ({end}) of the range asked of log {query}");
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for i in start..end {
         let Some(block) = log.block(i)? else {
@@ -227,10 +290,21 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
             let mut log = logs.log(&query)?;
             cat(&mut log, &query, start, end, lines)?;
         }
-        LogCommand::Create { .. }
-        | LogCommand::Info { .. }
-        | LogCommand::Verify { .. }
-        | LogCommand::List => bail!(
+        LogCommand::Info { log: query, json } => {
+            let mut log = logs.log(&query)?;
+            print_info(&log.detail()?, json)?;
+        }
+        LogCommand::List { json } => print_list(&logs.list()?, json)?,
+        LogCommand::Create { name, compat } => {
+            let key = logs.create(&name, compat)?;
+            println!("{}", key.to_z32());
+            eprintln!(
+                "created {} log {name:?} (discovery key {}), served by the running daemon",
+                if compat { "compat" } else { "v11" },
+                key.discovery_key()
+            );
+        }
+        LogCommand::Verify { .. } => bail!(
             "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
              serve` (or `peerhost status` shows what it holds), run this, then start it again",
             dir.display()

@@ -123,13 +123,13 @@ fn community_over_the_dht_with_a_malformed_entry() {
     for i in 0..30 {
         run(&w, &["post", "c", "--title", &format!("post {i}")]);
     }
-    // Planted through the store itself: `log append` refuses a community's logs (issue 16).
-    peerhost_store::Store::open(&w)
-        .unwrap()
-        .open_core("c.posts")
-        .unwrap()
-        .append(&[b"\xff\xff not protobuf"])
-        .unwrap();
+    // `log append` refuses a community's logs (issue 16): written through the store, as
+    // another implementation could.
+    {
+        let store = peerhost_store::Store::open(&w).unwrap();
+        let mut posts = store.open_core("c.posts").unwrap();
+        posts.append(&[b"\xff\xff not protobuf".to_vec()]).unwrap();
+    }
     run(&w, &["post", "c", "--title", "post 30"]);
     run(&w, &["post", "c", "--title", "post 31"]);
     let app = dir.path().join("app");

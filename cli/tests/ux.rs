@@ -298,3 +298,222 @@ fn mirror_of_a_plain_log_says_once_that_it_is_not_a_community() {
     assert!(!all.contains("malformed"), "{all}");
     assert_eq!(all.matches("is not a community").count(), 1, "{all}");
 }
+
+/// Issue 16 item 6: `follow` draws its progress only on a terminal, and `-q` leaves stderr to
+/// warnings and errors (no INFO lines, no summary).
+#[test]
+fn follow_progress_only_on_a_terminal_and_quiet_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
+    let (mut server, addr) = serve(&w);
+    let peer = format!("tcp://{addr}");
+    let follow = |storage: &Path, quiet: bool| {
+        let mut c = cmd(storage, &["follow", &key, "--peer", &peer]);
+        if quiet {
+            c.arg("-q");
+        }
+        c.env_remove("PEERHOST_LOG").output().unwrap()
+    };
+    // Not a terminal: the summary and INFO lines, no bar.
+    let out = follow(&dir.path().join("a"), false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("stored and verified"), "{err}");
+    assert!(err.contains("INFO"), "{err}");
+    assert!(
+        !err.contains("finding peers") && !err.contains("/s"),
+        "{err}"
+    );
+    // -q: nothing at all.
+    let out = follow(&dir.path().join("b"), true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    stop(&mut server);
+
+    // A terminal (script(1) gives it one): the bar, with bytes and rate, while it waits.
+    let c = dir.path().join("c");
+    let line = format!(
+        "{} follow {key} --peer tcp://127.0.0.1:1 --timeout 2 --storage {}",
+        env!("CARGO_BIN_EXE_peerhost"),
+        c.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PEERHOST_LOG", "error")
+        .output()
+        .expect("script(1)");
+    let tty = stdout(&out);
+    assert!(tty.contains("finding peers"), "{tty}");
+    assert!(tty.contains("B/s"), "{tty}");
+}
+
+/// Issue 16 item 7: a sparse replica says how many blocks it holds, `log list` shows the
+/// logs followed (they have no name), `feed --last 0` is refused.
+#[test]
+fn sparse_replicas_and_followed_logs_are_shown_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
+    let (mut server, addr) = serve(&w);
+    let r = dir.path().join("r");
+    let peer = format!("tcp://{addr}");
+    run(
+        &r,
+        &[
+            "follow", &key, "--peer", &peer, "--start", "10", "--end", "13",
+        ],
+    );
+    stop(&mut server);
+    let info = stdout(&run(&r, &["log", "info", &key]));
+    assert!(info.contains("length:           50 (3 held here"), "{info}");
+    let info: Value =
+        serde_json::from_slice(&run(&r, &["log", "info", &key, "--json"]).stdout).unwrap();
+    assert_eq!(info["held"], 3);
+    let list = stdout(&run(&r, &["log", "list"]));
+    assert!(list.contains(&key) && list.contains("followed"), "{list}");
+    let list: Value = serde_json::from_slice(&run(&r, &["log", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["key"], key.as_str());
+    assert_eq!(list[0]["name"], Value::Null);
+    assert_eq!(list[0]["length"], 50);
+
+    let s = dir.path().join("s");
+    run(&s, &["community", "create", "c"]);
+    let out = cmd(&s, &["feed", "c", "--last", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("no posts yet"), "{}", stdout(&out));
+}
+
+/// Issue 16 item 8: the scripting edges.
+#[test]
+fn scripting_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    // --storage before the subcommand.
+    let out = Command::new(env!("CARGO_BIN_EXE_peerhost"))
+        .arg("--storage")
+        .arg(&s)
+        .args(["log", "create", "a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let input: String = (0..7).map(|i| format!("{i}\n")).collect();
+    assert!(append_lines(&s, "a", input.as_bytes()).status.success());
+    // Ranges past the end or reversed: one line, non-zero.
+    for range in [
+        ["--start", "5", "--end", "100"],
+        ["--start", "9", "--end", "3"],
+    ] {
+        let mut args = vec!["log", "cat", "a"];
+        args.extend(range);
+        let out = cmd(&s, &args).output().unwrap();
+        assert!(!out.status.success(), "{range:?}");
+        assert_eq!(stdout(&out), "", "{range:?}");
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    assert_eq!(
+        stdout(&run(&s, &["log", "cat", "a", "--start", "5", "--lines"])),
+        "5\n6\n"
+    );
+    // --json for list and verify.
+    let list: Value = serde_json::from_slice(&run(&s, &["log", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["name"], "a");
+    let v: Value =
+        serde_json::from_slice(&run(&s, &["log", "verify", "a", "--json"]).stdout).unwrap();
+    assert_eq!(
+        (v["blocks"].as_u64(), v["length"].as_u64()),
+        (Some(7), Some(7))
+    );
+    // post --body-file, from a file and from stdin.
+    run(&s, &["community", "create", "c"]);
+    let body = dir.path().join("body.md");
+    std::fs::write(&body, "a long body\nfrom a file\n").unwrap();
+    run(
+        &s,
+        &[
+            "post",
+            "c",
+            "--title",
+            "one",
+            "--body-file",
+            body.to_str().unwrap(),
+        ],
+    );
+    let mut child = cmd(&s, &["post", "c", "--title", "two", "--body-file", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let feed: Value = serde_json::from_slice(&run(&s, &["feed", "c", "--json"]).stdout).unwrap();
+    assert_eq!(feed[0]["body"], "from stdin");
+    assert_eq!(feed[1]["body"], "a long body\nfrom a file\n");
+
+    // A daemon killed with SIGKILL: --json agrees with the text; its log has no ANSI.
+    std::fs::write(s.join("peerhost.toml"), "status_interval_ms = 100\n").unwrap();
+    let mut server = cmd(&s, &["serve", "--no-dht", "--listen-tcp", "127.0.0.1:0"])
+        .env("PEERHOST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let log = stderr(&out);
+    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log:?}");
+    let text = stdout(&run(&s, &["status"]));
+    assert!(text.contains("it was killed"), "{text}");
+    let json: Value = serde_json::from_slice(&run(&s, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["running"], false);
+}
+
+/// Issue 16 item 7: while a daemon holds the store, `log info`, `list` and `create` go through
+/// its control socket; `log verify` says to stop it.
+#[test]
+fn log_info_and_list_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    let lines: String = (0..5).map(|i| format!("line {i}\n")).collect();
+    assert!(append_lines(&w, "x", lines.as_bytes()).status.success());
+    let offline: Value =
+        serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
+    let (mut server, addr) = serve(&w);
+    let online: Value =
+        serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
+    assert_eq!(online, offline);
+    assert_eq!(online["held"], 5);
+    let list: Value = serde_json::from_slice(&run(&w, &["log", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["key"], key.as_str());
+    assert_eq!(list[0]["name"], "x");
+    assert_eq!(list[0]["length"], 5);
+    let out = cmd(&w, &["log", "verify", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("stop `peerhost serve`"), "{err}");
+    // A log created through the daemon is served at once.
+    let y = stdout(&run(&w, &["log", "create", "y"])).trim().to_owned();
+    assert!(append_lines(&w, "y", b"one\ntwo\n").status.success());
+    let r = dir.path().join("r");
+    run(&r, &["follow", &y, "--peer", &format!("tcp://{addr}")]);
+    assert_eq!(
+        stdout(&run(&r, &["log", "cat", &y, "--lines"])),
+        "one\ntwo\n"
+    );
+    stop(&mut server);
+}

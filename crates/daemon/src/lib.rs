@@ -363,6 +363,11 @@ impl Daemon {
         self.ctx.swarm.as_ref().map(network::Network::address)
     }
 
+    /// Serve the logs of the store not served yet (one created through the control socket).
+    pub(crate) async fn serve_new_logs(&self) -> Result<(), TrackError> {
+        self.track(|reply| Command::ServeAll { reply }).await
+    }
+
     /// Wait for the DHT's bootstrap walk to end, and say how many DHT nodes it found (0: no
     /// bootstrap node answered, so nothing is announced); `None` without the DHT.
     pub async fn dht_bootstrapped(&self) -> Option<usize> {
