@@ -167,6 +167,10 @@ pub struct Contribution {
     /// When a report last made the instance check it (ms since the Unix epoch).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reported_ms: u64,
+    /// Until when it is not listed nor checked (ms since the Unix epoch): a check a report
+    /// asked for found a bad proof (§7.4).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub banned_until_ms: u64,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -438,10 +442,11 @@ impl Instance {
             body,
             |url| {
                 let t = lock(&self.peers);
-                let ok = t
-                    .by_url
-                    .get(url)
-                    .is_some_and(|e| e.proof == Proof::Proven && e.row.last_seen_ms >= stale);
+                let ok = t.by_url.get(url).is_some_and(|e| {
+                    e.proof == Proof::Proven
+                        && e.row.last_seen_ms >= stale
+                        && e.row.banned_until_ms <= now
+                });
                 if ok {
                     listed = Some(url.to_owned());
                 }
@@ -467,7 +472,26 @@ impl Instance {
             .by_url
             .get(url)
             .filter(|e| e.proof == Proof::Proven && e.row.last_seen_ms >= stale)
+            .filter(|e| e.row.banned_until_ms <= now)
             .cloned()
+    }
+
+    /// A report-triggered check's outcome: recorded like any check; a bad proof (the
+    /// instance verified it against its own head: a lie or a broken store, not the reporter's
+    /// word) also keeps the peer off the list, and unchecked, for [`ReportLimits::ban`].
+    fn record_reported_check(&self, url: &str, key: [u8; 32], result: Result<(), Failure>) {
+        let banned = result.as_ref().is_err_and(|f| f.code == "BAD_PROOF");
+        self.record_check(url, key, result);
+        if banned {
+            let until = now_ms().saturating_add(ms(self.options.report.ban));
+            if let Some(e) = lock(&self.peers)
+                .by_url
+                .get_mut(url)
+                .filter(|e| e.key == key)
+            {
+                e.row.banned_until_ms = until;
+            }
+        }
     }
 
     /// Giving browsers these ICE servers (the instance's STUN, configured STUN and TURN
@@ -649,11 +673,13 @@ impl Instance {
     /// passed their last check and registered lately (a different sample each call, so load
     /// spreads and no spelling or order of URLs can push a peer off the list).
     pub fn healthy_peers(&self, limit: usize) -> Vec<String> {
-        let stale = now_ms().saturating_sub(ms(self.options.stale_after));
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.options.stale_after));
         let all: Vec<String> = lock(&self.peers)
             .by_url
             .values()
             .filter(|e| e.proof == Proof::Proven && e.row.healthy && e.row.last_seen_ms >= stale)
+            .filter(|e| e.row.banned_until_ms <= now)
             .map(|e| e.row.url.clone())
             .collect();
         let mut rng = rand::thread_rng();
@@ -700,6 +726,7 @@ impl Instance {
             .values()
             .filter(|e| e.row.last_seen_ms >= stale)
             .filter_map(|e| match e.proof {
+                Proof::Proven if e.row.banned_until_ms > now => None,
                 Proof::Proven => Some((e.clone(), false)),
                 Proof::Pending { next_ms, .. } if next_ms <= now => Some((e.clone(), true)),
                 Proof::Pending { .. } => None,
@@ -974,7 +1001,7 @@ async fn run_reported<S: LogSource>(instance: &Instance, source: &Arc<S>, keys: 
                     tracing::debug!(peer = %entry.row.url, "reported by a reader, passed its check")
                 }
             }
-            instance.record_check(&entry.row.url, entry.key, result);
+            instance.record_reported_check(&entry.row.url, entry.key, result);
         }
     }
 }
@@ -1336,6 +1363,28 @@ mod tests {
             (url.as_str(), 3..9)
         );
         assert!(i.checkable(&url, now_ms()).is_some());
+        // A failed check it asked for: unhealthy; a bad proof also bans it (not listed, not
+        // checked, not reportable) even if a later periodic check would pass.
+        i.record_reported_check(&url, k(1), Err(Failure::new("TIMEOUT", "x")));
+        assert_eq!(i.contributions()[0].banned_until_ms, 0);
+        i.record_check(&url, k(1), Ok(()));
+        assert_eq!(i.healthy_peers(8), std::slice::from_ref(&url));
+        i.record_reported_check(&url, k(1), Err(Failure::new("BAD_PROOF", "x")));
+        i.record_check(&url, k(1), Ok(()));
+        assert!(i.healthy_peers(8).is_empty());
+        assert!(i.due(now_ms()).is_empty());
+        assert!(i.checkable(&url, now_ms()).is_none());
+        assert_eq!(
+            i.report_bad_peer(Some("10.1.1.3".parse().unwrap()), &body(&url)),
+            Err(ReportError::UnknownPeer)
+        );
+        lock(&i.peers)
+            .by_url
+            .get_mut(&url)
+            .unwrap()
+            .row
+            .banned_until_ms = 1;
+        assert_eq!(i.healthy_peers(8), std::slice::from_ref(&url));
         // A stale peer is not checked for anyone's report.
         set_seen(&i, &url, 1);
         assert!(i.checkable(&url, now_ms()).is_none());

@@ -48,6 +48,10 @@ pub struct ReportLimits {
     /// Clients whose budget is tracked at most (then the fullest buckets are forgotten; if
     /// none is full, `429`).
     pub max_reporters: usize,
+    /// A peer whose report-triggered check found a bad proof is not listed, nor checked, for
+    /// this long (else the next periodic check, which asks only for the last blocks, could
+    /// list again a peer that lies about others).
+    pub ban: Duration,
 }
 
 impl Default for ReportLimits {
@@ -58,6 +62,7 @@ impl Default for ReportLimits {
             per_peer: Duration::from_secs(30),
             queued: 16,
             max_reporters: 4096,
+            ban: Duration::from_secs(600),
         }
     }
 }
