@@ -44,7 +44,8 @@ export class Loader {
   /**
    * `peers`: peer objects (httpPeer, or another transport's); `instance`: the last-resort peer
    * (or null); `cache`: a block store (blockCache) or null; `log`: console-like; `now`,
-   * `random` for tests; `onFallback()` when the instance is first used; `onBad(url, reason)`.
+   * `random` for tests; `onFallback()` when the instance is first used; `onBad(url, reason, path, peer)` when a
+   * peer is demoted for bad data (`path`: the request it answered).
    */
   constructor ({ peers = [], instance = null, cache = null, log = console, now = () => performance.now(), random = Math.random, onFallback = () => {}, onBad = () => {} } = {}) {
     Object.assign(this, { cache, log, now, random, onFallback, onBad })
@@ -119,7 +120,7 @@ export class Loader {
     try {
       v = await check(res.body)
     } catch (e) {
-      if (e.code && e.code !== 'UNAVAILABLE') this._bad(p, e.message)
+      if (e.code && e.code !== 'UNAVAILABLE') this._bad(p, e.message, path)
       throw e
     }
     const ms = this.now() - t0
@@ -133,12 +134,12 @@ export class Loader {
     if (++p.fails >= 5) p.ban = this.now() + 30_000
   }
 
-  _bad (p, reason) {
+  _bad (p, reason, path) {
     if (p.ban > this.now()) return // answers in flight when it was banned
     p.fails += 2
     p.ban = this.now() + 600_000 * 2 ** Math.min(p.bad++, 6)
     this.log.warn(`peerhost: peer ${p.url} served data that does not verify (${reason}); demoted`)
-    this.onBad(p.url, reason)
+    this.onBad(p.url, reason, path, p)
   }
 
   /**

@@ -45,7 +45,8 @@ export function start (ctx) {
     state.fallback = true
     note('⚠ Reading from the instance: no peer answered in time.')
     refreshPeers()
-  }
+  },
+  onBad: reportBad
 })
   // A peer still silent on the document's request counts as stalled until it answers.
   // WebRTC peers (at most 4 opened at once), signaled through this instance.
@@ -97,6 +98,21 @@ function sources () {
   }
   setInterval(tick, 500)
   showSources = tick
+}
+
+// A peer caught serving data that does not verify is reported to the instance (protocol/
+// gateway.md §7.4), which checks it itself and delists it for every reader if the check
+// fails: HTTP peers only (the instance's own gateway is not reported), once per peer per page
+// load, at most 8 per load; no credentials, the answer ignored.
+const reported = new Set()
+function reportBad (url, reason, path, peer) {
+  const m = /^\/v1\/logs\/([0-9a-f]{64})\/(head|blocks\?start=(\d+)&end=(\d+))/.exec(path || '')
+  if (!peer || peer.kind !== 'http' || peer.last || !m || reported.has(url) || reported.size >= 8) return
+  reported.add(url)
+  const start = m[3] ? +m[3] : 0
+  const report = { peer: url, log: m[1], start, end: m[4] ? +m[4] : start, code: String(reason).split(':')[0].slice(0, 40) }
+  state.reports = (state.reports || 0) + 1
+  fetch('/v1/bad-peer', { method: 'POST', credentials: 'omit', keepalive: true, headers: { 'content-type': 'application/json' }, body: JSON.stringify(report) }).catch(() => {})
 }
 
 function refreshPeers () {

@@ -176,6 +176,7 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/logs/{key}/blocks", get(blocks::<S>))
         .route("/v1/peers", get(peers::<S>).post(register::<S>))
         .route("/v1/report", post(report::<S>))
+        .route("/v1/bad-peer", post(bad_peer::<S>))
         .route("/v1/contributions", get(contributions::<S>))
         .route("/v1/bootstrap", get(bootstrap::<S>))
         .route("/v1/identity", get(identity::<S>))
@@ -567,6 +568,10 @@ async fn contributions<S: LogSource>(State(state): State<Shared<S>>) -> Result<R
             "bytes": state.config.counters.bytes(),
             "requests": state.config.counters.requests(),
         },
+        "reports": {
+            "admitted": instance.reports().admitted(),
+            "scheduled": instance.reports().scheduled(),
+        },
         "peers": instance.public_contributions(),
     });
     Ok(no_store(axum::Json(body).into_response()))
@@ -742,6 +747,30 @@ async fn signal_answer<S: LogSource>(
     Ok(no_store(
         axum::Json(serde_json::json!({ "ok": true })).into_response(),
     ))
+}
+
+/// `POST /v1/bad-peer {"peer", "log", "start", "end", "code"}` (a browser, same origin, no
+/// credentials): a reader caught `peer` serving data that does not verify; the instance checks
+/// it itself at once, within the reporter's and the peer's budgets (§7.4).
+async fn bad_peer<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let ip = client_ip(&req);
+    let body = json_body(req, crate::report::MAX_REPORT_BODY).await?;
+    match instance.report_bad_peer(ip, &body) {
+        Ok(outcome) => {
+            let v = serde_json::json!({ "check": outcome.as_str() });
+            Ok(no_store(
+                (StatusCode::ACCEPTED, axum::Json(v)).into_response(),
+            ))
+        }
+        Err(e) => {
+            let (status, code) = e.status();
+            Err(ApiError::new(status, code, e.to_string()))
+        }
+    }
 }
 
 async fn not_found() -> ApiError {

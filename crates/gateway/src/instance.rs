@@ -30,6 +30,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::range::{self, TrustedHead};
+use crate::report::{Outcome, ReportError, ReportLimits, Reports, Urgent};
 use crate::signal::{IceServer, Relay, SignalLimits};
 use crate::site::Site;
 use crate::source::{LogSource, SignedHead};
@@ -160,6 +161,21 @@ pub struct Contribution {
     /// through signaling, §7.3); absent for an HTTP gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
+    /// Readers' reports of bad data from it that the instance admitted (§7.4).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reports: u64,
+    /// When a report last made the instance check it (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reported_ms: u64,
+    /// Until when it is not listed nor checked (ms since the Unix epoch): a check a report
+    /// asked for found a bad proof (§7.4).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub banned_until_ms: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How an [`Instance`] checks and lists peers.
@@ -187,6 +203,8 @@ pub struct InstanceOptions {
     pub allow_private_peers: bool,
     /// The limits of WebRTC signaling (§7.3).
     pub signal: SignalLimits,
+    /// The limits of readers' reports of bad peers (§7.4).
+    pub report: ReportLimits,
 }
 
 impl Default for InstanceOptions {
@@ -201,6 +219,7 @@ impl Default for InstanceOptions {
             max_per_prefix: 16,
             allow_private_peers: false,
             signal: SignalLimits::default(),
+            report: ReportLimits::default(),
         }
     }
 }
@@ -236,6 +255,12 @@ impl InstanceOptions {
     /// With these signaling limits.
     pub fn signal_limits(mut self, limits: SignalLimits) -> Self {
         self.signal = limits;
+        self
+    }
+
+    /// With these limits on readers' reports.
+    pub fn report_limits(mut self, limits: ReportLimits) -> Self {
+        self.report = limits;
         self
     }
 
@@ -291,6 +316,7 @@ pub struct Instance {
     peers: Mutex<Table>,
     verifier: auth::Verifier,
     signal: Relay,
+    reports: Reports,
 }
 
 fn now_ms() -> u64 {
@@ -390,6 +416,81 @@ impl Instance {
             peers: Mutex::new(Table::default()),
             verifier: auth::Verifier::default(),
             signal: Relay::new(options.signal, options, Vec::new()),
+            reports: Reports::new(options.report),
+        }
+    }
+
+    /// Readers' reports of bad peers: their budgets and the checks they asked for (§7.4).
+    pub fn reports(&self) -> &Reports {
+        &self.reports
+    }
+
+    /// A reader's report (the body of `POST /v1/bad-peer`, from `client`) that a peer served
+    /// data that does not verify. Nothing in it is trusted: within the reporter's and the
+    /// peer's budgets, a listed (proven, fresh) peer gets an immediate health check, and is
+    /// delisted if that fails.
+    pub fn report_bad_peer(
+        &self,
+        client: Option<std::net::IpAddr>,
+        body: &[u8],
+    ) -> Result<Outcome, ReportError> {
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.options.stale_after));
+        let mut listed = None;
+        let outcome = self.reports.submit(
+            client,
+            body,
+            |url| {
+                let t = lock(&self.peers);
+                let ok = t.by_url.get(url).is_some_and(|e| {
+                    e.proof == Proof::Proven
+                        && e.row.last_seen_ms >= stale
+                        && e.row.banned_until_ms <= now
+                });
+                if ok {
+                    listed = Some(url.to_owned());
+                }
+                ok
+            },
+            now,
+        )?;
+        if let Some(url) = listed {
+            if let Some(e) = lock(&self.peers).by_url.get_mut(&url) {
+                e.row.reports += 1;
+                if outcome == Outcome::Scheduled {
+                    e.row.reported_ms = now;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The entry at `url` if it may be checked now (proven and fresh).
+    fn checkable(&self, url: &str, now: u64) -> Option<Entry> {
+        let stale = now.saturating_sub(ms(self.options.stale_after));
+        lock(&self.peers)
+            .by_url
+            .get(url)
+            .filter(|e| e.proof == Proof::Proven && e.row.last_seen_ms >= stale)
+            .filter(|e| e.row.banned_until_ms <= now)
+            .cloned()
+    }
+
+    /// A report-triggered check's outcome: recorded like any check; a bad proof (the
+    /// instance verified it against its own head: a lie or a broken store, not the reporter's
+    /// word) also keeps the peer off the list, and unchecked, for [`ReportLimits::ban`].
+    fn record_reported_check(&self, url: &str, key: [u8; 32], result: Result<(), Failure>) {
+        let banned = result.as_ref().is_err_and(|f| f.code == "BAD_PROOF");
+        self.record_check(url, key, result);
+        if banned {
+            let until = now_ms().saturating_add(ms(self.options.report.ban));
+            if let Some(e) = lock(&self.peers)
+                .by_url
+                .get_mut(url)
+                .filter(|e| e.key == key)
+            {
+                e.row.banned_until_ms = until;
+            }
         }
     }
 
@@ -572,11 +673,13 @@ impl Instance {
     /// passed their last check and registered lately (a different sample each call, so load
     /// spreads and no spelling or order of URLs can push a peer off the list).
     pub fn healthy_peers(&self, limit: usize) -> Vec<String> {
-        let stale = now_ms().saturating_sub(ms(self.options.stale_after));
+        let now = now_ms();
+        let stale = now.saturating_sub(ms(self.options.stale_after));
         let all: Vec<String> = lock(&self.peers)
             .by_url
             .values()
             .filter(|e| e.proof == Proof::Proven && e.row.healthy && e.row.last_seen_ms >= stale)
+            .filter(|e| e.row.banned_until_ms <= now)
             .map(|e| e.row.url.clone())
             .collect();
         let mut rng = rand::thread_rng();
@@ -623,6 +726,7 @@ impl Instance {
             .values()
             .filter(|e| e.row.last_seen_ms >= stale)
             .filter_map(|e| match e.proof {
+                Proof::Proven if e.row.banned_until_ms > now => None,
                 Proof::Proven => Some((e.clone(), false)),
                 Proof::Pending { next_ms, .. } if next_ms <= now => Some((e.clone(), true)),
                 Proof::Pending { .. } => None,
@@ -769,6 +873,19 @@ pub(crate) fn judge_last_block(
     status: u16,
     body: &[u8],
 ) -> Result<(), Failure> {
+    judge_range(key, head, status, body, head.length - 1..head.length)
+}
+
+/// Judge a peer's answer to a request for `blocks` of `key` at `head` (its length and fork):
+/// a 200 whose proof verifies against the instance's own `head` (a prefix of the range is
+/// fine: gateways cut long answers).
+fn judge_range(
+    key: &Key,
+    head: &SignedHead,
+    status: u16,
+    body: &[u8],
+    blocks: std::ops::Range<u64>,
+) -> Result<(), Failure> {
     let log = format!("log {}: ", key.to_hex());
     if status != 200 {
         let code = if status == 416 {
@@ -781,13 +898,12 @@ pub(crate) fn judge_last_block(
             format!("{log}HTTP {status} {}", body_start(body)),
         ));
     }
-    let l = head.length;
     let trusted = TrustedHead {
         fork: head.fork,
-        length: l,
+        length: head.length,
         tree_hash: head.tree_hash,
     };
-    range::verify(body, &trusted, l - 1..l)
+    range::verify(body, &trusted, blocks)
         .map(drop)
         .map_err(|e| Failure::new("BAD_PROOF", format!("{log}bad proof: {e}")))
 }
@@ -812,6 +928,82 @@ async fn check_peer<S: LogSource>(
         judge_last_block(key, &head, res.status, &res.body)?;
     }
     Ok(())
+}
+
+/// The check a reader's report asked for: the usual [`check_peer`], then the reported blocks
+/// of `urgent.log` if it is one of the community logs (`keys`), at most
+/// [`crate::report::MAX_REPORTED_BLOCKS`] of them, proven against the instance's own head.
+async fn check_reported<S: LogSource>(
+    source: &Arc<S>,
+    addr: SocketAddr,
+    keys: &[Key],
+    urgent: &Urgent,
+    policy: address::Policy,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    check_peer(source, addr, keys, policy, timeout).await?;
+    if urgent.range.is_empty() || !keys.contains(&urgent.log) {
+        return Ok(());
+    }
+    let Some(head) = head_to_prove(source, urgent.log).await? else {
+        return Ok(());
+    };
+    if urgent.range.start >= head.length {
+        return Ok(());
+    }
+    let (start, end) = (urgent.range.start, urgent.range.end.min(head.length));
+    let path = format!(
+        "/v1/logs/{}/blocks?start={start}&end={end}&length={}&fork={}",
+        urgent.log.to_hex(),
+        head.length,
+        head.fork
+    );
+    let log = format!("log {}: ", urgent.log.to_hex());
+    let res = client::get_at(addr, &path, policy, timeout)
+        .await
+        .map_err(|e| Failure::of_client(&log, &e))?;
+    judge_range(&urgent.log, &head, res.status, &res.body, start..end)
+}
+
+/// The checks readers' reports asked for, at most [`CHECKS_IN_FLIGHT`] at once; each is
+/// recorded like a periodic check (a failure delists the peer).
+async fn run_reported<S: LogSource>(instance: &Instance, source: &Arc<S>, keys: Arc<[Key]>) {
+    let policy = instance.options.policy();
+    let timeout = instance.options.check_timeout;
+    let now = now_ms();
+    let mut todo = instance
+        .reports
+        .take()
+        .into_iter()
+        .filter_map(|u| instance.checkable(&u.url, now).map(|e| (e, u)));
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < CHECKS_IN_FLIGHT {
+            let Some((entry, urgent)) = todo.next() else {
+                break;
+            };
+            let (source, keys) = (source.clone(), keys.clone());
+            running.spawn(async move {
+                let result =
+                    check_reported(&source, entry.addr, &keys, &urgent, policy, timeout).await;
+                (entry, result)
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        if let Ok((entry, result)) = done {
+            match &result {
+                Err(e) => {
+                    tracing::info!(peer = %entry.row.url, code = e.code, "reported by a reader, failed its check: {}", e.detail)
+                }
+                Ok(()) => {
+                    tracing::debug!(peer = %entry.row.url, "reported by a reader, passed its check")
+                }
+            }
+            instance.record_reported_check(&entry.row.url, entry.key, result);
+        }
+    }
 }
 
 /// The instance's check loop: every `check_every`, challenge every new peer (a peer is
@@ -890,9 +1082,17 @@ async fn run_http_checks<S: LogSource>(
                 }
             }
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(instance.options.check_every) => {}
+        // Until the next round: the checks readers' reports ask for, as they come.
+        let next = tokio::time::Instant::now() + instance.options.check_every;
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep_until(next) => break,
+                () = instance.reports.notified() => {
+                    run_reported(&instance, &source, keys.clone()).await;
+                }
+            }
         }
     }
 }
@@ -1129,6 +1329,69 @@ mod tests {
         // Not a sorted prefix: over many calls, most of the 29 listable peers come up.
         assert!(seen.len() > 20, "{}", seen.len());
         assert_eq!(i.healthy_peers(64).len(), 29);
+    }
+
+    #[test]
+    fn reports_name_listed_peers_only_and_are_counted_on_their_row() {
+        let i = lan();
+        let url = i.register(k(1), sa("127.0.0.1:7")).unwrap().url;
+        let body = |peer: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "peer": peer, "log": "cd".repeat(32), "start": 3, "end": 9
+            }))
+            .unwrap()
+        };
+        let reader = Some("10.1.1.1".parse().unwrap());
+        // Registered but not proven: not a peer any reader was given.
+        assert_eq!(
+            i.report_bad_peer(reader, &body(&url)),
+            Err(ReportError::UnknownPeer)
+        );
+        prove(&i, &url);
+        assert_eq!(
+            i.report_bad_peer(reader, &body(&format!("{url}/"))),
+            Ok(Outcome::Scheduled)
+        );
+        assert_eq!(i.report_bad_peer(reader, &body(&url)), Ok(Outcome::Recent));
+        let row = &i.contributions()[0];
+        assert_eq!(row.reports, 2);
+        assert!(row.reported_ms > 0);
+        let q = i.reports.take();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (q[0].url.as_str(), q[0].range.clone()),
+            (url.as_str(), 3..9)
+        );
+        assert!(i.checkable(&url, now_ms()).is_some());
+        // A failed check it asked for: unhealthy; a bad proof also bans it (not listed, not
+        // checked, not reportable) even if a later periodic check would pass.
+        i.record_reported_check(&url, k(1), Err(Failure::new("TIMEOUT", "x")));
+        assert_eq!(i.contributions()[0].banned_until_ms, 0);
+        i.record_check(&url, k(1), Ok(()));
+        assert_eq!(i.healthy_peers(8), std::slice::from_ref(&url));
+        i.record_reported_check(&url, k(1), Err(Failure::new("BAD_PROOF", "x")));
+        i.record_check(&url, k(1), Ok(()));
+        assert!(i.healthy_peers(8).is_empty());
+        assert!(i.due(now_ms()).is_empty());
+        assert!(i.checkable(&url, now_ms()).is_none());
+        assert_eq!(
+            i.report_bad_peer(Some("10.1.1.3".parse().unwrap()), &body(&url)),
+            Err(ReportError::UnknownPeer)
+        );
+        lock(&i.peers)
+            .by_url
+            .get_mut(&url)
+            .unwrap()
+            .row
+            .banned_until_ms = 1;
+        assert_eq!(i.healthy_peers(8), std::slice::from_ref(&url));
+        // A stale peer is not checked for anyone's report.
+        set_seen(&i, &url, 1);
+        assert!(i.checkable(&url, now_ms()).is_none());
+        assert_eq!(
+            i.report_bad_peer(Some("10.1.1.2".parse().unwrap()), &body(&url)),
+            Err(ReportError::UnknownPeer)
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
 //! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
 //!   register and are health-checked, their reports of what they served;
+//! - [`report`]: readers' reports of peers that served bad data, and the checks they trigger;
 //! - [`signal`]: WebRTC signaling through the instance: home peers' long-polls, browsers'
 //!   offers and the peers' signed answers, health checks through the poll;
 //! - [`client`]: the minimal HTTP client gateways use to check and report to each other;
@@ -49,6 +50,7 @@ pub mod instance;
 mod limit;
 mod listener;
 pub mod range;
+pub mod report;
 pub mod signal;
 mod site;
 mod source;
@@ -60,6 +62,7 @@ pub use instance::{
 };
 pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
+pub use report::{ReportLimits, Reports};
 pub use signal::{IceServer, SignalLimits};
 pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
 pub use source::{

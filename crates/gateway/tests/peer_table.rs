@@ -432,3 +432,148 @@ async fn the_reporter_registers_proves_and_reports() {
     drop(tx);
     let _: SocketAddr = murl.trim_start_matches("http://").parse().unwrap();
 }
+
+/// A gateway that answers the instance's challenges with `kp` and forwards the log routes to
+/// `upstream`, flipping the last byte of every range answer whose request starts at block
+/// `bad_start` (so the periodic check, which asks for the last block, passes).
+async fn liar(upstream: String, kp: KeyPair, bad_start: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let origin = url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (upstream, kp, origin) = (upstream.clone(), kp.clone(), origin.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = text.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (status, body) = if let Some(c) = path.strip_prefix("/v1/identity?challenge=") {
+                    let c: [u8; 32] = hex::decode(c).unwrap().try_into().unwrap();
+                    let sig = auth::answer_challenge(&kp, &origin, &c);
+                    let v =
+                        json!({"key": hex::encode(kp.public_key()), "signature": hex::encode(sig)});
+                    (200, serde_json::to_vec(&v).unwrap())
+                } else {
+                    let r = client::get(&format!("{upstream}{path}"), T).await.unwrap();
+                    let mut body = r.body.to_vec();
+                    if r.status == 200 && path.contains(&format!("start={bad_start}&")) {
+                        let last = body.len() - 1;
+                        body[last] ^= 0x20;
+                    }
+                    (r.status, body)
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    url
+}
+
+/// A reader's report (§7.4): unsigned JSON, as a page sends it.
+async fn bad_peer(base: &str, peer: &str, log: &Key, start: u64, end: u64) -> (u16, Value) {
+    let body = json!({"peer": peer, "log": log.to_hex(), "start": start, "end": end, "code": "INVALID_PROOF"});
+    let r = client::post_json(&format!("{base}/v1/bad-peer"), &body, T)
+        .await
+        .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+async fn row(base: &str, url: &str) -> Value {
+    let all = get_json(&format!("{base}/v1/contributions")).await;
+    all["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["url"] == url)
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_makes_the_instance_check_the_reported_range_at_once() {
+    let log = log();
+    // Periodic checks every 100 ms would pass both peers: only the reported range tells.
+    let (base, _instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let (upstream, _u) = serve(log.cores.clone(), Config::default()).await;
+    let (liar_kp, honest_kp) = (KeyPair::generate(), KeyPair::generate());
+    let bad = liar(upstream.clone(), liar_kp.clone(), 1).await;
+    let (good, _g) = serve(
+        log.cores.clone(),
+        Config::default().identity(honest_kp.clone()),
+    )
+    .await;
+    assert_eq!(register(&base, &bad, &liar_kp).await.0, 200);
+    assert_eq!(register(&base, &good, &honest_kp).await.0, 200);
+    wait("both peers are listed", async || {
+        let mut peers: Vec<String> =
+            serde_json::from_value(get_json(&format!("{base}/v1/peers")).await["peers"].clone())
+                .unwrap();
+        peers.sort();
+        let mut want = vec![bad.clone(), good.clone()];
+        want.sort();
+        peers == want
+    })
+    .await;
+    // The liar passes periodic checks: it lies about block 1 only.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(row(&base, &bad).await["healthy"], true);
+
+    // A report about the honest peer changes nothing: the instance checks, it passes.
+    let (status, v) = bad_peer(&base, &good, &log.key, 1, 3).await;
+    assert_eq!((status, v["check"].as_str()), (202, Some("scheduled")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = row(&base, &good).await;
+    assert_eq!(
+        (r["healthy"].as_bool(), r["reports"].as_u64()),
+        (Some(true), Some(1))
+    );
+
+    // A report about the liar, with the range it lied about: delisted at once.
+    let t0 = Instant::now();
+    let (status, v) = bad_peer(&base, &format!("{bad}/"), &log.key, 1, 3).await;
+    assert_eq!((status, v["check"].as_str()), (202, Some("scheduled")));
+    wait("the liar is delisted", async || {
+        row(&base, &bad).await["healthy"] == false
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let r = row(&base, &bad).await;
+    assert_eq!(r["problem"], "BAD_PROOF");
+    assert_eq!(
+        get_json(&format!("{base}/v1/peers")).await["peers"],
+        json!([good])
+    );
+    // It stays off the list through many periodic checks (every 100 ms here, which ask for
+    // the last block only and would pass): banned for ReportLimits::ban.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = row(&base, &bad).await;
+    assert_eq!(r["problem"], "BAD_PROOF", "{r}");
+    assert!(
+        r["bannedUntilMs"].as_u64().unwrap() > auth::now_ms() + 500_000,
+        "{r}"
+    );
+    assert_eq!(
+        get_json(&format!("{base}/v1/peers")).await["peers"],
+        json!([good])
+    );
+    // A banned or unregistered peer is no one's to report: 404, no check.
+    let (status, v) = bad_peer(&base, &bad, &log.key, 1, 3).await;
+    assert_eq!((status, v["error"].as_str()), (404, Some("UNKNOWN_PEER")));
+    let (status, v) = bad_peer(&base, "http://127.0.0.1:9", &log.key, 1, 3).await;
+    assert_eq!((status, v["error"].as_str()), (404, Some("UNKNOWN_PEER")));
+    // The honest peer again within 30 s: accepted, no second check.
+    let (status, v) = bad_peer(&base, &good, &log.key, 0, 1).await;
+    assert_eq!((status, v["check"].as_str()), (202, Some("recent")));
+    let all = get_json(&format!("{base}/v1/contributions")).await;
+    assert_eq!(all["reports"], json!({"admitted": 3, "scheduled": 2}));
+}
