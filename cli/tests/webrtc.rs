@@ -253,6 +253,36 @@ fn a_mirror_without_http_serves_browsers_over_webrtc() {
         })
     });
 
+    // `peerhost status`, in words and as JSON, on both sides.
+    let text = String::from_utf8(run(&m, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "webrtc: registered with {base}: connected, listed; "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("channels open"), "{text}");
+    let json: Value = serde_json::from_slice(&run(&m, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["webrtc"][0]["instance"], base.as_str());
+    let text = String::from_utf8(run(&w, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("webrtc peers (1 polling or known):"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains(&node_key))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("healthy") && row.contains("s ago"), "{row}");
+    assert!(
+        text.contains("contributions (0 peers registered)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("stun:   {}", &stun["stun:".len()..])),
+        "{text}"
+    );
+
     // The mirror stops: it is delisted.
     drop(mirror);
     wait("the stopped mirror is delisted", || {
