@@ -803,8 +803,9 @@ pub async fn serve<S: LogSource>(
         .await
 }
 
-/// [`serve`] over HTTPS: TLS with `acceptor` on every connection, the same limits
-/// ([module docs](self)). [`tls_acceptor`](crate::tls::acceptor) reads a certificate and key.
+/// [`serve`] over HTTPS: TLS with `acceptor` on every connection, the same limits as
+/// [`Limited`] (each handshake in its own task, within `header_timeout`).
+/// [`crate::tls::acceptor`] reads a certificate and key.
 #[cfg(feature = "tls")]
 pub async fn serve_tls<S: LogSource>(
     listener: TcpListener,
