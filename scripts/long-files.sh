@@ -2,7 +2,8 @@
 # Source files in crates/ and cli/ longer than LIMIT lines (default 1000) before their test
 # module (`#[cfg(test)]` at the start of a line), one per line: "LINES PATH". Exits 1 if any.
 #   bash scripts/long-files.sh [LIMIT]
-# Issue 14's rule: no source file over 1 000 lines before its test module.
+# Issue 14's rule: no source file over 1 000 lines before its test module. Integration tests
+# (`tests/` directories) are test modules as a whole and are not counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=${1:-1000}
@@ -14,5 +15,5 @@ while IFS= read -r f; do
     echo "$n $f"
     found=1
   fi
-done < <(git ls-files 'crates/*.rs' 'cli/*.rs')
+done < <(git ls-files 'crates/*.rs' 'cli/*.rs' | grep -v '/tests/')
 exit "$found"

@@ -19,7 +19,7 @@ use peerhost_feed::assets::{self, Known};
 use peerhost_feed::community::{self, Part, PostJson};
 use peerhost_feed::import::{Item, Seen, Stats, plan};
 use peerhost_feed::lemmy::Document;
-use peerhost_feed::read::{self, CommentView};
+use peerhost_feed::read::{self, AppendBlocks, CommentView};
 use peerhost_feed::time::format_rfc3339;
 use peerhost_feed::{Asset, Descriptor, Entry, Kind, Notes, Post};
 use peerhost_ids::Key;
@@ -51,8 +51,11 @@ pub(crate) enum FeedCommand {
         #[arg(long)]
         title: String,
         /// Body (markdown).
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "body_file")]
         body: String,
+        /// Read the body (markdown, UTF-8) from this file; `-` reads stdin.
+        #[arg(long, value_name = "PATH")]
+        body_file: Option<PathBuf>,
         /// The URL the post links to.
         #[arg(long)]
         link: Option<String>,
@@ -90,8 +93,8 @@ pub(crate) enum FeedCommand {
         storage: StorageArgs,
         /// Community key (z-base32, hex, pear://) or local name.
         community: String,
-        /// How many posts.
-        #[arg(long, default_value_t = 20)]
+        /// How many posts (at least 1).
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         last: usize,
         /// Print JSON (an array of posts).
         #[arg(long)]
@@ -114,6 +117,8 @@ pub(crate) enum CommunityCommand {
         /// Description (markdown).
         #[arg(long, default_value = "")]
         description: String,
+        #[command(flatten)]
+        app: crate::app::AppArgs,
     },
     /// Show a community's descriptor and logs.
     Info {
@@ -127,11 +132,11 @@ pub(crate) enum CommunityCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AssetsCommand {
-    /// Publish every file under DIR as the community's web app.
+    /// Publish every file under DIR as the community's web app (or as an app log's files).
     ///
     /// Content the assets log already holds (same SHA-256) is not appended again.
     Publish {
-        /// Community name or key.
+        /// Community name or key, or an app log you own (`peerhost app fork`).
         community: String,
         /// The directory of the built web app.
         dir: PathBuf,
@@ -165,7 +170,8 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
                     name,
                     title,
                     description,
-                } => create(&store, &name, title, description),
+                    app,
+                } => create(&store, &name, title, description, &app),
                 CommunityCommand::Info { community, json } => info(&store, &community, json),
             }
         }
@@ -174,9 +180,14 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
             community,
             title,
             body,
+            body_file,
             link,
             author,
         } => {
+            let body = match body_file {
+                Some(path) => read_body(&path)?,
+                None => body,
+            };
             let store = open_store(&storage)?;
             post(&store, &community, title, body, link, author)
         }
@@ -351,15 +362,26 @@ fn create(
     name: &str,
     title: Option<String>,
     description: String,
+    app: &crate::app::AppArgs,
 ) -> anyhow::Result<()> {
     community::check_name(name)?;
+    let source = app.source()?;
     let store = own_store(logs, "creating a community")?;
-    let created = community::create(store, name, title, description, now_us())?;
+    let mut created = community::create(store, name, title, description, now_us())?;
     println!("{}", created.key.to_z32());
     eprintln!(
         "created community {name}: give readers the key above (logs {name}, {name}.posts, \
          {name}.comments, {name}.assets)"
     );
+    if let Some(source) = source {
+        let what = source.describe();
+        let summary = publish_to(&mut created.assets, source.dir())
+            .with_context(|| format!("cannot publish the web app {what}"))?;
+        eprintln!("web app: {what}: {summary}");
+        if matches!(source, crate::app::AppSource::Embedded(_)) {
+            eprintln!("warning: {}", crate::app::without_runtime_hint(name));
+        }
+    }
     Ok(())
 }
 
@@ -423,6 +445,36 @@ fn info(store: &Logs, query: &str, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `feed --last N`: 0 would print nothing, so it is refused (issue 16 item 7).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 posts shows nothing: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `post --body-file PATH` (`-`: stdin): the whole file, which must be UTF-8.
+fn read_body(path: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read the body from stdin")?;
+    } else {
+        bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the body from {}", path.display()))?;
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the body in {} is not UTF-8 (byte {}): convert it first",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn post(
@@ -615,6 +667,19 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
     Ok(out)
 }
 
+/// The assets log of the community `query`.
+pub(crate) fn assets_log(store: &Logs, query: &str, write: bool) -> anyhow::Result<Log> {
+    Community::open(store, query)?.open_log(store, Part::Assets, write)
+}
+
+/// The app log `query` names: an app log itself (a fork), or a community's assets log.
+fn app_log(store: &Logs, query: &str, write: bool) -> anyhow::Result<Log> {
+    match crate::app::plain_app_log(store, query, write)? {
+        Some(log) => Ok(log),
+        None => assets_log(store, query, write),
+    }
+}
+
 fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!(
@@ -622,9 +687,14 @@ fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let c = Community::open(store, query)?;
-    let mut log = c.open_log(store, Part::Assets, true)?;
-    let (previous, notes) = read::asset_index(&mut log)?;
+    let mut log = app_log(store, query, true)?;
+    println!("{}", publish_to(&mut log, dir)?);
+    Ok(())
+}
+
+/// Publish every file under `dir` into the app log `log`; what was done, in one line.
+pub(crate) fn publish_to<L: AppendBlocks>(log: &mut L, dir: &Path) -> anyhow::Result<String> {
+    let (previous, notes) = read::asset_index(log)?;
     warn_notes("assets log", &notes);
     let mut known = Known::from_index(previous.as_ref().map(|(_, i)| i));
     let files = walk(dir)?;
@@ -646,7 +716,7 @@ fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
         let content = match known.find(&sha256, size) {
             Some(content) => content,
             None => {
-                let content = assets::append_content(&mut log, open()?, |n| {
+                let content = assets::append_content(log, open()?, |n| {
                     bar.set_position(done + n);
                 })
                 .with_context(|| format!("cannot publish {rel}"))?;
@@ -666,28 +736,27 @@ fn publish(store: &Logs, query: &str, dir: &Path) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let unchanged = previous.as_ref().is_some_and(|(_, p)| p.files == index);
     if unchanged {
-        println!(
+        return Ok(format!(
             "{} files, unchanged since the current index: nothing appended",
             index.len()
-        );
-        return Ok(());
+        ));
     }
     let count = index.len();
     let block = assets::index_entry(index, now_us())
         .encode()
         .with_context(|| format!("the index of {count} files is too large for one block"))?;
-    let length = log.append(&[block])?;
-    println!(
+    let length = log
+        .append_blocks(&[block])
+        .map_err(|e| anyhow::anyhow!("cannot append the index: {e}"))?;
+    Ok(format!(
         "published {count} files ({new_files} new or changed, {new_bytes} bytes appended); \
          index at assets block {}",
         length - 1
-    );
-    Ok(())
+    ))
 }
 
 fn current_index(store: &Logs, query: &str) -> anyhow::Result<(Log, Vec<Asset>)> {
-    let c = Community::open(store, query)?;
-    let mut log = c.open_log(store, Part::Assets, false)?;
+    let mut log = app_log(store, query, false)?;
     let (found, notes) = read::asset_index(&mut log)?;
     warn_notes("assets log", &notes);
     let Some((_, index)) = found else {

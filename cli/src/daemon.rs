@@ -60,6 +60,9 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("cannot read the status file"),
     };
     if args.json {
+        // `running` as the text view judges it: a daemon that was killed never wrote false.
+        let mut st = st;
+        st.running = alive(&st);
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());
     }

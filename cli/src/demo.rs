@@ -15,13 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use peerhost_daemon::{Daemon, DhtOptions, FileConfig, Followed, Network, Options, Range};
-use peerhost_feed::assets;
 use peerhost_feed::community;
 use peerhost_feed::{Entry, Post};
 use peerhost_ids::Key;
 use peerhost_store::Store;
 use peerhost_swarm::{BootstrapOptions, Bootstrapper};
 
+use crate::app::AppArgs;
 use crate::daemon::human;
 
 const POSTS: u64 = 200;
@@ -33,14 +33,16 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Create the community "demo" in `store`: four logs, `POSTS` posts, a two-file web app.
-/// Returns the community key.
-fn create_community(store: &Store) -> anyhow::Result<Key> {
+/// Create the community "demo" in `store`: four logs, `POSTS` posts, the default web app (see
+/// [`crate::app`]: `--app DIR`, else web/app/dist, else its sources built in). Returns the
+/// community key and what the app is.
+fn create_community(store: &Store, app: &AppArgs) -> anyhow::Result<(Key, String)> {
+    let source = app.source()?;
     let t0 = now_us();
     let community::Created {
         key,
         mut posts,
-        assets: mut app,
+        assets: mut app_log,
         ..
     } = community::create(
         store,
@@ -65,17 +67,15 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
         })
         .collect::<Result<_, _>>()?;
     posts.append(&entries)?;
-    let html = b"<!doctype html><title>demo</title><script src=app.js></script>".to_vec();
-    let js: Vec<u8> = (0..200_000u32)
-        .flat_map(|i| format!("// line {i}\n").into_bytes())
-        .collect();
-    let mut files = Vec::new();
-    for (path, bytes) in [("index.html", html), ("app.js", js)] {
-        let content = assets::append_content(&mut app, &bytes[..], |_| {})?;
-        files.push(content.asset(path, assets::content_type(path)));
-    }
-    app.append(&[assets::index_entry(files, t0).encode()?])?;
-    Ok(key)
+    let what = match &source {
+        Some(source) => {
+            let summary = crate::community::publish_to(&mut app_log, source.dir())
+                .with_context(|| format!("cannot publish the web app {}", source.describe()))?;
+            format!("web app: {}: {summary}", source.describe())
+        }
+        None => "no web app".to_owned(),
+    };
+    Ok((key, what))
 }
 
 async fn daemon(
@@ -98,12 +98,15 @@ fn served(d: &Daemon) -> u64 {
         .sum()
 }
 
-pub(crate) fn run() -> anyhow::Result<()> {
+pub(crate) fn run(app: &AppArgs) -> anyhow::Result<()> {
     let rt = crate::net::runtime_logging("warn")?;
-    rt.block_on(demo())
+    rt.block_on(demo(app))
 }
 
-async fn demo() -> anyhow::Result<()> {
+async fn demo(app: &AppArgs) -> anyhow::Result<()> {
+    if app.no_app {
+        bail!("the demo shows the community's web app too: run it without --no-app");
+    }
     let started = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("peerhost-demo-")
@@ -121,13 +124,13 @@ async fn demo() -> anyhow::Result<()> {
         testnet.addr()
     );
 
-    let key = {
+    let (key, app_what) = {
         let store = Store::open(dir("instance")).context("cannot open the instance store")?;
-        create_community(&store)?
+        create_community(&store, app)?
     };
     let instance = daemon(&dir("instance"), &testnet, true).await?;
     println!(
-        "2. the instance publishes community {}\n   ({POSTS} posts, a 2-file web app) and announces it",
+        "2. the instance publishes community {}\n   ({POSTS} posts) and announces it\n   {app_what}",
         key.to_z32()
     );
 

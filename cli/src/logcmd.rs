@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use peerhost_daemon::control::{Log, Logs};
+use peerhost_daemon::control::{self, Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
+use peerhost_feed::community::Part;
+use peerhost_feed::read;
 use peerhost_ids::Key;
 use peerhost_store::{Core, CreateOptions, Store};
 
@@ -15,8 +17,6 @@ use peerhost_store::{Core, CreateOptions, Store};
 const BATCH_BLOCKS: usize = 1024;
 /// Bytes handed to one `append` call.
 const BATCH_BYTES: usize = 8 << 20;
-/// The largest block we append (hypercore has no hard limit; replication frames do).
-const MAX_BLOCK: usize = 15 << 20;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -64,14 +64,25 @@ pub(crate) enum LogCommand {
     Verify {
         /// Key (z-base32, hex, pear://) or local name.
         log: String,
+        /// Print JSON ({blocks, parents, signed, length}); a failure is still one line on
+        /// stderr and a non-zero exit.
+        #[arg(long)]
+        json: bool,
     },
-    /// List the logs in the store.
-    List,
+    /// List the logs in the store: named ones, then the ones followed or mirrored (no name).
+    List {
+        /// Print JSON (an array of {key, name, length, writable}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
     let logs =
         Logs::open(dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
+    if let LogCommand::Append { name, .. } = &command {
+        refuse_community_log(&logs, name)?;
+    }
     let store = match logs {
         Logs::Local(store) => store,
         // A daemon holds the lock: append and cat through it (protocol/control.md).
@@ -108,59 +119,24 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Info { log, json } => {
             let mut core = open_log(&store, &log)?;
-            let info = core.info()?;
-            if json {
-                let v = serde_json::json!({
-                    "key": info.key.to_z32(),
-                    "keyHex": info.key.to_hex(),
-                    "discoveryKey": info.discovery_key.to_hex(),
-                    "length": info.length,
-                    "contiguousLength": info.contiguous_length,
-                    "byteLength": info.byte_length,
-                    "fork": info.fork,
-                    "treeHash": hex::encode(info.tree_hash),
-                    "signatureVerifies": info.signature_verifies,
-                    "writable": info.writable,
-                    "compat": info.compat,
-                    "manifestKnown": info.manifest_known,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("key:              {}", info.key.to_z32());
-                println!("key (hex):        {}", info.key.to_hex());
-                println!("discovery key:    {}", info.discovery_key);
-                println!(
-                    "length:           {} ({} held locally from 0)",
-                    info.length, info.contiguous_length
-                );
-                println!("byte length:      {}", info.byte_length);
-                println!("fork:             {}", info.fork);
-                println!("tree hash:        {}", hex::encode(info.tree_hash));
-                println!(
-                    "signature:        {}",
-                    match (info.length, info.signature_verifies) {
-                        (0, _) => "none (empty log)",
-                        (_, true) => "verifies",
-                        (_, false) => "DOES NOT VERIFY",
-                    }
-                );
-                println!(
-                    "kind:             {}{}",
-                    if info.compat { "compat" } else { "v11" },
-                    if info.writable {
-                        ", writable here"
-                    } else {
-                        ", replica"
-                    }
-                );
-            }
+            print_info(&control::detail_of(&mut core)?, json)?;
         }
-        LogCommand::Verify { log } => {
+        LogCommand::Verify { log, json } => {
             let mut core = open_log(&store, &log)?;
             let spinner = spinner(&format!("verifying {log}"));
             let report = core.verify();
             spinner.finish_and_clear();
             let report = report?;
+            if json {
+                let v = serde_json::json!({
+                    "blocks": report.blocks,
+                    "parents": report.parents,
+                    "signed": report.signed,
+                    "length": report.length,
+                });
+                println!("{v}");
+                return Ok(());
+            }
             println!(
                 "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
                 report.blocks,
@@ -169,11 +145,94 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
                 report.length
             );
         }
-        LogCommand::List => {
-            for (name, key) in store.names()? {
-                println!("{}  {name}", key.to_z32());
-            }
+        LogCommand::List { json } => print_list(&Logs::Local(store).list()?, json)?,
+    }
+    Ok(())
+}
+
+/// `log info`, from the store or the daemon.
+fn print_info(d: &control::proto::LogDetail, json: bool) -> anyhow::Result<()> {
+    let key = Key(d
+        .key
+        .as_slice()
+        .try_into()
+        .context("a key that is not 32 bytes")?);
+    if json {
+        let v = serde_json::json!({
+            "key": key.to_z32(),
+            "keyHex": key.to_hex(),
+            "discoveryKey": hex::encode(&d.discovery_key),
+            "length": d.length,
+            "contiguousLength": d.contiguous_length,
+            "held": d.held,
+            "byteLength": d.byte_length,
+            "fork": d.fork,
+            "treeHash": hex::encode(&d.tree_hash),
+            "signatureVerifies": d.signature_verifies,
+            "writable": d.writable,
+            "compat": d.compat,
+            "manifestKnown": d.manifest_known,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("key:              {}", key.to_z32());
+    println!("key (hex):        {}", key.to_hex());
+    println!("discovery key:    {}", hex::encode(&d.discovery_key));
+    println!(
+        "length:           {} ({} held here, {} in a row from block 0)",
+        d.length, d.held, d.contiguous_length
+    );
+    println!("byte length:      {}", d.byte_length);
+    println!("fork:             {}", d.fork);
+    println!("tree hash:        {}", hex::encode(&d.tree_hash));
+    println!(
+        "signature:        {}",
+        match (d.length, d.signature_verifies) {
+            (0, _) => "none (empty log)",
+            (_, true) => "verifies",
+            (_, false) => "DOES NOT VERIFY",
         }
+    );
+    println!(
+        "kind:             {}{}",
+        if d.compat { "compat" } else { "v11" },
+        if d.writable {
+            ", writable here"
+        } else {
+            ", replica"
+        }
+    );
+    Ok(())
+}
+
+/// `log list`: named logs, then those followed or mirrored (issue 16: they have no name and
+/// were not listed).
+fn print_list(logs: &[control::proto::ListedLog], json: bool) -> anyhow::Result<()> {
+    let z32 =
+        |k: &[u8]| <[u8; 32]>::try_from(k).map_or_else(|_| hex::encode(k), |k| Key(k).to_z32());
+    if json {
+        let v: Vec<serde_json::Value> = logs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "key": z32(&l.key),
+                    "name": l.name,
+                    "length": l.length,
+                    "writable": l.writable,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for l in logs {
+        let name = match (&l.name, l.writable) {
+            (Some(n), _) => n.clone(),
+            (None, true) => "(no name)".to_owned(),
+            (None, false) => "(no name: followed or mirrored)".to_owned(),
+        };
+        println!("{}  {name}  length {}", z32(&l.key), l.length);
     }
     Ok(())
 }
@@ -187,7 +246,14 @@ fn cat(
     end: Option<u64>,
     lines: bool,
 ) -> anyhow::Result<()> {
-    let end = end.unwrap_or(log.length()).min(log.length());
+    let length = log.length();
+    if let Some(e) = end.filter(|e| *e > length) {
+        bail!("--end {e} is past the end of log {query}: it has {length} blocks");
+    }
+    let end = end.unwrap_or(length);
+    if start > end {
+        bail!("--start {start} is after the end ({end}) of the range asked of log {query}");
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for i in start..end {
         let Some(block) = log.block(i)? else {
@@ -224,14 +290,81 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
             let mut log = logs.log(&query)?;
             cat(&mut log, &query, start, end, lines)?;
         }
-        LogCommand::Create { .. }
-        | LogCommand::Info { .. }
-        | LogCommand::Verify { .. }
-        | LogCommand::List => bail!(
+        LogCommand::Info { log: query, json } => {
+            let mut log = logs.log(&query)?;
+            print_info(&log.detail()?, json)?;
+        }
+        LogCommand::List { json } => print_list(&logs.list()?, json)?,
+        LogCommand::Create { name, compat } => {
+            let key = logs.create(&name, compat)?;
+            println!("{}", key.to_z32());
+            eprintln!(
+                "created {} log {name:?} (discovery key {}), served by the running daemon",
+                if compat { "compat" } else { "v11" },
+                key.discovery_key()
+            );
+        }
+        LogCommand::Verify { .. } => bail!(
             "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
              serve` (or `peerhost status` shows what it holds), run this, then start it again",
             dir.display()
         ),
+    }
+    Ok(())
+}
+
+/// Refuse raw appends to a community's logs (issue 16 item 4): readers decode every block of
+/// them as an entry, and one that is not stays a warning for good. The descriptor log is known
+/// by its block 0; a posts, comments or assets log by a local name `BASE.PART` whose `BASE`
+/// descriptor names it. There is no `--force`: no reader gains from a raw block there, and the
+/// commands that write entries cover each log.
+fn refuse_community_log(logs: &Logs, query: &str) -> anyhow::Result<()> {
+    let Ok(mut log) = logs.log(query) else {
+        // Not a log here: the append itself says so.
+        return Ok(());
+    };
+    if read::is_descriptor_log(&mut log).unwrap_or(false) {
+        bail!(
+            "log {query} is a community's descriptor log: `peerhost community` and `peerhost \
+             assets publish` write it (raw blocks would make every reader skip them for good)"
+        );
+    }
+    let key = log.key();
+    let names: Vec<String> = match logs.store() {
+        Some(store) => store
+            .names()?
+            .into_iter()
+            .filter_map(|(name, k)| (k == key).then_some(name))
+            .collect(),
+        // Through the daemon only the name given is known.
+        None if logs.is_name(query) => vec![query.to_owned()],
+        None => Vec::new(),
+    };
+    for name in &names {
+        for part in Part::NAMED {
+            let Some(base) = name.strip_suffix(&format!(".{}", part.name())) else {
+                continue;
+            };
+            let Ok(mut descriptor_log) = logs.log(base) else {
+                continue;
+            };
+            let Ok((Some((_, entry)), _)) = read::descriptor(&mut descriptor_log) else {
+                continue;
+            };
+            if read::as_descriptor(&entry).and_then(|d| part.key_in(d)) == Some(key) {
+                let writers = match part {
+                    Part::Posts => "`peerhost post` and `peerhost import`",
+                    Part::Comments => "`peerhost import`",
+                    _ => "`peerhost assets publish`",
+                };
+                bail!(
+                    "log {query} is the {} log of community {base}: {writers} write it as \
+                     entries readers decode (a raw block would be skipped by every reader, for \
+                     good)",
+                    part.name()
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -265,9 +398,12 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
         if lines {
             let mut reader = BufReader::new(&mut input);
             let mut line = Vec::new();
-            loop {
+            for number in 1u64.. {
                 line.clear();
-                let n = reader
+                // At most one block and its line end in memory: a longer line is refused
+                // before any of it (or of the batch it would have joined) is written.
+                let n = (&mut reader)
+                    .take(MAX_BLOCK as u64 + 2)
                     .read_until(b'\n', &mut line)
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 if n == 0 {
@@ -278,6 +414,16 @@ fn append(core: &mut Log, files: &[PathBuf], lines: bool) -> anyhow::Result<u64>
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
+                }
+                if line.len() > MAX_BLOCK {
+                    bail!(
+                        "line {number} of {} is longer than {} MiB, the largest block a log \
+                         replicates: split it; the log holds {} blocks (the lines before it \
+                         not yet appended were dropped)",
+                        path.display(),
+                        MAX_BLOCK >> 20,
+                        core.length()
+                    );
                 }
                 progress.inc(n as u64);
                 batch.push(core, std::mem::take(&mut line))?;

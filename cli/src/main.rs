@@ -3,6 +3,7 @@
 //! This is the only crate that uses `clap` and `anyhow`: library crates return typed errors, and
 //! here they become one line for a person (what is wrong, and what to do).
 
+mod app;
 mod bench;
 mod community;
 mod daemon;
@@ -10,6 +11,7 @@ mod demo;
 mod dht;
 mod logcmd;
 mod net;
+mod progress;
 mod term;
 
 use std::path::PathBuf;
@@ -20,7 +22,13 @@ use clap::{Parser, Subcommand};
 /// A node for hypercore logs and the communities built on them: publish, verify, and replicate
 /// them with Holepunch peers.
 #[derive(Debug, Parser)]
-#[command(name = "peerhost", version, about, propagate_version = true)]
+#[command(
+    name = "peerhost",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "--storage DIR may come before or after the subcommand."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,7 +70,10 @@ enum Command {
     },
     /// A community on a local network in this process: an instance, two mirrors and a
     /// follower on an embedded DHT (no Internet needed).
-    Demo,
+    Demo {
+        #[command(flatten)]
+        app: app::AppArgs,
+    },
     /// Benchmarks (compare with the JS stack via scripts/bench-log.sh).
     Bench {
         #[command(subcommand)]
@@ -101,6 +112,13 @@ enum Command {
     /// Communities: create, post, import from Lemmy, publish a web app, read the feed.
     #[command(flatten)]
     Feed(community::FeedCommand),
+    /// Web apps readers can swap in: fork a community's app into a log you own.
+    App {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: app::AppCommand,
+    },
     /// DHT tools: a bootstrap node for isolated networks.
     Dht {
         #[command(subcommand)]
@@ -111,19 +129,49 @@ enum Command {
     Relay(dht::RelayArgs),
 }
 
+/// `peerhost --storage DIR log create a`: flags that every subcommand takes (`--storage`),
+/// given before the subcommand, are moved after it, where clap reads them (issue 16 item 8).
+fn hoist_global_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut iter = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = iter.next().into_iter().collect();
+    let mut hoisted = Vec::new();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if text == "--storage" {
+            hoisted.push(arg);
+            hoisted.extend(iter.next());
+        } else if text.starts_with("--storage=") {
+            hoisted.push(arg);
+        } else {
+            rest.push(arg);
+            break;
+        }
+    }
+    rest.extend(iter);
+    // Before a `--` (after it everything is a value), else at the end.
+    let at = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    let tail = rest.split_off(at);
+    out.extend(rest);
+    out.extend(hoisted);
+    out.extend(tail);
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_global_flags(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Log { storage, command } => {
             storage.dir().and_then(|dir| logcmd::run(&dir, command))
         }
-        Command::Demo => demo::run(),
+        Command::Demo { app } => demo::run(&app),
         Command::Bench { command } => bench::run(command),
         Command::Serve { storage, args } => storage.dir().and_then(|d| net::serve(&d, args)),
         Command::Follow { storage, args } => storage.dir().and_then(|d| net::follow(&d, args)),
         Command::Mirror { storage, args } => storage.dir().and_then(|d| net::mirror(&d, args)),
         Command::Status { storage, args } => storage.dir().and_then(|d| daemon::status(&d, args)),
         Command::Feed(command) => community::run(command),
+        Command::App { storage, command } => app::run(&storage, command),
         Command::Dht { command } => dht::run(command),
         Command::Relay(args) => dht::relay(args),
     };
@@ -142,5 +190,35 @@ fn main() -> ExitCode {
             eprintln!("{line}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        hoist_global_flags(args)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn storage_before_the_subcommand_moves_after_it() {
+        assert_eq!(
+            hoisted(&["p", "--storage", "X", "log", "create", "a"]),
+            ["p", "log", "create", "a", "--storage", "X"]
+        );
+        assert_eq!(
+            hoisted(&["p", "--storage=X", "log", "cat", "a", "--", "-x"]),
+            ["p", "log", "cat", "a", "--storage=X", "--", "-x"]
+        );
+        // After the subcommand nothing moves, not even a value that reads like the flag.
+        assert_eq!(
+            hoisted(&["p", "post", "c", "--title", "--storage"]),
+            ["p", "post", "c", "--title", "--storage"]
+        );
     }
 }

@@ -233,7 +233,8 @@ pub(crate) struct FollowArgs {
     /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress output.
+    /// No progress, no INFO log lines, no summary: warnings, errors and what was asked for
+    /// (posts, --stats) only.
     #[arg(long, short)]
     quiet: bool,
     /// When done, print one JSON line on stdout: blocks, bytes, milliseconds since start and
@@ -265,7 +266,7 @@ pub(crate) struct MirrorArgs {
     /// fsync every downloaded block.
     #[arg(long)]
     sync: bool,
-    /// No progress output.
+    /// No progress lines and no INFO log lines: warnings and errors only.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -289,9 +290,14 @@ pub(crate) fn runtime_logging(level: &str) -> anyhow::Result<tokio::runtime::Run
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEERHOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only for a person at a terminal (and not under NO_COLOR): a log file or a pipe
+    // gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -411,10 +417,13 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             logs = st.logs.len(),
             tcp = ?daemon.tcp_addr(),
             http = ?daemon.http_addr(),
-            dht = ?daemon.dht_addr(),
+            dht_socket = ?daemon.dht_addr(),
             "serving; `peerhost status` shows what moves"
         );
-        signals.recv().await;
+        tokio::select! {
+            () = signals.recv() => {}
+            () = report_dht(&daemon, !args.no_announce) => {}
+        }
         daemon.shutdown(Duration::from_secs(2)).await;
         Ok(())
     })
@@ -427,7 +436,7 @@ pub(crate) fn mirror(dir: &Path, args: MirrorArgs) -> anyhow::Result<()> {
     let peers = parse_peers(&args.peers)?;
     let file = with_sync(load_config(dir, args.config.as_deref())?, args.sync);
     let network = args.dht.network(!peers.is_empty(), &file)?;
-    let rt = runtime()?;
+    let rt = runtime_logging(if args.quiet { "warn" } else { "info" })?;
     rt.block_on(async move {
         let mut signals = Signals::new();
         let opts = Options::new(dir, file)
@@ -494,7 +503,7 @@ pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
     let network = args.dht.network(!peers.is_empty(), &file)?;
     let started = Instant::now();
     let timeout = Duration::from_secs(args.timeout);
-    let rt = runtime()?;
+    let rt = runtime_logging(if args.quiet { "warn" } else { "info" })?;
     rt.block_on(async move {
         let mut signals = Signals::new();
         let opts = Options::new(dir, file)
@@ -512,16 +521,16 @@ pub(crate) fn follow(dir: &Path, args: FollowArgs) -> anyhow::Result<()> {
             Some(n) => Range::last(n),
             None => range,
         };
-        let spinner =
-            (!args.quiet && !args.stats).then(|| crate::logcmd::spinner("finding peers…"));
+        let bar = crate::progress::bar(!args.quiet && !args.stats);
         // Ctrl-C or SIGTERM stops the wait for a head or for blocks at once (issue 16): what
         // was verified is stored, so the same command resumes.
         let result = tokio::select! {
             r = daemon.follow(key, range, timeout) => Some(r),
             () = signals.recv() => None,
+            () = crate::progress::watch(&daemon, bar.as_ref()) => None,
         };
-        if let Some(s) = &spinner {
-            s.finish_and_clear();
+        if let Some(b) = &bar {
+            b.finish_and_clear();
         }
         let Some(result) = result else {
             daemon.shutdown(Duration::from_millis(200)).await;
@@ -619,10 +628,12 @@ async fn follow_log(
             })
         );
     }
-    eprintln!(
-        "log {}: blocks {start}..{end} stored and verified ({got} present), length {length}",
-        key.to_z32()
-    );
+    if !args.quiet {
+        eprintln!(
+            "log {}: blocks {start}..{end} stored and verified ({got} present), length {length}",
+            key.to_z32()
+        );
+    }
     Ok(())
 }
 
@@ -755,4 +766,23 @@ fn proc_status_kb(field: &str) -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0)
+}
+
+/// Say once whether the DHT's bootstrap found nodes (issue 16: offline, `serve` claimed to be
+/// on the DHT); never returns.
+async fn report_dht(daemon: &Daemon, announce: bool) {
+    match daemon.dht_bootstrapped().await {
+        Some(0) => tracing::warn!(
+            "not on the DHT: no bootstrap node answered (offline, or UDP blocked?), so peers \
+             cannot find us there; peers that dial our TCP address still can. Check the \
+             network or --bootstrap and restart; `peerhost status` shows the nodes known"
+        ),
+        Some(nodes) => tracing::info!(
+            nodes,
+            "on the DHT{}",
+            if announce { ", announcing" } else { "" }
+        ),
+        None => {}
+    }
+    std::future::pending::<()>().await;
 }

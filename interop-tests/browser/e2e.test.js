@@ -10,7 +10,8 @@
 //    document and sw.js from the instance (Chromium's network log, the page's and its Service Worker's requests).
 // 2. WebCrypto's Ed25519 hidden: the pinned fallback comes from the peers.
 // 3. A tampering peer and a killed one: the right posts, the tamperer named and banned.
-// 4. Swap: #app=KEY of a forked app (other markup) shows the same 20 posts, says which app
+// 4. Swap: a developer `app fork`s the community's app, changes one file (other markup) and
+//    `assets publish`es it; #app=KEY of the fork shows the same 20 posts, says which app
 //    runs and offers the way back; a peer tampering with that app's files is refused and the
 //    files come from another peer.
 // 5. An app that tries storage, cookies, the parent page, keys and the network gets nothing.
@@ -47,21 +48,8 @@ test.before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true })
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-browser-'))
   community = lib.makeCommunity(dir, { posts: 50 })
-  // A fork of the app with other markup: a list, rendered by its own module.
-  const forkDir = lib.copyApp(dir, 'fork')
-  fs.writeFileSync(path.join(forkDir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>fork</title><style>li{margin:.4rem 0}</style><h3>A forked reader</h3><ol id="list"></ol><script type="module" src="fork.js"></script>')
-  fs.writeFileSync(path.join(forkDir, 'fork.js'), `import { latestPosts } from './feed.js'
-const c = await peerhost.community()
-const { posts } = await latestPosts(peerhost, c.posts, 20)
-document.querySelector('#list').replaceChildren(...posts.map(({ post }) => {
-  const li = document.createElement('li')
-  li.className = 'fork-post'
-  li.textContent = post.title
-  return li
-}))
-await peerhost.ready({ posts: posts.length })
-`)
-  fork = devApp('fork', forkDir)
+  // What `community create --app web/app/dist` published (no `assets publish` after it).
+  community.published = JSON.parse(lib.run(community.storage, ['assets', 'ls', 'peerhost-demo', '--json']))
   // An app that tries everything it must not reach; the URLs are filled in per test.
   const hostileDir = path.join(dir, 'hostile')
   fs.mkdirSync(hostileDir)
@@ -87,6 +75,31 @@ await peerhost.ready({ posts: 0 })
 `)
   hostile = devApp('hostile', hostileDir)
   instance = await lib.startInstance(community.storage)
+  // A developer forks the community's app: follows its app log from the instance, `app fork`s
+  // it into a log of their own, changes one file (main.js: a list instead of articles) and
+  // publishes it with `assets publish`.
+  const devStorage = path.join(dir, 'dev')
+  const appLog = community.info.logs.assets.key
+  lib.run(devStorage, ['follow', appLog, '--peer', `tcp://${instance.lines[0]}`, '-q'])
+  const forkKey = lib.run(devStorage, ['app', 'fork', appLog, 'fork'])
+  assert.match(forkKey, /^[0-9a-f]{64}$/)
+  const forkDir = lib.copyApp(dir, 'fork')
+  fs.writeFileSync(path.join(forkDir, 'main.js'), `import { latestPosts } from './feed.js'
+const c = await peerhost.community()
+const { posts } = await latestPosts(peerhost, c.posts, 20)
+const ol = document.createElement('ol')
+ol.append(...posts.map(({ post }) => {
+  const li = document.createElement('li')
+  li.className = 'fork-post'
+  li.textContent = post.title
+  return li
+}))
+document.querySelector('#posts').replaceChildren(ol)
+await peerhost.ready({ posts: posts.length })
+`)
+  const published = lib.run(devStorage, ['assets', 'publish', 'fork', forkDir])
+  assert.match(published, /^published \d+ files \(1 new or changed/, 'one file changed')
+  fork = { key: forkKey, app: forkKey }
   dev = await lib.start(path.join(dir, 'dev'), ['serve', '--no-dht', '--listen-tcp', '127.0.0.1:0'], 1)
   mirrors = await Promise.all([1, 2, 3].map((i) => lib.startMirror(dir, i, community.key, instance, {
     peers: [dev.lines[0]], mirrors: [fork.key, hostile.key]
@@ -112,6 +125,12 @@ const latest20 = () => community.titles.slice(-20).reverse()
 const sum = (bytes, urls, f = (b) => b.body) => urls.reduce((n, u) => n + f(bytes.get(u) || { body: 0, headers: 0 }), 0)
 
 test('3 mirrors: the latest 20 posts; first visit ≤ 6 KB, repeat ≤ 1 KB from the instance; ≥ 85% of the wire bytes from peers', async () => {
+  // The app the page runs is the one `community create` published: every file of the build.
+  const built = fs.readdirSync(lib.APP).sort().map((name) => {
+    const bytes = fs.readFileSync(path.join(lib.APP, name))
+    return { path: name, sha256: require('node:crypto').createHash('sha256').update(bytes).digest('hex'), size: bytes.length }
+  })
+  assert.deepStrictEqual(community.published.map(({ path, sha256, size }) => ({ path, sha256, size })), built)
   const p = await lib.countingPage(chrome.browser)
   const got = await lib.loadPage(p, instance.url)
   assert.deepStrictEqual(got.titles, latest20())

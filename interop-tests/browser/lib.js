@@ -113,12 +113,18 @@ article h2{color:#2b4aa8}
 
 /**
  * An instance's store: a community with `posts` posts (titles returned, oldest first) and the
- * default web app (web/app/dist) published; with `bannerBytes`, a style sheet and a banner
- * image of about that size are added to it.
+ * default web app (web/app/dist), which `community create --app` publishes; with
+ * `bannerBytes`, a style sheet and a banner image of about that size are added to it.
  */
 function makeCommunity (dir, { posts = 50, bannerBytes = 0, app = APP } = {}) {
   const storage = path.join(dir, 'instance')
-  const key = run(storage, ['community', 'create', 'peerhost-demo'])
+  if (bannerBytes) {
+    app = copyApp(dir, 'app-with-banner')
+    fs.appendFileSync(path.join(app, 'style.css'), STYLE + `body{background-image:url(banner.png)}`)
+    const side = Math.ceil(Math.sqrt(bannerBytes / 3 / 4))
+    fs.writeFileSync(path.join(app, 'banner.png'), png(side * 4, side))
+  }
+  const key = run(storage, ['community', 'create', 'peerhost-demo', '--app', app])
   const titles = []
   for (let i = 1; i <= posts; i++) {
     const title = `Post ${i}: notes on hypercore, part ${i}`
@@ -126,13 +132,6 @@ function makeCommunity (dir, { posts = 50, bannerBytes = 0, app = APP } = {}) {
     run(storage, ['post', 'peerhost-demo', '--title', title, '--body', body])
     titles.push(title)
   }
-  if (bannerBytes) {
-    app = copyApp(dir, 'app-with-banner')
-    fs.appendFileSync(path.join(app, 'style.css'), STYLE + `body{background-image:url(banner.png)}`)
-    const side = Math.ceil(Math.sqrt(bannerBytes / 3 / 4))
-    fs.writeFileSync(path.join(app, 'banner.png'), png(side * 4, side))
-  }
-  run(storage, ['assets', 'publish', 'peerhost-demo', app])
   return { storage, key, titles, info: communityInfo(storage, 'peerhost-demo') }
 }
 
@@ -148,22 +147,24 @@ function copyApp (dir, name) {
   return to
 }
 
-/** The instance (TCP for mirrors, HTTP with the bootstrap page). */
-async function startInstance (storage) {
+/** The instance (TCP for mirrors, HTTP with the bootstrap page), checking its peers every
+ * `interval` seconds. */
+async function startInstance (storage, { interval = 1 } = {}) {
   fs.writeFileSync(path.join(storage, 'peerhost.toml'), 'status_interval_ms = 500\n')
   // Its mirrors run on this machine: loopback peers, refused by default (issue 17).
   return start(storage, ['serve', '--no-dht', '--listen-tcp', '127.0.0.1:0', '--http', '127.0.0.1:0',
-    '--bootstrap-page', PAGE, '--http-interval', '1', '--allow-private-peers'], 2)
+    '--bootstrap-page', PAGE, '--http-interval', String(interval), '--allow-private-peers'], 2)
 }
 
 /** A mirror of `key` from the instance, serving HTTP and registering with it; `peers` are
- * more tcp addresses to replicate with, `mirrors` more keys to keep (its config file). */
-async function startMirror (dir, i, key, instance, { peers = [], mirrors = [] } = {}) {
+ * more tcp addresses to replicate with, `mirrors` more keys to keep (its config file), `args`
+ * more arguments (e.g. `--public-url`). */
+async function startMirror (dir, i, key, instance, { peers = [], mirrors = [], args = [] } = {}) {
   const storage = path.join(dir, `mirror${i}`)
   fs.mkdirSync(storage, { recursive: true })
   fs.writeFileSync(path.join(storage, 'peerhost.toml'), `status_interval_ms = 500\nmirrors = ${JSON.stringify(mirrors)}\n`)
   return start(storage, ['mirror', key, '--peer', `tcp://${instance.lines[0]}`, ...peers.flatMap((p) => ['--peer', `tcp://${p}`]),
-    '--no-dht', '-q', '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1'], 1)
+    '--no-dht', '-q', '--http', '127.0.0.1:0', '--register', instance.url, '--http-interval', '1', ...args], 1)
 }
 
 /** Until the instance lists exactly these peers (registered and healthy). */

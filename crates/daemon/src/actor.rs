@@ -65,6 +65,8 @@ pub(crate) struct Context {
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the actor when the quota is spent.
     pub(crate) quota_full: AtomicBool,
+    /// Why the TCP peers we dial are not connected.
+    pub(crate) dials: crate::dial::Dials,
 }
 
 /// A request to the actor.
@@ -461,6 +463,32 @@ impl Actor {
         if let Some(c) = self.tracked.communities.get(&key) {
             if c.read_at == length && (c.mode == Mode::Mirror || mode == Mode::Follow) {
                 return Ok(());
+            }
+        } else {
+            // Not known to be a community: block 0 decides, once (issue 16 item 3: a plain
+            // log was re-read as a descriptor log at every growth, each time warning of its
+            // "malformed" blocks).
+            let first = self.ctx.node.with(|r| {
+                let core = r.core_mut(&dkey)?;
+                if !core.has(0).unwrap_or(false) {
+                    return None;
+                }
+                Some(read::is_descriptor_log(core).unwrap_or(false))
+            });
+            match first {
+                // Block 0 is not here yet: wait for it.
+                None => return Ok(()),
+                Some(false) => {
+                    if self.tracked.descriptor_logs.remove(&dkey).is_some() {
+                        tracing::info!(
+                            "log {} is not a community (its block 0 is not a descriptor): \
+                             kept as a plain log",
+                            key.to_z32()
+                        );
+                    }
+                    return Ok(());
+                }
+                Some(true) => {}
             }
         }
         let Some(desc) = self.read_descriptor(&dkey) else {

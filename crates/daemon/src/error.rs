@@ -147,14 +147,36 @@ pub enum FollowError {
     Command(#[from] peerhost_replication::CommandError),
     /// Nothing happened in time.
     #[error(
-        "{what}: nothing within {secs} s (no peer found that has it? check the key, and that a \
-         peer serving it is online)"
+        "{what}: nothing within {secs} s {}",
+        if *connected == 0 {
+            "and no peer found (check the key, and that a peer serving it is online)".to_owned()
+        } else {
+            format!(
+                "from the {connected} connected peer(s) (they may not hold it, or it is slow to \
+                 come: check the key and the range, or raise --timeout)"
+            )
+        }
     )]
     Timeout {
         /// What we waited for.
         what: String,
         /// How long.
         secs: u64,
+        /// Peers connected when it ended.
+        connected: usize,
+    },
+    /// Nothing happened in time, and no peer could be reached: the dials' failures say why.
+    #[error(
+        "{what}: no peer reached within {secs} s: {failures}; start `peerhost serve \
+         --listen-tcp ADDR` on that host, or check the address"
+    )]
+    Unreachable {
+        /// What we waited for.
+        what: String,
+        /// How long.
+        secs: u64,
+        /// `tcp://ADDR: cause` of each failing peer.
+        failures: String,
     },
     /// The key names a log that holds no community descriptor.
     #[error("log {key} is not a community (its first block is not a descriptor)")]

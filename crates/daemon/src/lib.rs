@@ -30,6 +30,7 @@
 mod actor;
 pub mod config;
 pub mod control;
+mod dial;
 mod error;
 pub mod http;
 pub mod identity;
@@ -199,6 +200,7 @@ impl Daemon {
             started: SystemTime::now(),
             stop,
             quota_full: AtomicBool::new(false),
+            dials: dial::Dials::default(),
         });
         let (tx, rx) = mpsc::channel(actor::QUEUE);
         let actor = Actor::new(ctx.clone(), state.clone(), file.quota.map(|s| s.0));
@@ -376,6 +378,20 @@ impl Daemon {
         self.ctx.swarm.as_ref().map(network::Network::address)
     }
 
+    /// Serve the logs of the store not served yet (one created through the control socket).
+    pub(crate) async fn serve_new_logs(&self) -> Result<(), TrackError> {
+        self.track(|reply| Command::ServeAll { reply }).await
+    }
+
+    /// Wait for the DHT's bootstrap walk to end, and say how many DHT nodes it found (0: no
+    /// bootstrap node answered, so nothing is announced); `None` without the DHT.
+    pub async fn dht_bootstrapped(&self) -> Option<usize> {
+        match &self.ctx.swarm {
+            Some(n) => Some(n.bootstrapped().await),
+            None => None,
+        }
+    }
+
     /// Mirror `key` (a community or a plain log): complete and live, served, announced.
     /// With `persist`, it is recorded in the state file and mirrored again after a restart.
     pub async fn mirror(&self, key: Key, persist: bool) -> Result<(), TrackError> {
@@ -387,16 +403,38 @@ impl Daemon {
         .await
     }
 
-    /// Connect to a peer over TCP, reconnecting every 2 s until the daemon stops.
+    /// Connect to a peer over TCP, reconnecting every 2 s until the daemon stops. The first
+    /// failure in a row is logged as a warning with its cause, and remembered: a wait for the
+    /// head or blocks that ends while no peer is connected says it.
     pub fn add_tcp_peer(&self, addr: SocketAddr) {
-        let node = self.ctx.node.clone();
+        let ctx = self.ctx.clone();
         let mut stop = self.ctx.stop.subscribe();
         tokio::spawn(async move {
+            let node = &ctx.node;
             loop {
-                tokio::select! {
-                    _ = node.connect_tcp(addr) => {}
+                let ended = tokio::select! {
+                    r = node.connect_tcp(addr) => r,
                     () = stopped(&mut stop) => return,
-                }
+                };
+                let failing = match ended {
+                    // The dial or the handshake failed: nothing was replicated.
+                    Ok(Err(
+                        e @ (peerhost_node::ConnectionError::Io(_)
+                        | peerhost_node::ConnectionError::SecretStream(_)),
+                    )) => {
+                        if ctx.dials.failed(addr, &e) {
+                            tracing::warn!(
+                                "cannot connect to tcp://{addr}: {}; retrying every 2 s",
+                                dial::cause(&e)
+                            );
+                        }
+                        true
+                    }
+                    _ => {
+                        ctx.dials.connected(addr);
+                        false
+                    }
+                };
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
                     () = stopped(&mut stop) => return,
@@ -404,7 +442,11 @@ impl Daemon {
                 if node.is_closed() {
                     return;
                 }
-                tracing::info!(peer = %addr, "reconnecting");
+                if failing {
+                    tracing::debug!(peer = %addr, "reconnecting");
+                } else {
+                    tracing::info!(peer = %addr, "reconnecting");
+                }
             }
         });
     }

@@ -117,6 +117,13 @@ impl Network {
         }
     }
 
+    /// Wait for the bootstrap walk to end; the DHT nodes known then (0: none answered).
+    pub(crate) async fn bootstrapped(&self) -> usize {
+        let dht = self.swarm.dht();
+        dht.bootstrapped().await;
+        dht.info().await.map_or(0, |i| i.nodes)
+    }
+
     /// What `peerhost status` shows.
     pub(crate) async fn status(&self) -> DhtStatus {
         let dht = self.swarm.dht();

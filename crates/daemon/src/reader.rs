@@ -48,7 +48,8 @@ pub enum Followed {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Range {
-    /// First block (default 0).
+    /// First block (default 0). Giving `start` or `end` says the log is a plain one (no
+    /// community probe).
     pub start: Option<u64>,
     /// End, exclusive (default: the length when first synced).
     pub end: Option<u64>,
@@ -95,9 +96,19 @@ impl Daemon {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let connected = node.peers().len();
+                // No connection and a dial failing: that is why, not a missing block.
+                if let Some(failures) = self.ctx.dials.describe().filter(|_| connected == 0) {
+                    return Err(FollowError::Unreachable {
+                        what: what.into(),
+                        secs: timeout.as_secs(),
+                        failures,
+                    });
+                }
                 return Err(FollowError::Timeout {
                     what: what.into(),
                     secs: timeout.as_secs(),
+                    connected,
                 });
             }
             let _ = tokio::time::timeout(left, changed).await;
@@ -191,8 +202,12 @@ impl Daemon {
             .sync(dkey, timeout, &format!("the head of {z}"))
             .await?;
         // The last block says what it is: every entry of a descriptor log is a descriptor.
-        // (Not block 0, which a sparse follow of a plain log should not download.)
-        if length > 0 {
+        // (Not block 0, which a sparse follow of a plain log should not download.) A range
+        // given by `start`/`end` is a plain log's: its last block is not downloaded, so that
+        // blocks before one no peer can send (issue 16: a block too large to replicate)
+        // still come.
+        let plain = range.start.is_some() || range.end.is_some();
+        if length > 0 && !plain {
             self.fetch(
                 dkey,
                 length - 1,
@@ -203,6 +218,7 @@ impl Daemon {
             .await?;
         }
         let is_community = length > 0
+            && !plain
             && self
                 .block(&key, length - 1)
                 .and_then(|b| Entry::decode(&b).ok())

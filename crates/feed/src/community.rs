@@ -29,19 +29,23 @@ pub enum Part {
     Comments,
     /// The web app.
     Assets,
+    /// The index (a Hyperbee over the posts and comments logs; `protocol/feeds.md`).
+    Index,
 }
 
 impl Part {
     /// The logs a descriptor names (every part but the descriptor log).
-    pub const NAMED: [Self; 3] = [Self::Posts, Self::Comments, Self::Assets];
+    pub const NAMED: [Self; 4] = [Self::Posts, Self::Comments, Self::Assets, Self::Index];
 
-    /// The name used in status and messages: `descriptor`, `posts`, `comments`, `assets`.
+    /// The name used in status and messages: `descriptor`, `posts`, `comments`, `assets`,
+    /// `index`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Descriptor => "descriptor",
             Self::Posts => "posts",
             Self::Comments => "comments",
             Self::Assets => "assets",
+            Self::Index => "index",
         }
     }
 
@@ -53,6 +57,7 @@ impl Part {
             Self::Posts => &d.posts,
             Self::Comments => &d.comments,
             Self::Assets => &d.assets,
+            Self::Index => &d.index,
         };
         <[u8; 32]>::try_from(bytes.as_slice()).ok().map(Key)
     }
@@ -120,6 +125,9 @@ pub enum CreateError {
     #[cfg(feature = "store")]
     #[error(transparent)]
     Core(#[from] peerhost_store::CoreError),
+    /// The index could not be written.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
 }
 
 /// Check a new community's name.
@@ -145,10 +153,13 @@ pub struct Created {
     pub comments: peerhost_store::Core,
     /// Its assets log (empty).
     pub assets: peerhost_store::Core,
+    /// Its index log (the Hyperbee header and the index's position: nothing indexed yet).
+    pub index: peerhost_store::Core,
 }
 
 /// Create the community `name` in `store`: the logs `NAME.posts`, `NAME.comments`,
-/// `NAME.assets` and `NAME` (the descriptor log), and its first descriptor, dated `time_us`.
+/// `NAME.assets`, `NAME.index` and `NAME` (the descriptor log), and its first descriptor,
+/// dated `time_us`.
 /// Fails before creating anything if a name is taken.
 #[cfg(feature = "store")]
 pub fn create(
@@ -160,7 +171,13 @@ pub fn create(
 ) -> Result<Created, CreateError> {
     use peerhost_store::CreateOptions;
     check_name(name)?;
-    for part in [Part::Descriptor, Part::Posts, Part::Comments, Part::Assets] {
+    for part in [
+        Part::Descriptor,
+        Part::Posts,
+        Part::Comments,
+        Part::Assets,
+        Part::Index,
+    ] {
         let log = part.log_name(name);
         if let Some(key) = store.name_key(&log)? {
             return Err(CreateError::Taken {
@@ -173,6 +190,9 @@ pub fn create(
     let posts = open(Part::Posts)?;
     let comments = open(Part::Comments)?;
     let assets = open(Part::Assets)?;
+    let mut index = open(Part::Index)?;
+    let (mut p, mut c) = (Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
+    crate::index::catch_up(&mut index, &mut p, &mut c, |_, _| {})?;
     let mut descriptor = open(Part::Descriptor)?;
     let entry = Entry::from(Descriptor {
         name: name.to_owned(),
@@ -181,6 +201,7 @@ pub fn create(
         posts: posts.key().0.to_vec(),
         comments: comments.key().0.to_vec(),
         assets: assets.key().0.to_vec(),
+        index: index.key().0.to_vec(),
         time_us,
         origin: String::new(),
     });
@@ -191,6 +212,7 @@ pub fn create(
         posts,
         comments,
         assets,
+        index,
     })
 }
 

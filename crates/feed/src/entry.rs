@@ -161,6 +161,7 @@ impl Entry {
                     ("posts", &d.posts),
                     ("comments", &d.comments),
                     ("assets", &d.assets),
+                    ("index", &d.index),
                 ] {
                     if !key.is_empty() && key.len() != 32 {
                         return Err(invalid(format!(

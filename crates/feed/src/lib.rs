@@ -15,6 +15,7 @@
 //! - [`assets`]: chunking content, the index, reading a file back with its hash checked;
 //! - [`community`]: the community model — its parts, creating one in a store, descriptor
 //!   updates, the serializable post view commands print;
+//! - [`index`]: the community's index log (a Hyperbee): pages of posts, threads, ids, authors;
 //! - [`import`] and [`lemmy`]: idempotent import of posts and comments from Lemmy API JSON;
 //! - [`time`]: RFC 3339 ↔ microseconds.
 //!
@@ -28,6 +29,7 @@ pub mod assets;
 pub mod community;
 mod entry;
 pub mod import;
+pub mod index;
 pub mod lemmy;
 pub mod read;
 #[cfg(feature = "store")]

@@ -55,6 +55,42 @@ impl AppendBlocks for Vec<Vec<u8>> {
     }
 }
 
+/// A sparse in-memory log: only some blocks held (`None`: not here), as a reader that fetches
+/// on demand sees it.
+impl Blocks for Vec<Option<Vec<u8>>> {
+    type Error = Infallible;
+
+    fn length(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| self.get(i))
+            .cloned()
+            .flatten())
+    }
+}
+
+impl<T: Blocks + ?Sized> Blocks for &mut T {
+    type Error = T::Error;
+
+    fn length(&self) -> u64 {
+        (**self).length()
+    }
+
+    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, T::Error> {
+        (**self).block(index)
+    }
+}
+
+impl<T: AppendBlocks + ?Sized> AppendBlocks for &mut T {
+    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, T::Error> {
+        (**self).append_blocks(blocks)
+    }
+}
+
 /// A log could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -285,7 +321,7 @@ pub struct CommentView {
 }
 
 /// Apply an edit to a post's fields.
-fn edit_post(post: &mut Post, edit: &Edit) {
+pub(crate) fn edit_post(post: &mut Post, edit: &Edit) {
     if let Some(t) = &edit.title {
         post.title.clone_from(t);
     }

@@ -58,10 +58,11 @@ fn kind() -> impl Strategy<Value = Kind> {
             key(),
             key(),
             any::<u64>(),
-            text()
+            text(),
+            key(),
         )
             .prop_map(
-                |(name, title, description, posts, comments, assets, time_us, origin)| {
+                |(name, title, description, posts, comments, assets, time_us, origin, index)| {
                     Kind::Descriptor(Descriptor {
                         name,
                         title,
@@ -71,6 +72,7 @@ fn kind() -> impl Strategy<Value = Kind> {
                         assets,
                         time_us,
                         origin,
+                        index,
                     })
                 }
             ),

@@ -6,6 +6,12 @@ use std::time::Duration;
 /// Blocks per `want` batch (lib/wants.js `BATCH` in its compat mode: 65536 words of 32 bits).
 pub const WANT_BATCH: u64 = 1 << 21;
 
+/// The largest block one `data` message can carry: a secret-stream message holds at most
+/// 2^24 − 1 − 17 bytes (uint24 length, 17-byte tag); 128 KiB of that is kept for the proof,
+/// the protomux header and the small answers batched before it (`protocol/log.md`, "How large
+/// a block can be").
+pub const MAX_BLOCK_LEN: usize = (1 << 24) - 1 - 17 - (128 << 10);
+
 /// Limits and knobs. The defaults follow JS where JS has a number, and are documented bounds
 /// where it has none.
 #[derive(Debug, Clone)]
@@ -53,6 +59,10 @@ pub struct Config {
     /// [`crate::Event::StorageError`] instead of being sent for the peer to refuse. Off saves a
     /// BLAKE2b pass per block served (see `peerhost_store::Core::proof_with`).
     pub verify_uploads: bool,
+    /// The largest block we send (default [`MAX_BLOCK_LEN`]): a request for a larger one is
+    /// answered `noData`, not counted as served, and logged as a warning. JS
+    /// would try and fail the whole connection ("Message is too large for an atomic write").
+    pub max_block_len: usize,
     /// Bytes of verified blocks per log held in memory until their commit is done: past this
     /// no more blocks of the log are requested until the driver has committed them (see
     /// [`Replicator::poll_commit`](crate::Replicator::poll_commit)).
@@ -79,6 +89,7 @@ impl Default for Config {
             strict_message_types: true,
             verify_uploads: true,
             max_uncommitted_bytes: 8 << 20,
+            max_block_len: MAX_BLOCK_LEN,
             mux: peerhost_protomux::Config::default(),
         }
     }

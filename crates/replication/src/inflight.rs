@@ -4,8 +4,8 @@
 
 use std::hash::Hash;
 
-use crate::hash::U64Map;
 use crate::runs::Runs;
+use peerhost_store::seeded::U64Map;
 
 /// Block index → owner, plus the same set as [`Runs`].
 #[derive(Debug)]

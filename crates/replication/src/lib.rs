@@ -45,7 +45,6 @@ mod conn;
 mod download;
 mod error;
 mod event;
-mod hash;
 mod inflight;
 pub mod messages;
 mod pairing;
@@ -58,7 +57,7 @@ mod serve;
 mod store;
 mod view;
 
-pub use config::{Config, ConnectionInfo, WANT_BATCH};
+pub use config::{Config, ConnectionInfo, MAX_BLOCK_LEN, WANT_BATCH};
 pub use error::{CommandError, Error};
 pub use event::Event;
 pub use messages::{Message, MessageError, capability};

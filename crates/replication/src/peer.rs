@@ -11,9 +11,9 @@ use peerhost_protomux::ChannelHandle;
 
 use crate::ConnId;
 use crate::config::WANT_BATCH;
-use crate::hash::U64Map;
 use crate::messages::{Bitfield, Range, Sync, Want};
 use crate::rangeset::RangeSet;
+use peerhost_store::seeded::U64Map;
 
 /// Local `want` batches per peer (lib/wants.js `MAX`).
 const MAX_WANTS: usize = 512;

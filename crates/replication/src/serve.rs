@@ -102,6 +102,24 @@ pub(crate) fn answer<S: LogStore>(
 ) -> Result<(), Error> {
     let dkey = store.discovery_key();
     let reply = match store.proof(req, config.verify_uploads) {
+        Ok(Some(data))
+            if data
+                .block
+                .as_ref()
+                .is_some_and(|b| b.value.len() > config.max_block_len) =>
+        {
+            // One message cannot carry it: sending would fail the connection (and JS's
+            // secret stream would refuse it too). The peer hears we do not have it.
+            let len = data.block.as_ref().map_or(0, |b| b.value.len());
+            tracing::warn!(
+                log = %dkey,
+                index = req.block.as_ref().map_or(0, |b| b.index),
+                bytes = len,
+                max = config.max_block_len,
+                "a block too large for one replication message: answered noData"
+            );
+            no_data(req, reason::NOT_AVAILABLE)
+        }
         Ok(Some(data)) => {
             if let Some(b) = &data.block {
                 events.push_if_room(Event::Uploaded {

@@ -17,9 +17,9 @@
 use peerhost_log::{Data, Node, NodeSource, Tree, Verifier, VerifyError};
 use peerhost_store::{BlockWrite, Changes, CoreError};
 
-use crate::hash::U64Map;
 use crate::runs::Runs;
 use crate::store::{CommitJob, LogStore};
+use peerhost_store::seeded::U64Map;
 
 /// A log: its store and what is verified on top of it.
 #[derive(Debug)]

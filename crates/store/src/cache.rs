@@ -7,7 +7,9 @@
 //! evicted. This is the classic "2Q-lite" scheme; it needs no linked list and no `unsafe`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::Hash;
+
+use crate::seeded::Seeded;
 
 /// A bounded map from `K` to `V`.
 #[derive(Debug)]
@@ -17,55 +19,13 @@ pub(crate) struct Cache<K, V> {
     half: usize,
 }
 
-/// A fast hash for the cache's integer keys (tree indices, page numbers), with a random seed
-/// per cache: SipHash cost more than the lookups it guards, and a peer that picks the indices
-/// it asks for can at worst slow down a map of bounded size.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Seeded(u64);
-
-impl Seeded {
-    fn new() -> Self {
-        Self(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1)
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = SeededHasher;
-    fn build_hasher(&self) -> SeededHasher {
-        SeededHasher(self.0)
-    }
-}
-
-/// See [`Seeded`]: multiply, then fold the high bits into the low ones (which pick the
-/// bucket), so keys that differ only in their high bits still spread.
-#[derive(Debug)]
-pub(crate) struct SeededHasher(u64);
-
-impl Hasher for SeededHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let h = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 29) ^ self.0.rotate_left(23);
-    }
-
-    fn finish(&self) -> u64 {
-        let h = self.0.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 31)
-    }
-}
-
 impl<K: Hash + Eq + Copy, V: Clone> Cache<K, V> {
     /// A cache holding at most `cap` entries (at least 2). Nothing is allocated up front: the
     /// tables grow with use, so a thousand open logs that each read a few nodes cost a few
     /// hundred bytes each, not `cap` entries each.
     pub(crate) fn new(cap: usize) -> Self {
         let half = (cap / 2).max(1);
-        let hasher = Seeded::new();
+        let hasher = Seeded::default();
         Self {
             hot: HashMap::with_hasher(hasher),
             cold: HashMap::with_hasher(hasher),

@@ -46,6 +46,7 @@ mod index;
 mod layout;
 mod meta;
 mod migrate;
+pub mod seeded;
 mod shared;
 mod storage;
 mod store;

@@ -31,6 +31,11 @@ use proto::{request, response};
 pub const SOCKET: &str = "control.sock";
 /// The largest frame either side accepts (a request or a response).
 pub const MAX_FRAME: usize = 16 << 20;
+/// The largest block a log of ours takes (15 MiB). Hypercore sets no limit, but a block must
+/// travel in one replication `data` message, and that in one secret-stream message of at most
+/// 2^24 − 1 − 17 bytes (`protocol/log.md`, "How large a block can be"): a larger block could
+/// be written but never served. The margin holds the proof, the framing and a batch.
+pub const MAX_BLOCK: usize = 15 << 20;
 /// Block bytes sent in one append request (one signed batch each); larger appends are split.
 const APPEND_BYTES: usize = 8 << 20;
 /// How long a command waits for the daemon's answer to one request.
@@ -134,13 +139,7 @@ pub struct RemoteLog {
 impl RemoteLog {
     /// Open the log `query` (a local name or a key) of the daemon serving `storage`.
     pub fn open(storage: &Path, query: &str) -> Result<Self, ControlError> {
-        let path = socket_path(storage);
-        let stream = UnixStream::connect(&path).map_err(|source| ControlError::Connect {
-            path: path.clone(),
-            source,
-        })?;
-        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        let stream = connect(storage)?;
         let mut log = Self {
             stream,
             key: Key([0; 32]),
@@ -162,23 +161,103 @@ impl RemoteLog {
     }
 
     fn call(&mut self, op: request::Op) -> Result<response::Result, ControlError> {
-        let req = proto::Request { op: Some(op) };
-        self.stream.write_all(&encode_frame(&req))?;
-        let Some(body) = read_frame(&mut self.stream)? else {
-            return Err(ControlError::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the daemon closed the connection",
-            )));
-        };
-        let resp = proto::Response::decode(body.as_slice())
-            .map_err(|_| ControlError::Protocol("an undecodable response"))?;
-        match resp.result {
-            Some(response::Result::Error(e)) => Err(ControlError::Refused(e)),
-            Some(r) => Ok(r),
-            None => Err(ControlError::Protocol("an empty response")),
-        }
+        call(&mut self.stream, op)
     }
 
+    /// What `log info` shows of it, as the daemon holds it.
+    pub fn detail(&mut self) -> Result<proto::LogDetail, ControlError> {
+        match self.call(request::Op::Info(proto::Info {
+            key: self.key.0.to_vec(),
+        }))? {
+            response::Result::Detail(d) => Ok(d),
+            _ => Err(ControlError::Protocol("no detail for info")),
+        }
+    }
+}
+
+/// Connect to the daemon serving `storage`.
+fn connect(storage: &Path) -> Result<UnixStream, ControlError> {
+    let path = socket_path(storage);
+    let stream = UnixStream::connect(&path).map_err(|source| ControlError::Connect {
+        path: path.clone(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// One request and its response.
+fn call(stream: &mut UnixStream, op: request::Op) -> Result<response::Result, ControlError> {
+    let req = proto::Request { op: Some(op) };
+    stream.write_all(&encode_frame(&req))?;
+    let Some(body) = read_frame(stream)? else {
+        return Err(ControlError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the daemon closed the connection",
+        )));
+    };
+    let resp = proto::Response::decode(body.as_slice())
+        .map_err(|_| ControlError::Protocol("an undecodable response"))?;
+    match resp.result {
+        Some(response::Result::Error(e)) => Err(ControlError::Refused(e)),
+        Some(r) => Ok(r),
+        None => Err(ControlError::Protocol("an empty response")),
+    }
+}
+
+/// What `log info` shows of `core`: its [`Core::info`] and the blocks held.
+pub fn detail_of(core: &mut Core) -> Result<proto::LogDetail, CoreError> {
+    let info = core.info()?;
+    let held = crate::status::held_in(core, 0, info.length);
+    Ok(proto::LogDetail {
+        key: info.key.0.to_vec(),
+        discovery_key: info.discovery_key.0.to_vec(),
+        length: info.length,
+        contiguous_length: info.contiguous_length,
+        held,
+        byte_length: info.byte_length,
+        fork: info.fork,
+        tree_hash: info.tree_hash.to_vec(),
+        signature_verifies: info.signature_verifies,
+        writable: info.writable,
+        compat: info.compat,
+        manifest_known: info.manifest_known,
+    })
+}
+
+/// Every log of `store`: named ones (by name), then the others (by key), with `length` and
+/// `writable` as `meta` says (`None`: not open anywhere, skipped).
+pub(crate) fn list_of(
+    store: &Store,
+    mut meta: impl FnMut(&Key) -> Option<(u64, bool)>,
+) -> Result<Vec<proto::ListedLog>, peerhost_store::Error> {
+    let names = store.names()?;
+    let named: std::collections::HashSet<Key> = names.iter().map(|(_, k)| *k).collect();
+    let mut unnamed: Vec<Key> = store
+        .keys()?
+        .into_iter()
+        .filter(|k| !named.contains(k))
+        .collect();
+    unnamed.sort_by_key(Key::to_z32);
+    let rows = names
+        .into_iter()
+        .map(|(n, k)| (k, Some(n)))
+        .chain(unnamed.into_iter().map(|k| (k, None)));
+    Ok(rows
+        .filter_map(|(key, name)| {
+            let (length, writable) = meta(&key)?;
+            Some(proto::ListedLog {
+                key: key.0.to_vec(),
+                name,
+                length,
+                writable,
+            })
+        })
+        .collect())
+}
+
+impl RemoteLog {
     /// The log's key.
     pub fn key(&self) -> Key {
         self.key
@@ -231,7 +310,20 @@ impl RemoteLog {
 
 /// Why reading or appending to a [`Log`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
+    /// A block above [`MAX_BLOCK`]: nothing of the batch was appended.
+    #[error(
+        "block {index} of the batch is {len} bytes, larger than the {} MiB a block may be (one \
+         replication message carries it): split it; nothing of this batch was appended",
+        MAX_BLOCK >> 20
+    )]
+    BlockTooLarge {
+        /// Its position in the batch.
+        index: usize,
+        /// Its size.
+        len: usize,
+    },
     /// The local log.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -274,12 +366,33 @@ impl Log {
         }
     }
 
-    /// Append `blocks`; returns the new length.
+    /// What `log info` shows of it.
+    pub fn detail(&mut self) -> Result<proto::LogDetail, LogError> {
+        match self {
+            Self::Local(c) => Ok(detail_of(c)?),
+            Self::Remote(r) => Ok(r.detail()?),
+        }
+    }
+
+    /// Append `blocks`; returns the new length. A block above [`MAX_BLOCK`] is refused before
+    /// any of them is written.
     pub fn append(&mut self, blocks: &[Vec<u8>]) -> Result<u64, LogError> {
+        check_blocks(blocks)?;
         match self {
             Self::Local(c) => Ok(c.append(blocks)?),
             Self::Remote(r) => Ok(r.append(blocks)?),
         }
+    }
+}
+
+/// Every block at most [`MAX_BLOCK`] bytes.
+pub(crate) fn check_blocks(blocks: &[Vec<u8>]) -> Result<(), LogError> {
+    match blocks.iter().position(|b| b.len() > MAX_BLOCK) {
+        Some(index) => Err(LogError::BlockTooLarge {
+            index,
+            len: blocks[index].len(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -356,6 +469,52 @@ impl Logs {
             Self::Local(store) => store.name_key(query).ok().flatten().is_some(),
             // The daemon resolves names and keys alike.
             Self::Daemon(_) => Key::parse(query).is_err(),
+        }
+    }
+
+    /// Create a writable log named `name`; its key. Through the daemon, which serves it at
+    /// once.
+    pub fn create(&self, name: &str, compat: bool) -> Result<Key, LogError> {
+        match self {
+            Self::Local(store) => Ok(store
+                .create(
+                    name,
+                    peerhost_store::CreateOptions::default().compat(compat),
+                )?
+                .key()),
+            Self::Daemon(dir) => {
+                let mut stream = connect(dir)?;
+                match call(
+                    &mut stream,
+                    request::Op::Create(proto::Create {
+                        name: name.to_owned(),
+                        compat,
+                    }),
+                )? {
+                    response::Result::Log(l) => <[u8; 32]>::try_from(l.key.as_slice())
+                        .map(Key)
+                        .map_err(|_| ControlError::Protocol("a key that is not 32 bytes").into()),
+                    _ => Err(ControlError::Protocol("no log for create").into()),
+                }
+            }
+        }
+    }
+
+    /// Every log of the store: named ones, then those followed or mirrored (no name).
+    pub fn list(&self) -> Result<Vec<proto::ListedLog>, LogError> {
+        match self {
+            Self::Local(store) => list_of(store, |key| {
+                let core = store.open_core(&key.to_hex()).ok()?;
+                Some((core.length(), core.writable()))
+            })
+            .map_err(|e| LogError::Core(e.into())),
+            Self::Daemon(dir) => {
+                let mut stream = connect(dir)?;
+                match call(&mut stream, request::Op::List(proto::List {}))? {
+                    response::Result::Logs(l) => Ok(l.logs),
+                    _ => Err(ControlError::Protocol("no logs for list").into()),
+                }
+            }
         }
     }
 

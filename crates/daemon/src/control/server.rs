@@ -212,8 +212,51 @@ impl Daemon {
                     Some(r) => Ok(response::Result::Block(proto::Block { data: r? })),
                 }
             }
+            request::Op::Info(i) => {
+                let key = key_of(&i.key)?;
+                let dkey = key.discovery_key();
+                let got = self
+                    .ctx
+                    .node
+                    .with(|r| r.core_mut(&dkey).map(super::detail_of));
+                match got {
+                    None => Err(format!("log {} is not in this store", key.to_z32())),
+                    Some(d) => Ok(response::Result::Detail(d.map_err(|e| e.to_string())?)),
+                }
+            }
+            request::Op::List(_) => {
+                let logs = super::list_of(&self.ctx.store, |key| {
+                    let dkey = key.discovery_key();
+                    self.ctx
+                        .node
+                        .with(|r| r.core(&dkey).map(|c| (c.length(), c.writable())))
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(response::Result::Logs(proto::LogList { logs }))
+            }
+            request::Op::Create(c) => {
+                let options = peerhost_store::CreateOptions::default().compat(c.compat);
+                let core = self
+                    .ctx
+                    .store
+                    .create(&c.name, options)
+                    .map_err(|e| e.to_string())?;
+                let info = proto::LogInfo {
+                    key: core.key().0.to_vec(),
+                    length: core.length(),
+                    writable: core.writable(),
+                };
+                drop(core);
+                // Served like every other local log, on this daemon's swarm. (A blocking
+                // thread of the runtime: it may wait for the actor.)
+                tokio::runtime::Handle::current()
+                    .block_on(self.serve_new_logs())
+                    .map_err(|e| e.to_string())?;
+                Ok(response::Result::Log(info))
+            }
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
+                super::check_blocks(&a.blocks).map_err(|e| e.to_string())?;
                 let length = self.append(&key, &a.blocks).map_err(|e| e.to_string())?;
                 Ok(response::Result::Length(length))
             }

@@ -1,18 +1,18 @@
-//! [`U64Map`]: hash maps keyed by block and node indices and request ids, hashed with a
-//! seeded multiply-and-fold instead of SipHash, which costs more than the lookups these maps
-//! are for (the scheduler and verification look up several per block). A random seed per map
-//! keeps a peer that picks the indices it sends from aiming at one bucket; every such map is
-//! bounded by what we verified or requested.
+//! [`Seeded`] hashing for maps keyed by integers (block and tree indices, page numbers, request
+//! ids): a seeded multiply-and-fold instead of SipHash, which costs more than the lookups these
+//! maps are for (the store's page cache, the replicator's scheduler and verification look up
+//! several per block). A random seed per map keeps a peer that picks the indices it sends from
+//! aiming at one bucket; every such map is bounded by what we verified, cached or requested.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 /// A `HashMap` with `u64` keys and [`Seeded`] hashing.
-pub(crate) type U64Map<V> = HashMap<u64, V, Seeded>;
+pub type U64Map<V> = HashMap<u64, V, Seeded>;
 
 /// A random odd seed per map.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Seeded(u64);
+pub struct Seeded(u64);
 
 impl Default for Seeded {
     fn default() -> Self {
@@ -30,7 +30,7 @@ impl BuildHasher for Seeded {
 /// See [`Seeded`]: mix each word in by multiplying, fold the high bits into the low ones that
 /// pick the bucket.
 #[derive(Debug)]
-pub(crate) struct SeededHasher(u64);
+pub struct SeededHasher(u64);
 
 impl Hasher for SeededHasher {
     fn write(&mut self, bytes: &[u8]) {
