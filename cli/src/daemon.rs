@@ -115,6 +115,48 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
             writeln!(out, "        registering with {i}")?;
         }
     }
+    if let Some(s) = &st.stun {
+        writeln!(
+            out,
+            "stun:   {} ({}), {} answered, {} dropped, {} over the rate",
+            s.address,
+            safe(&s.url),
+            s.answered,
+            s.dropped,
+            s.limited
+        )?;
+    }
+    for r in &st.webrtc {
+        let listed = match (r.listed, &r.problem) {
+            (true, _) => "listed".to_owned(),
+            (false, Some(p)) => format!("not listed ({})", safe(p)),
+            (false, None) => "not listed".to_owned(),
+        };
+        writeln!(
+            out,
+            "webrtc: registered with {}: {}, {}; {} browsers, {} channels open, {} served \
+             ({} requests); public {}",
+            safe(&r.instance),
+            if r.connected {
+                "connected"
+            } else {
+                "NOT connected"
+            },
+            listed,
+            r.connections,
+            r.channels,
+            human(r.bytes_served),
+            r.requests,
+            if r.public.is_empty() {
+                "unknown".to_owned()
+            } else {
+                r.public.join(", ")
+            },
+        )?;
+        if let Some(e) = &r.last_error {
+            writeln!(out, "        {}", safe(e))?;
+        }
+    }
     if let Some(q) = &st.quota {
         writeln!(
             out,
@@ -181,17 +223,21 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
         )?;
     }
     if let Some(h) = st.http.as_ref().filter(|h| h.instance) {
+        let (rtc, gateways): (Vec<_>, Vec<_>) = h
+            .contributions
+            .iter()
+            .partition(|c| c.transport.as_deref() == Some("webrtc"));
         writeln!(
             out,
             "\ncontributions ({} peers registered):",
-            h.contributions.len()
+            gateways.len()
         )?;
         writeln!(
             out,
             "  {:<32} {:<9} {:>10} {:>9} {:>9}  first seen",
             "gateway", "health", "served", "requests", "uptime"
         )?;
-        for c in &h.contributions {
+        for c in gateways {
             writeln!(
                 out,
                 "  {:<32} {:<9} {:>10} {:>9} {:>8}s  {}s ago",
@@ -201,6 +247,34 @@ pub(crate) fn status(dir: &Path, args: StatusArgs) -> anyhow::Result<()> {
                 c.requests,
                 c.uptime_ms / 1000,
                 now_ms().saturating_sub(c.first_seen_ms) / 1000,
+            )?;
+            match (&c.problem, &c.detail) {
+                (Some(p), Some(d)) => writeln!(out, "    {}: {}", safe(p), safe(d))?,
+                (Some(p), None) => writeln!(out, "    {}", safe(p))?,
+                _ => {}
+            }
+        }
+        writeln!(out, "\nwebrtc peers ({} polling or known):", rtc.len())?;
+        writeln!(
+            out,
+            "  {:<64} {:<9} {:>10} {:>10} {:>9} {:>9}",
+            "node key", "health", "checked", "served", "requests", "uptime"
+        )?;
+        for c in rtc {
+            let checked = if c.checked_ms == 0 {
+                "never".to_owned()
+            } else {
+                format!("{}s ago", now_ms().saturating_sub(c.checked_ms) / 1000)
+            };
+            writeln!(
+                out,
+                "  {:<64} {:<9} {:>10} {:>10} {:>9} {:>8}s",
+                safe(&c.key).to_string(),
+                if c.healthy { "healthy" } else { "failing" },
+                checked,
+                human(c.bytes_served),
+                c.requests,
+                c.uptime_ms / 1000,
             )?;
             match (&c.problem, &c.detail) {
                 (Some(p), Some(d)) => writeln!(out, "    {}: {}", safe(p), safe(d))?,

@@ -147,8 +147,8 @@ fn print_addresses(daemon: &Daemon) {
     if let Some(addr) = daemon.tcp_addr() {
         println!("{addr}");
     }
-    if let Some(addr) = daemon.http_addr() {
-        println!("http://{addr}");
+    if let Some(url) = daemon.http_addr().and(daemon.http_base()) {
+        println!("{url}");
     }
     if let Some(addr) = daemon.stun_addr() {
         println!("stun:{addr}");
@@ -177,6 +177,13 @@ pub(crate) struct ServeArgs {
     /// the bootstrap page at `/` of the HTTP gateway.
     #[arg(long, value_name = "DIR")]
     bootstrap_page: Option<PathBuf>,
+    /// Serve the HTTP gateway over HTTPS with this certificate chain (PEM; with --tls-key).
+    /// The page of an https:// instance may fetch nothing over plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Answer STUN binding requests on this UDP address (e.g. 0.0.0.0:3478; port 0: any, printed
     /// as stun:ADDR): an instance lists it to browsers and home peers as its ICE server, so
     /// they learn their public addresses. On a wildcard address its name is --public-url's
@@ -392,6 +399,7 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         let mut signals = Signals::new();
         let mut http = args.http.options(args.bootstrap_page.clone());
         http.stun = args.stun;
+        http.tls = args.tls_cert.clone().zip(args.tls_key.clone());
         http.ice_servers.clone_from(&args.ice_servers);
         let mut opts = Options::new(dir, file)
             .with_network(network)

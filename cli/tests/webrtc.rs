@@ -10,7 +10,8 @@
 //! - the mirror's status shows its registration and what it served, the instance's shows the
 //!   peer; a stopped mirror is delisted;
 //! - an instance that refuses the registration, and one that is not there, are one clear line
-//!   each in the mirror's problems.
+//!   each in the mirror's problems;
+//! - `serve --tls-cert --tls-key` serves the gateway over HTTPS (what an https:// page needs).
 //!
 //! Timeouts are hang guards only.
 
@@ -253,6 +254,36 @@ fn a_mirror_without_http_serves_browsers_over_webrtc() {
         })
     });
 
+    // `peerhost status`, in words and as JSON, on both sides.
+    let text = String::from_utf8(run(&m, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "webrtc: registered with {base}: connected, listed; "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("channels open"), "{text}");
+    let json: Value = serde_json::from_slice(&run(&m, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["webrtc"][0]["instance"], base.as_str());
+    let text = String::from_utf8(run(&w, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("webrtc peers (1 polling or known):"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains(&node_key))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("healthy") && row.contains("s ago"), "{row}");
+    assert!(
+        text.contains("contributions (0 peers registered)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("stun:   {}", &stun["stun:".len()..])),
+        "{text}"
+    );
+
     // The mirror stops: it is delisted.
     drop(mirror);
     wait("the stopped mirror is delisted", || {
@@ -307,4 +338,68 @@ fn a_refused_or_missing_instance_is_one_clear_line() {
     // Each problem is noted once, not at every retry.
     let errors = s["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
+fn serve_tls_speaks_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    community(&w, 1);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert_pem.to_str().unwrap(), key_pem.to_str().unwrap());
+
+    // A key that is not one: one line, no start.
+    let out = cmd(
+        &w,
+        &[
+            "serve",
+            "--no-dht",
+            "--http",
+            "127.0.0.1:0",
+            "--tls-cert",
+            c,
+            "--tls-key",
+            c,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the TLS key"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let instance = Daemon::start(
+        cmd(
+            &w,
+            &[
+                "serve",
+                "--no-dht",
+                "--http",
+                "127.0.0.1:0",
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+            ],
+        ),
+        1,
+    );
+    let url = instance.lines[0].clone();
+    let port = url
+        .strip_prefix("https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{url}"));
+    client::add_root_certificates(&[cert.cert.der().to_vec()]);
+    let rt = rt();
+    let boot = get_json(&rt, &format!("https://localhost:{port}/v1/bootstrap"));
+    assert!(boot["communities"][0]["posts"].is_string(), "{boot}");
+    // Plain HTTP on the same port gets no answer.
+    let plain = rt.block_on(client::get(
+        &format!("http://127.0.0.1:{port}/v1/bootstrap"),
+        T,
+    ));
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status != 200));
 }

@@ -16,6 +16,8 @@
 //! register = ["https://instance.example"]   # instances to register our gateway with
 //! public_url = "http://203.0.113.7:8080"    # our gateway's URL as others reach it
 //! allow_private_peers = false               # an instance: accept peers on loopback/LANs
+//! tls_cert = "/etc/peerhost/cert.pem"       # serve the HTTP gateway over HTTPS (with tls_key)
+//! tls_key = "/etc/peerhost/key.pem"
 //! stun = "0.0.0.0:3478"                     # an instance: answer STUN binding requests here
 //! ice_servers = ["stun:stun.example:3478", "turn:USER:PASSWORD@turn.example:3478"]
 //! relays = ["<relay key>"]                  # blind relays for when no hole can be punched
@@ -72,6 +74,10 @@ pub struct FileConfig {
     /// An instance accepts (and health-checks) peer gateways on loopback and private networks
     /// (default false: only public addresses; for LANs and tests).
     pub allow_private_peers: Option<bool>,
+    /// The gateway's TLS certificate chain (PEM): with `tls_key`, it speaks HTTPS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The gateway's TLS private key (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
     /// Answer STUN binding requests on this UDP address (an instance: listed to browsers and
     /// home peers as its ICE server).
     pub stun: Option<SocketAddr>,

@@ -66,6 +66,12 @@ pub enum HttpError {
     /// A bootstrap page or `--public-url` without an address to serve on.
     #[error("a bootstrap page or --public-url needs --http ADDR (or `http` in the config)")]
     NoAddress,
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] peerhost_gateway::tls::TlsError),
+    /// Only one of the TLS certificate and key was given.
+    #[error("--tls-cert and --tls-key (tls_cert, tls_key) go together")]
+    TlsPair,
     /// The STUN server cannot be bound.
     #[error(
         "cannot answer STUN on {addr}: {source} (is another program using it? pick another \

@@ -46,6 +46,9 @@ pub struct HttpOptions {
     /// An instance accepts (and connects to) peers on loopback and private networks
     /// (`--allow-private-peers`; LANs, tests): by default it refuses them.
     pub allow_private_peers: bool,
+    /// Serve HTTPS with this certificate chain and key (PEM files; `--tls-cert`,
+    /// `--tls-key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Answer STUN binding requests on this UDP address (`--stun`); an instance lists it as
     /// its ICE server.
     pub stun: Option<SocketAddr>,
@@ -112,6 +115,7 @@ pub(crate) struct Http {
     pub(crate) counters: Arc<Counters>,
     pub(crate) instance: Option<Arc<Instance>>,
     pub(crate) register: Vec<String>,
+    pub(crate) tls: bool,
 }
 
 /// Bind and start serving; `instance` says whether to act as one.
@@ -123,6 +127,10 @@ pub(crate) async fn start(
     ice: Vec<IceServer>,
     stop: &watch::Sender<bool>,
 ) -> Result<Http, HttpError> {
+    let acceptor = match &options.tls {
+        Some((cert, key)) => Some(peerhost_gateway::tls::acceptor(cert, key)?),
+        None => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Listen { addr, source })?;
@@ -134,7 +142,10 @@ pub(crate) async fn start(
         .public_url
         .clone()
         .map(|u| u.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| {
+            let scheme = if acceptor.is_some() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
+        });
     if addr.ip().is_unspecified() && options.public_url.is_none() && !options.register.is_empty() {
         tracing::warn!(
             "registering {url} with instances: bound to a wildcard address, give --public-url \
@@ -172,9 +183,12 @@ pub(crate) async fn start(
     let s = source.clone();
     tokio::spawn(async move {
         let shutdown = async move { crate::stopped(&mut rx).await };
-        if let Err(e) =
-            peerhost_gateway::serve(listener, s, config, ServeOptions::default(), shutdown).await
-        {
+        let options = ServeOptions::default();
+        let served = match acceptor {
+            Some(a) => peerhost_gateway::serve_tls(listener, a, s, config, options, shutdown).await,
+            None => peerhost_gateway::serve(listener, s, config, options, shutdown).await,
+        };
+        if let Err(e) = served {
             tracing::warn!("HTTP gateway stopped: {e}");
         }
     });
@@ -205,6 +219,7 @@ pub(crate) async fn start(
         counters,
         instance,
         register: options.register.clone(),
+        tls: options.tls.is_some(),
     })
 }
 

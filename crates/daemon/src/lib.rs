@@ -302,6 +302,13 @@ impl Daemon {
             o.register.clone_from(&file.register);
         }
         o.allow_private_peers |= file.allow_private_peers.unwrap_or(false);
+        if o.tls.is_none() {
+            o.tls = match (&file.tls_cert, &file.tls_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                _ => return Err(HttpError::TlsPair.into()),
+            };
+        }
         let communities = self
             .ask(|reply| Command::Published { reply })
             .await
@@ -346,6 +353,14 @@ impl Daemon {
     /// The HTTP gateway's address, if it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.ctx.http.get().map(|h| h.addr)
+    }
+
+    /// The HTTP gateway's own base URL, `http://ADDR` or `https://ADDR`, if it runs.
+    pub fn http_base(&self) -> Option<String> {
+        self.ctx.http.get().map(|h| {
+            let scheme = if h.tls { "https" } else { "http" };
+            format!("{scheme}://{}", h.addr)
+        })
     }
 
     /// The STUN server's address, if it runs.

@@ -194,9 +194,9 @@ pub struct WebrtcStatus {
     pub refused: u64,
     /// Health checks answered this run.
     pub checks: u64,
-    /// Requests answered on data channels (and checks) this run.
+    /// Requests answered on data channels this run (health checks not counted).
     pub requests: u64,
-    /// Body bytes sent on data channels (and to checks) this run.
+    /// Body bytes sent on data channels this run (health checks not counted).
     pub bytes_served: u64,
 }
 

@@ -54,13 +54,17 @@ pub mod report;
 pub mod signal;
 mod site;
 mod source;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
 pub use instance::{
     CommunityInfo, Contribution, Counters, Instance, InstanceOptions, RegisterError, Registered,
     run_checks, run_reporter,
 };
-pub use listener::{ClientAddr, Conn, Limited, ServeOptions, serve};
+#[cfg(feature = "tls")]
+pub use listener::serve_tls;
+pub use listener::{ClientAddr, Conn, Limited, ServeOptions, Stream, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
 pub use report::{ReportLimits, Reports};
 pub use signal::{IceServer, SignalLimits};

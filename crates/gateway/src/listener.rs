@@ -17,6 +17,11 @@
 //!
 //! Accept errors (out of file descriptors and the like) never end the listener: they are
 //! logged, rate-limited, and retried after a pause that doubles from 10 ms to 1 s.
+//!
+//! With the `tls` feature, [`serve_tls`] speaks HTTPS on the same limits: a connection takes
+//! its permit and per-client slot at accept, its TLS handshake runs in a task of its own (at
+//! most `max_connections` at once, each within `header_timeout`), so a slow handshake holds up
+//! no other client, and the deadlines above then run on the decrypted bytes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -112,9 +117,91 @@ impl Connected<IncomingStream<'_, Limited>> for ClientAddr {
     }
 }
 
+/// The byte stream of an accepted connection: plain TCP, or TLS over it ([`serve_tls`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stream {
+    /// Plain HTTP.
+    Plain(TcpStream),
+    /// HTTPS, the handshake done.
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+macro_rules! on_stream {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Plain($s) => $e,
+            #[cfg(feature = "tls")]
+            Stream::Tls($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        on_stream!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        on_stream!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        on_stream!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_stream!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_stream!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Connections whose TLS handshake finished, waiting for the server to take them.
+#[cfg(feature = "tls")]
+struct Handshakes {
+    acceptor: tokio_rustls::TlsAcceptor,
+    tx: tokio::sync::mpsc::Sender<(Conn, SocketAddr)>,
+    rx: tokio::sync::mpsc::Receiver<(Conn, SocketAddr)>,
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for Handshakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshakes").finish_non_exhaustive()
+    }
+}
+
 /// A TCP listener that holds at most `max_connections` connections open ([module docs](self)).
 #[derive(Debug)]
 pub struct Limited {
+    #[cfg(feature = "tls")]
+    tls: Option<Handshakes>,
     inner: TcpListener,
     permits: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<ClientId, usize>>>,
@@ -160,6 +247,8 @@ impl Limited {
             tracing::debug!("HTTP gateway: cannot raise the accept queue ({e})");
         }
         Self {
+            #[cfg(feature = "tls")]
+            tls: None,
             inner: listener,
             permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
             per_ip: Arc::default(),
@@ -169,6 +258,21 @@ impl Limited {
             errors: 0,
             last_error_log: None,
         }
+    }
+
+    /// The same, speaking TLS with `acceptor` (each handshake in a task of its own, within
+    /// `header_timeout`).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(
+        listener: TcpListener,
+        options: ServeOptions,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> Self {
+        let mut me = Self::new(listener, options);
+        // At most `max_connections` handshakes hold permits, so this never fills for long.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        me.tls = Some(Handshakes { acceptor, tx, rx });
+        me
     }
 
     fn admit(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
@@ -222,7 +326,20 @@ impl Listener for Limited {
     async fn accept(&mut self) -> (Conn, SocketAddr) {
         let mut backoff = Duration::from_millis(10);
         loop {
-            match self.inner.accept().await {
+            #[cfg(feature = "tls")]
+            let accepted = match &mut self.tls {
+                Some(h) => tokio::select! {
+                    ready = h.rx.recv() => match ready {
+                        Some(c) => return c,
+                        None => continue,
+                    },
+                    r = self.inner.accept() => r,
+                },
+                None => self.inner.accept().await,
+            };
+            #[cfg(not(feature = "tls"))]
+            let accepted = self.inner.accept().await;
+            match accepted {
                 Ok((stream, addr)) => {
                     backoff = Duration::from_millis(10);
                     let Some(slot) = self.admit(addr.ip()) else {
@@ -234,7 +351,36 @@ impl Listener for Limited {
                     };
                     // Small responses: do not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    let conn = Conn::new(stream, permit, slot, &self.options, &self.registry);
+                    #[cfg(feature = "tls")]
+                    if let Some(h) = &self.tls {
+                        let (acceptor, tx) = (h.acceptor.clone(), h.tx.clone());
+                        let (options, registry) = (self.options, self.registry.clone());
+                        tokio::spawn(async move {
+                            let hs = tokio::time::timeout(
+                                options.header_timeout,
+                                acceptor.accept(stream),
+                            );
+                            match hs.await {
+                                Ok(Ok(tls)) => {
+                                    let s = Stream::Tls(Box::new(tls));
+                                    let conn = Conn::new(s, permit, slot, &options, &registry);
+                                    let _ = tx.send((conn, addr)).await;
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(peer = %addr, "TLS handshake failed: {e}");
+                                }
+                                Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                            }
+                        });
+                        continue;
+                    }
+                    let conn = Conn::new(
+                        Stream::Plain(stream),
+                        permit,
+                        slot,
+                        &self.options,
+                        &self.registry,
+                    );
                     return (conn, addr);
                 }
                 Err(e) => {
@@ -457,7 +603,7 @@ pub(crate) fn victim(conns: impl Iterator<Item = (u64, Phase, u64)>) -> Option<u
 /// An accepted connection: the stream, its connection permit, and its deadlines.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     _permit: OwnedSemaphorePermit,
     _slot: IpSlot,
     idle_timeout: Duration,
@@ -475,7 +621,7 @@ impl Drop for Conn {
 
 impl Conn {
     fn new(
-        stream: TcpStream,
+        stream: Stream,
         permit: OwnedSemaphorePermit,
         slot: IpSlot,
         options: &ServeOptions,
@@ -653,6 +799,24 @@ pub async fn serve<S: LogSource>(
 ) -> io::Result<()> {
     let app = router(source, config).into_make_service_with_connect_info::<ClientAddr>();
     axum::serve(Limited::new(listener, options), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] over HTTPS: TLS with `acceptor` on every connection, the same limits as
+/// [`Limited`] (each handshake in its own task, within `header_timeout`).
+/// [`crate::tls::acceptor`] reads a certificate and key.
+#[cfg(feature = "tls")]
+pub async fn serve_tls<S: LogSource>(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    source: S,
+    config: Config,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(source, config).into_make_service_with_connect_info::<ClientAddr>();
+    axum::serve(Limited::with_tls(listener, options, acceptor), app)
         .with_graceful_shutdown(shutdown)
         .await
 }

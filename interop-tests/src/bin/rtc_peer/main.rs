@@ -2,8 +2,8 @@
 //! NAT lab: a home peer serving a store's logs to browsers over WebRTC data channels
 //! (`peerhost-webrtc`), signaled through an instance (`HomePeer`: the signed long-poll), and
 //! that instance (the gateway with its signaling relay and health checks, a STUN server, the
-//! bootstrap page). Phase 2b puts both in the daemon (`peerhost serve --stun`, `peerhost
-//! mirror --register` without `--http`).
+//! bootstrap page). The daemon runs both too (`peerhost serve --stun --tls-cert`, `peerhost
+//! mirror --register` without `--http`); this binary adds the knobs the lab turns.
 //!
 //! ```text
 //! rtc_peer cert DIR NAME…
@@ -465,11 +465,15 @@ async fn instance(a: Args) {
     let config = GatewayConfig::default().instance(instance.clone());
     let url = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
-            let acceptor = tls::acceptor(cert, key).unwrap_or_else(|e| fail(e));
-            let listener = tls::TlsListener::new(listener, acceptor).unwrap_or_else(|e| fail(e));
-            let app = tls::with_client_addr(peerhost_gateway::router(cores.clone(), config))
-                .into_make_service_with_connect_info::<tls::TlsClient>();
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            let acceptor = peerhost_gateway::tls::acceptor(cert, key).unwrap_or_else(|e| fail(e));
+            tokio::spawn(peerhost_gateway::serve_tls(
+                listener,
+                acceptor,
+                cores.clone(),
+                config,
+                ServeOptions::default(),
+                std::future::pending(),
+            ));
             format!("https://{local}")
         }
         (None, None) => {
@@ -549,7 +553,7 @@ async fn serve(a: Args) {
         .clone()
         .unwrap_or_else(|| fail("serve needs --instance URL (signaling goes through it)"));
     if let Some(pem) = &a.trust {
-        let ders: Vec<Vec<u8>> = tls::certs(pem)
+        let ders: Vec<Vec<u8>> = peerhost_gateway::tls::certs(pem)
             .unwrap_or_else(|e| fail(e))
             .iter()
             .map(|c| c.to_vec())
