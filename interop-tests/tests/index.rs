@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use peerhost_daemon::{Daemon, FileConfig, Options};
+use peerhost_daemon::{Daemon, FileConfig, Followed, Options, Range};
 use peerhost_feed::index::{self, View, key};
 use peerhost_feed::{Author, Comment, Delete, Edit, Entry, Post, community};
 use peerhost_interop_tests::NodePeer;
@@ -54,8 +54,15 @@ fn range(prefix: &[u8], reverse: bool, limit: Option<u64>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_hyperbee_lists_our_index_as_we_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let (index_key, length) = {
-        let store = Store::open(tmp.path()).unwrap();
+    let (_, index_key, length) = make(tmp.path());
+    check_js_lists_the_same(tmp.path(), index_key, length).await;
+}
+
+/// A community with 400 posts (edits, deletes) and 200 threaded comments, indexed: its key,
+/// its index log's key and length.
+fn make(dir: &std::path::Path) -> (peerhost_ids::Key, peerhost_ids::Key, u64) {
+    {
+        let store = Store::open(dir).unwrap();
         let mut c = community::create(&store, "ix", None, String::new(), 1).unwrap();
         let mut posts = Vec::new();
         for i in 0..400u64 {
@@ -104,8 +111,12 @@ async fn js_hyperbee_lists_our_index_as_we_do() {
             .collect();
         c.comments.append(&comments).unwrap();
         index::catch_up(&mut c.index, &mut c.posts, &mut c.comments, |_, _| {}).unwrap();
-        (c.index.key(), c.index.length())
-    };
+        (c.key, c.index.key(), c.index.length())
+    }
+}
+
+async fn check_js_lists_the_same(dir: &std::path::Path, index_key: peerhost_ids::Key, length: u64) {
+    let tmp = dir;
 
     // Our listings, read back from the store as `peerhost` reads them.
     let queries = [
@@ -125,7 +136,7 @@ async fn js_hyperbee_lists_our_index_as_we_do() {
         key::post("nope"),
     ];
     let ours = {
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp).unwrap();
         let core = store.open_core("ix.index").unwrap();
         let mut view = View::new(core);
         let walks = |view: &mut View<_>, qs: &[Value]| -> Vec<String> {
@@ -162,7 +173,7 @@ async fn js_hyperbee_lists_our_index_as_we_do() {
     assert_eq!(ours.0[0].split(' ').count(), 20);
     assert_eq!(ours.0[1].split(' ').count(), 50);
 
-    let opts = Options::new(tmp.path(), FileConfig::default())
+    let opts = Options::new(tmp, FileConfig::default())
         .with_listen_tcp(Some("127.0.0.1:0".parse().unwrap()));
     let d = Daemon::start(opts).await.unwrap();
     let port = d.tcp_addr().unwrap().port();
@@ -204,4 +215,79 @@ async fn js_hyperbee_lists_our_index_as_we_do() {
         .collect();
     assert_eq!(js_values, ours.2, "lookups differ");
     assert_eq!(strings(&all["ranges"]), ours.1, "full walks differ");
+}
+
+/// A follower daemon reads page 2 and a thread of a community it follows through the index,
+/// fetching from the writer only the index nodes and the log blocks those need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reads_a_page_and_a_thread_sparsely() {
+    let w = tempfile::tempdir().unwrap();
+    let (key, _, _) = make(w.path());
+    // What the logs say, read whole on the writer's side.
+    let (want_page, want_thread, parts, total) = {
+        let store = Store::open(w.path()).unwrap();
+        let mut p = store.open_core("ix.posts").unwrap();
+        let mut c = store.open_core("ix.comments").unwrap();
+        let (page, _) = index::page_scan(&mut p, 2, 20).unwrap();
+        let (thread, _) = index::thread_scan(&mut p, &mut c, "p398").unwrap();
+        let ix = store.open_core("ix.index").unwrap();
+        let parts = [p.key(), c.key(), ix.key()];
+        (
+            page,
+            thread.unwrap(),
+            parts,
+            p.length() + c.length() + ix.length(),
+        )
+    };
+    let writer = Daemon::start(
+        Options::new(w.path(), FileConfig::default())
+            .with_listen_tcp(Some("127.0.0.1:0".parse().unwrap())),
+    )
+    .await
+    .unwrap();
+    let f = tempfile::tempdir().unwrap();
+    let follower = Daemon::start(Options::new(f.path(), FileConfig::default()))
+        .await
+        .unwrap();
+    follower.add_tcp_peer(writer.tcp_addr().unwrap());
+    let Followed::Community { community, .. } =
+        follower.follow(key, Range::last(1), LIMIT).await.unwrap()
+    else {
+        panic!("not a community")
+    };
+    let page = follower
+        .read_index(&community, LIMIT, |v, p, _| {
+            v.absorb_posts(p, u64::MAX)?;
+            index::page(v, p, 2, 20)
+        })
+        .await
+        .unwrap();
+    let thread = follower
+        .read_index(&community, LIMIT, |v, p, c| {
+            v.absorb(p, c, u64::MAX)?;
+            index::thread(v, p, c, "p398")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let ids = |v: &[peerhost_feed::read::PostView]| -> Vec<String> {
+        v.iter().map(|p| p.post.id.clone()).collect()
+    };
+    assert_eq!(ids(&page), ids(&want_page));
+    assert_eq!(page[0].post.id, "p379");
+    let cids = |v: &[peerhost_feed::read::CommentView]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|c| (c.comment.id.clone(), c.comment.body.clone()))
+            .collect()
+    };
+    assert_eq!(thread.0.post.id, "p398");
+    assert_eq!(cids(&thread.1), cids(&want_thread.1));
+    assert_eq!(thread.1.len(), 50);
+    let held: u64 = parts.iter().map(|k| follower.held(k)).sum();
+    eprintln!(
+        "the follower holds {held} of the {total} blocks of the posts, comments and index logs"
+    );
+    assert!(held < total / 2, "held {held} of {total}");
+    follower.shutdown(Duration::from_millis(200)).await;
+    writer.shutdown(Duration::from_millis(200)).await;
 }
