@@ -332,6 +332,14 @@ impl<I: Blocks> View<I> {
         Ok(self.bee.get(key)?.and_then(|e| e.value))
     }
 
+    /// The changes not written yet, in the order [`View::flush`] writes them (a key and its
+    /// new value; `None`: deleted). For tools that replay an index build elsewhere.
+    pub fn pending(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.overlay
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.overlay.insert(key, Some(value));
     }
