@@ -40,7 +40,9 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
     let community::Created {
         key,
         mut posts,
+        mut comments,
         assets: mut app,
+        index: mut ix,
         ..
     } = community::create(
         store,
@@ -65,6 +67,7 @@ fn create_community(store: &Store) -> anyhow::Result<Key> {
         })
         .collect::<Result<_, _>>()?;
     posts.append(&entries)?;
+    peerhost_feed::index::catch_up(&mut ix, &mut posts, &mut comments, |_, _| {})?;
     let html = b"<!doctype html><title>demo</title><script src=app.js></script>".to_vec();
     let js: Vec<u8> = (0..200_000u32)
         .flat_map(|i| format!("// line {i}\n").into_bytes())
