@@ -42,7 +42,9 @@ fn create_community(store: &Store, app: &AppArgs) -> anyhow::Result<(Key, String
     let community::Created {
         key,
         mut posts,
+        mut comments,
         assets: mut app_log,
+        index: mut ix,
         ..
     } = community::create(
         store,
@@ -67,6 +69,7 @@ fn create_community(store: &Store, app: &AppArgs) -> anyhow::Result<(Key, String
         })
         .collect::<Result<_, _>>()?;
     posts.append(&entries)?;
+    peerhost_feed::index::catch_up(&mut ix, &mut posts, &mut comments, |_, _| {})?;
     let what = match &source {
         Some(source) => {
             let summary = crate::community::publish_to(&mut app_log, source.dir())

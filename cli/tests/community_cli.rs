@@ -257,7 +257,8 @@ fn publish_list_and_get_assets() {
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::write(app.join("js/app.js"), &big).unwrap();
     std::fs::write(app.join("empty.txt"), b"").unwrap();
-    ok(run(s, &["community", "create", "web"]));
+    // Without the default app, so that the first publish is this one.
+    ok(run(s, &["community", "create", "web", "--no-app"]));
 
     let e = one_line_error(run(s, &["assets", "ls", "web"]));
     assert!(e.contains("has no web app yet"), "{e}");

@@ -141,7 +141,7 @@ fn community_over_the_dht_with_a_malformed_entry() {
 
     let (mut instance, _) = spawn(dht(&w, &["serve"]), false);
     let (mut mirror, _) = spawn(dht(&m, &["mirror", &key, "-q"]), false);
-    wait_status(&m, "the mirror completes", |v| complete(v, "mirror", 4));
+    wait_status(&m, "the mirror completes", |v| complete(v, "mirror", 5)); // descriptor, posts, comments, assets, index
 
     // The instance goes offline, gracefully: its last status says so.
     sigterm(&mut instance);

@@ -13,9 +13,10 @@
 //   open {name, key}                 a sparse replica of `key` with a Hyperbee over it
 //   listen                           accept TCP connections; {port}
 //   connect {port}                   connect as the secret-stream initiator
-//   query {name, length, gets, ranges}
+//   query {name, length, gets, ranges, keys?}
 //                                    wait for `length` blocks to be known, then bee.get each key
-//                                    and walk each range; {length, gets, ranges, held}
+//                                    and walk each range; {length, gets, ranges, held} (with
+//                                    `keys`, a walk lists the hex keys of its entries, not seqs)
 //   close                            close everything and exit
 //
 // workload(n), the same function as in the Rust test: keys "post/NNNNNN" for i < n, values
@@ -132,7 +133,7 @@ async function run(m) {
       const ranges = []
       for (const r of m.ranges) {
         const seqs = []
-        for await (const e of b.createReadStream(rangeOpts(r))) seqs.push(e.seq)
+        for await (const e of b.createReadStream(rangeOpts(r))) seqs.push(m.keys ? hx(e.key) : e.seq)
         ranges.push(seqs.join(' '))
       }
       let held = 0

@@ -516,7 +516,7 @@ impl Actor {
             d.join(dkey.0, announce, true, true).await;
         }
         if mode == Mode::Mirror {
-            for part in [Part::Posts, Part::Comments, Part::Assets] {
+            for part in Part::NAMED {
                 if let Some(k) = part.key_in(&desc) {
                     Box::pin(self.ensure_log(k, Role::Mirror, Some((key, part)))).await?;
                 }

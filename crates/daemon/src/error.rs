@@ -206,6 +206,10 @@ pub enum FollowError {
     /// An asset's content did not check out (size, SHA-256, not chunks).
     #[error(transparent)]
     Asset(#[from] peerhost_feed::assets::AssetError),
+    /// The community's index could not answer (a damaged index, or one that disagrees with
+    /// the logs: read them instead).
+    #[error(transparent)]
+    Index(peerhost_feed::index::IndexError),
     /// The disk quota is full: downloads are stopped (serving goes on).
     #[error(
         "the disk quota is full ({used} of {limit} bytes used): downloads stopped, serving goes \

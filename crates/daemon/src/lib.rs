@@ -63,7 +63,7 @@ use network::SwarmOptions;
 pub use options::{DhtOptions, Network, Options};
 pub use peerhost_swarm::relay_topic;
 pub use quota::disk_usage;
-pub use reader::{Followed, LivePost, NewPosts, Range};
+pub use reader::{Followed, Held, LivePost, NewPosts, Range};
 use state::{State, Status};
 pub use tracking::{Community, Part, Role};
 

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use peerhost_feed::index::{IndexError, View, Which};
 use peerhost_feed::read::{self, PostView};
 use peerhost_feed::{Asset, Entry, Kind, Notes, Post};
 use peerhost_ids::{DiscoveryKey, Key};
@@ -339,6 +340,50 @@ impl Daemon {
         }
     }
 
+    /// Run `op` over a community's index log (a [`View`] of it) and its posts and comments
+    /// logs as held here, fetching each block it stops on (verified, from peers) and running it
+    /// again, until it answers: only the index nodes and the blocks a page or a thread needs
+    /// are downloaded. The index's answers are checked against the logs by `op`
+    /// (`peerhost_feed::index::page`, `thread`); a lagging index is completed from the logs
+    /// (`View::absorb`).
+    pub async fn read_index<T>(
+        &self,
+        c: &Community,
+        timeout: Duration,
+        mut op: impl FnMut(&mut View<Held<'_>>, &mut Held<'_>, &mut Held<'_>) -> Result<T, IndexError>,
+    ) -> Result<T, FollowError> {
+        let (index, _) = self.open_part(c, Part::Index, timeout).await?;
+        let (posts, _) = self.open_part(c, Part::Posts, timeout).await?;
+        let (comments, _) = self.open_part(c, Part::Comments, timeout).await?;
+        let node = &self.ctx.node;
+        loop {
+            let r = {
+                let mut view = View::new(Held { node, dkey: index });
+                op(
+                    &mut view,
+                    &mut Held { node, dkey: posts },
+                    &mut Held {
+                        node,
+                        dkey: comments,
+                    },
+                )
+            };
+            match r {
+                Ok(v) => return Ok(v),
+                Err(IndexError::Missing { log, index: i }) => {
+                    let (dkey, what) = match log {
+                        Which::Posts => (posts, "a posts block"),
+                        Which::Comments => (comments, "a comments block"),
+                        _ => (index, "an index block"),
+                    };
+                    self.fetch(dkey, i, i + 1, timeout, what).await?;
+                }
+                Err(IndexError::Read(e)) => return Err(e.into()),
+                Err(e) => return Err(FollowError::Index(e)),
+            }
+        }
+    }
+
     /// Download the file `path` of a community's web app (the current asset index, then the
     /// file's chunks) and write it to `out`, checking its size and SHA-256.
     pub async fn fetch_asset<W: std::io::Write>(
@@ -548,5 +593,35 @@ impl NewPosts {
                 }),
             }
         }
+    }
+}
+
+/// A log of the node as [`Daemon::read_index`] reads it: a block not held is `None`.
+#[derive(Debug)]
+pub struct Held<'a> {
+    node: &'a Node,
+    dkey: DiscoveryKey,
+}
+
+impl peerhost_feed::Blocks for Held<'_> {
+    type Error = peerhost_store::CoreError;
+
+    fn length(&self) -> u64 {
+        self.node
+            .with(|r| r.core(&self.dkey).map_or(0, Core::length))
+    }
+
+    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Self::Error> {
+        let dkey = self.dkey;
+        self.node.with(|r| match r.core_mut(&dkey) {
+            Some(core) => {
+                if core.has(index)? {
+                    core.get(index)
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        })
     }
 }

@@ -84,7 +84,7 @@ impl Tracked {
         if let Some(e) = self.logs.get_mut(&key.discovery_key()) {
             e.community = Some((key, Part::Descriptor));
         }
-        for part in [Part::Posts, Part::Comments, Part::Assets] {
+        for part in Part::NAMED {
             if let Some(k) = part.key_in(desc) {
                 if let Some(e) = self.logs.get_mut(&k.discovery_key()) {
                     e.community = Some((key, part));

@@ -332,6 +332,14 @@ impl<I: Blocks> View<I> {
         Ok(self.bee.get(key)?.and_then(|e| e.value))
     }
 
+    /// The changes not written yet, in the order [`View::flush`] writes them (a key and its
+    /// new value; `None`: deleted). For tools that replay an index build elsewhere.
+    pub fn pending(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.overlay
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.overlay.insert(key, Some(value));
     }
@@ -565,33 +573,54 @@ impl<I: Blocks> View<I> {
         comments: &mut C,
         max: u64,
     ) -> Result<u64, IndexError> {
-        let (p, c) = self.position()?;
-        if p > posts.length() || c > comments.length() {
-            return Err(disagrees(format!(
-                "it holds {p} posts blocks and {c} comments blocks, the logs have {} and {}",
-                posts.length(),
-                comments.length()
-            )));
-        }
-        let p_end = posts.length().min(p.saturating_add(max));
-        for i in p..p_end {
+        let n = self.absorb_posts(posts, max)?;
+        Ok(n + self.absorb_comments(comments, max - n)?)
+    }
+
+    /// [`View::absorb`] of the posts log alone (enough for pages and posts by id).
+    pub fn absorb_posts<P: Blocks>(&mut self, posts: &mut P, max: u64) -> Result<u64, IndexError> {
+        let (p, _) = self.position()?;
+        let end = self.end(p, posts.length(), max, "posts")?;
+        for i in p..end {
             self.add_post(posts, i)?;
         }
-        let left = max - (p_end - p);
-        let c_end = comments.length().min(c.saturating_add(left));
-        for i in c..c_end {
+        self.mark(META_POSTS, p, end);
+        Ok(end - p)
+    }
+
+    /// [`View::absorb`] of the comments log alone.
+    pub fn absorb_comments<C: Blocks>(
+        &mut self,
+        comments: &mut C,
+        max: u64,
+    ) -> Result<u64, IndexError> {
+        let (_, c) = self.position()?;
+        let end = self.end(c, comments.length(), max, "comments")?;
+        for i in c..end {
             self.add_comment(comments, i)?;
         }
-        if p_end > p || self.bee.log().0.length() == 0 {
-            self.put(META_POSTS.to_vec(), p_end.to_be_bytes().to_vec());
+        self.mark(META_COMMENTS, c, end);
+        Ok(end - c)
+    }
+
+    fn end(&self, at: u64, length: u64, max: u64, what: &str) -> Result<u64, IndexError> {
+        if at > length {
+            return Err(disagrees(format!(
+                "it holds {at} blocks of the {what} log, which has {length}"
+            )));
         }
-        if c_end > c || self.bee.log().0.length() == 0 {
-            self.put(META_COMMENTS.to_vec(), c_end.to_be_bytes().to_vec());
+        Ok(length.min(at.saturating_add(max)))
+    }
+
+    /// Record the new position (and, on an empty index, the format).
+    fn mark(&mut self, key: &[u8], from: u64, to: u64) {
+        let empty = self.bee.log().0.length() == 0;
+        if to > from || empty {
+            self.put(key.to_vec(), to.to_be_bytes().to_vec());
         }
-        if self.bee.log().0.length() == 0 {
+        if empty {
             self.put(META_FORMAT.to_vec(), FORMAT.to_vec());
         }
-        Ok((p_end - p) + (c_end - c))
     }
 }
 

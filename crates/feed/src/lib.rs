@@ -77,6 +77,51 @@ pub mod fuzz {
         }
     }
 
+    /// `data` as an index value, and as the blocks of an index log (a Hyperbee header, then
+    /// blocks each prefixed by a length byte) over small valid posts and comments logs: pages,
+    /// a thread and a catch-up end in an answer or an error, never a panic.
+    pub fn index(data: &[u8]) {
+        use crate::index::{self, State, View};
+        if let Some(s) = State::decode(data) {
+            assert_eq!(s.encode(), data);
+        }
+        let _ = index::key::parse_time(data);
+        let mut log = vec![peerhost_bee::Header::new(None).encode()];
+        let mut rest = data;
+        while let Some((&n, tail)) = rest.split_first() {
+            let n = usize::from(n).min(tail.len());
+            log.push(tail[..n].to_vec());
+            rest = &tail[n..];
+        }
+        let block = |k: crate::Kind| Entry::new(k).encode().unwrap_or_default();
+        let mut posts: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                block(crate::Kind::Post(crate::Post {
+                    id: format!("p{i}"),
+                    published_us: i,
+                    ..Default::default()
+                }))
+            })
+            .collect();
+        let mut comments: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                block(crate::Kind::Comment(crate::Comment {
+                    id: format!("c{i}"),
+                    post: "p1".into(),
+                    parent: format!("c{}", i / 2),
+                    ..Default::default()
+                }))
+            })
+            .collect();
+        let mut view = View::new(&mut log);
+        let _ = index::page(&mut view, &mut posts, 1, 3);
+        let _ = index::page(&mut view, &mut posts, 2, 3);
+        let _ = index::thread(&mut view, &mut posts, &mut comments, "p1");
+        let _ = view.absorb(&mut posts, &mut comments, 16);
+        let _ = index::thread(&mut view, &mut posts, &mut comments, "p1");
+        let _ = index::catch_up(&mut log, &mut posts, &mut comments, |_, _| {});
+    }
+
     /// Parse `data` as Lemmy JSON and map it (never panics).
     pub fn lemmy(data: &[u8]) {
         if let Ok(doc) = crate::lemmy::Document::parse(data) {

@@ -365,3 +365,39 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The fuzz target's body on random bytes (the fuzzer runs it on many more).
+    #[test]
+    fn hostile_index_logs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        crate::fuzz::index(&data);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// A real index with bytes flipped: every read ends in an answer or an error, no panic, and
+    /// an answer that passes the checks is still one the logs give (a flipped value either
+    /// fails its check or names what it named).
+    #[test]
+    fn a_damaged_index_never_panics(flips in proptest::collection::vec((any::<usize>(), any::<usize>(), 1u8..), 1..4)) {
+        let mut posts: Log = (0..40u64).map(|i| post(&format!("p{i}"), i, Some("a"))).collect();
+        let mut comments: Log = (0..40u64)
+            .map(|i| comment(&format!("c{i}"), &format!("p{}", i % 4), &format!("c{}", i / 2), i))
+            .collect();
+        let mut index = build(&mut posts, &mut comments, 16);
+        for (b, at, x) in flips {
+            let b = 1 + b % (index.len() - 1);
+            let at = at % index[b].len();
+            index[b][at] ^= x;
+        }
+        let mut view = View::new(&mut index);
+        if let Ok(got) = page(&mut view, &mut posts, 1, 5) {
+            for p in &got {
+                prop_assert!(p.post.id.starts_with('p'));
+            }
+        }
+        let _ = thread(&mut view, &mut posts, &mut comments, "p1");
+        let _ = view.absorb(&mut posts, &mut comments, 100);
+    }
+}
