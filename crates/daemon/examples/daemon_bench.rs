@@ -252,7 +252,7 @@ async fn run(dir: &str, bootstrap: &str, settle: u64, process_start: Instant) ->
             );
         }
         last = announced;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     println!(
         "{}",
