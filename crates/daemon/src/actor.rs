@@ -38,6 +38,8 @@ pub(crate) const QUEUE: usize = 64;
 const MAX_ERRORS: usize = 16;
 /// How often the state file is rewritten while running.
 const STATE_EVERY: Duration = Duration::from_secs(10);
+/// The status file takes at most 1/STATUS_SHARE of the actor's time (`Actor::run`).
+const STATUS_SHARE: u32 = 50;
 /// How often the disk is measured for the quota.
 const MEASURE_EVERY: Duration = Duration::from_secs(10);
 /// Node events handled in one batch before the descriptors they touched are re-read.
@@ -151,6 +153,7 @@ impl Actor {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let write = self.ctx.write_files;
+        let mut status_next = Instant::now();
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -163,7 +166,16 @@ impl Actor {
                     None => return,
                 },
                 ev = recv(&mut events) => self.on_events(ev, &mut events).await,
-                _ = status.tick(), if write => self.write_status(true).await,
+                _ = status.tick(), if write => {
+                    // The status file of a mirror of 10,000 communities is 25 MB (a line per
+                    // log): rewritten at most as often as keeps it within 1/STATUS_SHARE of
+                    // the actor's time, not every tick (2 s by default).
+                    if Instant::now() >= status_next {
+                        let t = Instant::now();
+                        self.write_status(true).await;
+                        status_next = Instant::now() + t.elapsed() * STATUS_SHARE;
+                    }
+                }
                 _ = state.tick(), if write => self.write_state(),
                 _ = measure.tick() => {
                     self.measure_quota();
@@ -381,8 +393,7 @@ impl Actor {
                 announce,
                 lookup,
                 is_community || community.is_none(),
-            )
-            .await;
+            );
         }
         Ok(dkey)
     }
@@ -513,7 +524,7 @@ impl Actor {
         // The descriptor log's own topic becomes the community topic (looked up).
         if let Some(d) = &self.ctx.swarm {
             let announce = self.ctx.announce && mode == Mode::Mirror;
-            d.join(dkey.0, announce, true, true).await;
+            d.join(dkey.0, announce, true, true);
         }
         if mode == Mode::Mirror {
             for part in Part::NAMED {

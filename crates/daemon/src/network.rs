@@ -7,13 +7,16 @@
 //! other logs are announced only (for JS peers that look one log up); a plain log is looked
 //! up when mirrored or followed and announced when served.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use peerhost_swarm::hyperdht::driver::BindOptions;
 use peerhost_swarm::{
     BootstrapNode, Config, EmptyLookupRetry, JoinOptions, RelayOptions, Relays, Swarm,
 };
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use peerhost_node::Node;
@@ -50,6 +53,73 @@ pub(crate) struct Network {
     swarm: Swarm,
     relays: std::sync::Mutex<Option<Relays>>,
     intake: JoinHandle<()>,
+    joins: Arc<Joins>,
+    joiner: JoinHandle<()>,
+}
+
+/// Topics to join, handed to the swarm by one task so that tracking a log never waits for
+/// the swarm's actor (busy with the DHT walks of the topics joined before: a mirror of 10,000
+/// communities joins 40,000 topics at its start). At most one entry per topic: a second join
+/// of a queued topic adds its modes to the first, as a second session would. So the queue
+/// holds at most one entry per log tracked.
+#[derive(Debug, Default)]
+struct Joins {
+    queue: std::sync::Mutex<Queue>,
+    ready: Notify,
+}
+
+/// The topics in the order queued, and what each asks for.
+type Queue = (VecDeque<[u8; 32]>, HashMap<[u8; 32], Modes>);
+
+/// What a queued join asks for: announce, look up, priority.
+#[derive(Debug, Clone, Copy, Default)]
+struct Modes {
+    announce: bool,
+    lookup: bool,
+    priority: bool,
+}
+
+impl Joins {
+    fn push(&self, topic: [u8; 32], m: Modes) {
+        let Ok(mut q) = self.queue.lock() else {
+            return;
+        };
+        let (order, modes) = &mut *q;
+        match modes.get_mut(&topic) {
+            Some(e) => {
+                e.announce |= m.announce;
+                e.lookup |= m.lookup;
+                e.priority |= m.priority;
+            }
+            None => {
+                modes.insert(topic, m);
+                order.push_back(topic);
+            }
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Option<([u8; 32], Modes)> {
+        let mut q = self.queue.lock().ok()?;
+        let (order, modes) = &mut *q;
+        let topic = order.pop_front()?;
+        modes.remove(&topic).map(|m| (topic, m))
+    }
+
+    /// Hand every queued topic to the swarm, in the order queued.
+    async fn run(self: Arc<Self>, swarm: Swarm) {
+        loop {
+            let Some((topic, m)) = self.pop() else {
+                self.ready.notified().await;
+                continue;
+            };
+            let opts = JoinOptions::new(m.announce, m.lookup).with_priority(m.priority);
+            if let Err(e) = swarm.join(topic, opts).await {
+                tracing::warn!(topic = %crate::hex(&topic[..8]), "cannot join the topic: {e}");
+            }
+        }
+    }
 }
 
 impl Network {
@@ -93,10 +163,14 @@ impl Network {
                 });
             }
         });
+        let joins = Arc::new(Joins::default());
+        let joiner = tokio::spawn(joins.clone().run(swarm.clone()));
         Ok(Self {
             swarm,
             relays: std::sync::Mutex::new(Some(relays)),
             intake,
+            joins,
+            joiner,
         })
     }
 
@@ -106,15 +180,19 @@ impl Network {
     }
 
     /// Take part in `topic`: announce it, look it up, or both; `priority` topics are
-    /// refreshed first (community topics).
-    pub(crate) async fn join(&self, topic: [u8; 32], announce: bool, lookup: bool, priority: bool) {
+    /// refreshed first (community topics). Queued: the swarm joins it soon after.
+    pub(crate) fn join(&self, topic: [u8; 32], announce: bool, lookup: bool, priority: bool) {
         if !announce && !lookup {
             return;
         }
-        let opts = JoinOptions::new(announce, lookup).with_priority(priority);
-        if let Err(e) = self.swarm.join(topic, opts).await {
-            tracing::warn!(topic = %crate::hex(&topic[..8]), "cannot join the topic: {e}");
-        }
+        self.joins.push(
+            topic,
+            Modes {
+                announce,
+                lookup,
+                priority,
+            },
+        );
     }
 
     /// Wait for the bootstrap walk to end; the DHT nodes known then (0: none answered).
@@ -154,6 +232,7 @@ impl Network {
             }
             self.swarm.destroy().await;
         };
+        self.joiner.abort();
         let _ = tokio::time::timeout(CLOSE_GRACE, leave).await;
         self.intake.abort();
     }

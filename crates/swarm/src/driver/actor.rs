@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{BAN_EVENTS, Command, Config, MAX_BANS, PENDING_CONNECTIONS, RECORDS, Reply};
+
+/// How often, at most, the actor scans every topic for its timer while events come in.
+const TIMER_SCAN: Duration = Duration::from_millis(100);
 use crate::connection::{self, CloseReason, Connection, Link, Shared};
 use crate::error::Error;
 use crate::peer::PeerInfo;
@@ -85,7 +88,11 @@ pub(super) fn spawn(
         pending_plans: Vec::new(),
         to_run: Vec::new(),
         walking: 0,
-        waiting: Vec::new(),
+        waiting: Default::default(),
+        leaving_topics: HashMap::new(),
+        topics_deadline: None,
+        next_scan: Instant::now(),
+        scan_due: false,
         max_refreshes: config.max_refreshes.max(1),
         max_topics: config.max_topics,
         retry_policy: config.empty_lookup_retry,
@@ -179,8 +186,20 @@ struct Actor {
     to_run: Vec<(u64, Plan)>,
     /// DHT walks running…
     walking: usize,
-    /// …and refreshes waiting for one to end (at most `max_refreshes` run).
-    waiting: Vec<(u64, Plan)>,
+    /// …and refreshes waiting for one to end (at most `max_refreshes` run), one queue per
+    /// rank (`topics::rank`: lookups, then prioritized topics), oldest first; superseded ones
+    /// are dropped when they come up. Queues, not one list searched at every walk's end: with
+    /// 40 000 topics joined at once that search was quadratic.
+    waiting: [VecDeque<(u64, Plan)>; 4],
+    /// Topics with an instance still leaving (unannouncing), and how many: a new instance of
+    /// one waits for it (JS `wait`).
+    leaving_topics: HashMap<Key, usize>,
+    /// The earliest topic timer at the last scan of every instance…
+    topics_deadline: Option<Instant>,
+    /// …the earliest time of the next scan…
+    next_scan: Instant,
+    /// …and whether anything happened since the last one (a topic timer may have moved).
+    scan_due: bool,
     max_refreshes: usize,
     max_topics: usize,
     retry_policy: Option<EmptyLookupRetry>,
@@ -239,6 +258,8 @@ impl Actor {
                 break;
             }
             let deadline = self.deadline();
+            // Whatever comes next may move a topic's timer.
+            self.scan_due = true;
             let has_pending = !self.pending.is_empty();
             let out = self.out.clone();
             let event = tokio::select! {
@@ -290,12 +311,28 @@ impl Actor {
         tasks.shutdown().await;
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        let topics = self
-            .instances
-            .values()
-            .filter_map(|i| i.state.poll_timeout());
-        self.core.poll_timeout().into_iter().chain(topics).min()
+    /// When to wake up: the core's timer, the earliest topic timer, and, when events came in
+    /// since the last scan of the topics, the next scan. The topics are scanned at most every
+    /// [`TIMER_SCAN`], not after every event: with 40 000 topics, one scan per record or
+    /// command made the actor quadratic. A topic timer set since the last scan fires at most
+    /// `TIMER_SCAN` late (topic timers are refreshes, minutes apart, and lookup retries, a
+    /// second or more).
+    fn deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        if self.scan_due && now >= self.next_scan {
+            self.topics_deadline = self
+                .instances
+                .values()
+                .filter_map(|i| i.state.poll_timeout())
+                .min();
+            self.next_scan = now + TIMER_SCAN;
+            self.scan_due = false;
+        }
+        let scan = self.scan_due.then_some(self.next_scan);
+        [self.core.poll_timeout(), self.topics_deadline, scan]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn jitter(&mut self) -> Duration {
@@ -657,6 +694,14 @@ impl Actor {
     fn timer(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
+        if self.topics_deadline.is_none_or(|d| d > now) {
+            // The core's timer or a scan: no topic timer is known to be due.
+            return;
+        }
+        // Scan again at the next turn: the timers handled here move.
+        self.next_scan = now;
+        self.scan_due = true;
+        self.topics_deadline = None;
         let due: Vec<u64> = self
             .instances
             .iter()

@@ -16,10 +16,7 @@ impl Actor {
             None if self.active.len() >= self.max_topics => return Err(Error::TooManyTopics),
             None => {
                 // A previous instance still unannouncing: this one waits for it (JS `wait`).
-                let wait = self
-                    .instances
-                    .values()
-                    .any(|i| i.topic == topic && i.leaving.is_some());
+                let wait = self.leaving_topics.contains_key(&topic);
                 self.next_instance += 1;
                 let inst = self.next_instance;
                 self.instances.insert(
@@ -79,7 +76,8 @@ impl Actor {
             return;
         }
         if self.walking >= self.max_refreshes {
-            self.waiting.push((inst, plan));
+            let r = rank(plan.lookup, i.state.priority());
+            self.waiting[r].push_back((inst, plan));
             return;
         }
         let relays = match &self.listen {
@@ -107,26 +105,16 @@ impl Actor {
     /// (lookups, then prioritized topics); stale ones (superseded, or of a topic left) go.
     pub(super) fn next_waiting(&mut self) {
         let instances = &self.instances;
-        self.waiting.retain(|(inst, plan)| {
-            instances
-                .get(inst)
-                .is_some_and(|i| i.state.is_latest(plan.generation))
-        });
-        let rank = |(inst, plan): &(u64, Plan)| {
-            let priority = instances.get(inst).is_some_and(|i| i.state.priority());
-            (plan.lookup, priority)
-        };
-        // The first of the best rank (`max_by_key` keeps the last of equals: iterate reversed).
-        let best = self
-            .waiting
-            .iter()
-            .enumerate()
-            .rev()
-            .max_by_key(|(_, w)| rank(w))
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let w = self.waiting.remove(i);
-            self.to_run.push(w);
+        for queue in self.waiting.iter_mut().rev() {
+            while let Some((inst, plan)) = queue.pop_front() {
+                if instances
+                    .get(&inst)
+                    .is_some_and(|i| i.state.is_latest(plan.generation))
+                {
+                    self.to_run.push((inst, plan));
+                    return;
+                }
+            }
         }
     }
 
@@ -245,6 +233,7 @@ impl Actor {
         if let Some(i) = self.instances.get_mut(&inst) {
             i.state.destroy();
             i.leaving = Some(reply.into_iter().collect());
+            *self.leaving_topics.entry(topic).or_insert(0) += 1;
         }
         // Completes at once unless a refresh runs or an unannounce is needed.
         self.step_leave(tasks, inst);
@@ -272,6 +261,14 @@ impl Actor {
         let Some(i) = self.instances.remove(&inst) else {
             return;
         };
+        if i.leaving.is_some() {
+            if let Some(n) = self.leaving_topics.get_mut(&i.topic) {
+                *n -= 1;
+                if *n == 0 {
+                    self.leaving_topics.remove(&i.topic);
+                }
+            }
+        }
         for w in i.waiters {
             let _ = w.send(Ok(false));
         }
@@ -345,4 +342,9 @@ async fn walk(
     a?;
     u?;
     l
+}
+
+/// A waiting refresh's queue in `Actor::waiting`: lookups first, then prioritized topics.
+fn rank(lookup: bool, priority: bool) -> usize {
+    usize::from(lookup) * 2 + usize::from(priority)
 }
