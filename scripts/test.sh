@@ -34,6 +34,8 @@ npm_ci interop-tests
 step "format and lints (warnings denied)"
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+# Issue 14's rule: no source file over 1 000 lines before its test module.
+bash scripts/long-files.sh
 
 step "fixtures: regenerate with the pinned JS packages and fail on any diff"
 node interop-tests/fixtures/generate.js fixtures
