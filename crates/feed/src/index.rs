@@ -172,6 +172,9 @@ impl State {
         if flags > 3 || rest.len() < 8 || rest.len() % 8 != 0 {
             return None;
         }
+        if rest.len() / 8 - 1 > MAX_CHANGES {
+            return None;
+        }
         let mut nums = rest
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()));
@@ -258,28 +261,6 @@ fn disagrees(what: impl Into<String>) -> IndexError {
     IndexError::Disagrees(what.into())
 }
 
-/// A feed log seen as the Hyperbee's log.
-#[derive(Debug)]
-pub struct BeeLog<B>(pub B);
-
-impl<B: Blocks> peerhost_bee::Blocks for BeeLog<B> {
-    type Error = B::Error;
-
-    fn length(&self) -> u64 {
-        self.0.length()
-    }
-
-    fn block(&mut self, seq: u64) -> Result<Option<Vec<u8>>, B::Error> {
-        self.0.block(seq)
-    }
-}
-
-impl<B: AppendBlocks> peerhost_bee::AppendBlocks for BeeLog<B> {
-    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, B::Error> {
-        self.0.append_blocks(blocks)
-    }
-}
-
 /// Block `index` of `log` as an entry kind (`None`: not an entry, or of an unknown kind).
 fn entry<B: Blocks>(log: &mut B, which: Which, index: u64) -> Result<Option<Kind>, IndexError> {
     let block = read::read(log, index)?.ok_or(IndexError::Missing { log: which, index })?;
@@ -301,7 +282,7 @@ fn be(v: &[u8]) -> Option<u64> {
 /// position.
 #[derive(Debug)]
 pub struct View<I: Blocks> {
-    bee: Bee<BeeLog<I>>,
+    bee: Bee<I>,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
@@ -309,19 +290,19 @@ impl<I: Blocks> View<I> {
     /// The index in `log` (an empty log is an empty index).
     pub fn new(log: I) -> Self {
         Self {
-            bee: Bee::new(BeeLog(log)),
+            bee: Bee::new(log),
             overlay: BTreeMap::new(),
         }
     }
 
     /// The index log.
     pub fn log(&self) -> &I {
-        &self.bee.log().0
+        self.bee.log()
     }
 
     /// The index log, mutably.
     pub fn log_mut(&mut self) -> &mut I {
-        &mut self.bee.log_mut().0
+        self.bee.log_mut()
     }
 
     /// The value of `key`.
@@ -614,7 +595,7 @@ impl<I: Blocks> View<I> {
 
     /// Record the new position (and, on an empty index, the format).
     fn mark(&mut self, key: &[u8], from: u64, to: u64) {
-        let empty = self.bee.log().0.length() == 0;
+        let empty = self.bee.log().length() == 0;
         if to > from || empty {
             self.put(key.to_vec(), to.to_be_bytes().to_vec());
         }

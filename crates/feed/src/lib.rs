@@ -32,8 +32,6 @@ pub mod import;
 pub mod index;
 pub mod lemmy;
 pub mod read;
-#[cfg(feature = "store")]
-mod store;
 pub mod time;
 mod unknown;
 

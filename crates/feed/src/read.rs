@@ -7,89 +7,16 @@
 //! is not held locally is skipped and reported too.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::fmt;
 
 use crate::entry::{
     AssetIndex, Comment, Descriptor, Edit, Entry, EntryError, Kind, Post, Reason, kind_name,
 };
 
-/// A log's blocks by index: what the readers need.
-pub trait Blocks {
-    /// A failure to read (I/O, damage); not "the block is not here", which is `Ok(None)`.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Blocks in the log (whether held here or not).
-    fn length(&self) -> u64;
-
-    /// Block `index`, or `None` if it is not held here.
-    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Self::Error>;
-}
-
-/// A log this side writes.
-pub trait AppendBlocks: Blocks {
-    /// Append `blocks` at the end, as one batch; returns the new length.
-    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, Self::Error>;
-}
-
-/// An in-memory log (tests, tools).
-impl Blocks for Vec<Vec<u8>> {
-    type Error = Infallible;
-
-    fn length(&self) -> u64 {
-        self.len() as u64
-    }
-
-    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(usize::try_from(index)
-            .ok()
-            .and_then(|i| self.get(i))
-            .cloned())
-    }
-}
-
-impl AppendBlocks for Vec<Vec<u8>> {
-    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, Infallible> {
-        self.extend_from_slice(blocks);
-        Ok(self.len() as u64)
-    }
-}
-
-/// A sparse in-memory log: only some blocks held (`None`: not here), as a reader that fetches
-/// on demand sees it.
-impl Blocks for Vec<Option<Vec<u8>>> {
-    type Error = Infallible;
-
-    fn length(&self) -> u64 {
-        self.len() as u64
-    }
-
-    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(usize::try_from(index)
-            .ok()
-            .and_then(|i| self.get(i))
-            .cloned()
-            .flatten())
-    }
-}
-
-impl<T: Blocks + ?Sized> Blocks for &mut T {
-    type Error = T::Error;
-
-    fn length(&self) -> u64 {
-        (**self).length()
-    }
-
-    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, T::Error> {
-        (**self).block(index)
-    }
-}
-
-impl<T: AppendBlocks + ?Sized> AppendBlocks for &mut T {
-    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, T::Error> {
-        (**self).append_blocks(blocks)
-    }
-}
+/// A log's blocks by index, and a log this side writes: the Hyperbee crate's traits, so that
+/// one log type serves both the readers here and the community's index (`crate::index`). A
+/// store's `Core`, a `Vec` (sparse: `Vec<Option<_>>`) and `&mut` of either implement them.
+pub use peerhost_bee::{AppendBlocks, Blocks};
 
 /// A log could not be read or written.
 #[derive(Debug, thiserror::Error)]
