@@ -15,84 +15,17 @@
 //!
 //! Timeouts are hang guards only.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use peerhost_gateway::{TrustedHead, client, range};
 use peerhost_webrtc::client::Browser;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "common/serving.rs"]
+mod serving;
 use common::{cmd, run};
-
-const GUARD: Duration = Duration::from_secs(60);
-const T: Duration = Duration::from_secs(10);
-
-/// A daemon and the first `n` lines it printed (TCP address, HTTP URL).
-struct Daemon {
-    child: Child,
-    lines: Vec<String>,
-}
-
-impl Daemon {
-    fn start(mut c: Command, n: usize) -> Self {
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn peerhost");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut lines = Vec::new();
-        for _ in 0..n {
-            let mut l = String::new();
-            out.read_line(&mut l).expect("a line");
-            lines.push(l.trim().to_owned());
-        }
-        Self { child, lines }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn get_json(rt: &tokio::runtime::Runtime, url: &str) -> Value {
-    let r = rt.block_on(client::get(url, T)).expect(url);
-    assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
-    serde_json::from_slice(&r.body).expect("JSON")
-}
-
-fn status(storage: &Path) -> Option<Value> {
-    let b = std::fs::read(storage.join("peerhost-status.json")).ok()?;
-    serde_json::from_slice(&b).ok()
-}
-
-fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + GUARD;
-    while !f() {
-        assert!(Instant::now() < deadline, "hang guard: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn hex32(v: &Value) -> [u8; 32] {
-    hex::decode(v.as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
-}
+use serving::{Daemon, T, get_json, hex32, rt, status, wait};
 
 /// A community of `posts` posts in `w`; its key.
 fn community(w: &Path, posts: usize) -> String {
