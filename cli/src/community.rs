@@ -45,15 +45,11 @@ const BATCH_ENTRIES: usize = 1024;
 pub(crate) enum FeedCommand {
     /// Create and inspect communities (a descriptor log + posts, comments and assets logs).
     Community {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(subcommand)]
         command: CommunityCommand,
     },
     /// Publish a post to a community this store writes.
     Post {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// Community name or key.
         community: String,
         /// Title.
@@ -77,8 +73,6 @@ pub(crate) enum FeedCommand {
     /// Reads the responses of /api/v3/post/list, /api/v3/comment/list and /api/v3/community
     /// (Lemmy 0.19). Running it again only appends what changed: new items, edits, deletions.
     Import {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// Community name or key.
         community: String,
         /// JSON files (`-` for stdin).
@@ -91,15 +85,11 @@ pub(crate) enum FeedCommand {
     },
     /// Publish, list and read the community's web app.
     Assets {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(subcommand)]
         command: AssetsCommand,
     },
     /// Print the latest posts of a community, newest first.
     Feed {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// Community key (z-base32, hex, pear://) or local name.
         community: String,
         /// How many posts (at least 1).
@@ -118,8 +108,6 @@ pub(crate) enum FeedCommand {
     },
     /// Print a post and its comments as a tree (through the index log when there is one).
     Thread {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// Community key (z-base32, hex, pear://) or local name.
         community: String,
         /// The post's id (as `feed --json` prints it).
@@ -193,10 +181,10 @@ pub(crate) enum AssetsCommand {
     },
 }
 
-pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
+pub(crate) fn run(storage: &StorageArgs, command: FeedCommand) -> anyhow::Result<()> {
     match command {
-        FeedCommand::Community { storage, command } => {
-            let store = open_store(&storage)?;
+        FeedCommand::Community { command } => {
+            let store = open_store(storage)?;
             match command {
                 CommunityCommand::Create {
                     name,
@@ -209,7 +197,6 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
             }
         }
         FeedCommand::Post {
-            storage,
             community,
             title,
             body,
@@ -221,17 +208,16 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
                 Some(path) => read_body(&path)?,
                 None => body,
             };
-            let store = open_store(&storage)?;
+            let store = open_store(storage)?;
             post(&store, &community, title, body, link, author)
         }
         FeedCommand::Import {
-            storage,
             community,
             files,
             instance,
-        } => import(&open_store(&storage)?, &community, &files, instance),
-        FeedCommand::Assets { storage, command } => {
-            let store = open_store(&storage)?;
+        } => import(&open_store(storage)?, &community, &files, instance),
+        FeedCommand::Assets { command } => {
+            let store = open_store(storage)?;
             match command {
                 AssetsCommand::Publish { community, dir } => publish(&store, &community, &dir),
                 AssetsCommand::Ls { community, json } => assets_ls(&store, &community, json),
@@ -243,14 +229,13 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
             }
         }
         FeedCommand::Feed {
-            storage,
             community,
             last,
             json,
             comments,
             page,
         } => feed(
-            &open_store(&storage)?,
+            &open_store(storage)?,
             &community,
             last,
             json,
@@ -258,11 +243,10 @@ pub(crate) fn run(command: FeedCommand) -> anyhow::Result<()> {
             page,
         ),
         FeedCommand::Thread {
-            storage,
             community,
             post_id,
             json,
-        } => thread(&open_store(&storage)?, &community, &post_id, json),
+        } => thread(&open_store(storage)?, &community, &post_id, json),
     }
 }
 

@@ -30,6 +30,9 @@ use clap::{Parser, Subcommand};
     after_help = "--storage DIR may come before or after the subcommand."
 )]
 struct Cli {
+    /// `--storage` is global: accepted before or after the subcommand.
+    #[command(flatten)]
+    storage: StorageArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,8 +66,6 @@ impl StorageArgs {
 enum Command {
     /// Create, append to, read and verify signed logs in the local store.
     Log {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(subcommand)]
         command: logcmd::LogCommand,
     },
@@ -83,29 +84,21 @@ enum Command {
     /// --listen-tcp, printing the bound address) until SIGINT/SIGTERM.
     Serve {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[command(flatten)]
         args: net::ServeArgs,
     },
     /// Download a log (or part of it) from peers, verifying every block.
     Follow {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(flatten)]
         args: net::FollowArgs,
     },
     /// Keep a full, live copy of a log from peers.
     Mirror {
         #[command(flatten)]
-        storage: StorageArgs,
-        #[command(flatten)]
         args: net::MirrorArgs,
     },
     /// What the running daemon (`serve`, `mirror`) on this store is doing: peers, bytes up and
     /// down per log, what it served.
     Status {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(flatten)]
         args: daemon::StatusArgs,
     },
@@ -114,8 +107,6 @@ enum Command {
     Feed(community::FeedCommand),
     /// Web apps readers can swap in: fork a community's app into a log you own.
     App {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[command(subcommand)]
         command: app::AppCommand,
     },
@@ -129,49 +120,19 @@ enum Command {
     Relay(dht::RelayArgs),
 }
 
-/// `peerhost --storage DIR log create a`: flags that every subcommand takes (`--storage`),
-/// given before the subcommand, are moved after it, where clap reads them (issue 16 item 8).
-fn hoist_global_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let mut iter = args.into_iter();
-    let mut out: Vec<std::ffi::OsString> = iter.next().into_iter().collect();
-    let mut hoisted = Vec::new();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    while let Some(arg) = iter.next() {
-        let text = arg.to_string_lossy();
-        if text == "--storage" {
-            hoisted.push(arg);
-            hoisted.extend(iter.next());
-        } else if text.starts_with("--storage=") {
-            hoisted.push(arg);
-        } else {
-            rest.push(arg);
-            break;
-        }
-    }
-    rest.extend(iter);
-    // Before a `--` (after it everything is a value), else at the end.
-    let at = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
-    let tail = rest.split_off(at);
-    out.extend(rest);
-    out.extend(hoisted);
-    out.extend(tail);
-    out
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(hoist_global_flags(std::env::args_os().collect()));
+    let cli = Cli::parse();
+    let storage = &cli.storage;
     let result = match cli.command {
-        Command::Log { storage, command } => {
-            storage.dir().and_then(|dir| logcmd::run(&dir, command))
-        }
+        Command::Log { command } => storage.dir().and_then(|dir| logcmd::run(&dir, command)),
         Command::Demo { app } => demo::run(&app),
         Command::Bench { command } => bench::run(command),
-        Command::Serve { storage, args } => storage.dir().and_then(|d| net::serve(&d, args)),
-        Command::Follow { storage, args } => storage.dir().and_then(|d| net::follow(&d, args)),
-        Command::Mirror { storage, args } => storage.dir().and_then(|d| net::mirror(&d, args)),
-        Command::Status { storage, args } => storage.dir().and_then(|d| daemon::status(&d, args)),
-        Command::Feed(command) => community::run(command),
-        Command::App { storage, command } => app::run(&storage, command),
+        Command::Serve { args } => storage.dir().and_then(|d| net::serve(&d, args)),
+        Command::Follow { args } => storage.dir().and_then(|d| net::follow(&d, args)),
+        Command::Mirror { args } => storage.dir().and_then(|d| net::mirror(&d, args)),
+        Command::Status { args } => storage.dir().and_then(|d| daemon::status(&d, args)),
+        Command::Feed(command) => community::run(storage, command),
+        Command::App { command } => app::run(storage, command),
         Command::Dht { command } => dht::run(command),
         Command::Relay(args) => dht::relay(args),
     };
@@ -197,28 +158,32 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn hoisted(args: &[&str]) -> Vec<String> {
-        let args = args.iter().map(std::ffi::OsString::from).collect();
-        hoist_global_flags(args)
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+    /// The storage directory and the log command's name that `args` parse to.
+    fn parsed(args: &[&str]) -> (Option<PathBuf>, String) {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Log { command } = cli.command else {
+            panic!("not a log command")
+        };
+        (cli.storage.storage, format!("{command:?}"))
     }
 
     #[test]
-    fn storage_before_the_subcommand_moves_after_it() {
-        assert_eq!(
-            hoisted(&["p", "--storage", "X", "log", "create", "a"]),
-            ["p", "log", "create", "a", "--storage", "X"]
-        );
-        assert_eq!(
-            hoisted(&["p", "--storage=X", "log", "cat", "a", "--", "-x"]),
-            ["p", "log", "cat", "a", "--storage=X", "--", "-x"]
-        );
-        // After the subcommand nothing moves, not even a value that reads like the flag.
-        assert_eq!(
-            hoisted(&["p", "post", "c", "--title", "--storage"]),
-            ["p", "post", "c", "--title", "--storage"]
+    fn storage_before_or_after_the_subcommand() {
+        let before = parsed(&["p", "--storage", "X", "log", "create", "a"]);
+        let after = parsed(&["p", "log", "create", "a", "--storage", "X"]);
+        assert_eq!(before.0, Some(PathBuf::from("X")));
+        assert_eq!(before, after);
+        let (dir, _) = parsed(&["p", "--storage=X", "log", "cat", "a"]);
+        assert_eq!(dir, Some(PathBuf::from("X")));
+        // A value that reads like the flag stays a value.
+        let cli = Cli::try_parse_from(["p", "post", "c", "--title=--storage"]).expect("parses");
+        assert_eq!(cli.storage.storage, None);
+        let Command::Feed(command) = cli.command else {
+            panic!("not a post")
+        };
+        assert!(
+            format!("{command:?}").contains("\"--storage\""),
+            "{command:?}"
         );
     }
 }
