@@ -48,6 +48,8 @@ fi
 
 step "fuzz smoke: every fuzz target builds and runs briefly"
 bash scripts/fuzz.sh smoke
+# CI (.ci/run) sets PEERHOST_LEAN_DISK=1: the fuzz build is not needed again in this run.
+if [ "${PEERHOST_LEAN_DISK:-}" = 1 ]; then rm -rf fuzz/target; fi
 
 step "Rust tests (unit, property, fixtures, crash, CLI, live JS interop)"
 cargo build --locked --release -p peerhost
