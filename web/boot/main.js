@@ -20,6 +20,7 @@ import { Loader, blockCache, httpPeer } from './loader.js'
 import { joinAll, rtcPeer } from './rtc.js'
 import { fail, hex, setUnsigned, useEngine, webcryptoWorks } from './verify.js'
 import { assetIndex, chunk, descriptor } from './proto.js'
+import { Bee } from './bee.js'
 
 const $ = (s) => document.querySelector(s)
 const store = (k, v) => { try { return v === undefined ? localStorage.getItem(k) : v === null ? localStorage.removeItem(k) : localStorage.setItem(k, v) } catch {} }
@@ -74,7 +75,13 @@ export function start (ctx) {
     if (KEY.test(k) || !k) store('peerhost.app', k || null)
     location.replace('/')
   }
-  onhashchange = () => location.reload()
+  // The hash is the app's route (`#/post/ID`, sent to it as `route` events) and the app
+  // choice (`app=KEY`): only a change of the latter reloads the page.
+  const app0 = appOf(location.hash)
+  onhashchange = () => {
+    if (appOf(location.hash) !== app0) location.reload()
+    else routed(routeOf(location.hash))
+  }
   sources()
   return (state.rtc || Promise.resolve()).then(main).catch((e) => {
     note('Failed: ' + e.message)
@@ -173,6 +180,17 @@ async function fallbackEngine () {
   }
 }
 
+// The hash: the app's route, then `&app=KEY` when a reader swapped the app in.
+const APP_IN_HASH = /(?:^#|&)app=([0-9a-f]{64})/
+const appOf = (h) => (APP_IN_HASH.exec(h) || [])[1] || null
+const routeOf = (h) => h.replace(APP_IN_HASH, '').replace(/^#/, '')
+let routed = () => {}
+
+// The community's index (a Hyperbee, protocol/bee.md) read sparsely: per log, the blocks
+// decoded so far (one fork), walked by web/boot/bee.js over verified single-block ranges.
+const bees = new Map()
+const INDEX_OPTS = ['gt', 'gte', 'lt', 'lte', 'prefix']
+
 const pub = (h) => ({ key: h.key, length: h.length, fork: h.fork, byteLength: h.byteLength, treeHash: hex(h.treeHash) })
 
 async function main () {
@@ -211,6 +229,22 @@ async function main () {
     peers: () => loader.list(),
     files: () => files.map(({ path, type, size }) => ({ path, type, size })),
     file,
+    'index.get': async (key, k, length) => {
+      const { head, bee } = await beeAt(key, length)
+      return { head: pub(head), entry: await bee.get(k) }
+    },
+    'index.range': async (key, opts = {}, length) => {
+      const { head, bee } = await beeAt(key, length)
+      const o = { reverse: !!(opts && opts.reverse), limit: Math.min(Number.isSafeInteger(opts && opts.limit) && opts.limit >= 0 ? opts.limit : 1024, 1024) }
+      for (const f of INDEX_OPTS) if (opts && opts[f] != null) o[f] = opts[f]
+      return { head: pub(head), entries: await bee.range(o) }
+    },
+    route: () => routeOf(location.hash),
+    navigate: (route) => {
+      if (typeof route !== 'string' || route.length > 2048) fail('BAD_ARGUMENT', 'a route is a string of at most 2048 characters')
+      const app = appOf(location.hash)
+      location.hash = route.replace(/^#/, '') + (app ? '&app=' + app : '')
+    },
     ready: (info = {}) => {
       state.firstPostMs ??= performance.now()
       state.ready = info
@@ -220,7 +254,15 @@ async function main () {
       if (info.error) note('The app failed: ' + info.error)
     }
   }
+  // A bee over the index log `key` at a head (`length`: one returned earlier; none: a new one).
+  const beeAt = async (key, length) => {
+    const head = length == null ? await loader.head(check(key)) : loader.known(check(key), length) || fail('UNKNOWN_HEAD', `no verified head of length ${length}`)
+    let c = bees.get(key)
+    if (!c || c.fork !== head.fork) bees.set(key, (c = { fork: head.fork, blocks: new Map() }))
+    return { head, bee: new Bee(async (s) => (await loader.range(head, s, s + 1))[0], head.length, { blocks: c.blocks, cache: 16384 }) }
+  }
   const { port1, port2 } = new MessageChannel()
+  routed = (route) => port1.postMessage({ event: 'route', route })
   port1.onmessage = async ({ data: { id, op, args } }) => {
     try {
       const f = Object.hasOwn(api, op) ? api[op] : () => fail('NOT_SUPPORTED', `${op} is not in this API`)

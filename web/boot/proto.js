@@ -38,11 +38,11 @@ export function entry (bytes) {
   return null
 }
 
-/** A Descriptor entry: `{name, title, description, posts, comments, assets}` (keys hex). */
+/** A Descriptor entry: `{name, title, description, posts, comments, assets, index}` (keys hex, null if none). */
 export function descriptor (bytes) {
   const [k, d] = entry(bytes) || []
   return k === 2
-    ? { name: text(last(d, 1)), title: text(last(d, 2)), description: text(last(d, 3)), posts: key(last(d, 4)), comments: key(last(d, 5)), assets: key(last(d, 6)) }
+    ? { name: text(last(d, 1)), title: text(last(d, 2)), description: text(last(d, 3)), posts: key(last(d, 4)), comments: key(last(d, 5)), assets: key(last(d, 6)), index: key(last(d, 9)) }
     : null
 }
 
