@@ -29,7 +29,9 @@ pub(crate) const BUILT_APP: &str = "web/app/dist";
 pub(crate) const EMBEDDED: &[(&str, &[u8])] = &[
     ("feed.js", include_bytes!("../../web/app/feed.js")),
     ("index.html", include_bytes!("../../web/app/index.html")),
+    ("index.js", include_bytes!("../../web/app/index.js")),
     ("main.js", include_bytes!("../../web/app/main.js")),
+    ("markdown.js", include_bytes!("../../web/app/markdown.js")),
     ("style.css", include_bytes!("../../web/app/style.css")),
 ];
 

@@ -202,6 +202,7 @@ async function countingPage (browser, context = null) {
   const console = []
   const pending = []
   const urls = []
+  const sizes = []
   page.on('console', (m) => console.push({ type: m.type(), text: m.text() }))
   const onFinished = (req) => {
     if (!/^https?:/.test(req.url())) return // blob: and data: URLs are not the network
@@ -211,6 +212,7 @@ async function countingPage (browser, context = null) {
       const s = await req.sizes()
       const origin = new URL(req.url()).origin
       urls.push(req.url())
+      sizes.push([req.url(), Math.max(0, s.responseBodySize)])
       const b = bytes.get(origin) || { body: 0, headers: 0, requests: 0 }
       b.body += Math.max(0, s.responseBodySize)
       b.headers += s.responseHeadersSize
@@ -228,6 +230,11 @@ async function countingPage (browser, context = null) {
     async bytes () {
       await Promise.all(pending)
       return bytes
+    },
+    /** [url, response body bytes as sent] of every request counted. */
+    async sizes () {
+      await Promise.all(pending)
+      return sizes
     },
     /** Stop counting (the context stays open for another visit). */
     stop: () => context.off('requestfinished', onFinished)

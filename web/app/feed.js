@@ -33,6 +33,7 @@ const opt = (m, f) => (m[f] ? text(last(m, f)) : undefined) // proto3 `optional`
 
 /**
  * One block: `{kind: 'post', id, title, body, link, author, publishedUs, updatedUs}`,
+ * `{kind: 'comment', id, post, parent, author, body, publishedUs, updatedUs}`,
  * `{kind: 'edit', target, timeUs, title?, body?, link?}`, `{kind: 'delete', target}`,
  * `{kind: 'descriptor', …}`, `{kind: 'other'}` (a kind this app does not show), or null
  * (malformed or an unknown version: skipped, as protocol/feeds.md says).
@@ -55,6 +56,23 @@ export function decode (bytes) {
         author: a ? { name: text(last(a, 1)), displayName: text(last(a, 2)), url: text(last(a, 3)) } : null,
         publishedUs: last(p, 6) || 0,
         updatedUs: last(p, 7) || 0
+      }
+    }
+    if (e[4]) {
+      const c = fields(last(e, 4))
+      const a = c[4] ? fields(last(c, 4)) : null
+      const id = text(last(c, 1))
+      const post = text(last(c, 2))
+      if (!id || !post) return null
+      return {
+        kind: 'comment',
+        id,
+        post,
+        parent: text(last(c, 3)),
+        author: a ? { name: text(last(a, 1)), displayName: text(last(a, 2)), url: text(last(a, 3)) } : null,
+        body: text(last(c, 5)),
+        publishedUs: last(c, 6) || 0,
+        updatedUs: last(c, 7) || 0
       }
     }
     if (e[5]) {

@@ -143,14 +143,14 @@ const bytes = (k, what) => {
  * share one across versions of the same fork).
  */
 export class Bee {
-  constructor (block, length, { cache = 8192, blocks = new Map() } = {}) {
+  constructor (block, length, { cache = 8192, blocks = new Map(), range = null, gap = 4 } = {}) {
     if (!Number.isSafeInteger(length) || length < 0) throw new BeeError('BEE_ARGUMENT', 'a bad length')
-    Object.assign(this, { fetch: block, length, cap: cache, blocks })
+    Object.assign(this, { fetch: block, fetchRange: range, gap, length, cap: cache, blocks })
     this.fetched = 0 // blocks fetched (not from the cache)
   }
 
-  // Block `seq`, decoded (a promise, cached).
-  node (seq) {
+  // Block `seq`, decoded (a promise, cached); `got`: its bytes, when a range brought them.
+  node (seq, got) {
     if (!Number.isSafeInteger(seq) || seq < 1 || seq >= this.length) {
       return Promise.reject(new BeeError('BEE_CORRUPT', `a pointer to block ${seq} of ${this.length}`))
     }
@@ -159,7 +159,7 @@ export class Bee {
       this.blocks.delete(seq) // most recently used last
     } else {
       this.fetched++
-      p = Promise.resolve().then(() => this.fetch(seq)).then((b) => decodeNode(b, seq))
+      p = (got || Promise.resolve().then(() => this.fetch(seq))).then((b) => decodeNode(b, seq))
       p.catch(() => this.blocks.get(seq) === p && this.blocks.delete(seq))
       while (this.blocks.size >= this.cap) this.blocks.delete(this.blocks.keys().next().value)
     }
@@ -167,9 +167,28 @@ export class Bee {
     return p
   }
 
-  // Fetch these blocks at once (errors show when they are used).
+  // Fetch these blocks at once (errors show when they are used). With `range(start, end)`,
+  // blocks not held that lie close together (at most `gap` apart, 64 at most) come in one
+  // request: a thread's keys, put in one batch, are neighbours in the log, and one proof for
+  // a run costs far less than one per block.
   preload (seqs) {
-    for (const s of seqs) this.node(s).catch(() => {})
+    const want = [...new Set(seqs)].filter((s) => Number.isSafeInteger(s) && s >= 1 && s < this.length && !this.blocks.has(s)).sort((a, b) => a - b)
+    if (!this.fetchRange || want.length < 2) {
+      for (const s of want) this.node(s).catch(() => {})
+      return
+    }
+    const runs = []
+    for (const s of want) {
+      const r = runs[runs.length - 1]
+      if (r && s - r[1] <= this.gap && s - r[0] < 64) r[1] = s
+      else runs.push([s, s])
+    }
+    for (const [s, e] of runs) {
+      if (s === e) { this.node(s).catch(() => {}); continue }
+      const all = Promise.resolve().then(() => this.fetchRange(s, e + 1))
+      all.catch(() => {})
+      for (let k = s; k <= e; k++) if (!this.blocks.has(k)) this.node(k, all.then((bs) => bs[k - s])).catch(() => {})
+    }
   }
 
   // Tree node `offset` of block `seq`, checked: `{seq, keys, children, block}`.
@@ -193,8 +212,10 @@ export class Bee {
     return this.tree(seq, off, n.seq)
   }
 
-  // Binary search of `n`'s keys (hyperbee's probes): {found: index} or {at: index}.
+  // Binary search of `n`'s keys (hyperbee's probes): {found: index} or {at: index}. The
+  // node's keys are fetched at once (one round trip, not one per probe: at most 8 blocks).
   async search (n, key) {
+    this.preload(n.keys)
     let s = 0
     let e = n.keys.length
     while (s < e) {

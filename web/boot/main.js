@@ -259,7 +259,7 @@ async function main () {
     const head = length == null ? await loader.head(check(key)) : loader.known(check(key), length) || fail('UNKNOWN_HEAD', `no verified head of length ${length}`)
     let c = bees.get(key)
     if (!c || c.fork !== head.fork) bees.set(key, (c = { fork: head.fork, blocks: new Map() }))
-    return { head, bee: new Bee(async (s) => (await loader.range(head, s, s + 1))[0], head.length, { blocks: c.blocks, cache: 16384 }) }
+    return { head, bee: new Bee(async (s) => (await loader.range(head, s, s + 1))[0], head.length, { blocks: c.blocks, cache: 16384, range: (s, e) => loader.range(head, s, e) }) }
   }
   const { port1, port2 } = new MessageChannel()
   routed = (route) => port1.postMessage({ event: 'route', route })

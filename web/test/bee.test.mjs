@@ -77,7 +77,7 @@ test('a lookup fetches O(log n) blocks, not the log; the cache serves the second
   const shared = new Map()
   const bee = beeOver(blocks, blocks.length, { blocks: shared })
   assert.equal(toHex((await bee.get(Buffer.from('k0077'))).value), Buffer.from('v77').toString('hex'))
-  assert.ok(bee.asked.length <= 12, `asked ${bee.asked.length} blocks`)
+  assert.ok(bee.asked.length <= 3 * 9, `asked ${bee.asked.length} blocks`) // per level: the node and its keys
   const again = beeOver(blocks, blocks.length, { blocks: shared })
   await again.get(Buffer.from('k0077'))
   assert.equal(again.asked.length, 0)
@@ -208,4 +208,21 @@ test('walks over hostile logs end with a BeeError (or an answer), never a hang o
   await assert.rejects(beeOver([fromHex('0a086879706572626565'), fwd]).range({}), (e) => e.code === 'BEE_CORRUPT')
   await assert.rejects(beeOver([]).get('x'), (e) => e.code === 'BEE_ARGUMENT')
   assert.deepEqual(await beeOver([fromHex('0a086879706572626565')]).range({}), [])
+})
+
+test('with range(start, end), neighbouring blocks a walk needs come in one request; answers unchanged', async () => {
+  const blocks = golden.index.map(fromHex)
+  for (const [id] of Object.entries(golden.threads)) {
+    const single = beeOver(blocks)
+    const calls = []
+    const ranged = new Bee(async (s) => { calls.push([s, s + 1]); return blocks[s] }, blocks.length, { range: async (s, e) => { calls.push([s, e]); return blocks.slice(s, e) } })
+    const a = await single.range({ prefix: idKey('c', id) })
+    const b = await ranged.range({ prefix: idKey('c', id) })
+    assert.deepEqual(b, a)
+    assert.ok(calls.length <= single.asked.length, `${calls.length} requests against ${single.asked.length}`)
+  }
+  // A range that fails fails the walk with its error, and the blocks are not cached.
+  const failing = new Bee(async (s) => blocks[s], blocks.length, { range: async () => { throw new Error('peer gone') } })
+  await assert.rejects(failing.range({ prefix: Uint8Array.of(0x74) }), /peer gone/)
+  assert.ok([...failing.blocks.keys()].length < 20)
 })

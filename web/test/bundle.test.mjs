@@ -39,7 +39,7 @@ test('npm run build: a bootstrap document under 4 KiB brotli\'d, pinning what it
   assert.ok(runtime.toString().includes(sha256(readFileSync(at('app/dist/ed25519-noble.js')))), 'the runtime pins the fallback')
   assert.doesNotMatch(runtime.toString(), CURVE_D)
   assert.match(readFileSync(at('app/dist/ed25519-noble.js'), 'utf8'), CURVE_D)
-  assert.deepEqual(readdirSync(at('app/dist')).sort(), ['ed25519-noble.js', 'feed.js', 'index.html', 'main.js', 'peerhost-runtime.js', 'style.css'])
+  assert.deepEqual(readdirSync(at('app/dist')).sort(), ['ed25519-noble.js', 'feed.js', 'index.html', 'index.js', 'main.js', 'markdown.js', 'peerhost-runtime.js', 'style.css'])
 })
 
 test('the library bundle verifies (and rejects) golden heads with either engine', async () => {
