@@ -61,10 +61,16 @@ export async function fetchBlocks (api, key, head, seqs) {
     if (r && s - r[1] <= 4 && s - r[0] < 64) r[1] = s // neighbours: one request, one proof
     else runs.push([s, s])
   }
+  // At most 4 requests in flight: more only queue in the browser, look stalled to the
+  // loader and get hedged to a second peer (the same bytes twice).
   const out = new Map()
-  await Promise.all(runs.map(async ([s, e]) => {
-    const got = await api.range(key, s, e + 1, head.length)
-    got.forEach((b, k) => out.set(s + k, b))
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(4, runs.length) }, async () => {
+    while (next < runs.length) {
+      const [s, e] = runs[next++]
+      const got = await api.range(key, s, e + 1, head.length)
+      got.forEach((b, k) => out.set(s + k, b))
+    }
   }))
   return out
 }
