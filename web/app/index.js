@@ -168,13 +168,12 @@ async function postsTail (api, ix) {
  * reached yet (`lag` blocks) are merged in.
  */
 export async function page (api, ix, n, per = 20) {
-  const want = n * per + 1
-  const [entries] = await Promise.all([range(api, ix, { prefix: keys.byTime, reverse: true, limit: Math.min(1024, want) }), ix.checked])
+  const [entries] = await Promise.all([byTime(api, ix, (n - 1) * per, per + 1), ix.checked])
   const tail = await postsTail(api, ix)
   const fresh = [...tail.ids.values()].filter((t) => t.post).map((t) => t.post)
-  // With a tail, every entry up to this page is checked (the tail may drop or add some);
-  // without, only this page's.
-  const cand = tail.lag ? entries : entries.slice((n - 1) * per)
+  // With a tail, every entry up to this page is checked (the tail may drop or add some; up
+  // to 1024 entries); without, only this page's.
+  const cand = tail.lag ? (await byTime(api, ix, 0, Math.min(1024, n * per + 1))) : entries
   const states = cand.map((e) => {
     if (e.key.length !== 17) throw new Disagree('a time key of the wrong length')
     const st = parseState(e.value)
@@ -201,6 +200,26 @@ export async function page (api, ix, n, per = 20) {
     list = [...list, ...fresh].sort((a, b) => b.post.publishedUs - a.post.publishedUs || b.index - a.index).slice((n - 1) * per)
   }
   return { posts: list.slice(0, per), more: list.length > per, lag: tail.lag }
+}
+
+// `count` entries of `t` from position `offset` (newest first). A Hyperbee has no counts, so
+// position N is reached by walking N keys, 1024 a walk; the key ending each walk is kept
+// (`ix.cursors`), so paging on continues from the last key seen (`lt`) instead.
+async function byTime (api, ix, offset, count) {
+  const cursors = (ix.cursors ||= new Map([[0, null]]))
+  let at = Math.max(...[...cursors.keys()].filter((o) => o <= offset))
+  const out = []
+  while (out.length < count) {
+    const lt = cursors.get(at) || prefixEndOf(keys.byTime)
+    const limit = Math.min(1024, offset + count - at)
+    const got = await range(api, ix, { gte: keys.byTime, lt, reverse: true, limit })
+    for (let k = 0; k < got.length; k++) if (at + k >= offset) out.push(got[k])
+    if (!got.length) break
+    at += got.length
+    cursors.set(at, got[got.length - 1].key)
+    if (got.length < limit) break
+  }
+  return out.slice(0, count)
 }
 
 /**

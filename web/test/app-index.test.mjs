@@ -61,6 +61,14 @@ test('pages by time through the index: the posts of `peerhost feed --page 1` and
   assert.deepEqual(p2.posts.map((p) => p.post.id), golden.pages[1])
   assert.equal(p2.more, false)
   assert.deepEqual((await page(a, ix, 3)).posts, [])
+  // Pages of 3 posts, forwards (each continuing from the last key seen) and jumping back.
+  const all = [...golden.pages[0], ...golden.pages[1]]
+  const fresh = await openIndex(a, c)
+  for (const n of [1, 2, 3, 7, 10, 4, 11]) {
+    const got = await page(a, fresh, n, 3)
+    assert.deepEqual(got.posts.map((p) => p.post.id), all.slice((n - 1) * 3, n * 3), `page ${n} of 3`)
+    assert.equal(got.more, n * 3 < all.length)
+  }
 })
 
 test('every thread through the index: the nesting, deletions and bodies of `peerhost thread --json`, reading only its blocks', async () => {
