@@ -58,33 +58,47 @@ function postItem ({ index, post, editedUs }) {
 }
 
 async function showPage (n) {
-  let posts, more, note
-  if (ix) {
-    try {
-      const r = await page(peerhost, ix, n, N)
-      ;({ posts, more } = r)
-      note = `page ${n} · ${ix.posts.length} posts log entries, indexed${r.lag ? ` (the last ${r.lag} read from the log: the index lags)` : ''}`
-    } catch (e) {
-      if (!(e instanceof Disagree)) throw e
-      ix = null
-      why = e.message
+  const token = routes
+  const render = (posts, more, note, source) => {
+    if (token !== routes) return // the reader went elsewhere meanwhile
+    $('#posts').replaceChildren(...posts.map(postItem), pager(n, more))
+    Object.assign(document.body.dataset, { view: 'page', page: String(n), source })
+    status(note)
+  }
+  const indexed = ix && page(peerhost, ix, n, N).then((r) => {
+    render(r.posts, r.more, `page ${n} · ${ix.posts.length} posts log entries, indexed${r.lag ? ` (the last ${r.lag} read from the log: the index lags)` : ''}`, 'index')
+    return r.posts.length
+  }, (e) => {
+    if (!(e instanceof Disagree)) throw e
+    ix = null
+    why = e.message
+    return null
+  })
+  // Page 1 is also the end of the posts log: shown at once from there (one head, one range),
+  // then replaced by the index's page (publication time order; the same posts unless history
+  // was imported out of order) when it is there.
+  const quick = n === 1 && latestPosts(peerhost, community.posts, N)
+  if (indexed && quick) {
+    const first = await Promise.race([indexed.then((k) => ({ k })), quick.then((r) => ({ r }))])
+    if (first.k != null) return first.k
+    if (first.r && !document.body.dataset.source) render(first.r.posts, true, 'the latest posts; reading the index…', 'log')
+    if (first.r) {
+      indexed.then((k) => { if (k == null) render(first.r.posts, false, `the latest ${first.r.posts.length} posts only: ${why}`, 'log') }).catch(fail)
+      return first.r.posts.length
     }
   }
-  if (!ix) {
-    if (n > 1) {
+  const k = indexed ? await indexed : null
+  if (k != null) return k
+  if (n > 1) {
+    if (token === routes) {
       $('#posts').replaceChildren(el('p', { class: 'notice', text: `Older pages need the community's index (${why}).` }), pager(1, false))
-      return 0
+      Object.assign(document.body.dataset, { view: 'page', page: String(n), source: 'none' })
     }
-    const r = await latestPosts(peerhost, community.posts, N)
-    posts = r.posts
-    more = false
-    note = `the latest ${posts.length} posts only: ${why}`
+    return 0
   }
-  $('#posts').replaceChildren(...posts.map(postItem), pager(n, more))
-  document.body.dataset.view = 'page'
-  document.body.dataset.page = String(n)
-  status(note)
-  return posts.length
+  const r = await (quick || latestPosts(peerhost, community.posts, N))
+  render(r.posts, false, `the latest ${r.posts.length} posts only: ${why}`, 'log')
+  return r.posts.length
 }
 
 function pager (n, more) {
@@ -109,6 +123,7 @@ function commentNode (n) {
 }
 
 async function showPost (id) {
+  const token = routes
   let t = null
   let note = ''
   if (ix) {
@@ -125,6 +140,7 @@ async function showPost (id) {
     t = await scanThread(peerhost, community, id)
     if (t) note = `${t.count} comments, found by reading the logs: ${ix ? 'the index does not have this post' : why}`
   }
+  if (token !== routes) return 0 // the reader went elsewhere meanwhile
   document.body.dataset.view = 'post'
   if (!t) {
     $('#posts').replaceChildren(el('p', { class: 'notice', text: 'No such post.' }), el('a', { href: '#/', text: '← back to the community' }))
@@ -150,7 +166,10 @@ async function showPost (id) {
 
 const status = (t) => { $('#status').textContent = t }
 
+let routes = 0 // bumped by each route: a page still loading does not draw over the next
 async function route (r) {
+  routes++
+  delete document.body.dataset.source
   const m = /^\/post\/(.+)$/.exec(r || '')
   const pg = /^\/page\/(\d{1,6})$/.exec(r || '')
   window.scrollTo(0, 0)
