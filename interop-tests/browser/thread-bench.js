@@ -26,7 +26,7 @@ async function main () {
   const info = (n) => JSON.parse(lib.run(store, ['log', 'info', n, '--json']))
   const logs = { posts: info('scale.posts'), comments: info('scale.comments'), index: info('scale.index') }
   const key = info('scale').key
-  if (info('scale.assets').length === 0) lib.run(store, ['assets', 'publish', 'scale', lib.APP])
+  lib.run(store, ['assets', 'publish', 'scale', lib.APP]) // the app of this build (appends only what changed)
   // The hot post: the one with the most comments in the index (scale-community.js: the middle one).
   const hot = `lemmy:scale.test/post/${1_000_000 + Math.floor(logs.posts.length / 2)}`
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-thread-bench-'))

@@ -191,6 +191,10 @@ let routed = () => {}
 const bees = new Map()
 const INDEX_OPTS = ['gt', 'gte', 'lt', 'lte', 'prefix']
 
+// An entry's key and value as bytes of their own: they are views into a block (itself a view
+// into a whole response), and a view crosses the port with its whole buffer.
+const ownBytes = (e) => e && { seq: e.seq, key: e.key.slice(), value: e.value && e.value.slice() }
+
 const pub = (h) => ({ key: h.key, length: h.length, fork: h.fork, byteLength: h.byteLength, treeHash: hex(h.treeHash) })
 
 async function main () {
@@ -231,13 +235,13 @@ async function main () {
     file,
     'index.get': async (key, k, length) => {
       const { head, bee } = await beeAt(key, length)
-      return { head: pub(head), entry: await bee.get(k) }
+      return { head: pub(head), entry: ownBytes(await bee.get(k)) }
     },
     'index.range': async (key, opts = {}, length) => {
       const { head, bee } = await beeAt(key, length)
       const o = { reverse: !!(opts && opts.reverse), limit: Math.min(Number.isSafeInteger(opts && opts.limit) && opts.limit >= 0 ? opts.limit : 1024, 1024) }
       for (const f of INDEX_OPTS) if (opts && opts[f] != null) o[f] = opts[f]
-      return { head: pub(head), entries: await bee.range(o) }
+      return { head: pub(head), entries: (await bee.range(o)).map(ownBytes) }
     },
     route: () => routeOf(location.hash),
     navigate: (route) => {
