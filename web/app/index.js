@@ -231,22 +231,30 @@ async function byTime (api, ix, offset, count) {
  */
 export async function thread (api, ix, id) {
   const prefix = keys.thread(id)
-  const [{ entry: p }, entries] = await Promise.all([
+  // The thread's keys come a page at a time, and each page's comment blocks are fetched while
+  // the walk goes on (the two would otherwise take turns).
+  const cst = []
+  const fetches = []
+  const onPage = (got) => {
+    const part = got.map((e) => {
+      const path = e.key.subarray(prefix.length)
+      if (!path.length || path.length % 8 || path.length > 64 * 8) throw new Disagree('a thread path that is not one')
+      return { path, st: parseState(e.value) }
+    })
+    cst.push(...part)
+    const f = fetchBlocks(api, ix.c.comments, ix.comments, part.flatMap(({ st }) => stateBlocks(st)))
+    f.catch(() => {})
+    fetches.push(f)
+  }
+  const [{ entry: p }] = await Promise.all([
     api.call('index.get', ix.c.index, keys.post(id), ix.index.length),
-    ix.comments ? rangeAll(api, ix, prefix) : [],
+    ix.comments ? rangeAll(api, ix, prefix, onPage) : [],
     ix.checked
   ])
   if (!p) return null
   const pst = parseState(p.value)
-  const cst = entries.map((e) => {
-    const path = e.key.subarray(prefix.length)
-    if (!path.length || path.length % 8 || path.length > 64 * 8) throw new Disagree('a thread path that is not one')
-    return { path, st: parseState(e.value) }
-  })
-  const [pb, cb] = await Promise.all([
-    fetchBlocks(api, ix.c.posts, ix.posts, stateBlocks(pst)),
-    ix.comments ? fetchBlocks(api, ix.c.comments, ix.comments, cst.flatMap(({ st }) => stateBlocks(st))) : new Map()
-  ])
+  const [pb, ...parts] = await Promise.all([fetchBlocks(api, ix.c.posts, ix.posts, stateBlocks(pst)), ...fetches])
+  const cb = new Map(parts.flatMap((m) => [...m]))
   const pr = apply(pst, pb, 'post', (e) => e.id === id, ['title', 'body', 'link'])
   const post = { index: pst.block, post: pr.entry, editedUs: pr.editedUs, deleted: pr.deleted }
   const byPath = new Map()
@@ -289,15 +297,19 @@ export async function thread (api, ix, id) {
   return { post, comments: top, count, lag: Math.max(0, ix.posts.length - ix.P) + lag }
 }
 
-// Every entry under `prefix`, 1024 at a time.
-async function rangeAll (api, ix, prefix) {
-  const out = []
-  let opts = { prefix, limit: 1024 }
+// Every entry under `prefix` (at most 100 000), handed to `onPage` a page at a time: 32, then
+// 64, 128… up to 1024 entries a walk.
+async function rangeAll (api, ix, prefix, onPage) {
+  let n = 0
+  let size = 32
+  let opts = { prefix, limit: size }
   for (;;) {
     const got = await range(api, ix, opts)
-    out.push(...got)
-    if (got.length < 1024 || out.length >= 100_000) return out
-    opts = { gt: got[got.length - 1].key, lt: prefixEndOf(prefix), limit: 1024 }
+    if (got.length) onPage(got)
+    n += got.length
+    if (got.length < size || n >= 100_000) return n
+    size = Math.min(1024, size * 2)
+    opts = { gt: got[got.length - 1].key, lt: prefixEndOf(prefix), limit: size }
   }
 }
 
