@@ -53,7 +53,7 @@ if [ "${PEERHOST_LEAN_DISK:-}" = 1 ]; then rm -rf fuzz/target; fi
 
 step "Rust tests (unit, property, fixtures, crash, CLI, live JS interop)"
 cargo build --locked --release -p peerhost
-# The WebRTC test peer for interop-tests/browser/rtc.test.js (run with the browser tests below).
+# The WebRTC test peer for interop-tests/browser/rtc.test.js: only its tamperer (run with the browser tests below).
 cargo build --locked --release -p peerhost-interop-tests --bin rtc_peer
 cargo nextest run --locked --workspace --profile ci 2>&1 | tee "$logs/nextest"
 cargo test --locked --workspace --doc 2>&1 | tee "$logs/doc"

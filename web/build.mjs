@@ -79,7 +79,7 @@ const runtime = await bundle('./boot/main.js', {
 writeFileSync(here('./app/dist/peerhost-runtime.js'), runtime)
 const boot = await bundle('./boot/inline.js', { define: { RUNTIME_SHA256: JSON.stringify(sha256(runtime).toString('hex')) } })
 if (/<\/script/i.test(boot)) throw new Error('the bootstrap contains </script')
-const csp = `default-src 'none'; script-src ${hash(boot)} ${hash(shim)} blob:; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'self' http: https:; worker-src 'self'; base-uri 'none'; form-action 'none'`
+const csp = `default-src 'none'; script-src ${hash(boot)} ${hash(shim)} blob: 'wasm-unsafe-eval'; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'self' http: https:; worker-src 'self'; base-uri 'none'; form-action 'none'`
 const page = readFileSync(here('./boot/page.html'), 'utf8')
   .replace('<!--CSP-->', `<meta http-equiv="Content-Security-Policy" content="${csp}">`)
   .replace('/*BOOT*/', () => boot)

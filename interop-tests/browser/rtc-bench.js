@@ -1,24 +1,25 @@
 'use strict'
-// WebRTC loopback benchmark (BENCHMARKS.md, issue 11): Chromium and the test peer in one
-// network namespace (one veth interface: Chromium gathers nothing on lo; mDNS stays on).
+// WebRTC loopback benchmark (BENCHMARKS.md, issue 11): the product (`peerhost serve` as the
+// instance: https, --stun, the test page as its bootstrap page; `peerhost mirror KEY
+// --register URL` as the home peer, no --http) and Chromium in one network namespace (one
+// veth interface: Chromium gathers nothing on lo; mDNS stays on).
 //
 //   sudo node interop-tests/browser/rtc-bench.js [RUNS]
 //   sudo node interop-tests/browser/rtc-bench.js bulk [ROUNDS]   # only the MB/s rows
 //
-// Knobs (environment, for experiments): RTC_PEER_ARGS (more `rtc_peer serve` flags, e.g.
-// "--window 65536 --max-message 16384"), RTC_BULK_PARALLEL (ranges in flight, 4),
-// RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with a
-// WebAssembly BLAKE2b instead of @noble/hashes': what the verified rows would be with a fast
-// hash; see blake2b-wasm-shim.js), RTC_PEER_BIN (another rtc_peer build, e.g. for a before/after).
+// Knobs (environment, for experiments): RTC_BULK_PARALLEL (ranges in flight, 4),
+// RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with hash-wasm's
+// BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
 //   instance's relay and the peer's long-poll, the signature checked, ICE, DTLS, SCTP, channel
-//   open), and the peer's own ICE+DTLS time;
-// - time to the first post (latest 20, verified) over WebRTC vs over the HTTP gateway of the
-//   same process and store, each in a fresh page (median of RUNS);
+//   open);
+// - time to the first post (latest 20, verified) over WebRTC from the mirror vs over the
+//   instance's HTTP gateway (the same store), each in a fresh page (median of RUNS);
 // - MB/s of verified blocks over one channel (32 MiB in 64 KiB blocks; the web/ loader with
 //   4 ranges in flight, every block checked against the signed head), and the same over HTTP;
-// - one peer holding 100 browsers' connections: its RSS.
+// - one `peerhost mirror` holding 100 browsers' connections: its RSS (the offers paced by the
+//   relay's default per-client rate).
 
 const fs = require('node:fs')
 const lib = require('./rtc-lib.js')
@@ -27,7 +28,6 @@ const NS = 'phr-rtcb'
 const IP = '10.99.1.1'
 const BULK_ONLY = process.argv[2] === 'bulk'
 const RUNS = Number(process.argv[BULK_ONLY ? 3 : 2] || (BULK_ONLY ? 3 : 5))
-const PEER_ARGS = (process.env.RTC_PEER_ARGS || '').split(/\s+/).filter(Boolean)
 const PARALLEL = Number(process.env.RTC_BULK_PARALLEL || 4)
 const CHUNK = Number(process.env.RTC_BULK_CHUNK || 64)
 
@@ -78,13 +78,13 @@ const fmtCpu = (c) => Object.entries(c).filter(([, v]) => v > 0).map(([k, v]) =>
 /** The MB/s rows: verified blocks, then transfer only, `rounds` each, over one data channel and
  * over HTTP; best and every run, with the CPU time of the peer and of Chromium, and the
  * datagrams Chromium's UDP receive buffer dropped. */
-async function bulk (browser, url, peer, ready, rounds) {
-  const opts = (mode) => ({ mode, key: ready.bulk, count: 512, httpUrl: ready.http, parallel: PARALLEL, chunk: CHUNK })
-  console.log(`bulk: ${lib.RTC_PEER}${PEER_ARGS.length ? ' ' + PEER_ARGS.join(' ') : ''}; ${PARALLEL} ranges of ${CHUNK} blocks in flight; ` +
-    `page BLAKE2b: ${process.env.RTC_PAGE_HASH === 'wasm' ? 'WebAssembly (hash-wasm, bench only)' : '@noble/hashes (as web/)'}`)
+async function bulk (browser, url, ready, rounds) {
+  const opts = (mode) => ({ mode, key: ready.bulk, count: 512, httpUrl: url, parallel: PARALLEL, chunk: CHUNK })
+  console.log(`bulk: ${lib.PEERHOST} mirror; ${PARALLEL} ranges of ${CHUNK} blocks in flight; ` +
+    `page BLAKE2b: ${process.env.RTC_PAGE_HASH === 'wasm' ? 'hash-wasm (bench only)' : 'web/ (boot/blake2b-wasm.js once compiled, else @noble/hashes)'}`)
   for (const mode of ['rtc', 'http']) {
     const p = await lib.openPage(browser, url)
-    await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 1, httpUrl: ready.http })
+    await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 1, httpUrl: url })
     for (const [fn, what] of [['rtcBulk', 'verified blocks'], ['rtcRawBulk', 'transfer only (no verification)']]) {
       const runs = []
       for (let i = 0; i < rounds; i++) runs.push(await measured(p, fn, opts(mode)))
@@ -108,23 +108,27 @@ async function bulk (browser, url, peer, ready, rounds) {
 
 async function main () {
   const tmp = lib.tmpdir('peerhost-rtc-bench-')
+  const store = lib.makeStore(tmp, { posts: 50, bulk: 512, blockSize: 65536 })
   lib.makeNetns(NS, IP)
-  const logs = ['--posts', '50', '--bulk', '512', '--block-size', '65536']
-  // https://, as a real instance (WebCrypto needs a secure context); the relay's offer limits
-  // raised: one page opens 25 connections at once below.
+  // https://, as a real instance (WebCrypto needs a secure context).
   const tls = lib.makeCert(tmp, [IP])
-  const instance = await lib.startInstance(NS, IP, tmp, ['--stun', `${IP}:3478`, '--check-every', '1000', ...logs,
-    '--signal-rate', '200', '--signal-burst', '400', '--per-client', '128', '--per-peer', '128'], { tls })
+  const page = require('node:path').join(tmp, 'page')
+  fs.mkdirSync(page)
+  await lib.bundlePage(page)
   let browser
-  let peer
+  let instance
+  let home
   try {
-    const url = (await instance.ready).url
-    peer = lib.startPeer(NS, ['--instance', url, '--trust', tls.cert, '--http', `${IP}:0`, ...logs, ...PEER_ARGS])
-    const ready = await peer.ready
-    await lib.waitListed(peer)
+    instance = await lib.startServe(NS, IP, tmp, store, { tls, page })
+    const url = instance.url
+    home = lib.startHome(NS, tmp, store, instance, { tls, mirrors: [store.bulk] })
+    await home.ready
+    const w = await lib.waitHomeListed(home)
+    const ready = { key: w.node, posts: store.posts, bulk: store.bulk }
+    console.log(`load: ${fs.readFileSync('/proc/loadavg', 'utf8').trim()}; ${lib.PEERHOST}`)
     browser = await lib.launch(NS, tmp, [lib.trustFlag(tls)])
     if (BULK_ONLY) {
-      await bulk(browser, url, peer, ready, RUNS)
+      await bulk(browser, url, ready, RUNS)
       return
     }
     const rtc = []
@@ -132,40 +136,43 @@ async function main () {
     for (let i = 0; i < RUNS; i++) {
       for (const mode of ['rtc', 'http']) {
         const p = await lib.openPage(browser, url)
-        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, httpUrl: ready.http })
+        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, httpUrl: url })
         if (r.titles.length !== 20) throw new Error('wrong posts')
         ;(mode === 'rtc' ? rtc : http).push(r)
         await p.close()
       }
     }
-    const st = await peer.request({ op: 'status' })
-    const peerConnect = st.peers.map((x) => x.connectMs).filter((x) => x !== null)
     const med = (xs) => lib.median(xs).toFixed(0)
     console.log(`setup (new RTCPeerConnection → HELLO): median ${med(rtc.map((r) => r.connectMs))} ms ` +
       `(offer ready ${med(rtc.map((r) => r.stats.offerMs))} ms, answer back ${med(rtc.map((r) => r.stats.answerMs))} ms); ` +
-      `peer ICE+DTLS ${med(peerConnect)} ms`)
+      `runs ${rtc.map((r) => r.connectMs.toFixed(0)).join(', ')}`)
     const fr = lib.median(rtc.map((r) => r.firstPostMs))
     const fh = lib.median(http.map((r) => r.firstPostMs))
-    console.log(`first post (latest 20, verified): WebRTC ${fr.toFixed(0)} ms, HTTP ${fh.toFixed(0)} ms: ${(fr / fh).toFixed(2)}x`)
+    console.log(`first post (latest 20, verified): WebRTC ${fr.toFixed(0)} ms, HTTP ${fh.toFixed(0)} ms: ${(fr / fh).toFixed(2)}x; ` +
+      `runs WebRTC ${rtc.map((r) => r.firstPostMs.toFixed(0)).join(', ')}, HTTP ${http.map((r) => r.firstPostMs.toFixed(0)).join(', ')}`)
 
-    await bulk(browser, url, peer, ready, 3)
+    await bulk(browser, url, ready, 3)
 
-    const before = (await peer.request({ op: 'status' })).rssKb
+    await lib.sleep(11_000) // the relay's per-client offer bucket refills (16, at 2/s)
+    const before = home.rssKb()
     const pages = []
     for (let i = 0; i < 4; i++) {
+      // Traffic on the connections already held: opening 25 takes ~12 s (the relay's pace),
+      // and an idle connection is closed after 60 s.
+      for (const q of pages) await q.page.evaluate((x) => window.rtcManyPing(x), `/v1/logs/${ready.posts}/head`)
       const p = await lib.openPage(browser, url)
       pages.push(p)
-      const r = await p.page.evaluate((o) => window.rtcMany(o), { peer: ready.key, n: 25, path: `/v1/logs/${ready.posts}/head` })
+      const r = await p.page.evaluate((o) => window.rtcMany(o), { peer: ready.key, n: 25, path: `/v1/logs/${ready.posts}/head`, paced: true })
       if (r.ok !== 25) throw new Error(`only ${r.ok} of 25`)
     }
-    const held = await peer.request({ op: 'status' })
-    const open = held.peers.filter((x) => !x.closed && x.channels > 0).length
-    console.log(`100 browsers' connections: ${open} open, peer RSS ${(held.rssKb / 1024).toFixed(1)} MiB (${(before / 1024).toFixed(1)} MiB before)`)
+    await lib.sleep(400)
+    const held = home.status().webrtc[0]
+    console.log(`100 browsers' connections: ${held.connections} open (${held.channels} channels), peerhost mirror RSS ${(home.rssKb() / 1024).toFixed(1)} MiB (${(before / 1024).toFixed(1)} MiB before)`)
     for (const p of pages) await p.close()
   } finally {
     if (browser) await browser.close()
-    for (const c of [peer, instance]) if (c) c.stop()
-    await lib.sleep(300)
+    for (const c of [home, instance]) if (c) c.stop()
+    await lib.sleep(500)
     lib.removeNetns(NS)
     fs.rmSync(tmp, { recursive: true, force: true })
   }

@@ -1,10 +1,11 @@
 'use strict'
 // The real bootstrap page (web/dist, the runtime from web/boot) with a home peer and no HTTP
-// mirror (issue 11): a community made by `peerhost` (50 posts, the default app published), the
-// instance (`rtc_peer instance`: the gateway over a copy of that store with the bootstrap page,
-// https, STUN, the signaling relay and health checks) and a home peer (`rtc_peer serve
-// --store`: a copy of the store, no HTTP gateway, the signed long-poll), Chromium in a network
-// namespace. The instance lists the home peer by node key in the document; the runtime opens
+// mirror (issue 11), all of it the product: a community made by `peerhost` (50 posts, the
+// default app published), the instance (`peerhost serve` over a copy of that store with
+// --bootstrap-page web/dist, https with --tls-cert/--tls-key, --stun, the signaling relay and
+// health checks) and a home peer (`peerhost mirror KEY --register URL`, no --http: a copy of
+// the store, the signed long-poll; the test certificate trusted through
+// PEERHOST_EXTRA_CA_CERTS), Chromium in a network namespace. The instance lists the home peer by node key in the document; the runtime opens
 // a data channel to it through the instance's signaling and reads the community, the app and
 // the posts over WebRTC, verified; the header says which sources served.
 //
@@ -15,8 +16,8 @@
 //    instance at most 6 000 bytes;
 // 2. the home peer gone: the page falls back to the instance and says so.
 //
-// Needs root, target/release/rtc_peer, target/release/peerhost (PEERHOST_BIN), web/dist and
-// web/app/dist (npm run build in web/), /usr/bin/chromium.
+// Needs root, target/release/peerhost (PEERHOST_BIN), web/dist and web/app/dist (npm run
+// build in web/), openssl, /usr/bin/chromium.
 
 const test = require('node:test')
 const assert = require('node:assert')
@@ -28,27 +29,21 @@ const rtc = require('./rtc-lib.js')
 const NS = 'phr-rtcboot'
 const IP = '10.99.2.1'
 
-let tmp, tls, community, instance, inst, peer, ready, browser
+let tmp, tls, community, instance, peer, browser
 
 test.before(async () => {
-  for (const f of [rtc.RTC_PEER, lib.BIN, lib.CHROMIUM, path.join(lib.PAGE, 'index.html'), path.join(lib.APP, 'peerhost-runtime.js')]) {
+  for (const f of [lib.BIN, lib.CHROMIUM, path.join(lib.PAGE, 'index.html'), path.join(lib.APP, 'peerhost-runtime.js')]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing (see the header of this file)`)
   }
   tmp = rtc.tmpdir('peerhost-rtc-boot-')
   community = lib.makeCommunity(tmp, { posts: 50 })
-  const info = path.join(tmp, 'community.json')
-  fs.writeFileSync(info, JSON.stringify(community.info))
-  // Each process opens (and locks) its own copy of the store.
-  for (const d of ['inst-store', 'home-store']) fs.cpSync(community.storage, path.join(tmp, d), { recursive: true })
   rtc.makeNetns(NS, IP)
   tls = rtc.makeCert(tmp, [IP])
-  instance = await rtc.startInstance(NS, IP, tmp, ['--page', lib.PAGE, '--store', path.join(tmp, 'inst-store'),
-    '--community-json', info, '--stun', `${IP}:3478`, '--check-every', '500', '--poll-wait', '3000'], { tls, page: false })
-  inst = await instance.ready
-  peer = rtc.startPeer(NS, ['--instance', inst.url, '--trust', tls.cert, '--store', path.join(tmp, 'home-store'), '--key-seed', '5'])
-  ready = await peer.ready
-  assert.strictEqual(ready.http, null, 'the home peer has no HTTP gateway')
-  await rtc.waitListed(peer)
+  instance = await rtc.startServe(NS, IP, tmp, community, { tls, page: lib.PAGE, name: 'served' })
+  peer = rtc.startHome(NS, tmp, community, instance, { tls })
+  await peer.ready
+  const w = await rtc.waitHomeListed(peer)
+  assert.strictEqual(w.connected, true)
   browser = await rtc.launch(NS, tmp, [rtc.trustFlag(tls)])
 })
 
@@ -85,7 +80,7 @@ const latest20 = () => community.titles.slice(-20).reverse()
 test('the real bootstrap page: the latest 20 posts from a home peer over WebRTC, no HTTP mirror', async () => {
   const p = await page()
   try {
-    const got = await lib.loadPage(p, inst.url)
+    const got = await lib.loadPage(p, instance.url)
     assert.deepStrictEqual(got.titles, latest20())
     const sources = await p.page.evaluate(() => document.body.dataset.sources)
     const said = await p.page.textContent('#sources')
@@ -98,7 +93,7 @@ test('the real bootstrap page: the latest 20 posts from a home peer over WebRTC,
     // document, the Service Worker and the signaling (the inline script's channel for the
     // runtime, the runtime's own), no log data.
     const reqs = await p.requests()
-    assert.ok(reqs.every((r) => r.origin === inst.url), `only the instance over HTTP: ${JSON.stringify(reqs.map((r) => r.origin))}`)
+    assert.ok(reqs.every((r) => r.origin === instance.url), `only the instance over HTTP: ${JSON.stringify(reqs.map((r) => r.origin))}`)
     const paths = [...new Set(reqs.map((r) => `${r.method} ${r.path}`))].sort()
     assert.deepStrictEqual(paths, ['GET /', 'GET /sw.js', 'POST /v1/signal'])
     // One offer: the runtime took over the document's channel (its answer's signature checked).
@@ -114,10 +109,11 @@ test('the real bootstrap page: the latest 20 posts from a home peer over WebRTC,
 
 test('the home peer gone: the page falls back to the instance and says so', async () => {
   peer.child.kill('SIGKILL')
+  // The instance's next health check (every second) finds it gone and delists it.
   await rtc.sleep(200)
   const p = await page()
   try {
-    const got = await lib.loadPage(p, inst.url)
+    const got = await lib.loadPage(p, instance.url)
     assert.deepStrictEqual(got.titles, latest20())
     assert.match(got.note, /from the instance/, `the notice: ${got.note}`)
     const sources = await p.page.evaluate(() => document.body.dataset.sources)

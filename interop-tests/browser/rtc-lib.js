@@ -21,9 +21,23 @@ const readline = require('node:readline')
 const ROOT = path.resolve(__dirname, '..', '..')
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target')
 const RTC_PEER = process.env.RTC_PEER_BIN || path.join(TARGET, 'release', 'rtc_peer')
+const PEERHOST = process.env.PEERHOST_BIN || path.join(TARGET, 'release', 'peerhost')
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Until `f()` gives something truthy (exceptions count as no), or throw after `ms`. */
+async function waitFor (what, f, ms = 30_000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      const v = await f()
+      if (v) return v
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`hang guard: ${what}`)
+    await sleep(100)
+  }
+}
 
 function sh (cmd, args, opts = {}) {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts }).trim()
@@ -128,9 +142,13 @@ async function bundlePage (dir) {
  * `--ignore-certificate-errors-spki-list` (that one certificate trusted, no other).
  */
 function makeCert (dir, names) {
-  if (!fs.existsSync(RTC_PEER)) throw new Error(`${RTC_PEER} is missing: cargo build --release -p peerhost-interop-tests --bin rtc_peer`)
-  sh(RTC_PEER, ['cert', dir, ...names])
   const cert = path.join(dir, 'cert.pem')
+  // openssl: a P-256 end-entity certificate (CA:FALSE, as rustls wants one it serves and
+  // trusts as its own anchor), the names as subjectAltNames.
+  const san = names.map((n) => (/^[0-9.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',')
+  sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+    '-subj', '/CN=peerhost-test', '-addext', `subjectAltName=${san}`, '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-keyout', path.join(dir, 'key.pem'), '-out', cert])
   const x = new crypto.X509Certificate(fs.readFileSync(cert))
   const spki = crypto.createHash('sha256').update(x.publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
   return { cert, key: path.join(dir, 'key.pem'), spki }
@@ -152,6 +170,169 @@ async function startInstance (ns, host, dir, args = [], { tls = null, page = tru
   const t = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []
   return new JsonChild('instance', RTC_PEER, ['instance', '--http', `${host}:0`, ...(page ? ['--page', dir] : []), ...t, ...args],
     { ns, env: { RUST_LOG: process.env.RUST_LOG || 'warn' } })
+}
+
+/**
+ * A `peerhost` daemon (`serve` or `mirror`), in namespace `ns` (`ip netns exec` execs it: the
+ * child's pid is the daemon's). `ready` resolves with the lines it prints first (`lines` of
+ * them: its addresses). `status()`: `peerhost status --json` of its store (written every
+ * 200 ms, the store's peerhost.toml); `rssKb()`: its VmRSS.
+ */
+class Daemon {
+  constructor (name, storage, args, { ns = null, lines = 0, env = {}, config = '' } = {}) {
+    if (!fs.existsSync(PEERHOST)) throw new Error(`${PEERHOST} is missing: cargo build --release -p peerhost (or PEERHOST_BIN)`)
+    fs.mkdirSync(storage, { recursive: true })
+    fs.writeFileSync(path.join(storage, 'peerhost.toml'), `status_interval_ms = 200\n${config}`)
+    const [c, a] = inNs(ns, PEERHOST, [...args, '--storage', storage])
+    this.name = name
+    this.storage = storage
+    this.child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERHOST_LOG: process.env.PEERHOST_LOG || 'warn', ...env } })
+    this.stderr = ''
+    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000) })
+    const got = []
+    const rl = readline.createInterface({ input: this.child.stdout })
+    this.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name}: not ready in 60 s; stderr: ${this.stderr}`)), 60_000)
+      this.child.once('exit', (code) => reject(new Error(`${name} exited with ${code}: ${this.stderr}`)))
+      const done = () => { clearTimeout(timer); resolve(got) }
+      if (lines === 0) setImmediate(done)
+      rl.on('line', (l) => {
+        got.push(l.trim())
+        if (got.length === lines) done()
+      })
+    })
+  }
+
+  /** `peerhost status --json` of its store. */
+  status () {
+    return JSON.parse(execFileSync(PEERHOST, ['status', '--json', '--storage', this.storage], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))
+  }
+
+  /** Its resident set (KiB), from /proc. */
+  rssKb () {
+    const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${this.child.pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : 0
+  }
+
+  stop (signal = 'SIGTERM') {
+    const c = this.child
+    if (c.exitCode !== null || c.signalCode !== null) return
+    c.kill(signal)
+    setTimeout(() => { if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL') }, 2000).unref()
+  }
+}
+
+/** Run `peerhost ARGS --storage STORAGE` to completion; its stdout. */
+function peerhost (storage, args) {
+  return sh(PEERHOST, [...args, '--storage', storage], { env: { ...process.env, PEERHOST_LOG: 'warn' } })
+}
+
+/**
+ * A store made by `peerhost` in `dir/store`: a community of `posts` posts (the default app
+ * published if `web/app/dist` is built, else none) titled as the tests expect, and with `bulk`
+ * a log of that many incompressible blocks of `blockSize` bytes (`peerhost log create` and
+ * `log append`). Returns {storage, key, posts (the posts log's key, hex), titles (oldest
+ * first), bulk (hex or null)}.
+ */
+function makeStore (dir, { posts = 50, bulk = 0, blockSize = 65_536 } = {}) {
+  const storage = path.join(dir, 'store')
+  const app = process.env.PEERHOST_APP || path.join(ROOT, 'web', 'app', 'dist')
+  const withApp = fs.existsSync(path.join(app, 'index.html')) ? ['--app', app] : []
+  const key = peerhost(storage, ['community', 'create', 'peerhost-demo', ...withApp])
+  const titles = []
+  for (let i = 1; i <= posts; i++) {
+    const title = `Post ${i}: notes on hypercore, part ${i}`
+    const body = 'Every block of this post reached your browser over a WebRTC data channel, checked against the signed head. '.repeat(1 + i % 3)
+    peerhost(storage, ['post', 'peerhost-demo', '--title', title, '--body', body])
+    titles.push(title)
+  }
+  let bulkKey = null
+  if (bulk > 0) {
+    const blocks = path.join(dir, 'bulk-blocks')
+    fs.mkdirSync(blocks, { recursive: true })
+    const files = []
+    for (let i = 0; i < bulk; i++) {
+      const f = path.join(blocks, String(i).padStart(5, '0'))
+      fs.writeFileSync(f, crypto.randomBytes(blockSize))
+      files.push(f)
+    }
+    bulkKey = toHex(peerhost(storage, ['log', 'create', 'bulk']))
+    for (let i = 0; i < files.length; i += 256) peerhost(storage, ['log', 'append', 'bulk', ...files.slice(i, i + 256)])
+    fs.rmSync(blocks, { recursive: true, force: true })
+  }
+  const info = JSON.parse(peerhost(storage, ['community', 'info', 'peerhost-demo', '--json']))
+  return { storage, key, info, posts: toHex(info.logs.posts.key), titles, bulk: bulkKey }
+}
+
+/** A key as 64 hex characters (from z-base32, as `peerhost` prints keys). */
+function toHex (z) {
+  z = z.trim()
+  if (/^[0-9a-f]{64}$/.test(z)) return z
+  const alphabet = 'ybndrfg8ejkmcpqxot1uwisza345h769'
+  let bits = 0
+  let value = 0
+  const out = []
+  for (const ch of z) {
+    const v = alphabet.indexOf(ch)
+    if (v < 0) throw new Error(`not z-base32: ${z}`)
+    value = (value << 5) | v
+    bits += 5
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 255)
+      bits -= 8
+    }
+  }
+  return Buffer.from(out.slice(0, 32)).toString('hex')
+}
+
+/**
+ * The instance: `peerhost serve` in `ns` over a copy of `store` (from makeStore) in
+ * `dir/name`: TCP for mirrors and the gateway on `host` (https with `tls`), the bootstrap page
+ * `page` (a directory), its STUN server on `host:stunPort`, health checks every second,
+ * private addresses accepted (the lab's). Ready: {url, tcp, stun}.
+ */
+async function startServe (ns, host, dir, store, { tls = null, page, stunPort = 3478, name = 'instance', args = [] } = {}) {
+  const storage = path.join(dir, name)
+  fs.cpSync(store.storage, storage, { recursive: true })
+  const t = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : []
+  const d = new Daemon(name, storage, ['serve', '--no-dht', '--listen-tcp', `${host}:0`, '--http', `${host}:0`,
+    '--bootstrap-page', page, ...t, '--stun', `${host}:${stunPort}`, '--http-interval', '1', '--allow-private-peers', ...args],
+  { ns, lines: 3 })
+  const [tcp, url, stun] = await d.ready
+  d.url = url
+  d.tcp = tcp
+  d.stunUrl = stun
+  return d
+}
+
+/**
+ * A home peer: `peerhost mirror KEY --register URL` (no --http) in `ns`, replicating from the
+ * instance's TCP address (or from a copy of `store` made beforehand with `copy`); the
+ * instance's self-signed certificate trusted through PEERHOST_EXTRA_CA_CERTS.
+ */
+function startHome (ns, dir, store, instance, { tls = null, name = 'home', copy = true, mirrors = [] } = {}) {
+  const storage = path.join(dir, name)
+  if (copy) fs.cpSync(store.storage, storage, { recursive: true })
+  const env = tls ? { PEERHOST_EXTRA_CA_CERTS: tls.cert } : {}
+  // More logs to keep (e.g. the bench's bulk log): the config's `mirrors`.
+  return new Daemon(name, storage, ['mirror', store.key, '--no-dht', '-q', '--peer', `tcp://${instance.tcp}`, '--register', instance.url],
+    { ns, env, config: `mirrors = ${JSON.stringify(mirrors)}\n` })
+}
+
+/** Until daemon `home`'s status shows it listed (or not) by its instance; its webrtc status. */
+async function waitHomeListed (home, { listed = true, ms = 30_000 } = {}) {
+  const t0 = Date.now()
+  let w = null
+  while (Date.now() - t0 < ms) {
+    if (home.child.exitCode !== null) throw new Error(`${home.name} exited: ${home.stderr}`)
+    try {
+      const st = home.status()
+      w = (st.webrtc || [])[0] || null
+      if (w && w.listed === listed) return { ...w, node: st.public_key, status: st }
+    } catch {}
+    await sleep(100)
+  }
+  throw new Error(`${home.name}: not ${listed ? 'listed' : 'delisted'} in ${ms} ms: ${JSON.stringify(w)}; stderr: ${home.stderr}`)
 }
 
 /** Wait until the instance lists home peer `peer` (it passed a health check), or throw. */
@@ -270,6 +451,7 @@ function median (xs) {
 }
 
 module.exports = {
+  PEERHOST, Daemon, peerhost, waitFor, makeStore, toHex, startServe, startHome, waitHomeListed,
   ROOT, RTC_PEER, CHROMIUM, sleep, sh, inNs, JsonChild, startPeer, startStun, startInstance, waitListed, bundlePage, makeCert, trustFlag,
   makeNetns, removeNetns, launch, openPage, candidateTypes, tmpdir, median
 }

@@ -1,22 +1,24 @@
 'use strict'
-// The NAT lab with real browsers (issue 11): Chromium behind nat2 (ph-peer2), the home peer
-// (rtc_peer serve) behind nat1 (ph-peer1), the instance on the public side (ph-inst: rtc_peer
-// instance, https: the page, STUN, the signaling relay the home peer long-polls through its
-// NAT, the health checks). No HTTP gateway anywhere but the instance. For each of the 4 × 4
-// NAT type pairs, a fresh page of the real bootstrap (web/dist, over a community made by
-// `peerhost`) loads the runtime and the latest 20 posts from the home peer over WebRTC (plain
-// ICE: one RTCPeerConnection, the peer's birthday search off), or falls back to the instance
-// and says so; where that fails, the test page tries again with the help of §2.2 of
-// protocol/webrtc.md (RACE RTCPeerConnections at once, the peer's birthday search on).
-// Chromium's mDNS stays on.
+// The NAT lab with real browsers (issue 11), all of it the product: Chromium behind nat2
+// (phr-peer2), the home peer behind nat1 (phr-peer1: `peerhost mirror KEY --register URL`, no
+// --http, as shipped), the instance on the public side (phr-inst: `peerhost serve` with
+// --tls-cert/--tls-key, --stun and --bootstrap-page web/dist: the page, STUN, the signaling
+// relay the home peer long-polls through its NAT, the health checks). No HTTP gateway anywhere
+// but the instance. For each of the 4 × 4 NAT type pairs, a fresh page of the real bootstrap
+// (over a community made by `peerhost`) loads the runtime and the latest 20 posts from the
+// home peer over WebRTC (one RTCPeerConnection), or falls back to the instance and says so;
+// where that fails, the test page (a second `peerhost serve` on phr-inst with the test page as
+// its bootstrap page) tries again with RACE RTCPeerConnections at once (§2.2 of
+// protocol/webrtc.md; the home peer's birthday search is on in both passes, as the daemon
+// runs it). Chromium's mDNS stays on.
 //
 //   sudo node interop-tests/browser/rtc-netlab.js [CELLS] [--race N] [--no-birthday-pass]
 //
 // CELLS: comma-separated PEER:BROWSER NAT pairs (full|restricted|port|symmetric), default
 // all 16. Writes target/netlab/rtc-matrix.json and rtc-matrix.md. The lab's namespaces use
 // the prefix "phr-" (NETLAB_PREFIX) so the NAT matrix of other tests can run beside it.
-// Needs root, target/release/rtc_peer, target/release/peerhost (PEERHOST_BIN), web/dist and
-// web/app/dist (npm run build in web/), web/node_modules, /usr/bin/chromium.
+// Needs root, target/release/peerhost (PEERHOST_BIN), web/dist and web/app/dist (npm run
+// build in web/), web/node_modules, openssl, /usr/bin/chromium.
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -50,18 +52,29 @@ const secondPass = !argv.includes('--no-birthday-pass')
  * bytes from the instance: Chromium's network log (document, Service Worker, signaling, and
  * whatever it served on a fallback).
  */
-async function attemptBoot ({ browser, bootUrl, tls, store, titles, peerNat, browserNat }) {
-  netlab('nat', 'nat1', peerNat)
-  netlab('nat', 'nat2', browserNat)
-  const peer = lib.startPeer(`${PREFIX}peer1`, ['--instance', bootUrl, '--trust', tls.cert, '--bind', '10.1.0.2:0', '--store', store, '--no-birthday'])
-  await peer.ready
-  const row = { page: 'bootstrap', peerNat, browserNat, birthday: false, parallel: 1, connected: false }
+/** A home peer behind nat1: `peerhost mirror` over a fresh copy of the community's store,
+ * registered with `instance`; resolves once listed (or not, in 20 s). */
+async function homePeer (tmp, store, instance, tls, row) {
+  const home = lib.startHome(`${PREFIX}peer1`, tmp, store, instance, { tls, name: `home-${++homes}` })
+  await home.ready
   try {
-    await lib.waitListed(peer)
+    const w = await lib.waitHomeListed(home, { ms: 20_000 })
     row.listed = true
+    row.peerKey = w.node
   } catch (e) {
     row.listed = false
+    row.listError = String(e.message).slice(0, 200)
   }
+  return home
+}
+let homes = 0
+
+async function attemptBoot ({ browser, instance, tls, tmp, store, titles, peerNat, browserNat }) {
+  netlab('nat', 'nat1', peerNat)
+  netlab('nat', 'nat2', browserNat)
+  const bootUrl = instance.url
+  const row = { page: 'bootstrap', peerNat, browserNat, parallel: 1, connected: false }
+  const peer = await homePeer(tmp, store, instance, tls, row)
   const context = await browser.newContext({ ignoreHTTPSErrors: true })
   const page = await context.newPage()
   const log = []
@@ -98,31 +111,30 @@ async function attemptBoot ({ browser, bootUrl, tls, store, titles, peerNat, bro
   row.bytesFromInstance = reqs.reduce((a, r) => a + r.bytes, 0)
   row.instancePaths = [...new Set(reqs.map((r) => r.path.replace(/[0-9a-f]{64}/, 'KEY')))]
   await context.close()
-  peer.stop()
-  await lib.sleep(500)
+  await stopHome(peer, row)
   return row
 }
 
-async function attempt ({ browser, pageUrl, tls, peerNat, browserNat, birthday, parallel }) {
+/** Stop a home peer (SIGTERM: it deregisters) and note its public addresses. */
+async function stopHome (home, row) {
+  try { row.peerPublic = (home.status().webrtc[0] || {}).public } catch {}
+  home.stop()
+  await lib.waitFor('the home peer to exit', () => home.child.exitCode !== null || home.child.signalCode !== null, 5000).catch(() => {})
+  fs.rmSync(home.storage, { recursive: true, force: true })
+}
+
+async function attempt ({ browser, instance, tls, tmp, store, peerNat, browserNat, parallel }) {
   netlab('nat', 'nat1', peerNat)
   netlab('nat', 'nat2', browserNat)
+  const pageUrl = instance.url
+  const row = { page: 'test', peerNat, browserNat, birthday: true, parallel, connected: false }
   // The instance's STUN server comes to the peer with its first poll.
-  const peerArgs = ['--instance', pageUrl, '--trust', tls.cert, '--bind', '10.1.0.2:0', '--posts', '50']
-  if (!birthday) peerArgs.push('--no-birthday')
-  const peer = lib.startPeer(`${PREFIX}peer1`, peerArgs)
-  const ready = await peer.ready
-  const row = { page: 'test', peerNat, browserNat, birthday, parallel, connected: false }
-  try {
-    await lib.waitListed(peer)
-    row.listed = true
-  } catch (e) {
-    row.listed = false
-  }
+  const peer = await homePeer(tmp, store, instance, tls, row)
   const p = await lib.openPage(browser, pageUrl)
   const t0 = Date.now()
   try {
     const got = await p.page.evaluate((o) => window.rtcRun(o), {
-      mode: 'rtc', key: ready.posts, n: 20, peer: ready.key, parallel, connectTimeoutMs: birthday ? 25_000 : 12_000
+      mode: 'rtc', key: store.posts, n: 20, peer: row.peerKey, parallel, connectTimeoutMs: 25_000
     })
     row.connected = got.titles.length === 20 && got.titles[0] === 'Post 50: notes on hypercore, part 50'
     row.connectMs = Math.round(got.connectMs)
@@ -140,14 +152,8 @@ async function attempt ({ browser, pageUrl, tls, peerNat, browserNat, birthday, 
   // counted them; and whether any log data came from it (it must not).
   row.bytesFromInstance = await p.httpBytes()
   row.instancePaths = [...new Set((await p.requests()).map((r) => r.path))]
-  const st = await peer.request({ op: 'status' }).catch(() => ({ peers: [] }))
-  const live = st.peers.filter((x) => x.connectMs !== null)
-  row.peerConnectMs = live.length ? live[0].connectMs : null
-  row.probes = st.peers.reduce((n, x) => n + (x.probes || 0), 0)
-  row.peerPublic = st.public
   await p.close()
-  peer.stop()
-  await lib.sleep(300)
+  await stopHome(peer, row)
   return row
 }
 
@@ -157,35 +163,32 @@ async function main () {
   netlab('up')
   let browser
   const tls = lib.makeCert(tmp, [INST]) // https://, as a real instance (WebCrypto needs it)
-  // Two instances on ph-inst: the real bootstrap page over a community made by `peerhost`
-  // (plain ICE cells), and the test page over generated logs (the race + birthday pass).
-  const community = boot.makeCommunity(tmp, { posts: 50 })
-  const info = path.join(tmp, 'community.json')
-  fs.writeFileSync(info, JSON.stringify(community.info))
-  for (const d of ['inst-store', 'home-store']) fs.cpSync(community.storage, path.join(tmp, d), { recursive: true })
-  const bootInstance = await lib.startInstance(`${PREFIX}inst`, INST, tmp, ['--page', boot.PAGE, '--store', path.join(tmp, 'inst-store'),
-    '--community-json', info, '--stun', `${INST}:3478`, '--check-every', '500', '--poll-wait', '5000'], { tls, page: false })
-  const instance = await lib.startInstance(`${PREFIX}inst`, INST, tmp, ['--stun', `${INST}:3479`, '--posts', '50', '--check-every', '500'], { tls })
+  // Two instances on phr-inst over copies of one community made by `peerhost`: the real
+  // bootstrap page (the plain cells), and the test page (the race pass).
+  const store = lib.makeStore(tmp, { posts: 50 })
+  const page = path.join(tmp, 'page')
+  fs.mkdirSync(page)
+  await lib.bundlePage(page)
+  let bootInstance, instance
   const rows = []
   try {
-    const bootUrl = (await bootInstance.ready).url
-    const pageUrl = (await instance.ready).url
+    bootInstance = await lib.startServe(`${PREFIX}inst`, INST, tmp, store, { tls, page: boot.PAGE, name: 'boot-instance', stunPort: 3478 })
+    instance = await lib.startServe(`${PREFIX}inst`, INST, tmp, store, { tls, page, name: 'test-instance', stunPort: 3479 })
     browser = await lib.launch(`${PREFIX}peer2`, tmp, [lib.trustFlag(tls)])
     for (const [peerNat, browserNat] of cells) {
-      const plain = await attemptBoot({ browser, bootUrl, tls, store: path.join(tmp, 'home-store'), titles: community.titles, peerNat, browserNat })
+      const plain = await attemptBoot({ browser, instance: bootInstance, tls, tmp, store, titles: store.titles, peerNat, browserNat })
       console.log(JSON.stringify(plain))
       rows.push(plain)
       if (!plain.connected && secondPass) {
-        const helped = await attempt({ browser, pageUrl, tls, peerNat, browserNat, birthday: true, parallel: race })
+        const helped = await attempt({ browser, instance, tls, tmp, store, peerNat, browserNat, parallel: race })
         console.log(JSON.stringify(helped))
         rows.push(helped)
       }
     }
   } finally {
     if (browser) await browser.close()
-    instance.stop()
-    bootInstance.stop()
-    await lib.sleep(300)
+    for (const d of [instance, bootInstance]) if (d) d.stop()
+    await lib.sleep(500)
     try { netlab('down') } catch {}
     fs.rmSync(tmp, { recursive: true, force: true })
   }
@@ -193,9 +196,9 @@ async function main () {
   const md = ['| home peer NAT | browser NAT | plain ICE (bootstrap page) | connect ms | first post ms | bytes from peer (getStats) | bytes from instance | pair (local/remote) | with race + birthday (test page) |',
     '|---|---|---|---|---|---|---|---|---|']
   for (const [peerNat, browserNat] of cells) {
-    const a = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && !r.birthday)
-    const b = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && r.birthday)
-    const helped = !b ? '–' : b.connected ? `yes: ${b.connectMs} ms (${b.probes} probes)` : `no (${b.probes} probes)`
+    const a = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && r.page === 'bootstrap')
+    const b = rows.find((r) => r.peerNat === peerNat && r.browserNat === browserNat && r.page === 'test')
+    const helped = !b ? '–' : b.connected ? `yes: ${b.connectMs} ms` : 'no'
     md.push(`| ${peerNat} | ${browserNat} | ${a.connected ? 'yes' : a.fellBack ? 'no: fell back to the instance, said so' : 'no'} | ${a.connectMs ?? '–'} | ${a.firstPostMs ?? '–'} | ${a.bytesFromPeer ?? (b && b.bytesFromPeer) ?? '–'} | ${a.bytesFromInstance} | ${a.localType ? `${a.localType}/${a.remoteType}` : (b && b.localType ? `${b.localType}/${b.remoteType}` : '–')} | ${helped} |`)
   }
   fs.writeFileSync(path.join(OUT, 'rtc-matrix.md'), md.join('\n') + '\n')

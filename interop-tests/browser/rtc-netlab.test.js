@@ -6,7 +6,8 @@
 // stay in that script). Each row is checked: connected, the latest 20 posts verified, bytes
 // from the peer counted by Chromium's getStats.
 //
-// Needs root, the NAT lab's tools (interop-tests/netlab/install.sh), target/release/rtc_peer,
+// The home peer is `peerhost mirror --register` and the instance `peerhost serve` (rtc-netlab.js).
+// Needs root, the NAT lab's tools (interop-tests/netlab/install.sh), target/release/peerhost,
 // web/node_modules, /usr/bin/chromium.
 
 const test = require('node:test')

@@ -9,6 +9,7 @@
 import { Loader } from '../../web/src/loader.js'
 import { FRAME, RtcTransport, decodeFrame, encodeFrame, raceOpen, rtcFetch } from '../../web/boot/transport-rtc.js'
 import { instanceSignal } from '../../web/boot/signal.js'
+import { decodePost } from '../../web/src/feed.js'
 
 const td = new TextDecoder()
 
@@ -83,7 +84,9 @@ window.rtcRun = async (opts) => {
   }
   window.loader = loader
   const { head, blocks } = await loader.latest(opts.key, opts.n || 20)
-  const posts = blocks.map((b) => JSON.parse(td.decode(b.value)))
+  // A community's posts log (`peerhost post`: protobuf entries), or JSON posts (rtc_peer's
+  // generated store).
+  const posts = blocks.map((b) => decodePost(b.value) || JSON.parse(td.decode(b.value)))
   const main = document.querySelector('#posts')
   main.textContent = ''
   for (const p of posts) {
@@ -266,14 +269,37 @@ window.rtcRaw = async ({ iceServers, peer, sends, waitMs = 5000, binary = true }
   return { ...seen, closed, pcState, closedMs: performance.now() - t0 }
 }
 
-/** Open `n` transports at once and ask each for `path`: the peer holds them all. */
-window.rtcMany = async ({ iceServers, peer, n, path }) => {
+/**
+ * Open `n` transports (at once, or with `paced` one after another, each offer retried while
+ * the instance's relay answers 429: its per-client offer rate) and ask each for `path`: the
+ * peer holds them all.
+ */
+window.rtcMany = async ({ iceServers, peer, n, path, paced = false }) => {
   const t0 = performance.now()
-  const ts = await Promise.all(Array.from({ length: n }, () => transportFor({ iceServers, peer, connectTimeoutMs: 30000 })))
+  let ts = []
+  if (paced) {
+    for (let i = 0; i < n; i++) {
+      for (let tries = 0; ; tries++) {
+        try {
+          ts.push(await transportFor({ iceServers, peer, connectTimeoutMs: 30000 }))
+          break
+        } catch (e) {
+          if (!/429|MANY|RATE|LIMIT|BUSY|FULL/i.test(`${e.code} ${e.message}`) || tries > 200) throw e
+          await new Promise((resolve) => setTimeout(resolve, 250))
+        }
+      }
+    }
+  } else {
+    ts = await Promise.all(Array.from({ length: n }, () => transportFor({ iceServers, peer, connectTimeoutMs: 30000 })))
+  }
   const openMs = performance.now() - t0
   const rs = await Promise.all(ts.map((t) => t.request(path)))
   window.many = ts
   return { opened: ts.length, ok: rs.filter((r) => r.status === 200).length, openMs }
 }
+
+/** Ask `path` on every transport rtcMany holds (traffic, so the peer's 60 s idle timeout does
+ * not close them while other pages open theirs): how many answered 200. */
+window.rtcManyPing = async (path) => (await Promise.all((window.many || []).map((t) => t.request(path)))).filter((r) => r.status === 200).length
 
 window.rtcManyClose = () => { for (const t of window.many || []) t.close(); window.many = [] }

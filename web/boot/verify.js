@@ -11,9 +11,12 @@
 // every mismatch of a range answer is INVALID_PROOF. test/boot.test.mjs runs both over the
 // same fixtures.
 
-import { b2 } from './blake2b.js'
+import { b2 as b2js } from './blake2b.js'
+import { b2wasm } from './blake2b-wasm.js'
 
-export { b2 }
+/** BLAKE2b-256 of the concatenation of `parts`: the WebAssembly hash once it is compiled (right
+ * after load; ./blake2b-wasm.js), the JavaScript one until then or without it. Same bytes. */
+export const b2 = (...parts) => b2wasm(...parts) || b2js(...parts)
 
 /** Throw an Error with a hypercore-errors style `code`. */
 export function fail (code, message) {

@@ -8,6 +8,7 @@
 // return promises; everything else is synchronous. Numbers stay below 2^53 (lengths below 2^48), so plain JS numbers are exact.
 
 import { blake2b } from '@noble/hashes/blake2.js'
+import { b2wasm } from '../boot/blake2b-wasm.js'
 import { ed25519Verify } from './ed25519.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -81,9 +82,10 @@ export function u64le (n) {
   return out
 }
 
-/** BLAKE2b-256 of the concatenation of `parts` (libsodium crypto_generichash). */
+/** BLAKE2b-256 of the concatenation of `parts` (libsodium crypto_generichash): the
+ * WebAssembly hash once compiled (../boot/blake2b-wasm.js), @noble/hashes' until then. */
 export function blake2b256 (...parts) {
-  return blake2b(concat(parts), { dkLen: 32 })
+  return b2wasm(...parts) || blake2b(concat(parts), { dkLen: 32 })
 }
 
 // ---------------------------------------------------------------------------------------------

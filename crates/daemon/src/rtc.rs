@@ -13,6 +13,10 @@
 //! - an instance's STUN server (`serve --stun ADDR`, [`start_stun`]) answers binding requests
 //!   (RFC 8489, binding only, rate-limited per client) and is listed, with the configured
 //!   `--ice-server`s ([`parse_ice_server`]), as the ICE servers of `/v1/bootstrap`;
+//! - an instance whose certificate no public CA signed (a private CA, a test's self-signed
+//!   one) is trusted through `PEERHOST_EXTRA_CA_CERTS=FILE` ([`EXTRA_CA_ENV`]: PEM
+//!   certificates added to the Mozilla roots for the signed long-poll, as Node's
+//!   `NODE_EXTRA_CA_CERTS`);
 //! - everything stops with the daemon's stop signal.
 
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use std::sync::atomic::Ordering;
 use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{Config as GatewayConfig, Counters};
 use peerhost_ids::KeyPair;
-use peerhost_webrtc::home::{HomeError, HomeOptions, HomePeer, PollFailure};
+use peerhost_webrtc::home::{HomeOptions, HomePeer, PollFailure};
 use peerhost_webrtc::stun_server::{StunConfig, StunStats, serve_stun};
 use tokio::sync::{mpsc, watch};
 
@@ -204,6 +208,23 @@ pub(crate) fn parse_ice_server(text: &str) -> Result<IceServer, HttpError> {
     }
 }
 
+/// The environment variable naming a PEM file of certificates to trust, besides the Mozilla
+/// roots, for `https://` instances (a private CA, a test instance's self-signed certificate).
+pub(crate) const EXTRA_CA_ENV: &str = "PEERHOST_EXTRA_CA_CERTS";
+
+/// Trust the certificates of [`EXTRA_CA_ENV`], if it names a file; an unreadable file is an
+/// error (a home peer that silently could not reach its instance would be worse).
+fn trust_extra_roots() -> Result<usize, HttpError> {
+    let Some(path) = std::env::var_os(EXTRA_CA_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(0);
+    };
+    let certs = peerhost_gateway::tls::certs(std::path::Path::new(&path))?;
+    let der: Vec<Vec<u8>> = certs.iter().map(|c| c.as_ref().to_vec()).collect();
+    peerhost_gateway::client::add_root_certificates(&der);
+    tracing::info!(file = ?path, certificates = der.len(), "trusting extra CA certificates");
+    Ok(der.len())
+}
+
 /// Start a home peer for each instance; each ends when `stop` says so.
 pub(crate) async fn start(
     source: &NodeSource,
@@ -211,7 +232,8 @@ pub(crate) async fn start(
     instances: &[String],
     stop: &watch::Sender<bool>,
     actor: &mpsc::Sender<Command>,
-) -> Result<Vec<Arc<Home>>, HomeError> {
+) -> Result<Vec<Arc<Home>>, HttpError> {
+    trust_extra_roots()?;
     let mut homes = Vec::with_capacity(instances.len());
     for url in instances {
         let counters = Arc::new(Counters::default());
