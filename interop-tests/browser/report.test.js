@@ -67,7 +67,7 @@ test.before(async () => {
   }
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-report-'))
   community = lib.makeCommunity(dir, { posts: 30 })
-  community.hex = ['peerhost-demo', 'peerhost-demo.posts', 'peerhost-demo.assets'].map((name) =>
+  community.hex = ['peerhost-demo', 'peerhost-demo.posts', 'peerhost-demo.comments', 'peerhost-demo.assets', 'peerhost-demo.index'].map((name) =>
     JSON.parse(lib.run(community.storage, ['log', 'info', name, '--json'])).keyHex)
   proxy = await startProxy()
   instance = await lib.startInstance(community.storage, { interval: INTERVAL })
