@@ -97,6 +97,12 @@ pub enum HttpError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The certificates of `PEERHOST_EXTRA_CA_CERTS` cannot be read.
+    #[error(
+        "PEERHOST_EXTRA_CA_CERTS: {0} (it names a PEM file of CA certificates to trust for \
+         https:// instances; unset it or fix the file)"
+    )]
+    ExtraCa(peerhost_gateway::tls::TlsError),
     /// A WebRTC home peer could not start (`--register` without `--http`).
     #[error("WebRTC: {0}")]
     Webrtc(#[from] peerhost_webrtc::home::HomeError),

@@ -289,8 +289,7 @@ impl Daemon {
                     &self.ctx.stop,
                     &self.actor,
                 )
-                .await
-                .map_err(HttpError::from)?;
+                .await?;
                 let _ = self.ctx.rtc.set(homes);
             }
             return Ok(());

@@ -218,7 +218,8 @@ fn trust_extra_roots() -> Result<usize, HttpError> {
     let Some(path) = std::env::var_os(EXTRA_CA_ENV).filter(|p| !p.is_empty()) else {
         return Ok(0);
     };
-    let certs = peerhost_gateway::tls::certs(std::path::Path::new(&path))?;
+    let certs =
+        peerhost_gateway::tls::certs(std::path::Path::new(&path)).map_err(HttpError::ExtraCa)?;
     let der: Vec<Vec<u8>> = certs.iter().map(|c| c.as_ref().to_vec()).collect();
     peerhost_gateway::client::add_root_certificates(&der);
     tracing::info!(file = ?path, certificates = der.len(), "trusting extra CA certificates");
