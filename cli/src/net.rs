@@ -193,6 +193,11 @@ pub(crate) struct ServeArgs {
     /// turn:USER:PASSWORD@HOST:PORT[?transport=udp|tcp] (config: `ice_servers`).
     #[arg(long = "ice-server", value_name = "URL")]
     ice_servers: Vec<String>,
+    /// Behind a reverse proxy: believe `X-Forwarded-For` from this proxy (an address or
+    /// ADDRESS/LENGTH network; repeat), so per-client limits count readers, not the proxy.
+    /// None by default: from any other peer the header is ignored (config: `trusted_proxies`).
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
 }
 
 /// `peerhost follow`.
@@ -400,6 +405,7 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         http.stun = args.stun;
         http.tls = args.tls_cert.clone().zip(args.tls_key.clone());
         http.ice_servers.clone_from(&args.ice_servers);
+        http.trusted_proxies.clone_from(&args.trusted_proxies);
         let mut opts = Options::new(dir, file)
             .with_network(network)
             .with_listen_tcp(args.listen_tcp)
