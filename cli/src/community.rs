@@ -30,6 +30,7 @@ use peerhost_store::Store;
 use serde_json::{Value, json};
 
 use crate::StorageArgs;
+use crate::posts::{CommentsByPost, print_posts};
 
 mod web_app;
 pub(crate) use web_app::{assets_log, publish_to};
@@ -690,67 +691,12 @@ fn feed(
     } else {
         Vec::new()
     };
-    let mut by_post: BTreeMap<&str, Vec<&CommentView>> = BTreeMap::new();
+    let mut by_post = CommentsByPost::new();
     for v in &all_comments {
         by_post.entry(&v.comment.post).or_default().push(v);
     }
-    if json {
-        let v: Vec<PostJson> = posts
-            .iter()
-            .map(|p| {
-                let j = PostJson::of(p);
-                if with_comments {
-                    j.with_comments(by_post.get(p.post.id.as_str()).map_or(&[][..], |v| &v[..]))
-                } else {
-                    j
-                }
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let d = c.descriptor();
-    println!("{} ({})", safe(&d.title), c.key.to_z32());
-    if posts.is_empty() {
-        println!("no posts yet");
-    }
+    let comments = with_comments.then_some(&by_post);
     let mut out = std::io::stdout().lock();
-    for v in &posts {
-        let p = &v.post;
-        writeln!(out)?;
-        writeln!(
-            out,
-            "{}  {}",
-            format_rfc3339(p.published_us),
-            safe(&p.title)
-        )?;
-        let by = p
-            .author
-            .as_ref()
-            .map(|a| {
-                if a.display_name.is_empty() {
-                    a.name.clone()
-                } else {
-                    format!("{} ({})", a.display_name, a.name)
-                }
-            })
-            .unwrap_or_else(|| d.name.clone());
-        let mut meta = format!("  by {}", safe(&by));
-        if !p.link.is_empty() {
-            meta.push_str(&format!(" · {}", safe(&p.link)));
-        }
-        if v.edited_us > 0 || p.updated_us > 0 {
-            meta.push_str(" · edited");
-        }
-        writeln!(out, "{meta}")?;
-        for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
-            let line: String = line.chars().take(100).collect();
-            writeln!(out, "  | {}", safe(&line))?;
-        }
-        if with_comments {
-            let cs = by_post.get(p.id.as_str()).map_or(0, Vec::len);
-            writeln!(out, "  {cs} comments")?;
-        }
-    }
+    print_posts(&mut out, c.descriptor(), &c.key, &posts, comments, json)?;
     Ok(())
 }

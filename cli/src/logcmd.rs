@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peerhost_daemon::control::{self, Log, Logs, MAX_BLOCK};
 use peerhost_feed::Blocks as _;
 use peerhost_feed::community::Part;
@@ -60,7 +60,9 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every stored block and tree node against the signed root.
+    /// Re-hash every stored block and tree node against the signed root. While a daemon holds
+    /// the store it does this in steps and goes on serving and appending: the length at the
+    /// start is what is checked.
     Verify {
         /// Key (z-base32, hex, pear://) or local name.
         log: String,
@@ -86,7 +88,7 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
     let store = match logs {
         Logs::Local(store) => store,
         // A daemon holds the lock: append and cat through it (protocol/control.md).
-        daemon => return through_daemon(&daemon, dir, command),
+        daemon => return through_daemon(&daemon, command),
     };
     match command {
         LogCommand::Create { name, compat } => {
@@ -122,28 +124,8 @@ pub(crate) fn run(dir: &Path, command: LogCommand) -> anyhow::Result<()> {
             print_info(&control::detail_of(&mut core)?, json)?;
         }
         LogCommand::Verify { log, json } => {
-            let mut core = open_log(&store, &log)?;
-            let spinner = spinner(&format!("verifying {log}"));
-            let report = core.verify();
-            spinner.finish_and_clear();
-            let report = report?;
-            if json {
-                let v = serde_json::json!({
-                    "blocks": report.blocks,
-                    "parents": report.parents,
-                    "signed": report.signed,
-                    "length": report.length,
-                });
-                println!("{v}");
-                return Ok(());
-            }
-            println!(
-                "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
-                report.blocks,
-                report.parents,
-                if report.signed { "signed" } else { "unsigned" },
-                report.length
-            );
+            let core = open_log(&store, &log)?;
+            verify(&mut Log::Local(Box::new(core)), &log, json)?;
         }
         LogCommand::List { json } => print_list(&Logs::Local(store).list()?, json)?,
     }
@@ -268,8 +250,56 @@ fn cat(
     Ok(())
 }
 
-/// `log append` and `log cat` while a daemon holds the store: through its control socket.
-fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Result<()> {
+/// `log verify`: re-hash the log (here, or in the daemon's steps while it goes on serving and
+/// appending), with its progress on a terminal; the length it began with is what is checked.
+fn verify(log: &mut Log, query: &str, json: bool) -> anyhow::Result<()> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} verifying {prefix}: {pos}/{len} blocks, {msg}, {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(query.to_owned());
+    bar.set_message("starting");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.tick();
+    let started = std::time::Instant::now();
+    let report = log.verify(|p| {
+        bar.set_length(p.length);
+        bar.set_position(p.position);
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!(
+            "{} at {}/s",
+            HumanBytes(p.bytes),
+            HumanBytes((p.bytes as f64 / secs) as u64)
+        ));
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    if json {
+        let v = serde_json::json!({
+            "blocks": report.blocks,
+            "parents": report.parents,
+            "signed": report.signed,
+            "length": report.length,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "ok: {} blocks and {} parent nodes verified against the {} root (length {})",
+        report.blocks,
+        report.parents,
+        if report.signed { "signed" } else { "unsigned" },
+        report.length
+    );
+    Ok(())
+}
+
+/// `log append`, `cat`, `info`, `list`, `create` and `verify` while a daemon holds the store:
+/// through its control socket.
+fn through_daemon(logs: &Logs, command: LogCommand) -> anyhow::Result<()> {
     match command {
         LogCommand::Append { name, files, lines } => {
             let mut log = logs.log(&name)?;
@@ -304,11 +334,10 @@ fn through_daemon(logs: &Logs, dir: &Path, command: LogCommand) -> anyhow::Resul
                 key.discovery_key()
             );
         }
-        LogCommand::Verify { .. } => bail!(
-            "this needs the store {} to itself, and a daemon is running on it: stop `peerhost \
-             serve` (or `peerhost status` shows what it holds), run this, then start it again",
-            dir.display()
-        ),
+        LogCommand::Verify { log: query, json } => {
+            let mut log = logs.log(&query)?;
+            verify(&mut log, &query, json)?;
+        }
     }
     Ok(())
 }
@@ -483,11 +512,4 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn Read>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(file))
-}
-
-pub(crate) fn spinner(msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    pb.set_message(msg.to_owned());
-    pb.enable_steady_tick(std::time::Duration::from_millis(120));
-    pb
 }

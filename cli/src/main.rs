@@ -11,6 +11,7 @@ mod demo;
 mod dht;
 mod logcmd;
 mod net;
+mod posts;
 mod progress;
 mod term;
 

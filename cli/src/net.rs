@@ -17,7 +17,6 @@ use peerhost_daemon::{
     Community, Daemon, DhtOptions, FileConfig, Followed, HttpOptions, LivePost, Network, Options,
     Range, parse_key,
 };
-use peerhost_feed::community::PostJson;
 use peerhost_feed::read::PostView;
 use peerhost_feed::time::format_rfc3339;
 use peerhost_ids::Key;
@@ -194,6 +193,11 @@ pub(crate) struct ServeArgs {
     /// turn:USER:PASSWORD@HOST:PORT[?transport=udp|tcp] (config: `ice_servers`).
     #[arg(long = "ice-server", value_name = "URL")]
     ice_servers: Vec<String>,
+    /// Behind a reverse proxy: believe `X-Forwarded-For` from this proxy (an address or
+    /// ADDRESS/LENGTH network; repeat), so per-client limits count readers, not the proxy.
+    /// None by default: from any other peer the header is ignored (config: `trusted_proxies`).
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
 }
 
 /// `peerhost follow`.
@@ -401,6 +405,7 @@ pub(crate) fn serve(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         http.stun = args.stun;
         http.tls = args.tls_cert.clone().zip(args.tls_key.clone());
         http.ice_servers.clone_from(&args.ice_servers);
+        http.trusted_proxies.clone_from(&args.trusted_proxies);
         let mut opts = Options::new(dir, file)
             .with_network(network)
             .with_listen_tcp(args.listen_tcp)
@@ -647,7 +652,8 @@ async fn follow_community(
     signals: &mut Signals,
 ) -> anyhow::Result<()> {
     if !args.stats {
-        print_posts(c, posts, args.json)?;
+        let mut out = std::io::stdout().lock();
+        crate::posts::print_posts(&mut out, &c.descriptor, &c.key, posts, None, args.json)?;
     }
     for path in &args.asset {
         let asset = daemon
@@ -715,40 +721,6 @@ async fn follow_community(
             Some(_) | None => return Ok(()),
         }
     }
-}
-
-fn print_posts(c: &Community, posts: &[PostView], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if as_json {
-        let v: Vec<PostJson> = posts.iter().map(PostJson::of).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(());
-    }
-    let d = &c.descriptor;
-    writeln!(out, "{} ({})", safe(&d.title), c.key.to_z32())?;
-    if posts.is_empty() {
-        writeln!(out, "no posts yet")?;
-    }
-    for v in posts {
-        let p = &v.post;
-        writeln!(out)?;
-        writeln!(
-            out,
-            "{}  {}",
-            format_rfc3339(p.published_us),
-            safe(&p.title)
-        )?;
-        let by = p
-            .author
-            .as_ref()
-            .map_or_else(|| d.name.clone(), |a| a.name.clone());
-        writeln!(out, "  by {}", safe(&by))?;
-        for line in p.body.lines().filter(|l| !l.trim().is_empty()).take(3) {
-            let line: String = line.chars().take(100).collect();
-            writeln!(out, "  | {}", safe(&line))?;
-        }
-    }
-    Ok(())
 }
 
 /// This process's peak resident set size in bytes (Linux `VmHWM`; 0 elsewhere).

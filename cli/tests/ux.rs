@@ -481,8 +481,8 @@ fn scripting_edges() {
     assert_eq!(json["running"], false);
 }
 
-/// Issue 16 item 7: while a daemon holds the store, `log info`, `list` and `create` go through
-/// its control socket; `log verify` says to stop it.
+/// Issue 16 item 7: while a daemon holds the store, `log info`, `list`, `create` and `verify`
+/// go through its control socket.
 #[test]
 fn log_info_and_list_while_the_daemon_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -501,11 +501,8 @@ fn log_info_and_list_while_the_daemon_runs() {
     assert_eq!(list[0]["key"], key.as_str());
     assert_eq!(list[0]["name"], "x");
     assert_eq!(list[0]["length"], 5);
-    let out = cmd(&w, &["log", "verify", "x"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("stop `peerhost serve`"), "{err}");
+    let out = run(&w, &["log", "verify", "x"]);
+    assert!(stdout(&out).starts_with("ok: 5 blocks"), "{}", stdout(&out));
     // A log created through the daemon is served at once.
     let y = stdout(&run(&w, &["log", "create", "y"])).trim().to_owned();
     assert!(append_lines(&w, "y", b"one\ntwo\n").status.success());
@@ -514,6 +511,112 @@ fn log_info_and_list_while_the_daemon_runs() {
     assert_eq!(
         stdout(&run(&r, &["log", "cat", &y, "--lines"])),
         "one\ntwo\n"
+    );
+    stop(&mut server);
+}
+
+/// Issue 16 item 7: `log verify` while the daemon serves goes through it, in steps that leave
+/// the log to it: a writer's appends through the daemon finish while the verify runs, the
+/// length at its start is what is checked, `--json` keeps its shape, a terminal shows the
+/// progress (nothing else does). A block corrupted while the daemon was stopped is named by
+/// its index once it runs again.
+#[test]
+fn log_verify_while_the_daemon_serves_and_a_writer_appends() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    run(&w, &["log", "create", "x"]);
+    // 32 MiB in 4096 blocks of 8 KiB: long enough to re-hash that appends meet it.
+    const BLOCKS: u64 = 4096;
+    const SIZE: u64 = 8192;
+    let line = format!("{}\n", "v".repeat(SIZE as usize));
+    assert!(
+        append_lines(&w, "x", line.repeat(BLOCKS as usize).as_bytes())
+            .status
+            .success()
+    );
+    let (mut server, _addr) = serve(&w);
+
+    // A writer appends through the daemon, one block a call, until the verify ended.
+    let running = Arc::new(AtomicBool::new(true));
+    let done: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let writer = {
+        let (w, running, done) = (w.clone(), running.clone(), done.clone());
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                let out = append_lines(&w, "x", b"appended\n");
+                assert!(out.status.success(), "{}", stderr(&out));
+                done.lock().unwrap().push(Instant::now());
+            }
+        })
+    };
+    while done.lock().unwrap().is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let out = run(&w, &["log", "verify", "x", "--json"]);
+    let ended = Instant::now();
+    running.store(false, Ordering::Relaxed);
+    writer.join().unwrap();
+    let during = done
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > started && **t < ended)
+        .count();
+    eprintln!(
+        "verify took {:?}; {during} appends finished meanwhile",
+        ended - started
+    );
+    assert!(during >= 2, "{during} appends during {:?}", ended - started);
+    // Not a terminal: no progress, only the JSON, in its shape.
+    assert_eq!(stderr(&out), "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["blocks", "length", "parents", "signed"]);
+    let length = v["length"].as_u64().unwrap();
+    assert!(length > BLOCKS, "{v}");
+    assert_eq!(v["blocks"].as_u64(), Some(length), "{v}");
+    assert_eq!(v["signed"], true);
+    let info: Value =
+        serde_json::from_slice(&run(&w, &["log", "info", "x", "--json"]).stdout).unwrap();
+    assert!(info["length"].as_u64().unwrap() > length, "{info} {v}");
+
+    // A terminal (script(1)): the progress, in blocks, bytes and rate, then the result.
+    let line = format!(
+        "{} log verify x --storage {}",
+        env!("CARGO_BIN_EXE_peerhost"),
+        w.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PEERHOST_LOG", "error")
+        .output()
+        .expect("script(1)");
+    let tty = stdout(&out);
+    assert!(tty.contains("verifying x"), "{tty}");
+    assert!(tty.contains("blocks"), "{tty}");
+    assert!(tty.contains("ok: "), "{tty}");
+
+    // A block damaged on disk while the daemon is stopped is named once it runs again.
+    stop(&mut server);
+    let data = w
+        .join("logs")
+        .join(format!("{}.data", info["discoveryKey"].as_str().unwrap()));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[(1000 * SIZE + 17) as usize] ^= 0x20;
+    std::fs::write(&data, bytes).unwrap();
+    let (mut server, _addr) = serve(&w);
+    let out = cmd(&w, &["log", "verify", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("block 1000"), "{err}");
+    assert!(
+        std::fs::metadata(w.join("control.sock")).is_ok(),
+        "the daemon runs"
     );
     stop(&mut server);
 }

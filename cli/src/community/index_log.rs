@@ -2,6 +2,7 @@
 //! `community reindex`, `feed --page` and `thread`.
 
 use super::*;
+use crate::posts::author_name;
 
 /// The community's index log, if its descriptor names one held in this store.
 pub(super) fn open_index(store: &Logs, c: &Community) -> anyhow::Result<Option<Log>> {
@@ -191,14 +192,6 @@ pub(super) fn nesting(comments: &[CommentView]) -> Vec<(Option<usize>, usize)> {
         at.insert(&c.comment.id, i);
     }
     out
-}
-
-pub(super) fn author_name(a: Option<&peerhost_feed::Author>, community: &str) -> String {
-    match a {
-        Some(a) if !a.display_name.is_empty() => format!("{} ({})", a.display_name, a.name),
-        Some(a) => a.name.clone(),
-        None => community.to_owned(),
-    }
 }
 
 pub(super) fn thread(store: &Logs, query: &str, id: &str, json: bool) -> anyhow::Result<()> {

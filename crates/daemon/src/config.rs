@@ -20,6 +20,7 @@
 //! tls_key = "/etc/peerhost/key.pem"
 //! stun = "0.0.0.0:3478"                     # an instance: answer STUN binding requests here
 //! ice_servers = ["stun:stun.example:3478", "turn:USER:PASSWORD@turn.example:3478"]
+//! trusted_proxies = ["127.0.0.1", "10.0.0.0/8"] # reverse proxies whose X-Forwarded-For counts
 //! relays = ["<relay key>"]                  # blind relays for when no hole can be punched
 //! offer_relay = true                        # run a blind relay and announce it (public hosts)
 //! ```
@@ -85,6 +86,10 @@ pub struct FileConfig {
     /// `turn:USER:PASSWORD@HOST:PORT[?transport=udp|tcp]` (also `stuns:`, `turns:`).
     #[serde(default)]
     pub ice_servers: Vec<String>,
+    /// Reverse proxies (addresses or `ADDRESS/LENGTH` networks) whose `X-Forwarded-For` names
+    /// the client of a request (`protocol/gateway.md` §4.2); none by default.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Blind relays (public keys: hex, z-base32 or pear://) to connect through when no hole
     /// can be punched, besides those found on the DHT.
     #[serde(default)]
@@ -234,6 +239,7 @@ mod tests {
             register = ["http://127.0.0.1:9000"]
             stun = "0.0.0.0:3478"
             ice_servers = ["stun:stun.example:3478"]
+            trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
             "#,
         )
         .unwrap();
@@ -246,6 +252,7 @@ mod tests {
         assert_eq!(c.register, ["http://127.0.0.1:9000"]);
         assert_eq!(c.stun, "0.0.0.0:3478".parse().ok());
         assert_eq!(c.ice_servers, ["stun:stun.example:3478"]);
+        assert_eq!(c.trusted_proxies, ["127.0.0.1", "10.0.0.0/8"]);
         assert!(FileConfig::parse("quota = \"lots\"").is_err());
         assert!(
             FileConfig::parse("mirros = []")

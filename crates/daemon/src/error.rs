@@ -69,6 +69,9 @@ pub enum HttpError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] peerhost_gateway::tls::TlsError),
+    /// A `--trusted-proxy` (`trusted_proxies` entry) is not a network.
+    #[error("--trusted-proxy (trusted_proxies): {0}")]
+    TrustedProxy(#[from] peerhost_gateway::forwarded::CidrError),
     /// Only one of the TLS certificate and key was given.
     #[error("--tls-cert and --tls-key (tls_cert, tls_key) go together")]
     TlsPair,

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use peerhost_gateway::TrustedProxies;
 use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{
     Config, Counters, HeadVersion, Instance, InstanceOptions, LogSource, RangeError, RangeQuery,
@@ -55,6 +56,9 @@ pub struct HttpOptions {
     /// More ICE servers an instance lists (`--ice-server`): `stun:HOST:PORT`,
     /// `turn:USER:PASSWORD@HOST:PORT`.
     pub ice_servers: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`,
+    /// `trusted_proxies`: addresses or `ADDRESS/LENGTH` networks); none by default.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The logs the node's replicator holds, as a log source for the services the daemon
@@ -173,9 +177,11 @@ pub(crate) async fn start(
     let source = Arc::new(source);
     // Our gateway answers instances' challenges with the node key our registrations are
     // signed with.
+    let trusted = TrustedProxies::parse(&options.trusted_proxies)?;
     let mut config = Config::default()
         .counters(counters.clone())
-        .identity(kp.clone());
+        .identity(kp.clone())
+        .trusted_proxies(trusted);
     if let Some(i) = &instance {
         config = config.instance(i.clone());
     }

@@ -301,6 +301,9 @@ impl Daemon {
             o.register.clone_from(&file.register);
         }
         o.allow_private_peers |= file.allow_private_peers.unwrap_or(false);
+        if o.trusted_proxies.is_empty() {
+            o.trusted_proxies.clone_from(&file.trusted_proxies);
+        }
         if o.tls.is_none() {
             o.tls = match (&file.tls_cert, &file.tls_key) {
                 (Some(c), Some(k)) => Some((c.clone(), k.clone())),

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::api::{Answer, Api, ApiError, Request as ApiRequest};
 use crate::cache::Accepts;
+use crate::forwarded::TrustedProxies;
 use crate::instance::{Counters, Instance, RegisterError};
 use crate::limit::{ClientId, ClientLimiter, Refused};
 use crate::listener::ClientAddr;
@@ -82,6 +83,9 @@ pub struct Config {
     /// instance that it holds the key its registrations are signed with; without one that route
     /// answers `404`.
     pub identity: Option<KeyPair>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`protocol/gateway.md` §4.2);
+    /// none by default: every client is its TCP peer address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             counters: Arc::default(),
             instance: None,
             identity: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -129,6 +134,12 @@ impl Config {
     /// Answering challenges with `key_pair` (the node key registrations are signed with).
     pub fn identity(mut self, key_pair: KeyPair) -> Self {
         self.identity = Some(key_pair);
+        self
+    }
+
+    /// Believing `X-Forwarded-For` from these proxies.
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
         self
     }
 
@@ -241,27 +252,30 @@ fn with_cors(mut res: Response) -> Response {
     res
 }
 
-/// The remote address of a request, when the server recorded it.
-fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+/// The client of a request: the remote address the server recorded, or — when that is one of
+/// `trusted` proxies — the right-most untrusted address of its `X-Forwarded-For`
+/// ([`crate::forwarded`]). `None` when the server recorded no address.
+fn client_ip(req: &Request, trusted: &TrustedProxies) -> Option<std::net::IpAddr> {
     let ext = req.extensions();
-    if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
-        return Some(addr.ip());
+    let peer = ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
+        .or_else(|| {
+            ext.get::<ConnectInfo<ClientAddr>>()
+                .map(|ConnectInfo(ClientAddr(a))| a.ip())
+        })?;
+    if trusted.is_empty() {
+        return Some(peer);
     }
-    if let Some(ConnectInfo(ClientAddr(addr))) = ext.get::<ConnectInfo<ClientAddr>>() {
-        return Some(addr.ip());
-    }
-    None
+    let forwarded = req.headers().get_all(X_FORWARDED_FOR);
+    Some(trusted.client(peer, forwarded.iter().map(HeaderValue::as_bytes)))
 }
 
-fn client_of(req: &Request) -> ClientId {
-    let ext = req.extensions();
-    if let Some(ConnectInfo(addr)) = ext.get::<ConnectInfo<SocketAddr>>() {
-        return ClientId::of(addr.ip());
-    }
-    if let Some(ConnectInfo(ClientAddr(addr))) = ext.get::<ConnectInfo<ClientAddr>>() {
-        return ClientId::of(addr.ip());
-    }
-    ClientId::unknown()
+/// The `X-Forwarded-For` header a reverse proxy adds.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+fn client_of(req: &Request, trusted: &TrustedProxies) -> ClientId {
+    client_ip(req, trusted).map_or_else(ClientId::unknown, ClientId::of)
 }
 
 /// CORS and per-client admission, around every route.
@@ -296,7 +310,10 @@ async fn admit<S: LogSource>(State(state): State<Shared<S>>, req: Request, next:
         );
         return res;
     }
-    let permit = match state.clients.try_acquire(client_of(&req)) {
+    let permit = match state
+        .clients
+        .try_acquire(client_of(&req, &state.config.trusted_proxies))
+    {
         Ok(p) => p,
         Err(Refused::Client) => {
             return with_cors(
@@ -705,7 +722,7 @@ async fn signal_offer<S: LogSource>(
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let ip = client_ip(&req);
+    let ip = client_ip(&req, &state.config.trusted_proxies);
     let body = json_body(req, crate::signal::MAX_OFFER_POST).await?;
     let v = crate::signal::offer_answer(instance.signal(), ip, &body).await?;
     Ok(no_store(axum::Json(v).into_response()))
@@ -718,7 +735,8 @@ async fn signal_poll<S: LogSource>(
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let ip = client_ip(&req).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let ip = client_ip(&req, &state.config.trusted_proxies)
+        .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     let (key, v) = signed_json(&instance, req).await?;
     let body = serde_json::to_vec(&v).unwrap_or_default();
     let v = crate::signal::poll_answer(instance.signal(), key, ip, &body).await?;
@@ -757,7 +775,7 @@ async fn bad_peer<S: LogSource>(
     req: Request,
 ) -> Result<Response, ApiError> {
     let instance = instance_of(&state)?.clone();
-    let ip = client_ip(&req);
+    let ip = client_ip(&req, &state.config.trusted_proxies);
     let body = json_body(req, crate::report::MAX_REPORT_BODY).await?;
     match instance.report_bad_peer(ip, &body) {
         Ok(outcome) => {

@@ -19,6 +19,7 @@
 //! - [`report`]: readers' reports of peers that served bad data, and the checks they trigger;
 //! - [`signal`]: WebRTC signaling through the instance: home peers' long-polls, browsers'
 //!   offers and the peers' signed answers, health checks through the poll;
+//! - [`forwarded`]: the client behind a trusted reverse proxy (`X-Forwarded-For`);
 //! - [`client`]: the minimal HTTP client gateways use to check and report to each other;
 //! - [`auth`]: signed requests and key challenges (how a node proves its key over HTTP);
 //! - [`address`]: canonical peer URLs, resolving once, and which addresses an instance may
@@ -45,6 +46,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod forwarded;
 mod http;
 pub mod instance;
 mod limit;
@@ -57,6 +59,7 @@ mod source;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use forwarded::{Cidr, TrustedProxies};
 pub use http::{BOOTSTRAP_PEERS, Config, IMMUTABLE, MAX_PEERS, RANGE_PROOF_TYPE, router};
 pub use instance::{
     CommunityInfo, Contribution, Counters, Instance, InstanceOptions, RegisterError, Registered,

@@ -3,8 +3,8 @@
 //!
 //! A client is an IPv4 address, or the /64 prefix of an IPv6 address (one host usually holds a
 //! whole /64, so keying by full address would let it open unlimited buckets). Behind a reverse
-//! proxy every request looks like the proxy's; run the gateway directly, or give the proxy its
-//! own limits.
+//! proxy the address is the one a trusted proxy forwarded ([`crate::forwarded`]); without
+//! `trusted_proxies` every request through a proxy looks like the proxy's.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

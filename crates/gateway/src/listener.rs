@@ -8,7 +8,8 @@
 //!   half-open (part of a request head read) — is closed to make room, instead of making the
 //!   newcomer wait; a connection whose request is complete and being answered is never shed;
 //! - at most `max_connections_per_ip` from one client (an IPv4 address or IPv6 /64): more are
-//!   closed at once;
+//!   closed at once; a trusted reverse proxy's ([`crate::forwarded`]) are not capped so, as
+//!   they carry many clients;
 //! - a request head must arrive whole within `header_timeout` of its first byte, and its body
 //!   (and the start of the answer) within `body_timeout` of the head's end: bytes trickled in
 //!   one at a time do not extend either deadline;
@@ -40,6 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use crate::forwarded::TrustedProxies;
 use crate::http::{Config, router};
 use crate::limit::ClientId;
 use crate::source::LogSource;
@@ -206,6 +208,9 @@ pub struct Limited {
     permits: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<ClientId, usize>>>,
     max_per_ip: usize,
+    /// Reverse proxies: their connections carry many clients, so they are not capped per
+    /// address (the router keys their requests by `X-Forwarded-For`).
+    trusted: TrustedProxies,
     options: ServeOptions,
     registry: Arc<Registry>,
     errors: u64,
@@ -215,13 +220,17 @@ pub struct Limited {
 /// One client's place among the open connections; freed when the connection is dropped.
 #[derive(Debug)]
 struct IpSlot {
-    table: Arc<Mutex<HashMap<ClientId, usize>>>,
+    /// `None` for a trusted proxy's connection (not counted).
+    table: Option<Arc<Mutex<HashMap<ClientId, usize>>>>,
     client: ClientId,
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(table) = &self.table else {
+            return;
+        };
+        let mut t = table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = t.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
@@ -253,6 +262,7 @@ impl Limited {
             permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
             per_ip: Arc::default(),
             max_per_ip: options.max_connections_per_ip.max(1),
+            trusted: TrustedProxies::default(),
             options,
             registry: Arc::new(Registry::new()),
             errors: 0,
@@ -275,8 +285,20 @@ impl Limited {
         me
     }
 
+    /// Not capping the connections of these reverse proxies per address.
+    pub fn trusting(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted = proxies;
+        self
+    }
+
     fn admit(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
         let client = ClientId::of(ip);
+        if self.trusted.contains(ip) {
+            return Some(IpSlot {
+                table: None,
+                client,
+            });
+        }
         let mut t = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
         let n = t.entry(client).or_insert(0);
         if *n >= self.max_per_ip {
@@ -284,7 +306,7 @@ impl Limited {
         }
         *n += 1;
         Some(IpSlot {
-            table: self.per_ip.clone(),
+            table: Some(self.per_ip.clone()),
             client,
         })
     }
@@ -797,8 +819,9 @@ pub async fn serve<S: LogSource>(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let trusted = config.trusted_proxies.clone();
     let app = router(source, config).into_make_service_with_connect_info::<ClientAddr>();
-    axum::serve(Limited::new(listener, options), app)
+    axum::serve(Limited::new(listener, options).trusting(trusted), app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -815,10 +838,14 @@ pub async fn serve_tls<S: LogSource>(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let trusted = config.trusted_proxies.clone();
     let app = router(source, config).into_make_service_with_connect_info::<ClientAddr>();
-    axum::serve(Limited::with_tls(listener, options, acceptor), app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        Limited::with_tls(listener, options, acceptor).trusting(trusted),
+        app,
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]

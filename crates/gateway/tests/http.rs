@@ -545,6 +545,151 @@ async fn per_client_concurrency_is_bounded() {
     assert_eq!(again.status(), StatusCode::OK);
 }
 
+/// A request for `uri` on a TCP connection to `addr` from the loopback address `from`, with
+/// `X-Forwarded-For: xff` (none when empty); the connection, to read the answer from.
+async fn request_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    uri: &str,
+    xff: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let xff = if xff.is_empty() {
+        String::new()
+    } else {
+        format!("x-forwarded-for: {xff}\r\n")
+    };
+    let req = format!("GET {uri} HTTP/1.1\r\nhost: x\r\n{xff}connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s
+}
+
+/// The status line's code of the answer on `s` (read to its end).
+async fn status_of(mut s: tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
+/// Issue 11: behind a trusted reverse proxy (127.0.0.1 here) each client named by
+/// `X-Forwarded-For` has its own per-client budget, keyed by the right-most untrusted entry;
+/// from an untrusted peer (127.0.0.2) the header is ignored, whatever it says. Real TCP
+/// connections, loopback only: the forwarded addresses are only keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxies_forward_clients_and_spoofed_headers_are_ignored() {
+    let f = fixture();
+    let open = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let source = Gated {
+        open: open.clone(),
+        entered: entered.clone(),
+        inner: f.cores.clone(),
+    };
+    let trusted = peerhost_gateway::TrustedProxies::parse(&["127.0.0.1"]).unwrap();
+    let config = Config::default().per_client(1).trusted_proxies(trusted);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(peerhost_gateway::serve(
+        listener,
+        source,
+        config,
+        ServeOptions::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let uri = format!("/v1/logs/{}/head", f.keys["default"].to_hex());
+    let wait_entered = async |n: usize| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while entered.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} requests never entered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    const PROXY: [u8; 4] = [127, 0, 0, 1];
+    const STRANGER: [u8; 4] = [127, 0, 0, 2];
+    // Two readers through the proxy: one request in flight each.
+    let a = request_from(PROXY, addr, &uri, "203.0.113.1").await;
+    wait_entered(1).await;
+    let b = request_from(PROXY, addr, &uri, "203.0.113.2").await;
+    wait_entered(2).await;
+    // The first reader again, with a forged entry to the left: still the first reader.
+    let again = request_from(PROXY, addr, &uri, "198.51.100.7, 203.0.113.1").await;
+    assert_eq!(status_of(again).await, 429);
+    // A trusted hop at the right (a second proxy of ours) is skipped.
+    let hops = request_from(PROXY, addr, &uri, "203.0.113.1, 127.0.0.1").await;
+    assert_eq!(status_of(hops).await, 429);
+    // An untrusted peer is its own address, whatever header it sends.
+    let c = request_from(STRANGER, addr, &uri, "203.0.113.3").await;
+    wait_entered(3).await;
+    let spoofed = request_from(STRANGER, addr, &uri, "203.0.113.4").await;
+    assert_eq!(status_of(spoofed).await, 429);
+    let spoofed = request_from(STRANGER, addr, &uri, "").await;
+    assert_eq!(status_of(spoofed).await, 429);
+    // The proxy without a header is a client of its own.
+    let own = request_from(PROXY, addr, &uri, "").await;
+    wait_entered(4).await;
+    assert_eq!(entered.load(Ordering::SeqCst), 4);
+    open.store(true, Ordering::SeqCst);
+    for s in [a, b, c, own] {
+        assert_eq!(status_of(s).await, 200);
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// Without trusted proxies (the default) the header counts for nothing: two "readers" behind
+/// one address share its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_proxies_the_header_is_ignored() {
+    let f = fixture();
+    let open = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let source = Gated {
+        open: open.clone(),
+        entered: entered.clone(),
+        inner: f.cores.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(peerhost_gateway::serve(
+        listener,
+        source,
+        Config::default().per_client(1),
+        ServeOptions::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let uri = format!("/v1/logs/{}/head", f.keys["default"].to_hex());
+    let a = request_from([127, 0, 0, 1], addr, &uri, "203.0.113.1").await;
+    while entered.load(Ordering::SeqCst) < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b = request_from([127, 0, 0, 1], addr, &uri, "203.0.113.2").await;
+    assert_eq!(status_of(b).await, 429);
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(status_of(a).await, 200);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_over_tcp_and_closes_idle_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

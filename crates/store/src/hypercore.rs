@@ -71,6 +71,20 @@ pub enum CoreError {
         /// The log.
         log: LogLabel,
     },
+    /// The log was truncated or moved to another fork during a [`Core::verify_step`]
+    /// verification: what it began with is gone.
+    #[error(
+        "log {log} moved from fork {from} to fork {to} (truncated) while it was verified: run \
+         the verification again"
+    )]
+    ForkChanged {
+        /// The log.
+        log: LogLabel,
+        /// The fork the verification began on.
+        from: u64,
+        /// The fork now.
+        to: u64,
+    },
     /// A `data` message (or reorg) that did not verify; nothing was stored.
     #[error("log {log}: proof rejected: {source} ({code})", code = source.code())]
     Verify {
@@ -872,8 +886,20 @@ impl Core {
     /// Check everything: the roots against the head's tree hash and its signature, then in
     /// flat-tree order every stored block against its leaf and every stored parent against its
     /// stored children. Returns the first problem, naming the log and the index; memory stays
-    /// bounded (one node and one block at a time).
+    /// bounded (one node and one block at a time). [`Core::verify_start`] and
+    /// [`Core::verify_step`] do the same in steps, for a caller that must not hold the log for
+    /// the whole re-hash.
     pub fn verify(&mut self) -> Result<Report, CoreError> {
+        let mut v = self.verify_start()?;
+        while !self.verify_step(&mut v, u64::MAX)? {}
+        Ok(v.report)
+    }
+
+    /// Begin a verification of the log as it is now: the stored roots against the head's tree
+    /// hash, and the head's signature. The blocks and parents of that length are then checked
+    /// by [`Core::verify_step`]; appends in between do not change them (a flat tree's nodes
+    /// below a length never change), a truncation or reorg does, and ends the verification.
+    pub fn verify_start(&mut self) -> Result<Verification, CoreError> {
         let head = self.storage.head().clone();
         let roots = self.storage.roots()?;
         if peerhost_log::hash::tree(&roots) != head.tree_hash {
@@ -887,15 +913,41 @@ impl Core {
                 fork: head.fork,
             });
         }
-        let mut report = Report {
-            length: head.length,
-            signed,
-            ..Report::default()
-        };
-        for i in 0..head.length.saturating_mul(2) {
+        Ok(Verification {
+            report: Report {
+                length: head.length,
+                signed,
+                ..Report::default()
+            },
+            fork: head.fork,
+            next: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Continue `v`: check the next stored blocks and parents, in flat-tree order, until about
+    /// `max_bytes` of blocks (and at most [`VERIFY_STEP_NODES`] tree positions) were read.
+    /// Returns whether the verification is complete; the first problem is an error naming the
+    /// log and the index.
+    pub fn verify_step(&mut self, v: &mut Verification, max_bytes: u64) -> Result<bool, CoreError> {
+        if self.storage.head().fork != v.fork {
+            return Err(CoreError::ForkChanged {
+                log: self.label(),
+                from: v.fork,
+                to: self.storage.head().fork,
+            });
+        }
+        let end = v.report.length.saturating_mul(2);
+        let (mut read, mut nodes) = (0u64, 0u64);
+        while v.next < end && read < max_bytes && nodes < VERIFY_STEP_NODES {
+            let i = v.next;
+            v.next += 1;
+            nodes += 1;
             if i % 2 == 0 {
-                if self.storage.block(i / 2)?.is_some() {
-                    report.blocks += 1;
+                if let Some(block) = self.storage.block(i / 2)? {
+                    v.report.blocks += 1;
+                    read += block.len() as u64;
+                    v.bytes += block.len() as u64;
                 }
                 continue;
             }
@@ -913,10 +965,41 @@ impl Core {
                     }
                     .into());
                 }
-                report.parents += 1;
+                v.report.parents += 1;
             }
         }
-        Ok(report)
+        Ok(v.next >= end)
+    }
+}
+
+/// The most tree positions (blocks and parents) one [`Core::verify_step`] visits.
+pub const VERIFY_STEP_NODES: u64 = 4096;
+
+/// A verification in steps ([`Core::verify_start`], [`Core::verify_step`]).
+#[derive(Debug, Clone)]
+pub struct Verification {
+    report: Report,
+    fork: u64,
+    /// The next flat-tree index to check.
+    next: u64,
+    /// Block bytes re-hashed so far.
+    bytes: u64,
+}
+
+impl Verification {
+    /// What was checked so far (all of it once the last step returned `true`).
+    pub fn report(&self) -> Report {
+        self.report
+    }
+
+    /// Blocks `0..position` were checked (those stored).
+    pub fn position(&self) -> u64 {
+        self.next / 2
+    }
+
+    /// Block bytes re-hashed so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -1190,6 +1273,39 @@ mod tests {
         assert_eq!(replica.verify().unwrap().blocks, 19);
         assert_eq!(replica.get(15).unwrap(), None);
         assert_eq!(replica.get(19).unwrap(), writer.get(19).unwrap());
+    }
+
+    #[test]
+    fn verify_in_steps_checks_the_length_it_began_with_while_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut core = s.create("notes", CreateOptions::default()).unwrap();
+        core.append(&blocks(0..5000)).unwrap();
+        let mut v = core.verify_start().unwrap();
+        let mut steps = 0;
+        // 64 bytes a step: a few blocks each time, appends in between.
+        while !core.verify_step(&mut v, 64).unwrap() {
+            steps += 1;
+            core.append(&blocks(0..3)).unwrap();
+            assert!(v.position() <= 5000);
+        }
+        assert!(steps > 100, "{steps}");
+        let r = v.report();
+        assert_eq!((r.length, r.blocks, r.signed), (5000, 5000, true));
+        assert_eq!(
+            v.bytes(),
+            blocks(0..5000).iter().map(Vec::len).sum::<usize>() as u64
+        );
+        assert_eq!(core.verify().unwrap().blocks, 5000 + 3 * steps);
+        // A truncation in between ends it: what it began with is gone.
+        let mut v = core.verify_start().unwrap();
+        assert!(!core.verify_step(&mut v, 64).unwrap());
+        core.truncate(10).unwrap();
+        let e = core.verify_step(&mut v, 64).unwrap_err();
+        assert!(
+            matches!(e, CoreError::ForkChanged { from: 0, to: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

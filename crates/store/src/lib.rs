@@ -55,7 +55,9 @@ mod tree;
 pub use commit::{BlockWrite, Changes, Commit};
 pub use error::{Error, LogLabel};
 pub use header::Head;
-pub use hypercore::{Core, CoreError, CreateOptions, Info, Report};
+pub use hypercore::{
+    Core, CoreError, CreateOptions, Info, Report, VERIFY_STEP_NODES, Verification,
+};
 pub use storage::{CoreStorage, Transaction, leaf_hash};
 pub use store::{Durability, NewLog, Options, Store, VERSION_LINE};
 

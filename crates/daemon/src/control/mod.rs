@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use peerhost_feed::{AppendBlocks, Blocks};
 use peerhost_ids::Key;
-use peerhost_store::{Core, CoreError, Store};
+use peerhost_store::{Core, CoreError, Report, Store, Verification};
 use prost::Message;
 
 pub(crate) mod server;
@@ -40,6 +40,11 @@ pub const MAX_BLOCK: usize = 15 << 20;
 const APPEND_BYTES: usize = 8 << 20;
 /// How long a command waits for the daemon's answer to one request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A verification reports its progress at most this often (one `progress` frame each).
+pub const VERIFY_PROGRESS: Duration = Duration::from_millis(100);
+/// Block bytes one step of a verification reads while it holds the log (the daemon lets its
+/// peers and appends in between steps).
+pub const VERIFY_STEP_BYTES: u64 = 1 << 20;
 
 /// The control socket of the store in `storage`.
 pub fn socket_path(storage: &Path) -> PathBuf {
@@ -226,6 +231,43 @@ pub fn detail_of(core: &mut Core) -> Result<proto::LogDetail, CoreError> {
     })
 }
 
+/// Re-hash `core` here ([`Core::verify_start`], then steps of [`VERIFY_STEP_BYTES`]), calling
+/// `progress` at most every [`VERIFY_PROGRESS`].
+pub fn verify_core(
+    core: &mut Core,
+    mut progress: impl FnMut(&proto::VerifyProgress),
+) -> Result<proto::VerifyReport, CoreError> {
+    let mut v = core.verify_start()?;
+    let mut last = std::time::Instant::now();
+    progress(&progress_of(&v));
+    while !core.verify_step(&mut v, VERIFY_STEP_BYTES)? {
+        if last.elapsed() >= VERIFY_PROGRESS {
+            last = std::time::Instant::now();
+            progress(&progress_of(&v));
+        }
+    }
+    Ok(report_of(v.report()))
+}
+
+/// Where a verification is, as a `progress` frame says it.
+pub(crate) fn progress_of(v: &Verification) -> proto::VerifyProgress {
+    proto::VerifyProgress {
+        position: v.position(),
+        length: v.report().length,
+        bytes: v.bytes(),
+    }
+}
+
+/// What a verification checked, as a `verified` frame says it.
+pub(crate) fn report_of(r: Report) -> proto::VerifyReport {
+    proto::VerifyReport {
+        length: r.length,
+        blocks: r.blocks,
+        parents: r.parents,
+        signed: r.signed,
+    }
+}
+
 /// Every log of `store`: named ones (by name), then the others (by key), with `length` and
 /// `writable` as `meta` says (`None`: not open anywhere, skipped).
 pub(crate) fn list_of(
@@ -281,6 +323,36 @@ impl RemoteLog {
         }))? {
             response::Result::Block(b) => Ok(b.data),
             _ => Err(ControlError::Protocol("no block for get")),
+        }
+    }
+
+    /// Have the daemon re-hash the log against its signed head, in steps that leave the log
+    /// to its peers and appends in between; `progress` hears of it as the daemon reports.
+    pub fn verify(
+        &mut self,
+        mut progress: impl FnMut(&proto::VerifyProgress),
+    ) -> Result<proto::VerifyReport, ControlError> {
+        let req = proto::Request {
+            op: Some(request::Op::Verify(proto::Verify {
+                key: self.key.0.to_vec(),
+            })),
+        };
+        self.stream.write_all(&encode_frame(&req))?;
+        loop {
+            let Some(body) = read_frame(&mut self.stream)? else {
+                return Err(ControlError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the daemon closed the connection during the verification",
+                )));
+            };
+            let resp = proto::Response::decode(body.as_slice())
+                .map_err(|_| ControlError::Protocol("an undecodable response"))?;
+            match resp.result {
+                Some(response::Result::Progress(p)) => progress(&p),
+                Some(response::Result::Verified(r)) => return Ok(r),
+                Some(response::Result::Error(e)) => return Err(ControlError::Refused(e)),
+                _ => return Err(ControlError::Protocol("no report for verify")),
+            }
         }
     }
 
@@ -371,6 +443,18 @@ impl Log {
         match self {
             Self::Local(c) => Ok(detail_of(c)?),
             Self::Remote(r) => Ok(r.detail()?),
+        }
+    }
+
+    /// Re-hash the log against its signed head, here or through the daemon (in steps that
+    /// leave the log to its peers and appends in between); `progress` hears how far it is.
+    pub fn verify(
+        &mut self,
+        progress: impl FnMut(&proto::VerifyProgress),
+    ) -> Result<proto::VerifyReport, LogError> {
+        match self {
+            Self::Local(c) => Ok(verify_core(c, progress)?),
+            Self::Remote(r) => Ok(r.verify(progress)?),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The daemon's side of the control socket (`super`, `protocol/control.md`): open a
-//! log by name or key, read a block, append blocks to a log we write.
+//! log by name or key, read a block, append blocks to a log we write, verify a log in steps
+//! (streaming its progress).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -162,6 +163,12 @@ async fn serve(daemon: &Daemon, mut stream: UnixStream) -> std::io::Result<()> {
             return Ok(());
         };
         let result = match proto::Request::decode(body.as_slice()) {
+            Ok(proto::Request {
+                op: Some(request::Op::Verify(v)),
+            }) => {
+                verify(daemon, v, &mut stream).await?;
+                continue;
+            }
             Ok(proto::Request { op: Some(op) }) => {
                 let d = daemon.clone();
                 tokio::task::spawn_blocking(move || d.control(op))
@@ -180,7 +187,79 @@ async fn serve(daemon: &Daemon, mut stream: UnixStream) -> std::io::Result<()> {
     }
 }
 
+/// Answer `Verify`: `progress` frames while the log is re-hashed on the blocking pool, then
+/// `verified` or `error`. A client that goes away stops the work at its next progress frame.
+async fn verify(daemon: &Daemon, v: proto::Verify, stream: &mut UnixStream) -> std::io::Result<()> {
+    // Bounded: the work waits for a slow reader rather than piling frames up.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<response::Result>(4);
+    let d = daemon.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let end = d.verify_log(&v.key, |p| {
+            tx.blocking_send(response::Result::Progress(p)).is_ok()
+        });
+        let _ =
+            tx.blocking_send(end.map_or_else(response::Result::Error, response::Result::Verified));
+    });
+    while let Some(result) = rx.recv().await {
+        let resp = proto::Response {
+            result: Some(result),
+        };
+        stream.write_all(&encode_frame(&resp)).await?;
+    }
+    let _ = work.await;
+    Ok(())
+}
+
 impl Daemon {
+    /// Re-hash the log `key` against its signed head (`Core::verify_start`) in steps of
+    /// [`super::VERIFY_STEP_BYTES`], each holding the node only for itself: between steps its
+    /// peers are served and appends go on (the length it began with is what is checked).
+    /// `progress` is called at most every [`super::VERIFY_PROGRESS`]; `false` stops it.
+    fn verify_log(
+        &self,
+        key: &[u8],
+        mut progress: impl FnMut(proto::VerifyProgress) -> bool,
+    ) -> Result<proto::VerifyReport, String> {
+        let key = key_of(key)?;
+        let dkey = key.discovery_key();
+        let not_held = || format!("log {} is not in this store", key.to_z32());
+        let mut v = self
+            .ctx
+            .node
+            .with(|r| r.core_mut(&dkey).map(peerhost_store::Core::verify_start))
+            .ok_or_else(not_held)?
+            .map_err(|e| e.to_string())?;
+        let mut last = std::time::Instant::now();
+        if !progress(super::progress_of(&v)) {
+            return Err("the command went away".into());
+        }
+        loop {
+            let done = self
+                .ctx
+                .node
+                .with(|r| {
+                    r.core_mut(&dkey)
+                        .map(|c| c.verify_step(&mut v, super::VERIFY_STEP_BYTES))
+                })
+                .ok_or_else(not_held)?
+                .map_err(|e| e.to_string())?;
+            if done {
+                return Ok(super::report_of(v.report()));
+            }
+            if *self.ctx.stop.borrow() {
+                return Err("the daemon is stopping: run the verification again".into());
+            }
+            if last.elapsed() >= super::VERIFY_PROGRESS {
+                last = std::time::Instant::now();
+                if !progress(super::progress_of(&v)) {
+                    return Err("the command went away".into());
+                }
+            }
+            // Let the connections and appends waiting for the node take it first.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Answer one control request (blocking: it reads and appends on disk).
     fn control(&self, op: request::Op) -> Result<response::Result, String> {
         match op {
@@ -254,6 +333,8 @@ impl Daemon {
                     .map_err(|e| e.to_string())?;
                 Ok(response::Result::Log(info))
             }
+            // Streamed (`verify`), never answered here.
+            request::Op::Verify(_) => Err("verify is answered in frames".into()),
             request::Op::Append(a) => {
                 let key = key_of(&a.key)?;
                 super::check_blocks(&a.blocks).map_err(|e| e.to_string())?;
