@@ -1,9 +1,11 @@
 // `npm run build`: three outputs.
 //
 // 1. dist/: what an instance serves (`peerhost serve --http ADDR --bootstrap-page web/dist`):
-//    - index.html, the bootstrap document: boot/page.html with boot/main.js (and what it
-//      imports) bundled and inlined as one module script, and its Content-Security-Policy in
-//      a <meta> (the scripts' SHA-256 hashes; the instance sends the same as a header);
+//    - index.html, the bootstrap document: boot/page.html with boot/inline.js bundled and
+//      inlined as one module script, and its Content-Security-Policy in a <meta> (the scripts'
+//      SHA-256 hashes; the instance sends the same as a header);
+//    - index-nortc.html, the same without the minimal WebRTC client (WITH_RTC false), which
+//      the instance serves while it lists no WebRTC peer (protocol/gateway.md §7);
 //    - sw.js, the Service Worker;
 //    with .br / .gz next to each. The instance writes the community key and its peers into
 //    the document's `#peerhost-data` block when it serves it (crates/gateway, Site).
@@ -77,18 +79,25 @@ const runtime = await bundle('./boot/main.js', {
   mangleProps: /^_[a-z]/
 })
 writeFileSync(here('./app/dist/peerhost-runtime.js'), runtime)
-const boot = await bundle('./boot/inline.js', { define: { RUNTIME_SHA256: JSON.stringify(sha256(runtime).toString('hex')) } })
-if (/<\/script/i.test(boot)) throw new Error('the bootstrap contains </script')
-const csp = `default-src 'none'; script-src ${hash(boot)} ${hash(shim)} blob: 'wasm-unsafe-eval'; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'self' http: https:; worker-src 'self'; base-uri 'none'; form-action 'none'`
-const page = readFileSync(here('./boot/page.html'), 'utf8')
-  .replace('<!--CSP-->', `<meta http-equiv="Content-Security-Policy" content="${csp}">`)
-  .replace('/*BOOT*/', () => boot)
-writeFileSync(here('./dist/index.html'), page)
+// Two documents: index.html with the minimal WebRTC client (the runtime can come from a home
+// peer), index-nortc.html without it, which the instance serves while it lists no WebRTC peer.
+const template = readFileSync(here('./boot/page.html'), 'utf8')
+let boot
+for (const [file, rtc] of [['index.html', true], ['index-nortc.html', false]]) {
+  const script = await bundle('./boot/inline.js', { define: { RUNTIME_SHA256: JSON.stringify(sha256(runtime).toString('hex')), WITH_RTC: String(rtc) } })
+  if (/<\/script/i.test(script)) throw new Error('the bootstrap contains </script')
+  if (!rtc && /RTCPeerConnection/.test(script)) throw new Error('index-nortc.html holds the WebRTC client')
+  const csp = `default-src 'none'; script-src ${hash(script)} ${hash(shim)} blob: 'wasm-unsafe-eval'; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'self' http: https:; worker-src 'self'; base-uri 'none'; form-action 'none'`
+  writeFileSync(here('./dist/' + file), template
+    .replace('<!--CSP-->', `<meta http-equiv="Content-Security-Policy" content="${csp}">`)
+    .replace('/*BOOT*/', () => script))
+  boot ??= script
+}
 writeFileSync(here('./dist/sw.js'), (await bundle('./boot/sw.js', { format: 'iife' })) + '\n')
 
 const kib = (n) => (n / 1024).toFixed(1) + ' KiB'
 const sizes = {}
-for (const name of ['dist/index.html', 'dist/sw.js', 'dist/lib/loader.js', 'app/dist/ed25519-noble.js', ...readdirSync(here('./app/dist')).filter((n) => n !== 'ed25519-noble.js').sort().map((n) => 'app/dist/' + n)]) {
+for (const name of ['dist/index.html', 'dist/index-nortc.html', 'dist/sw.js', 'dist/lib/loader.js', 'app/dist/ed25519-noble.js', ...readdirSync(here('./app/dist')).filter((n) => n !== 'ed25519-noble.js').sort().map((n) => 'app/dist/' + n)]) {
   const path = here('./' + name)
   const bytes = readFileSync(path)
   const gz = gzipSync(bytes, { level: 9 })

@@ -13,8 +13,12 @@
 // §3), signaled through the instance; the instance then waits 2 s more. The answer's signature
 // is not checked here: nothing from the peer runs before the SHA-256 check (the runtime checks
 // signatures when it connects again).
+//
+// build.mjs bundles this twice: with WITH_RTC (dist/index.html) and without
+// (dist/index-nortc.html: no data channel client, 0.7 KB less brotli'd), which the instance
+// serves while it lists no WebRTC peer (protocol/gateway.md §7).
 
-/* global RUNTIME_SHA256 */
+/* global RUNTIME_SHA256, WITH_RTC */
 const PIN = RUNTIME_SHA256
 const $ = (s) => document.querySelector(s)
 const data = JSON.parse($('#peerhost-data').textContent)
@@ -173,10 +177,10 @@ async function runtime () {
   if (cached && (await sha(cached)) === PIN) return { bytes: cached }
   // [url, start ms, chain]: HTTP peers, WebRTC peers, the instance (2 s later when WebRTC
   // peers are being tried), the other HTTP peers.
-  const keys = (data.rtcPeers || []).slice(0, 2)
+  const keys = WITH_RTC ? (data.rtcPeers || []).slice(0, 2) : []
   const h = (base) => () => chain(http(base))
   const plan = [...peers.slice(0, 3).map((u) => [u, h(u)]),
-    ...keys.map((k) => ['rtc://' + k, async () => {
+    ...(!WITH_RTC ? [] : keys.map((k) => ['rtc://' + k, async () => {
       const c = await rtc(k)
       try {
         const b = await chain(c.get)
@@ -189,7 +193,7 @@ async function runtime () {
         c.pc.close()
         throw e
       }
-    }]),
+    }])),
     [location.origin, h(location.origin), keys.length ? 2000 : 0],
     ...peers.slice(3).map((u) => [u, h(u)])]
   const tries = []

@@ -42,6 +42,26 @@ test('npm run build: a bootstrap document under 4 KiB brotli\'d, pinning what it
   assert.deepEqual(readdirSync(at('app/dist')).sort(), ['ed25519-noble.js', 'feed.js', 'index.html', 'index.js', 'main.js', 'markdown.js', 'peerhost-runtime.js', 'style.css'])
 })
 
+test('index-nortc.html: the same document without the WebRTC client, smaller, pinning the same runtime', () => {
+  // (dist/ as the test above built it.)
+  const page = (name) => {
+    const doc = readFileSync(at('dist/' + name), 'utf8')
+    const code = [...doc.matchAll(/<script([^>]*)>([\s\S]*?)<\/script>/g)].filter((m) => !/application\/json/.test(m[1]))
+    assert.equal(code.length, 1, name)
+    const csp = doc.match(/http-equiv="Content-Security-Policy" content="([^"]+)"/)[1]
+    assert.ok(csp.includes(`'sha256-${sha256(code[0][2], 'base64')}'`), `${name}: ${csp}`)
+    assert.match(doc, /<script id="peerhost-data" type="application\/json">null<\/script>/)
+    return { code: code[0][2], br: readFileSync(at(`dist/${name}.br`)).length }
+  }
+  const full = page('index.html')
+  const plain = page('index-nortc.html')
+  assert.match(full.code, /RTCPeerConnection/)
+  assert.doesNotMatch(plain.code, /RTCPeerConnection|createDataChannel|\/v1\/signal/)
+  const runtime = sha256(readFileSync(at('app/dist/peerhost-runtime.js')))
+  assert.ok(plain.code.includes(runtime) && full.code.includes(runtime))
+  assert.ok(plain.br + 400 <= full.br, `${plain.br} B against ${full.br} B brotli'd`)
+})
+
 test('the library bundle verifies (and rejects) golden heads with either engine', async () => {
   const gz = gzipSync(readFileSync(at('dist/lib/loader.js'))).length
   assert.ok(gz < 16 * 1024, `loader.js: ${gz} bytes gzip'd`)

@@ -617,13 +617,13 @@ async fn bootstrap<S: LogSource>(State(state): State<Shared<S>>) -> Result<Respo
 
 /// The bootstrap document's data block: the community key (the first the instance
 /// publishes) and the peers a reader starts with (the same window as `GET /v1/bootstrap`).
-fn page_data<S>(state: &Shared<S>, instance: &Instance) -> String {
+fn page_data<S>(state: &Shared<S>, instance: &Instance, rtc_peers: Vec<String>) -> String {
     let community = instance.communities().into_iter().next();
     crate::site::script_json(&serde_json::json!({
         "community": community.as_ref().map(|c| c.key.clone()),
         "title": community.as_ref().map(|c| c.title.clone()),
         "peers": bootstrap_peers(state),
-        "rtcPeers": instance.signal().listed(BOOTSTRAP_PEERS),
+        "rtcPeers": rtc_peers,
         "iceServers": instance.signal().ice_servers(),
     }))
 }
@@ -638,8 +638,12 @@ async fn site_file<S: LogSource>(
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint");
     let instance = state.config.instance.as_ref().ok_or_else(missing)?;
     let site = instance.site().ok_or_else(missing)?;
+    // Without a WebRTC peer listed at this moment, the document without the WebRTC client
+    // (when the build made it: §7).
+    let rtc_peers = instance.signal().listed(BOOTSTRAP_PEERS);
+    let rtc = !rtc_peers.is_empty();
     let f = site
-        .file(&name, || page_data(&state, instance))
+        .file(&name, rtc, || page_data(&state, instance, rtc_peers))
         .ok_or_else(missing)?;
     let accept = headers
         .get(header::ACCEPT_ENCODING)
@@ -668,7 +672,10 @@ async fn site_file<S: LogSource>(
     if let Some(e) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    if let Some(v) = site.csp(&name).and_then(|p| HeaderValue::from_str(&p).ok()) {
+    if let Some(v) = site
+        .csp(&name, rtc)
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     // The document is revalidated (a returning reader's Service Worker serves its own copy);

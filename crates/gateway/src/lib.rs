@@ -71,7 +71,7 @@ pub use listener::{ClientAddr, Conn, Limited, ServeOptions, Stream, serve};
 pub use range::{RangeProof, RangeProofError, TrustedHead};
 pub use report::{ReportLimits, Reports};
 pub use signal::{IceServer, SignalLimits};
-pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, Site, SiteError};
+pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, NO_RTC_DOCUMENT, Site, SiteError};
 pub use source::{
     Cores, HeadVersion, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range,
 };

@@ -1,7 +1,9 @@
 //! The bootstrap page an instance serves (`protocol/gateway.md` §7): the files of one
 //! directory (`web/dist` after `npm run build`), and the bootstrap document (`index.html`)
 //! with the community key and some peers written into its `#peerhost-data` block at each
-//! request, compressed then (brotli; a few recent renders kept). The document's
+//! request, compressed then (brotli; a few recent renders kept). When the directory also holds
+//! `index-nortc.html` (the same document without the WebRTC client, `web/build.mjs`), that one
+//! is served while no WebRTC peer is listed. The document's
 //! Content-Security-Policy `<meta>` is also sent as a header, with `frame-ancestors 'none'`
 //! (which a `<meta>` cannot carry).
 
@@ -16,6 +18,8 @@ pub const MAX_SITE_FILES: usize = 64;
 pub const MAX_SITE_BYTES: u64 = 16 << 20;
 /// Rendered documents kept (one per distinct data block: the peers window rotates).
 const RENDERS_KEPT: usize = 16;
+/// The document without the WebRTC client, served while no WebRTC peer is listed.
+pub const NO_RTC_DOCUMENT: &str = "index-nortc.html";
 
 /// The data block the build leaves empty and the instance fills in.
 const DATA_OPEN: &str = r#"<script id="peerhost-data" type="application/json">"#;
@@ -47,6 +51,8 @@ struct Template {
 pub struct Site {
     files: BTreeMap<String, SiteFile>,
     template: Option<Arc<Template>>,
+    /// [`NO_RTC_DOCUMENT`], when the directory has it (never served by its own name).
+    no_rtc: Option<Arc<Template>>,
 }
 
 /// Why a [`Site`] could not be read.
@@ -195,27 +201,56 @@ impl Site {
         let Some(index) = files.get("index.html") else {
             return Err(SiteError::NoIndex(shown));
         };
-        let template = std::str::from_utf8(&index.identity)
-            .ok()
-            .and_then(Template::parse)
-            .map(Arc::new);
-        Ok(Self { files, template })
+        let parse = |f: &SiteFile| {
+            std::str::from_utf8(&f.identity)
+                .ok()
+                .and_then(Template::parse)
+                .map(Arc::new)
+        };
+        let template = parse(index);
+        // Only with a main template to fall back on; a document without a data block is
+        // served as it is, whatever is listed.
+        let no_rtc = files
+            .remove(NO_RTC_DOCUMENT)
+            .and_then(|f| parse(&f))
+            .filter(|_| template.is_some());
+        Ok(Self {
+            files,
+            template,
+            no_rtc,
+        })
+    }
+
+    /// The document to serve: [`NO_RTC_DOCUMENT`]'s when no WebRTC peer is listed (`rtc`
+    /// false) and the directory has it, else `index.html`'s.
+    fn document(&self, rtc: bool) -> Option<&Arc<Template>> {
+        match (&self.no_rtc, rtc) {
+            (Some(t), false) => Some(t),
+            _ => self.template.as_ref(),
+        }
     }
 
     /// The file `name`; `index.html` with `data` (JSON, from [`script_json`]) in its data
-    /// block when it has one.
-    pub(crate) fn file(&self, name: &str, data: impl FnOnce() -> String) -> Option<SiteFile> {
-        match (&self.template, name) {
+    /// block when it has one, without the WebRTC client when `rtc` is false and the build made
+    /// that variant.
+    pub(crate) fn file(
+        &self,
+        name: &str,
+        rtc: bool,
+        data: impl FnOnce() -> String,
+    ) -> Option<SiteFile> {
+        match (self.document(rtc), name) {
             (Some(t), "index.html") => Some(t.render(&data())),
             _ => self.files.get(name).cloned(),
         }
     }
 
-    /// The Content-Security-Policy header of `name`: the document's own policy (its
-    /// `<meta>`), with `frame-ancestors 'none'`.
-    pub(crate) fn csp(&self, name: &str) -> Option<String> {
+    /// The Content-Security-Policy header of `name` (served as [`Site::file`] with the same
+    /// `rtc` chose it): the document's own policy (its `<meta>`), with `frame-ancestors
+    /// 'none'`.
+    pub(crate) fn csp(&self, name: &str, rtc: bool) -> Option<String> {
         (name == "index.html").then(|| {
-            let own = self.template.as_ref().and_then(|t| t.csp.clone());
+            let own = self.document(rtc).and_then(|t| t.csp.clone());
             match own {
                 Some(p) => format!("{p}; frame-ancestors 'none'"),
                 None => "frame-ancestors 'none'".to_owned(),
@@ -241,7 +276,7 @@ mod tests {
         let site = Site::load(dir.path()).unwrap();
         let data = script_json(&serde_json::json!({"community": "ab", "title": "</script><b>"}));
         assert!(!data.contains('<'));
-        let f = site.file("index.html", || data.clone()).unwrap();
+        let f = site.file("index.html", true, || data.clone()).unwrap();
         let doc = std::str::from_utf8(&f.identity).unwrap();
         assert!(doc.contains(&format!(
             "type=\"application/json\">{data}</script><script type=\"module\">go()</script>"
@@ -250,14 +285,17 @@ mod tests {
         brotli::BrotliDecompress(&mut &f.br.as_deref().unwrap()[..], &mut plain).unwrap();
         assert_eq!(plain, doc.as_bytes());
         // A second render of the same data is the cached one.
-        let again = site.file("index.html", || data.clone()).unwrap();
+        let again = site.file("index.html", true, || data.clone()).unwrap();
         assert!(Arc::ptr_eq(&f.identity, &again.identity));
         assert_eq!(
-            site.csp("index.html").unwrap(),
+            site.csp("index.html", true).unwrap(),
             "default-src 'none'; script-src 'sha256-x'; frame-ancestors 'none'"
         );
-        assert_eq!(site.csp("sw.js"), None);
-        assert_eq!(&*site.file("sw.js", String::new).unwrap().identity, b"x");
+        assert_eq!(site.csp("sw.js", true), None);
+        assert_eq!(
+            &*site.file("sw.js", true, String::new).unwrap().identity,
+            b"x"
+        );
     }
 
     #[test]
@@ -265,8 +303,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>hi").unwrap();
         let site = Site::load(dir.path()).unwrap();
-        let f = site.file("index.html", || unreachable!()).unwrap();
+        let f = site.file("index.html", false, || unreachable!()).unwrap();
         assert_eq!(&*f.identity, b"<p>hi");
-        assert_eq!(site.csp("index.html").unwrap(), "frame-ancestors 'none'");
+        assert_eq!(
+            site.csp("index.html", true).unwrap(),
+            "frame-ancestors 'none'"
+        );
+    }
+
+    #[test]
+    fn without_a_webrtc_peer_the_document_without_the_client_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), DOC).unwrap();
+        let plain = DOC
+            .replace("'sha256-x'", "'sha256-y'")
+            .replace("go()", "plain()");
+        std::fs::write(dir.path().join(NO_RTC_DOCUMENT), &plain).unwrap();
+        let site = Site::load(dir.path()).unwrap();
+        let doc = |rtc: bool| {
+            let f = site.file("index.html", rtc, || "{}".to_owned()).unwrap();
+            String::from_utf8(f.identity.to_vec()).unwrap()
+        };
+        assert!(doc(true).contains("go()") && !doc(true).contains("plain()"));
+        assert!(doc(false).contains("{}</script><script type=\"module\">plain()"));
+        // Each with its own policy (the scripts' hashes differ).
+        assert!(site.csp("index.html", true).unwrap().contains("'sha256-x'"));
+        assert!(
+            site.csp("index.html", false)
+                .unwrap()
+                .contains("'sha256-y'")
+        );
+        // Never served by its own name (its data block is empty there).
+        assert!(site.file(NO_RTC_DOCUMENT, false, String::new).is_none());
+        // Without the variant, index.html either way.
+        std::fs::remove_file(dir.path().join(NO_RTC_DOCUMENT)).unwrap();
+        let site = Site::load(dir.path()).unwrap();
+        let f = site.file("index.html", false, || "{}".to_owned()).unwrap();
+        assert!(std::str::from_utf8(&f.identity).unwrap().contains("go()"));
+        assert!(
+            site.csp("index.html", false)
+                .unwrap()
+                .contains("'sha256-x'")
+        );
     }
 }
