@@ -12,12 +12,14 @@
 # Rust: crates/daemon/examples/daemon_bench.rs; JS: interop-tests/bench/daemon.js.
 # DAEMON_BENCH_BIN: a build of the example to use instead of building one. TIMEOUT (s, default
 # 900): how long one side may take to announce everything before it is reported as missed.
+# JS=0: the Rust side alone (quick loops while profiling; the table rows need both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 communities=${1:-10000}
 settle=${SETTLE:-20}
 sample=${SAMPLE:-200}
 timeout=${TIMEOUT:-900}
+js=${JS:-1}
 if [ -z "${DAEMON_BENCH_BIN:-}" ]; then
   cargo build --locked --release -q -p peerhost-daemon --example daemon_bench
 fi
@@ -36,7 +38,9 @@ boot=$(sed 's/.*"bootstrap":"\([^"]*\)".*/\1/' <<< "$line")
 echo "testnet: $boot" >&2
 
 "$bin" prepare "$tmp/peerhost" "$communities" 3 | sed 's/^{/{"impl":"peerhost",/' | tee -a "$results"
-node interop-tests/bench/daemon.js prepare "$tmp/js" "$communities" 3 | sed 's/^{/{"impl":"js",/' | tee -a "$results"
+if [ "$js" = 1 ]; then
+  node interop-tests/bench/daemon.js prepare "$tmp/js" "$communities" 3 | sed 's/^{/{"impl":"js",/' | tee -a "$results"
+fi
 
 # side NAME CMD…: run one side until its "idle" line (or TIMEOUT), sample lookups, stop it.
 side() {
@@ -63,7 +67,9 @@ side() {
 }
 
 side peerhost "$bin" run "$tmp/peerhost" "$boot" "$settle"
-side js node interop-tests/bench/daemon.js run "$tmp/js" "$boot" "$settle"
+if [ "$js" = 1 ]; then
+  side js node interop-tests/bench/daemon.js run "$tmp/js" "$boot" "$settle"
+fi
 
 python3 - "$results" "$communities" <<'PY'
 import json, sys
@@ -73,18 +79,19 @@ for line in open(sys.argv[1]):
     except ValueError: continue
     rows.setdefault(v['impl'], {})[v['event']] = v
 mib = lambda b: '%.1f MiB' % (b / 1048576)
-print('\n| %s communities (%d logs) | start (process start to ready) | all topics announced (after ready) | RSS at ready | idle RSS (peak) | descriptors | files + dirs (per log) | sampled lookups that find it |' % (sys.argv[2], int(sys.argv[2]) * 4))
-print('|---|---:|---:|---:|---:|---:|---:|---:|')
+print('\n| %s communities (%d logs) | start (process start to ready) | all topics announced (after ready) | RSS at ready | idle RSS (peak) | idle heap | descriptors | files + dirs (per log) | sampled lookups that find it |' % (sys.argv[2], int(sys.argv[2]) * 4))
+print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
 for impl in ('peerhost', 'js'):
     r = rows.get(impl, {})
     rd, an, idle, lk = r.get('ready', {}), r.get('announced'), r.get('idle', {}), r.get('lookup', {})
     if not rd: continue
     ann = '%.1f s' % (an['ms'] / 1000) if an else 'not within %s s' % r.get('timeout', {}).get('s', '?')
     logs = idle.get('logs') or 1
-    print('| %s | %.2f s | %s | %s | %s (%s) | %s | %s + %s (%.2f) | %s / %s |' % (
+    print('| %s | %.2f s | %s | %s | %s (%s) | %s | %s | %s + %s (%.2f) | %s / %s |' % (
         'peerhost' if impl == 'peerhost' else 'JS corestore 7 + hyperswarm 4',
         rd['ms'] / 1000, ann, mib(rd.get('rss', 0)), mib(idle.get('rss', 0)),
-        mib(idle.get('peak_rss', 0)), idle.get('fds', '?'), idle.get('files', '?'),
+        mib(idle.get('peak_rss', 0)), mib(idle['heap']) if 'heap' in idle else '?',
+        idle.get('fds', '?'), idle.get('files', '?'),
         idle.get('dirs', '?'), idle.get('files', 0) / logs, lk.get('found', '?'),
         lk.get('sampled', '?')))
 PY

@@ -128,6 +128,8 @@ async function run (dir, bootstrap, settle) {
     event: 'idle',
     rss: rss(),
     peak_rss: peakRss(),
+    // V8's heap and the buffers outside it (RocksDB's own memory is in neither).
+    heap: process.memoryUsage().heapUsed + process.memoryUsage().external,
     fds: fds(),
     files: t.files,
     dirs: t.dirs,

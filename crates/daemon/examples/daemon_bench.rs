@@ -17,7 +17,9 @@
 //!                                         returned), "announced" (the swarm's own count of
 //!                                         announced topics reached every log), "idle" (SETTLE_S
 //!                                         later: RSS, descriptors, files); then serves until
-//!                                         killed
+//!                                         killed (NET=off: without the DHT)
+//! daemon_bench store DIR                  the store's share of the memory: opens DIR and every
+//!                                         log in it, prints the heap they hold
 //! daemon_bench lookup BOOTSTRAP TOPICS SAMPLE PUBKEY
 //!                                         a fresh DHT node looks up SAMPLE topics spread evenly
 //!                                         over the file TOPICS, 16 at a time; prints how many
@@ -42,6 +44,45 @@ use serde_json::json;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const HOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// The system allocator, counting the bytes allocated and not freed (the "heap" of the JSON
+/// lines: RSS minus the allocator's own slack, code and stacks).
+struct Counting;
+
+static HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is updated beside it.
+#[allow(unsafe_code)] // a measuring allocator, in this benchmark only
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        HEAP.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+        HEAP.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn heap() -> usize {
+    HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -225,8 +266,14 @@ async fn run(dir: &str, bootstrap: &str, settle: u64, process_start: Instant) ->
     let logs = std::fs::read_to_string(format!("{dir}.topics"))?
         .lines()
         .count();
+    // NET=off: no DHT at all (to tell the swarm's share of the memory from the rest).
+    let network = if std::env::var("NET").is_ok_and(|v| v == "off") {
+        Network::Off
+    } else {
+        Network::Dht(DhtOptions::new(nodes).with_host(HOST))
+    };
     let opts = Options::new(dir, FileConfig::default())
-        .with_network(Network::Dht(DhtOptions::new(nodes).with_host(HOST)))
+        .with_network(network)
         .with_announce(true)
         .with_key_pair(kp.clone());
     let t0 = Instant::now();
@@ -236,14 +283,14 @@ async fn run(dir: &str, bootstrap: &str, settle: u64, process_start: Instant) ->
         "{}",
         json!({ "event": "ready", "ms": process_start.elapsed().as_millis() as u64,
                 "start_ms": (started - t0).as_millis() as u64,
-                "rss": status_kb("VmRSS:") * 1024, "fds": open_fds(),
+                "rss": status_kb("VmRSS:") * 1024, "heap": heap(), "fds": open_fds(),
                 "public_key": hex(&kp.public_key()) })
     );
-    // The swarm's own count: topics whose last refresh announced (`peerhost status`).
+    // The swarm's own count: topics whose last refresh announced (`peerhost status`'s).
     let mut last = 0;
-    loop {
-        let st = daemon.status(true).await;
-        let announced = st.dht.as_ref().map_or(0, |d| d.announced);
+    while daemon.dht_addr().is_some() {
+        // The swarm's count alone: the full status reads every log held (40,000 here).
+        let announced = daemon.dht_status().await.map_or(0, |d| d.announced);
         if announced >= logs {
             break;
         }
@@ -266,10 +313,10 @@ async fn run(dir: &str, bootstrap: &str, settle: u64, process_start: Instant) ->
     let (files, dirs) = tally(Path::new(dir));
     println!(
         "{}",
-        json!({ "event": "idle", "rss": status_kb("VmRSS:") * 1024,
+        json!({ "event": "idle", "rss": status_kb("VmRSS:") * 1024, "heap": heap(),
                 "peak_rss": status_kb("VmHWM:") * 1024, "fds": open_fds(),
                 "files": files, "dirs": dirs, "logs": logs,
-                "announced": daemon.status(true).await.dht.map_or(0, |d| d.announced) })
+                "announced": daemon.dht_status().await.map_or(0, |d| d.announced) })
     );
     std::future::pending::<()>().await;
     Ok(())
@@ -314,6 +361,24 @@ async fn lookup(bootstrap: &str, topics: &str, sample: usize, pubkey: &str) -> R
     Ok(())
 }
 
+/// The store's share: open `dir`, open every log and keep them open; the heap then.
+fn store_heap(dir: &str) -> Result<()> {
+    let t0 = Instant::now();
+    let before = heap();
+    let store = Store::open(dir)?;
+    let keys = store.keys()?;
+    let cores: Vec<_> = keys
+        .iter()
+        .map(|k| store.open_core(&k.to_hex()))
+        .collect::<std::result::Result<_, _>>()?;
+    println!(
+        "{}",
+        json!({ "event": "store", "logs": cores.len(), "heap": heap() - before,
+                "rss": status_kb("VmRSS:") * 1024, "ms": t0.elapsed().as_millis() as u64 })
+    );
+    Ok(())
+}
+
 fn arg(args: &[String], i: usize) -> Result<&str> {
     args.get(i)
         .map(String::as_str)
@@ -345,6 +410,7 @@ fn main() -> Result<()> {
             arg(&args, 3)?.parse()?,
             arg(&args, 4)?,
         )),
+        "store" => store_heap(arg(&args, 1)?),
         other => Err(format!("unknown mode {other}").into()),
     }
 }

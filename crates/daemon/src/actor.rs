@@ -124,12 +124,15 @@ pub(crate) struct Actor {
     state: State,
     errors: VecDeque<String>,
     quota: Quota,
+    /// How long until the status file is rewritten, as the file says (`interval_ms`): the
+    /// configured interval, or longer when writing it takes long (see [`Actor::run`]), so
+    /// that `peerhost status` does not judge a daemon with a large status dead between writes.
+    status_gap: Duration,
 }
 
 impl Actor {
     pub(crate) fn new(ctx: Arc<Context>, state: State, quota: Option<u64>) -> Self {
         Self {
-            ctx,
             tracked: Tracked::default(),
             state,
             errors: VecDeque::new(),
@@ -137,6 +140,8 @@ impl Actor {
                 limit: quota,
                 ..Quota::default()
             },
+            status_gap: ctx.status_interval,
+            ctx,
         }
     }
 
@@ -173,7 +178,10 @@ impl Actor {
                     if Instant::now() >= status_next {
                         let t = Instant::now();
                         self.write_status(true).await;
-                        status_next = Instant::now() + t.elapsed() * STATUS_SHARE;
+                        let gap = t.elapsed() * STATUS_SHARE;
+                        status_next = Instant::now() + gap;
+                        // The next file says so (the next write costs about what this one did).
+                        self.status_gap = gap.max(self.ctx.status_interval);
                     }
                 }
                 _ = state.tick(), if write => self.write_state(),
@@ -666,7 +674,7 @@ impl Actor {
             full: self.quota.full || self.ctx.node.download_budget_exhausted(),
         });
         let errors = self.errors.iter().cloned().collect();
-        crate::status::build(
+        let mut st = crate::status::build(
             &self.ctx,
             &self.tracked,
             &self.state,
@@ -674,7 +682,9 @@ impl Actor {
             errors,
             running,
         )
-        .await
+        .await;
+        st.interval_ms = u64::try_from(self.status_gap.as_millis()).unwrap_or(u64::MAX);
+        st
     }
 }
 

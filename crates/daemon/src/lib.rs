@@ -466,6 +466,15 @@ impl Daemon {
         }
     }
 
+    /// The DHT part of the status alone (`None` without a network): cheap to poll, unlike
+    /// [`status`](Self::status), which reads every log held.
+    pub async fn dht_status(&self) -> Option<state::DhtStatus> {
+        match &self.ctx.swarm {
+            Some(s) => Some(s.status().await),
+            None => None,
+        }
+    }
+
     /// Stop: close every connection (each flushes first), leave the DHT, write the final
     /// state and status, end every task. Waits at most `grace` for connections to end.
     pub async fn shutdown(&self, grace: Duration) {
