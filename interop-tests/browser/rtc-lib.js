@@ -24,20 +24,10 @@ const RTC_PEER = process.env.RTC_PEER_BIN || path.join(TARGET, 'release', 'rtc_p
 const PEERHOST = process.env.PEERHOST_BIN || path.join(TARGET, 'release', 'peerhost')
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const { sleep, waitFor: waitLong } = require('./lib.js')
 
 /** Until `f()` gives something truthy (exceptions count as no), or throw after `ms`. */
-async function waitFor (what, f, ms = 30_000) {
-  const deadline = Date.now() + ms
-  for (;;) {
-    try {
-      const v = await f()
-      if (v) return v
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`hang guard: ${what}`)
-    await sleep(100)
-  }
-}
+const waitFor = (what, f, ms = 30_000) => waitLong(what, f, ms)
 
 function sh (cmd, args, opts = {}) {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts }).trim()

@@ -276,22 +276,7 @@ export async function thread (api, ix, id) {
     const got = await api.range(ix.c.comments, s, ix.comments.length, ix.comments.length)
     got.forEach((b, k) => {
       const e = decode(b)
-      if (!e) return
-      if (e.kind === 'comment' && e.post === id) {
-        const old = byId.get(e.id)
-        if (old) Object.assign(old, { index: s + k, comment: e, editedUs: 0, deleted: false })
-        else {
-          const parent = byId.get(e.parent)
-          const node = { index: s + k, comment: e, editedUs: 0, deleted: false, depth: parent ? parent.depth + 1 : 1, replies: [] }
-          ;(parent ? parent.replies : top).push(node)
-          byId.set(e.id, node)
-          count++
-        }
-      } else if ((e.kind === 'edit' || e.kind === 'delete') && byId.has(e.target)) {
-        const node = byId.get(e.target)
-        if (e.kind === 'delete') node.deleted = true
-        else if (!node.deleted && e.body !== undefined) Object.assign(node, { editedUs: e.timeUs }, { comment: { ...node.comment, body: e.body } })
-      }
+      if (e) count += addToThread(byId, top, id, e, s + k)
     })
   }
   return { post, comments: top, count, lag: Math.max(0, ix.posts.length - ix.P) + lag }
@@ -355,22 +340,35 @@ export async function scanThread (api, c, id) {
       const got = await api.range(c.comments, s, Math.min(ch.length, s + 1024), ch.length)
       got.forEach((b, k) => {
         const e = decode(b)
-        if (!e) return
-        if (e.kind === 'comment' && e.post === id) {
-          const old = byId.get(e.id)
-          if (old) return Object.assign(old, { index: s + k, comment: e, editedUs: 0, deleted: false })
-          const parent = byId.get(e.parent)
-          const node = { index: s + k, comment: e, editedUs: 0, deleted: false, depth: parent ? parent.depth + 1 : 1, replies: [] }
-          ;(parent ? parent.replies : top).push(node)
-          byId.set(e.id, node)
-          count++
-        } else if ((e.kind === 'edit' || e.kind === 'delete') && byId.has(e.target)) {
-          const node = byId.get(e.target)
-          if (e.kind === 'delete') node.deleted = true
-          else if (!node.deleted && e.body !== undefined) Object.assign(node, { editedUs: e.timeUs, comment: { ...node.comment, body: e.body } })
-        }
+        if (e) count += addToThread(byId, top, id, e, s + k)
       })
     }
   }
   return { post, comments: top, count, lag: 0 }
+}
+
+/**
+ * One comments-log entry, read in log order, into a thread being built: a comment of post `id`
+ * joins its parent's replies (or the top level), a re-posted comment replaces its earlier copy,
+ * an edit or deletion of a known comment applies. Returns 1 when a new comment joined, else 0.
+ */
+function addToThread (byId, top, id, e, index) {
+  if (e.kind === 'comment' && e.post === id) {
+    const old = byId.get(e.id)
+    if (old) {
+      Object.assign(old, { index, comment: e, editedUs: 0, deleted: false })
+      return 0
+    }
+    const parent = byId.get(e.parent)
+    const node = { index, comment: e, editedUs: 0, deleted: false, depth: parent ? parent.depth + 1 : 1, replies: [] }
+    ;(parent ? parent.replies : top).push(node)
+    byId.set(e.id, node)
+    return 1
+  }
+  if ((e.kind === 'edit' || e.kind === 'delete') && byId.has(e.target)) {
+    const node = byId.get(e.target)
+    if (e.kind === 'delete') node.deleted = true
+    else if (!node.deleted && e.body !== undefined) Object.assign(node, { editedUs: e.timeUs, comment: { ...node.comment, body: e.body } })
+  }
+  return 0
 }
