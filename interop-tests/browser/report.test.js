@@ -99,7 +99,8 @@ test('a listed mirror turned to tampered blocks: reported by the page, delisted 
   p.page.on('response', (r) => { if (r.url() === instance.url + '/v1/bad-peer') status = r.status() })
   const got = await lib.loadPage(p, instance.url)
   assert.deepStrictEqual(got.titles, community.titles.slice(-20).reverse(), 'the right posts, from the instance')
-  assert.ok(p.console.some((m) => m.text.includes(proxy.url) && m.text.includes('INVALID_PROOF')), 'the page caught it')
+  // The page's console reaches us a little after the load: wait for it, under load too.
+  await lib.waitFor('the page caught it', () => p.console.some((m) => m.text.includes(proxy.url) && m.text.includes('INVALID_PROOF')), 10_000)
   await lib.waitFor('the page reports the peer', () => sent && status, 10_000)
   console.log(`# the report: ${JSON.stringify(sent.body)} → HTTP ${status}`)
   assert.strictEqual(status, 202)
