@@ -335,17 +335,10 @@ fn follow_progress_only_on_a_terminal_and_quiet_is_quiet() {
 
     // A terminal (script(1) gives it one): the bar, with bytes and rate, while it waits.
     let c = dir.path().join("c");
-    let line = format!(
-        "{} follow {key} --peer tcp://127.0.0.1:1 --timeout 2 --storage {}",
-        env!("CARGO_BIN_EXE_peerhost"),
+    let tty = on_a_terminal(&format!(
+        "follow {key} --peer tcp://127.0.0.1:1 --timeout 2 --storage {}",
         c.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("PEERHOST_LOG", "error")
-        .output()
-        .expect("script(1)");
-    let tty = stdout(&out);
+    ));
     assert!(tty.contains("finding peers"), "{tty}");
     assert!(tty.contains("B/s"), "{tty}");
 }
@@ -585,17 +578,7 @@ fn log_verify_while_the_daemon_serves_and_a_writer_appends() {
     assert!(info["length"].as_u64().unwrap() > length, "{info} {v}");
 
     // A terminal (script(1)): the progress, in blocks, bytes and rate, then the result.
-    let line = format!(
-        "{} log verify x --storage {}",
-        env!("CARGO_BIN_EXE_peerhost"),
-        w.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("PEERHOST_LOG", "error")
-        .output()
-        .expect("script(1)");
-    let tty = stdout(&out);
+    let tty = on_a_terminal(&format!("log verify x --storage {}", w.display()));
     assert!(tty.contains("verifying x"), "{tty}");
     assert!(tty.contains("blocks"), "{tty}");
     assert!(tty.contains("ok: "), "{tty}");
@@ -619,4 +602,15 @@ fn log_verify_while_the_daemon_serves_and_a_writer_appends() {
         "the daemon runs"
     );
     stop(&mut server);
+}
+
+/// What `peerhost ARGS` prints on a terminal: script(1) gives it one (ARGS as a shell line).
+fn on_a_terminal(args: &str) -> String {
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_peerhost"));
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("PEERHOST_LOG", "error")
+        .output()
+        .expect("script(1)");
+    stdout(&out)
 }

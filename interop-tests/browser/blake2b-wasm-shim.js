@@ -1,8 +1,7 @@
 // For rtc-bench.js only (RTC_PAGE_HASH=wasm): stands in for `@noble/hashes/blake2.js` in the
-// test page's bundle, so the page verifies with a WebAssembly BLAKE2b (hash-wasm, pinned in
-// ../package.json) instead of the JavaScript one. It answers what the verified MB/s would be
-// with a faster hash; the real page (web/) still uses @noble/hashes. Same call shape as the
-// one use in web/src/verify.js: blake2b(bytes, { dkLen }). Until the WebAssembly module is
+// test page's bundle, so the page verifies with hash-wasm's WebAssembly BLAKE2b (pinned in
+// ../package.json): a yardstick for web/'s own (boot/blake2b-wasm.js) in the same bench. Same
+// call shape as the one use in web/src/verify.js: blake2b(bytes, { dkLen }). Until the module is
 // compiled (asynchronously, right after the page loads), and for anything else, noble's.
 import { createBLAKE2b } from 'hash-wasm'
 import { blake2b as js } from '../../web/node_modules/@noble/hashes/blake2.js'

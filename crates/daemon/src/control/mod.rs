@@ -196,6 +196,12 @@ fn connect(storage: &Path) -> Result<UnixStream, ControlError> {
 fn call(stream: &mut UnixStream, op: request::Op) -> Result<response::Result, ControlError> {
     let req = proto::Request { op: Some(op) };
     stream.write_all(&encode_frame(&req))?;
+    next_response(stream)
+}
+
+/// The daemon's next response on `stream` (a call's answer, or one of a verification's); its
+/// refusal is an error.
+fn next_response(stream: &mut UnixStream) -> Result<response::Result, ControlError> {
     let Some(body) = read_frame(stream)? else {
         return Err(ControlError::Io(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -332,27 +338,16 @@ impl RemoteLog {
         &mut self,
         mut progress: impl FnMut(&proto::VerifyProgress),
     ) -> Result<proto::VerifyReport, ControlError> {
-        let req = proto::Request {
-            op: Some(request::Op::Verify(proto::Verify {
-                key: self.key.0.to_vec(),
-            })),
-        };
-        self.stream.write_all(&encode_frame(&req))?;
+        let mut next = self.call(request::Op::Verify(proto::Verify {
+            key: self.key.0.to_vec(),
+        }))?;
         loop {
-            let Some(body) = read_frame(&mut self.stream)? else {
-                return Err(ControlError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the daemon closed the connection during the verification",
-                )));
-            };
-            let resp = proto::Response::decode(body.as_slice())
-                .map_err(|_| ControlError::Protocol("an undecodable response"))?;
-            match resp.result {
-                Some(response::Result::Progress(p)) => progress(&p),
-                Some(response::Result::Verified(r)) => return Ok(r),
-                Some(response::Result::Error(e)) => return Err(ControlError::Refused(e)),
+            match next {
+                response::Result::Progress(p) => progress(&p),
+                response::Result::Verified(r) => return Ok(r),
                 _ => return Err(ControlError::Protocol("no report for verify")),
             }
+            next = next_response(&mut self.stream)?;
         }
     }
 
