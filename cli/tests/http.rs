@@ -313,3 +313,147 @@ fn an_instance_refuses_private_peers_by_default() {
     let t = get_json(&rt, &format!("{base}/v1/contributions"));
     assert_eq!(t["peers"], serde_json::json!([]));
 }
+
+/// Issue 17 item 7: what a registered peer's gateway answers reaches the operator's terminal
+/// through `peerhost status` escaped (it printed up to 200 bytes of it raw): a fake gateway
+/// answers the instance's key challenge with a 500 whose body holds OSC 52, CSI, CR and an RLO.
+#[test]
+fn a_peers_answer_reaches_status_escaped() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    run(&w, &["community", "create", "c"]);
+    std::fs::write(w.join("peerhost.toml"), "status_interval_ms = 100\n").unwrap();
+    let instance = Daemon::start(
+        cmd(
+            &w,
+            &[
+                "serve",
+                "--no-dht",
+                "--http",
+                "127.0.0.1:0",
+                "--allow-private-peers",
+            ],
+        ),
+        1,
+    );
+    let base = instance.url();
+    // The fake gateway: every request gets the same hostile 500.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = fake.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let evil = "pwn\u{1b}]52;c;aGk=\u{7}\u{1b}[2J\rX\u{202e}olleh";
+        for s in fake.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 500 Oops\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{evil}",
+                evil.len()
+            );
+        }
+    });
+    let rt = rt();
+    let kp = peerhost_ids::KeyPair::generate();
+    let r = rt
+        .block_on(client::post_json_signed(
+            &format!("{base}/v1/peers"),
+            &serde_json::json!({ "url": format!("http://127.0.0.1:{port}") }),
+            &kp,
+            T,
+        ))
+        .unwrap();
+    assert!(
+        r.status < 300,
+        "{}: {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    let mut text = String::new();
+    wait("the failed challenge in the status", || {
+        text = String::from_utf8_lossy(&run(&w, &["status"]).stdout).into_owned();
+        text.contains("pwn")
+    });
+    let is_safe =
+        |c: char| c == '\n' || !(c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c));
+    assert!(
+        text.chars().all(is_safe),
+        "status printed a control: {text:?}"
+    );
+    assert!(text.contains("pwn\\u{1b}]52;c;aGk="), "{text}");
+}
+
+/// One raw HTTP/1.1 exchange with `addr` (what a browser on another site, or an attacker,
+/// sends); the whole answer as text.
+fn raw_http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Issue 17 items 1 and 3 (CSRF): the POSTs any website a visitor opens can send without a
+/// preflight (a form, a text/plain fetch) register and report nothing and get no CORS header;
+/// an unsigned JSON registration is refused too. Runs against the binary as a black box.
+#[test]
+fn cross_site_posts_register_and_report_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    run(&w, &["community", "create", "c"]);
+    let instance = Daemon::start(cmd(&w, &["serve", "--no-dht", "--http", "127.0.0.1:0"]), 1);
+    let base = instance.url();
+    let host = base.trim_start_matches("http://").to_owned();
+    let post = |path: &str, ty: &str, body: &str| {
+        raw_http(
+            &host,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\n\
+                 Content-Type: {ty}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let url = "http://127.0.0.1:9";
+    for (path, ty, body) in [
+        (
+            "/v1/peers",
+            "application/x-www-form-urlencoded",
+            "url=http%3A%2F%2F127.0.0.1%3A9".to_owned(),
+        ),
+        ("/v1/peers", "text/plain", format!(r#"{{"url":"{url}"}}"#)),
+        (
+            "/v1/report",
+            "text/plain",
+            format!(r#"{{"url":"{url}","bytes":1000000,"requests":5}}"#),
+        ),
+        // What a page may send after a preflight: JSON, but unsigned.
+        (
+            "/v1/peers",
+            "application/json",
+            format!(r#"{{"url":"{url}"}}"#),
+        ),
+    ] {
+        let res = post(path, ty, &body);
+        let status = res.split(' ').nth(1).unwrap_or_default().to_owned();
+        assert!(
+            status.starts_with('4'),
+            "{path} {ty}: accepted ({status}): {res}"
+        );
+        assert!(
+            !res.to_ascii_lowercase()
+                .contains("access-control-allow-origin"),
+            "{path} {ty}: a CORS header: {res}"
+        );
+    }
+    let rt = rt();
+    assert_eq!(
+        get_json(&rt, &format!("{base}/v1/peers"))["peers"],
+        serde_json::json!([])
+    );
+    let t = get_json(&rt, &format!("{base}/v1/contributions"));
+    assert_eq!(t["peers"], serde_json::json!([]), "{t}");
+}

@@ -114,7 +114,8 @@ fn a_block_too_large_to_replicate_is_refused_and_never_counted() {
     assert!(at.elapsed() < Duration::from_secs(20), "{:?}", at.elapsed());
     let cat = run(&r, &["log", "cat", &key, "--end", "2", "--lines"]);
     assert_eq!(stdout(&cat), "a\nb\n");
-    // The whole log cannot come: the follow fails, and the server sent no block it counts.
+    // The whole log cannot come: the follow fails, saying which block, its size, the limit
+    // and what to do, and the server sent no block it counts.
     let out = cmd(
         &r,
         &["follow", &key, "--peer", &peer, "--timeout", "4", "-q"],
@@ -122,10 +123,74 @@ fn a_block_too_large_to_replicate_is_refused_and_never_counted() {
     .output()
     .unwrap();
     assert!(!out.status.success(), "the whole log came");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        format!("error: block 2 of {key} is {} bytes", 17 << 20),
+        // replication::MAX_BLOCK_LEN: 2^24 - 1 - 17 - 128 KiB.
+        "(16646126 bytes)".to_owned(),
+        "no peer can send it".to_owned(),
+        "`--end 2`".to_owned(),
+    ] {
+        assert!(err.contains(&part), "{part:?} missing: {err}");
+    }
     stop(&mut server);
     let st = status(&w);
     let sent = st["session"]["uploaded_bytes"].as_u64().unwrap();
     assert!(sent < 1 << 20, "the server counts {sent} bytes served");
+}
+
+/// Issue 16 item 1, the second case: `follow --sync` in the middle of a long download stops
+/// at SIGINT with an error (it ignored the signal and exited 0), and keeps what it verified.
+#[test]
+fn sigint_stops_a_follow_sync_in_the_middle_of_a_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "big"]))
+        .trim()
+        .to_owned();
+    // 16 MiB in 1024 blocks, served at 1 MB/s: a download of some 16 s.
+    let line = format!("{}\n", "b".repeat(16 << 10));
+    assert!(
+        append_lines(&w, "big", line.repeat(1024).as_bytes())
+            .status
+            .success()
+    );
+    std::fs::write(w.join("peerhost.toml"), "upload_limit = \"1 MB\"\n").unwrap();
+    let (mut server, addr) = serve(&w);
+    let r = dir.path().join("r");
+    let mut child = cmd(
+        &r,
+        &["follow", &key, "--peer", &format!("tcp://{addr}"), "--sync"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn follow");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "the download ended");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -INT");
+    let at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(at.elapsed() < Duration::from_secs(5), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "exit 0 after SIGINT: {err}");
+    assert!(err.contains("error: interrupted"), "{err}");
+    stop(&mut server);
+    let info: Value =
+        serde_json::from_slice(&run(&r, &["log", "info", &key, "--json"]).stdout).unwrap();
+    let held = info["held"].as_u64().unwrap();
+    assert!(held > 0 && held < 1024, "{held} blocks held");
 }
 
 /// The lines of `child`'s stderr, read on a thread (a read blocks), as a channel.
@@ -343,6 +408,34 @@ fn follow_progress_only_on_a_terminal_and_quiet_is_quiet() {
     assert!(tty.contains("B/s"), "{tty}");
 }
 
+/// Issue 16 item 6: on a terminal, a download in progress shows its blocks, bytes, rate and
+/// peers (the whole download of a 267 MB log showed only "finding peers…").
+#[test]
+fn follow_progress_on_a_terminal_shows_blocks_bytes_and_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w");
+    let key = stdout(&run(&w, &["log", "create", "x"])).trim().to_owned();
+    // 4 MiB in 256 blocks, served at 1 MB/s: some 4 s of progress.
+    let line = format!("{}\n", "p".repeat(16 << 10));
+    assert!(
+        append_lines(&w, "x", line.repeat(256).as_bytes())
+            .status
+            .success()
+    );
+    std::fs::write(w.join("peerhost.toml"), "upload_limit = \"1 MB\"\n").unwrap();
+    let (mut server, addr) = serve(&w);
+    let r = dir.path().join("r");
+    let tty = on_a_terminal(&format!(
+        "follow {key} --peer tcp://{addr} --storage {}",
+        r.display()
+    ));
+    stop(&mut server);
+    assert!(tty.contains("blocks from 1 peer"), "{tty}");
+    assert!(tty.contains("MiB at "), "{tty}");
+    assert!(tty.contains("/s"), "{tty}");
+    assert!(tty.contains("stored and verified"), "{tty}");
+}
+
 /// Issue 16 item 7: a sparse replica says how many blocks it holds, `log list` shows the
 /// logs followed (they have no name), `feed --last 0` is refused.
 #[test]
@@ -381,22 +474,38 @@ fn sparse_replicas_and_followed_logs_are_shown_as_they_are() {
     assert!(!stdout(&out).contains("no posts yet"), "{}", stdout(&out));
 }
 
-/// Issue 16 item 8: the scripting edges.
+/// A store `s` in a fresh directory with log `a` of seven one-line blocks `0`..`6`.
+fn seven_blocks(dir: &Path) -> std::path::PathBuf {
+    let s = dir.join("s");
+    run(&s, &["log", "create", "a"]);
+    let input: String = (0..7).map(|i| format!("{i}\n")).collect();
+    assert!(append_lines(&s, "a", input.as_bytes()).status.success());
+    s
+}
+
+/// Issue 16 item 8, the scripting edges, one test each: `--storage` before the subcommand.
 #[test]
-fn scripting_edges() {
+fn scripting_storage_before_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     let s = dir.path().join("s");
-    // --storage before the subcommand.
     let out = Command::new(env!("CARGO_BIN_EXE_peerhost"))
         .arg("--storage")
         .arg(&s)
         .args(["log", "create", "a"])
+        .env("PEERHOST_LOG", "warn")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let input: String = (0..7).map(|i| format!("{i}\n")).collect();
-    assert!(append_lines(&s, "a", input.as_bytes()).status.success());
-    // Ranges past the end or reversed: one line, non-zero.
+    let list = stdout(&run(&s, &["log", "list"]));
+    assert!(list.contains("  a  length 0"), "{list}");
+}
+
+/// Issue 16 item 8: `log cat` ranges past the end or reversed fail with one line and print
+/// nothing (they stopped short, or printed nothing, with exit 0).
+#[test]
+fn scripting_log_cat_ranges_past_the_end_or_reversed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seven_blocks(dir.path());
     for range in [
         ["--start", "5", "--end", "100"],
         ["--start", "9", "--end", "3"],
@@ -404,7 +513,7 @@ fn scripting_edges() {
         let mut args = vec!["log", "cat", "a"];
         args.extend(range);
         let out = cmd(&s, &args).output().unwrap();
-        assert!(!out.status.success(), "{range:?}");
+        assert!(!out.status.success(), "{range:?}: exit 0");
         assert_eq!(stdout(&out), "", "{range:?}");
         assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
@@ -412,16 +521,29 @@ fn scripting_edges() {
         stdout(&run(&s, &["log", "cat", "a", "--start", "5", "--lines"])),
         "5\n6\n"
     );
-    // --json for list and verify.
+}
+
+/// Issue 16 item 8: `log list --json` and `log verify --json`.
+#[test]
+fn scripting_log_list_and_verify_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seven_blocks(dir.path());
     let list: Value = serde_json::from_slice(&run(&s, &["log", "list", "--json"]).stdout).unwrap();
     assert_eq!(list[0]["name"], "a");
+    assert_eq!(list[0]["length"], 7);
     let v: Value =
         serde_json::from_slice(&run(&s, &["log", "verify", "a", "--json"]).stdout).unwrap();
     assert_eq!(
         (v["blocks"].as_u64(), v["length"].as_u64()),
         (Some(7), Some(7))
     );
-    // post --body-file, from a file and from stdin.
+}
+
+/// Issue 16 item 8: `post --body-file`, from a file and from stdin.
+#[test]
+fn scripting_post_body_from_a_file_or_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
     run(&s, &["community", "create", "c"]);
     let body = dir.path().join("body.md");
     std::fs::write(&body, "a long body\nfrom a file\n").unwrap();
@@ -450,11 +572,15 @@ fn scripting_edges() {
     let feed: Value = serde_json::from_slice(&run(&s, &["feed", "c", "--json"]).stdout).unwrap();
     assert_eq!(feed[0]["body"], "from stdin");
     assert_eq!(feed[1]["body"], "a long body\nfrom a file\n");
+}
 
-    // A daemon killed with SIGKILL: --json agrees with the text; its log has no ANSI.
+/// `peerhost serve` on `s` (status rewritten every 100 ms), SIGKILLed after half a second; its
+/// stderr (INFO lines).
+fn serve_then_sigkill(s: &Path) -> String {
     std::fs::write(s.join("peerhost.toml"), "status_interval_ms = 100\n").unwrap();
-    let mut server = cmd(&s, &["serve", "--no-dht", "--listen-tcp", "127.0.0.1:0"])
+    let mut server = cmd(s, &["serve", "--no-dht", "--listen-tcp", "127.0.0.1:0"])
         .env("PEERHOST_LOG", "info")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -465,13 +591,60 @@ fn scripting_edges() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     server.kill().unwrap();
-    let out = server.wait_with_output().unwrap();
-    let log = stderr(&out);
-    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log:?}");
+    stderr(&server.wait_with_output().unwrap())
+}
+
+/// Issue 16 item 8: after the daemon was SIGKILLed, `status --json` agrees with the text view
+/// (`"running": false`).
+#[test]
+fn scripting_status_json_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seven_blocks(dir.path());
+    serve_then_sigkill(&s);
     let text = stdout(&run(&s, &["status"]));
     assert!(text.contains("it was killed"), "{text}");
     let json: Value = serde_json::from_slice(&run(&s, &["status", "--json"]).stdout).unwrap();
-    assert_eq!(json["running"], false);
+    assert_eq!(json["running"], false, "{json}");
+}
+
+/// Issue 16 item 8: log lines written to a file (not a terminal) carry no ANSI colours, with
+/// or without NO_COLOR.
+#[test]
+fn scripting_log_lines_to_a_file_have_no_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = seven_blocks(dir.path());
+    let log = serve_then_sigkill(&s);
+    assert!(log.contains("INFO"), "{log:?}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
+/// Issue 16 item 8: the README names every key of `peerhost.toml` (the fields of the daemon's
+/// `FileConfig`, which refuses unknown keys) and `PEERHOST_LOG`.
+#[test]
+fn scripting_readme_names_every_config_key_and_peerhost_log() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let config = std::fs::read_to_string(root.join("crates/daemon/src/config.rs")).unwrap();
+    let fields = config
+        .split("pub struct FileConfig {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("FileConfig in config.rs");
+    let keys: Vec<&str> = fields
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert!(keys.len() >= 20, "{keys:?}");
+    let missing: Vec<&&str> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("\n{k} = ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys the README does not show: {missing:?}"
+    );
+    assert!(readme.contains("PEERHOST_LOG="), "PEERHOST_LOG");
 }
 
 /// Issue 16 item 7: while a daemon holds the store, `log info`, `list`, `create` and `verify`

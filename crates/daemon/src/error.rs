@@ -187,6 +187,23 @@ pub enum FollowError {
         /// `tcp://ADDR: cause` of each failing peer.
         failures: String,
     },
+    /// A block to download is larger than one replication message can carry: no peer can
+    /// send it (`protocol/log.md`, "How large a block can be").
+    #[error(
+        "block {index} of {key} is {bytes} bytes, more than one replication message carries \
+         ({limit} bytes): no peer can send it; `--end {index}` takes the blocks before it, and \
+         its writer should split it (`log append` refuses blocks above 15 MiB)"
+    )]
+    BlockTooLarge {
+        /// The log (z-base32).
+        key: String,
+        /// The block.
+        index: u64,
+        /// Its size, from the log's tree.
+        bytes: u64,
+        /// The largest block a peer sends.
+        limit: u64,
+    },
     /// The key names a log that holds no community descriptor.
     #[error("log {key} is not a community (its first block is not a descriptor)")]
     NotACommunity {

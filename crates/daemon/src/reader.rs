@@ -77,6 +77,40 @@ impl Range {
     }
 }
 
+/// How many missing blocks [`too_large_missing`] looks at, at most.
+const TOO_LARGE_SCAN: usize = 4096;
+
+/// A block of `start..end` still missing whose size, known here from the tree (a root, or the
+/// leaf its sibling's proof brought), is more than one replication message can carry
+/// ([`peerhost_replication::MAX_BLOCK_LEN`]): no peer can send it, so waiting longer does not
+/// help (issue 16). Looks at the first [`TOO_LARGE_SCAN`] missing blocks only.
+fn too_large_missing(core: &mut Core, start: u64, end: u64) -> Option<FollowError> {
+    let limit = peerhost_replication::MAX_BLOCK_LEN as u64;
+    let mut at = start;
+    for _ in 0..TOO_LARGE_SCAN {
+        let index = core.next_missing(at, end).ok().flatten()?;
+        let leaf = 2 * index;
+        let root = core.tree().roots().iter().find(|n| n.index == leaf);
+        let size = match root {
+            Some(n) => Some(n.size),
+            None => peerhost_store::NodeSource::node(core.nodes(), leaf)
+                .ok()
+                .flatten()
+                .map(|n| n.size),
+        };
+        if let Some(bytes) = size.filter(|&s| s > limit) {
+            return Some(FollowError::BlockTooLarge {
+                key: core.key().to_z32(),
+                index,
+                bytes,
+                limit,
+            });
+        }
+        at = index + 1;
+    }
+    None
+}
+
 impl Daemon {
     async fn wait_for(
         &self,
@@ -170,6 +204,13 @@ impl Daemon {
             Err(FollowError::Timeout { .. }) if node.download_budget_exhausted() => {
                 Err(self.quota_full_error().await)
             }
+            // A block no peer can send is why, when its size is known here (issue 16).
+            Err(e @ FollowError::Timeout { .. }) => Err(node
+                .with(|r| {
+                    r.core_mut(&dkey)
+                        .and_then(|c| too_large_missing(c, start, end))
+                })
+                .unwrap_or(e)),
             r => r,
         }
     }
