@@ -109,7 +109,8 @@ pub(crate) enum Command {
     Quota {
         reply: oneshot::Sender<Option<(u64, u64)>>,
     },
-    /// Write the state and status files now.
+    /// Write the state file now and the status file in the background (the reply comes once
+    /// the status is built and handed to its writer, not written).
     Flush { reply: oneshot::Sender<()> },
     /// A problem for the status (and the log), from a service.
     Note { message: String },
@@ -128,6 +129,11 @@ pub(crate) struct Actor {
     /// configured interval, or longer when writing it takes long (see [`Actor::run`]), so
     /// that `peerhost status` does not judge a daemon with a large status dead between writes.
     status_gap: Duration,
+    /// The status file's writer while it runs (serializing and writing a 40,000-log status
+    /// takes a second): one at a time, off the actor (see [`Actor::write_status`]).
+    status_write: Option<tokio::task::JoinHandle<Duration>>,
+    /// How long the last status write took, for the rewrite gap.
+    status_write_took: Duration,
 }
 
 impl Actor {
@@ -141,6 +147,8 @@ impl Actor {
                 ..Quota::default()
             },
             status_gap: ctx.status_interval,
+            status_write: None,
+            status_write_took: Duration::ZERO,
             ctx,
         }
     }
@@ -163,7 +171,7 @@ impl Actor {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Shutdown { reply }) => {
-                        self.flush(false).await;
+                        self.flush(false, true).await;
                         let _ = reply.send(());
                         return;
                     }
@@ -175,10 +183,11 @@ impl Actor {
                     // The status file of a mirror of 10,000 communities is 25 MB (a line per
                     // log): rewritten at most as often as keeps it within 1/STATUS_SHARE of
                     // the actor's time, not every tick (2 s by default).
-                    if Instant::now() >= status_next {
+                    if Instant::now() >= status_next && self.status_writer_idle().await {
                         let t = Instant::now();
-                        self.write_status(true).await;
-                        let gap = t.elapsed() * STATUS_SHARE;
+                        self.write_status(true, false).await;
+                        // The actor's share (building the status) and the writer's.
+                        let gap = t.elapsed().max(self.status_write_took) * STATUS_SHARE;
                         status_next = Instant::now() + gap;
                         // The next file says so (the next write costs about what this one did).
                         self.status_gap = gap.max(self.ctx.status_interval);
@@ -247,7 +256,7 @@ impl Actor {
             }
             Command::Note { message } => self.note(message),
             Command::Flush { reply } => {
-                self.flush(true).await;
+                self.flush(true, false).await;
                 let _ = reply.send(());
             }
             Command::Shutdown { reply } => {
@@ -636,18 +645,49 @@ impl Actor {
 
     // ------------------------------------------------------------------ files
 
-    async fn flush(&mut self, running: bool) {
+    /// Write the state file, and the status file: at once when `wait`, else in the
+    /// background.
+    async fn flush(&mut self, running: bool, wait: bool) {
         if self.ctx.write_files {
             self.write_state();
-            self.write_status(running).await;
+            self.write_status(running, wait).await;
         }
     }
 
-    async fn write_status(&mut self, running: bool) {
+    /// Whether no status write runs (collecting the last one's time if it ended).
+    async fn status_writer_idle(&mut self) -> bool {
+        match &self.status_write {
+            Some(h) if !h.is_finished() => false,
+            Some(_) => {
+                if let Some(h) = self.status_write.take() {
+                    self.status_write_took = h.await.unwrap_or_default();
+                }
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Build the status (in the actor: it reads the tracked logs) and write it: serialized
+    /// and written by a blocking task, after the one still running if any (so the files land
+    /// in order); awaited when `wait` (shutdown), else left to run.
+    async fn write_status(&mut self, running: bool, wait: bool) {
         let status = self.status(running).await;
+        if let Some(h) = self.status_write.take() {
+            self.status_write_took = h.await.unwrap_or_default();
+        }
         let path = self.ctx.storage.join(state::STATUS_FILE);
-        if let Err(e) = state::write_json(&path, &status) {
-            tracing::warn!("cannot write {}: {e}", path.display());
+        let h = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            if let Err(e) = state::write_json(&path, &status) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+            t.elapsed()
+        });
+        if wait {
+            self.status_write_took = h.await.unwrap_or_default();
+        } else {
+            self.status_write = Some(h);
         }
     }
 

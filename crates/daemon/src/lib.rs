@@ -226,7 +226,10 @@ impl Daemon {
         if options.write_files {
             control::server::start(&daemon);
         }
-        let _ = daemon.ask(|reply| Command::Flush { reply }).await;
+        // The state and status files, written after start returns (the status of a mirror of
+        // 40,000 logs takes a second to build and write): the reply is not awaited.
+        let (reply, _) = oneshot::channel();
+        let _ = daemon.actor.send(Command::Flush { reply }).await;
         Ok(daemon)
     }
 

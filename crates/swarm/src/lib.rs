@@ -60,6 +60,7 @@ mod queue;
 pub mod relays;
 mod retry;
 mod state;
+mod timers;
 mod topic;
 
 pub use bootstrap::{

@@ -91,7 +91,9 @@ impl<S> Log<S> {
 #[derive(Debug)]
 pub struct Replicator<S: LogStore = Core> {
     config: Config,
-    logs: HashMap<DiscoveryKey, Log<S>>,
+    /// Boxed: a mirror holds tens of thousands of logs, and the map's empty slots (up to
+    /// half of it after it doubles) would each cost a whole `Log` inline, not a pointer.
+    logs: HashMap<DiscoveryKey, Box<Log<S>>>,
     conns: Conns,
     events: Events,
     /// Commits begun, waiting for the driver.
@@ -137,7 +139,7 @@ impl<S: LogStore> Replicator<S> {
             active,
             live: false,
         };
-        self.logs.insert(dkey, log);
+        self.logs.insert(dkey, Box::new(log));
         if active {
             for conn in self.conns.ids() {
                 pairing::open(

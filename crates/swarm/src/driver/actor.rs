@@ -17,12 +17,11 @@ use tokio::task::JoinSet;
 
 use super::{BAN_EVENTS, Command, Config, MAX_BANS, PENDING_CONNECTIONS, RECORDS, Reply};
 
-/// How often, at most, the actor scans every topic for its timer while events come in.
-const TIMER_SCAN: Duration = Duration::from_millis(100);
 use crate::connection::{self, CloseReason, Connection, Link, Shared};
 use crate::error::Error;
 use crate::peer::PeerInfo;
 use crate::state::{Action, ConnId, Core, Dialed, Firewall, Incoming, Key};
+use crate::timers::Timers;
 use crate::topic::{Due, EmptyLookupRetry, JoinOptions, Plan, RANDOM_JITTER, Step, Topic};
 
 mod topics;
@@ -90,9 +89,7 @@ pub(super) fn spawn(
         walking: 0,
         waiting: Default::default(),
         leaving_topics: HashMap::new(),
-        topics_deadline: None,
-        next_scan: Instant::now(),
-        scan_due: false,
+        timers: Timers::default(),
         max_refreshes: config.max_refreshes.max(1),
         max_topics: config.max_topics,
         retry_policy: config.empty_lookup_retry,
@@ -194,12 +191,9 @@ struct Actor {
     /// Topics with an instance still leaving (unannouncing), and how many: a new instance of
     /// one waits for it (JS `wait`).
     leaving_topics: HashMap<Key, usize>,
-    /// The earliest topic timer at the last scan of every instance…
-    topics_deadline: Option<Instant>,
-    /// …the earliest time of the next scan…
-    next_scan: Instant,
-    /// …and whether anything happened since the last one (a topic timer may have moved).
-    scan_due: bool,
+    /// Every instance's next timer (refresh or empty-lookup retry), earliest first, kept in
+    /// step with `Topic::poll_timeout` by [`Actor::arm`].
+    timers: Timers<u64>,
     max_refreshes: usize,
     max_topics: usize,
     retry_policy: Option<EmptyLookupRetry>,
@@ -258,8 +252,6 @@ impl Actor {
                 break;
             }
             let deadline = self.deadline();
-            // Whatever comes next may move a topic's timer.
-            self.scan_due = true;
             let has_pending = !self.pending.is_empty();
             let out = self.out.clone();
             let event = tokio::select! {
@@ -311,28 +303,23 @@ impl Actor {
         tasks.shutdown().await;
     }
 
-    /// When to wake up: the core's timer, the earliest topic timer, and, when events came in
-    /// since the last scan of the topics, the next scan. The topics are scanned at most every
-    /// [`TIMER_SCAN`], not after every event: with 40 000 topics, one scan per record or
-    /// command made the actor quadratic. A topic timer set since the last scan fires at most
-    /// `TIMER_SCAN` late (topic timers are refreshes, minutes apart, and lookup retries, a
-    /// second or more).
-    fn deadline(&mut self) -> Option<Instant> {
-        let now = Instant::now();
-        if self.scan_due && now >= self.next_scan {
-            self.topics_deadline = self
-                .instances
-                .values()
-                .filter_map(|i| i.state.poll_timeout())
-                .min();
-            self.next_scan = now + TIMER_SCAN;
-            self.scan_due = false;
-        }
-        let scan = self.scan_due.then_some(self.next_scan);
-        [self.core.poll_timeout(), self.topics_deadline, scan]
+    /// When to wake up: the core's timer or the earliest topic timer (possibly a stale entry:
+    /// [`Actor::timer`] then finds nothing due).
+    fn deadline(&self) -> Option<Instant> {
+        [self.core.poll_timeout(), self.timers.next()]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Put `inst`'s next timer in the queue. Called after anything that may move a topic's
+    /// timers (`Topic::handle_done`, `handle_timeout`, `lookup_now`, `destroy`).
+    pub(super) fn arm(&mut self, inst: u64) {
+        let due = self
+            .instances
+            .get(&inst)
+            .and_then(|i| i.state.poll_timeout());
+        self.timers.set(inst, due);
     }
 
     fn jitter(&mut self) -> Duration {
@@ -694,21 +681,7 @@ impl Actor {
     fn timer(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
-        if self.topics_deadline.is_none_or(|d| d > now) {
-            // The core's timer or a scan: no topic timer is known to be due.
-            return;
-        }
-        // Scan again at the next turn: the timers handled here move.
-        self.next_scan = now;
-        self.scan_due = true;
-        self.topics_deadline = None;
-        let due: Vec<u64> = self
-            .instances
-            .iter()
-            .filter(|(_, i)| i.state.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for inst in due {
+        for inst in self.timers.take_due(now) {
             let jitter = self.jitter();
             let due = self
                 .instances
@@ -719,6 +692,7 @@ impl Actor {
                 Due::Lookup => self.lookup_now(inst),
                 Due::Nothing => {}
             }
+            self.arm(inst);
         }
     }
 

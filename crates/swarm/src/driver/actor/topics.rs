@@ -196,9 +196,11 @@ impl Actor {
         };
         let ok = result.is_ok();
         tracing::debug!(topic = %hex8(&i.topic), generation, ok, found, "refreshed");
-        if !i.state.handle_done(now, generation, ok, found, jitter) {
+        let latest = i.state.handle_done(now, generation, ok, found, jitter);
+        self.arm(inst);
+        let Some(i) = self.instances.get_mut(&inst).filter(|_| latest) else {
             return;
-        }
+        };
         for w in i.waiters.drain(..) {
             let _ = w.send(Ok(ok));
         }
@@ -235,6 +237,7 @@ impl Actor {
             i.leaving = Some(reply.into_iter().collect());
             *self.leaving_topics.entry(topic).or_insert(0) += 1;
         }
+        self.arm(inst);
         // Completes at once unless a refresh runs or an unannounce is needed.
         self.step_leave(tasks, inst);
     }
@@ -294,6 +297,7 @@ impl Actor {
             .instances
             .get_mut(&inst)
             .and_then(|i| i.state.lookup_now());
+        self.arm(inst);
         if let Some(Step::Start(plan)) = step {
             self.to_run.push((inst, plan));
         }
