@@ -6,16 +6,23 @@
 //
 //   sudo node interop-tests/browser/rtc-bench.js [RUNS]
 //   sudo node interop-tests/browser/rtc-bench.js bulk [ROUNDS]   # only the MB/s rows
+//   sudo node interop-tests/browser/rtc-bench.js setup [RUNS]    # only setup and first post
 //
-// Knobs (environment, for experiments): RTC_BULK_PARALLEL (ranges in flight, 4),
+// Knobs (environment, for experiments): RTC_BENCH_LOGS=1 (print the daemons' last log lines,
+// e.g. with PEERHOST_LOG=warn,peerhost_gateway::signal=debug,peerhost_webrtc::home=debug: the
+// relay's and the home peer's time per offer; RTC_STDERR_KEEP=BYTES keeps more), RTC_BULK_PARALLEL (ranges in flight, 4),
 // RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with hash-wasm's
 // BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
 //   instance's relay and the peer's long-poll, the signature checked, ICE, DTLS, SCTP, channel
 //   open);
-// - time to the first post (latest 20, verified) over WebRTC from the mirror vs over the
-//   instance's HTTP gateway (the same store), each in a fresh page (median of RUNS);
+// - where the setup goes: the median of each phase (srflx candidate, offer sent, answer back,
+//   ICE connected, DTLS connected, channel open, HELLO, first answer), ms from the start;
+// - time to the first post (latest 20, verified) over WebRTC only from the mirror (connect,
+//   then ask; and asking while connecting: the first request leaves with the channel's
+//   opening) vs over the instance's HTTP gateway (the same store), each in a fresh page
+//   (median of RUNS);
 // - MB/s of verified blocks over one channel (32 MiB in 64 KiB blocks; the web/ loader with
 //   4 ranges in flight, every block checked against the signed head), and the same over HTTP;
 // - one `peerhost mirror` holding 100 browsers' connections: its RSS (the offers paced by the
@@ -27,7 +34,8 @@ const lib = require('./rtc-lib.js')
 const NS = 'phr-rtcb'
 const IP = '10.99.1.1'
 const BULK_ONLY = process.argv[2] === 'bulk'
-const RUNS = Number(process.argv[BULK_ONLY ? 3 : 2] || (BULK_ONLY ? 3 : 5))
+const SETUP_ONLY = process.argv[2] === 'setup'
+const RUNS = Number(process.argv[BULK_ONLY || SETUP_ONLY ? 3 : 2] || (BULK_ONLY ? 3 : 5))
 const PARALLEL = Number(process.env.RTC_BULK_PARALLEL || 4)
 const CHUNK = Number(process.env.RTC_BULK_CHUNK || 64)
 
@@ -131,14 +139,19 @@ async function main () {
       await bulk(browser, url, ready, RUNS)
       return
     }
+    // Three ways to the latest 20 posts, in turn, each in a fresh page: over WebRTC only
+    // (connect, then ask), over WebRTC asking while it connects (the first request rides with
+    // the channel's opening: `early`), over HTTP from the instance.
     const rtc = []
+    const early = []
     const http = []
     for (let i = 0; i < RUNS; i++) {
-      for (const mode of ['rtc', 'http']) {
+      for (const [mode, into, extra] of [['rtc', rtc, {}], ['rtc', early, { early: true }], ['http', http, { httpUrl: url }]]) {
         const p = await lib.openPage(browser, url)
-        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, httpUrl: url })
+        const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, ...extra })
         if (r.titles.length !== 20) throw new Error('wrong posts')
-        ;(mode === 'rtc' ? rtc : http).push(r)
+        if (mode === 'rtc' && r.peers.some((x) => !x.url.startsWith('rtc://'))) throw new Error('an HTTP peer in a WebRTC run')
+        into.push(r)
         await p.close()
       }
     }
@@ -146,11 +159,25 @@ async function main () {
     console.log(`setup (new RTCPeerConnection → HELLO): median ${med(rtc.map((r) => r.connectMs))} ms ` +
       `(offer ready ${med(rtc.map((r) => r.stats.offerMs))} ms, answer back ${med(rtc.map((r) => r.stats.answerMs))} ms); ` +
       `runs ${rtc.map((r) => r.connectMs.toFixed(0)).join(', ')}`)
+    // Where the setup goes: each phase's median, ms from `new RTCPeerConnection`.
+    const phases = ['srflxMs', 'offerMs', 'answerMs', 'iceMs', 'dtlsMs', 'openMs', 'helloMs', 'firstMs']
+    console.log('phases (median ms from new RTCPeerConnection): ' + phases.map((k) => {
+      const xs = rtc.map((r) => r.stats[k]).filter((x) => x !== null && x !== undefined)
+      return `${k.replace(/Ms$/, '')} ${xs.length ? med(xs) : '–'}`
+    }).join(', ') + `; first post ${med(rtc.map((r) => r.firstPostMs))}`)
     const fr = lib.median(rtc.map((r) => r.firstPostMs))
+    const fe = lib.median(early.map((r) => r.firstPostMs))
     const fh = lib.median(http.map((r) => r.firstPostMs))
-    console.log(`first post (latest 20, verified): WebRTC ${fr.toFixed(0)} ms, HTTP ${fh.toFixed(0)} ms: ${(fr / fh).toFixed(2)}x; ` +
-      `runs WebRTC ${rtc.map((r) => r.firstPostMs.toFixed(0)).join(', ')}, HTTP ${http.map((r) => r.firstPostMs.toFixed(0)).join(', ')}`)
+    const runs = (xs) => xs.map((r) => r.firstPostMs.toFixed(0)).join(', ')
+    console.log(`first post (latest 20, verified): WebRTC ${fr.toFixed(0)} ms (${(fr / fh).toFixed(2)}x), ` +
+      `WebRTC asking while connecting ${fe.toFixed(0)} ms (${(fe / fh).toFixed(2)}x), HTTP ${fh.toFixed(0)} ms; ` +
+      `runs WebRTC ${runs(rtc)}; early ${runs(early)}; HTTP ${runs(http)}`)
+    console.log('phases, asking while connecting: ' + phases.map((k) => {
+      const xs = early.map((r) => r.stats[k]).filter((x) => x !== null && x !== undefined)
+      return `${k.replace(/Ms$/, '')} ${xs.length ? med(xs) : '–'}`
+    }).join(', '))
 
+    if (SETUP_ONLY) return
     await bulk(browser, url, ready, 3)
 
     await lib.sleep(11_000) // the relay's per-client offer bucket refills (16, at 2/s)
@@ -170,6 +197,8 @@ async function main () {
     console.log(`100 browsers' connections: ${held.connections} open (${held.channels} channels), peerhost mirror RSS ${(home.rssKb() / 1024).toFixed(1)} MiB (${(before / 1024).toFixed(1)} MiB before)`)
     for (const p of pages) await p.close()
   } finally {
+    // RTC_BENCH_LOGS=1 (with PEERHOST_LOG=…=debug): the daemons' last log lines.
+    if (process.env.RTC_BENCH_LOGS) for (const c of [instance, home]) if (c) console.log(`--- ${c.name}:\n${c.stderr}`)
     if (browser) await browser.close()
     for (const c of [home, instance]) if (c) c.stop()
     await lib.sleep(500)

@@ -48,7 +48,7 @@ class JsonChild {
     this.waiters = new Map()
     this.tag = 0
     this.stderr = ''
-    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000) })
+    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-(Number(process.env.RTC_STDERR_KEEP) || 4000)) })
     const rl = readline.createInterface({ input: this.child.stdout })
     this.ready = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name}: not ready in 60 s; stderr: ${this.stderr}`)), 60_000)
@@ -178,7 +178,7 @@ class Daemon {
     this.storage = storage
     this.child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERHOST_LOG: process.env.PEERHOST_LOG || 'warn', ...env } })
     this.stderr = ''
-    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000) })
+    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-(Number(process.env.RTC_STDERR_KEEP) || 4000)) })
     const got = []
     const rl = readline.createInterface({ input: this.child.stdout })
     this.ready = new Promise((resolve, reject) => {

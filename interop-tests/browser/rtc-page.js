@@ -36,15 +36,41 @@ const lyingFetch = (mode) => async (url, init) => {
   return new Response(JSON.stringify(body), { status: res.status, headers: { 'content-type': 'application/json' } })
 }
 
-function transportFor (opts) {
+/** An RtcTransport to `opts.peer` (or the instance's first listed one), not opened yet. */
+function makeTransport (opts) {
   const fetchFn = opts.lie ? lyingFetch(opts.lie) : undefined
-  const make = () => new RtcTransport({
+  return new RtcTransport({
     signal: instanceSignal({ peer: peerOf(opts), fetchFn }),
     iceServers: iceOf(opts),
     connectTimeoutMs: opts.connectTimeoutMs || 15000,
     gatherMs: opts.gatherMs || 1500
   })
+}
+
+function transportFor (opts) {
+  const make = () => makeTransport(opts)
   return (opts.parallel || 1) > 1 ? raceOpen(opts.parallel, make) : make().open()
+}
+
+/**
+ * `rtcRun`'s connection when the page asks at once (`opts.early`, one connection per peer):
+ * every transport opens while the loader already asks for the head (the first request rides
+ * with the channel's opening). Resolves to {map, opened}: `opened` settles when every open()
+ * has, with the time to the first open and the failures.
+ */
+function openEarly (keys, opts, t0) {
+  const ts = keys.map((k) => makeTransport({ ...opts, peer: k }))
+  const map = new Map(ts.map((t, i) => [nameOf(keys[i]), t]))
+  let connectMs = null
+  const opened = Promise.allSettled(ts.map((t) => t.open().then((x) => {
+    connectMs ??= performance.now() - t0
+    return x
+  }))).then((rs) => {
+    const failures = []
+    rs.forEach((r, i) => { if (r.status === 'rejected') failures.push({ peer: keys[i], error: String(r.reason && r.reason.message) }) })
+    return { connectMs, failures }
+  })
+  return { map, opened }
 }
 
 const nameOf = (key) => key.slice(0, 16)
@@ -60,7 +86,17 @@ window.rtcRun = async (opts) => {
   let transport = null
   let connectMs = null
   const failures = []
-  if (opts.mode === 'rtc') {
+  let early = null
+  if (opts.mode === 'rtc' && opts.early) {
+    const keys = opts.peers || [peerOf(opts)]
+    early = openEarly(keys, opts, t0)
+    transport = early.map.get(nameOf(keys[0]))
+    window.transport = transport
+    window.transports = early.map
+    const peers = [...early.map.keys()].map((n) => `rtc://${n}`)
+    if (opts.httpUrl) peers.push(opts.httpUrl)
+    loader = new Loader({ peers, fetch: rtcFetch(early.map), headPeers: peers.length, random: opts.pickFirst ? () => 0 : undefined })
+  } else if (opts.mode === 'rtc') {
     const keys = opts.peers || [peerOf(opts)]
     const opened = await Promise.allSettled(keys.map((k) => transportFor({ ...opts, peer: k })))
     const map = new Map()
@@ -97,6 +133,11 @@ window.rtcRun = async (opts) => {
     main.append(a)
   }
   const firstPostMs = performance.now() - t0
+  if (early) {
+    const o = await early.opened
+    connectMs = o.connectMs
+    failures.push(...o.failures)
+  }
   document.body.dataset.state = 'loaded'
   return {
     firstPostMs,

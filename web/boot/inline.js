@@ -71,8 +71,9 @@ async function rtc (key) {
   const dc = pc.createDataChannel('peerhost', { protocol: 'peerhost/1' })
   const waiting = new Map()
   let id = 0
-  let hello
-  const ready = new Promise((resolve) => { hello = resolve })
+  // The first request leaves as the channel opens; the peer's HELLO (written first) arrives
+  // before its answer.
+  const ready = new Promise((resolve) => { dc.onopen = resolve })
   let first
   let at = [performance.now()]
   let offer
@@ -81,7 +82,7 @@ async function rtc (key) {
   dc.onmessage = ({ data: m }) => {
     const b = new Uint8Array(m)
     const d = new DataView(m)
-    if (!b[0]) return hello((first = m), at.push(performance.now()))
+    if (!b[0]) return (first = m), at.push(performance.now())
     const w = waiting.get(d.getUint32(1, true))
     if (b[0] === 2) w?.start(d.getUint16(5, true), d.getUint32(8, true), b.subarray(12))
     if (b[0] === 3) w?.add(b.subarray(5))
@@ -131,7 +132,8 @@ async function rtc (key) {
     dc.send(f)
   }))
   // The runtime checks the answer's signature before it uses this channel.
-  return { get, pc, dc, hello: first, at, offer, answer: answer.sdp, signature: answer.signature }
+  // (`hello` once it came: before any answer, so by the time the chain is done.)
+  return { get, pc, dc, get hello () { return first }, at, offer, answer: answer.sdp, signature: answer.signature }
 }
 
 // One peer's chain over its `get`; blocks come out of PHR1 bodies unverified.

@@ -179,6 +179,7 @@ export class Reassembler {
         this.hello = f
         return { kind: 'hello', hello: f }
       case FRAME.RESPONSE: {
+        if (!this.hello) throw new FrameError('RESPONSE before HELLO')
         if (this.partial.has(f.id)) throw new FrameError(`second RESPONSE for ${f.id}`)
         const body = new Uint8Array(f.bodyLen)
         body.set(f.body, 0)
@@ -186,6 +187,7 @@ export class Reassembler {
         return this._progress(p, inflight)
       }
       case FRAME.DATA: {
+        if (!this.hello) throw new FrameError('DATA before HELLO')
         const p = this.partial.get(f.id)
         if (!p) {
           if (!inflight(f.id)) return { kind: 'stale', id: f.id }
@@ -250,7 +252,10 @@ export class RtcTransport {
     this.asm = new Reassembler()
     this.closed = null // RtcError once closed
     this.counters = { requests: 0, answers: 0, bodyBytes: 0, messages: 0, messageBytes: 0, cancelled: 0, timeouts: 0 }
-    this.times = { start: null, offer: null, answer: null, open: null, hello: null }
+    // Phase times (performance.now()): the first server-reflexive candidate, the offer sent,
+    // the answer back, ICE connected, DTLS connected (connectionState), the channel open,
+    // the HELLO, the first answer to a request.
+    this.times = { start: null, srflx: null, offer: null, answer: null, ice: null, dtls: null, open: null, hello: null, first: null }
   }
 
   /** Open the connection: offer, signal, answer, channel open, HELLO. Resolves to `this`. */
@@ -264,12 +269,19 @@ export class RtcTransport {
     const ready = new Promise((resolve, reject) => {
       this._ready = { resolve, reject }
     })
-    dc.onopen = () => { this.times.open = this.now() }
+    // The first request goes out with the channel's opening, before the HELLO arrives (the
+    // peer writes HELLO first, so it precedes every answer): one round trip less to the first
+    // answer for a caller that asked before open() resolved.
+    dc.onopen = () => { this.times.open = this.now(); this._pump() }
     dc.onmessage = (ev) => this._message(ev.data)
     dc.onclose = () => this._close(new RtcError('data channel closed'))
     dc.onerror = (ev) => this._close(new RtcError(`data channel error: ${ev && ev.error ? ev.error.message : 'unknown'}`))
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected' && this.times.dtls === null) this.times.dtls = this.now()
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this._close(new RtcError(`peer connection ${pc.connectionState}`))
+    }
+    pc.oniceconnectionstatechange = () => {
+      if ((pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') && this.times.ice === null) this.times.ice = this.now()
     }
     const connect = (async () => {
       const offer = await pc.createOffer()
@@ -339,6 +351,7 @@ export class RtcTransport {
       pc.addEventListener('icecandidate', (ev) => {
         const c = ev.candidate && ev.candidate.candidate
         if (!c) return done()
+        if (this.times.srflx === null && / typ srflx/.test(c)) this.times.srflx = this.now()
         if (!wantSrflx || / typ (srflx|relay)/.test(c)) done()
       })
     })
@@ -365,6 +378,7 @@ export class RtcTransport {
       this.waiting.delete(r.id)
       clearTimeout(w.timer)
       this.counters.answers++
+      if (this.times.first === null) this.times.first = this.now()
       this.counters.bodyBytes += r.body.length
       w.resolve({ status: r.status, contentType: r.contentType, body: r.body, ms: this.now() - w.t0 })
       this._pump()
@@ -399,8 +413,15 @@ export class RtcTransport {
     return this.asm.hello ? Math.max(1, this.asm.hello.maxInflight) : 1
   }
 
+  /** Requests that may be in flight now: HELLO's window; one before the HELLO, once the
+   * channel is open; none before. */
+  get _window () {
+    if (this.asm.hello) return this.maxInflight
+    return this.dc && this.dc.readyState === 'open' ? 1 : 0
+  }
+
   _pump () {
-    while (!this.closed && this.asm.hello && this.queue.length > 0 && this.waiting.size < this.maxInflight) {
+    while (!this.closed && this.queue.length > 0 && this.waiting.size < this._window) {
       const q = this.queue.shift()
       const id = this.nextId
       this.nextId = (this.nextId + 1) >>> 0 || 1
@@ -439,7 +460,9 @@ export class RtcTransport {
 
   /**
    * Ask for `path` (a gateway path: `/v1/logs/KEY/head`, `/v1/logs/KEY/blocks?…`,
-   * `/v1/logs`): resolves with `{status, contentType, body: Uint8Array, ms}`.
+   * `/v1/logs`): resolves with `{status, contentType, body: Uint8Array, ms}`. May be called
+   * while open() runs: the request waits for the channel (the first one is sent as it opens,
+   * the rest after the HELLO), and fails if the connection does.
    */
   request (path, { signal = null, timeoutMs = this.opts.timeoutMs } = {}) {
     if (this.closed) return Promise.reject(this.closed)
@@ -483,10 +506,14 @@ export class RtcTransport {
       ...this.counters,
       inflight: this.waiting.size,
       queued: this.queue.length,
+      srflxMs: rel(t.srflx),
       offerMs: rel(t.offer),
       answerMs: rel(t.answer),
+      iceMs: rel(t.ice),
+      dtlsMs: rel(t.dtls),
       openMs: rel(t.open),
       helloMs: rel(t.hello),
+      firstMs: rel(t.first),
       closed: this.closed ? this.closed.message : null,
       transport: null
     }

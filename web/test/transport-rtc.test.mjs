@@ -41,6 +41,9 @@ test('frames: malformed messages are refused', () => {
 })
 
 test('reassembler: chunked bodies, stale answers, protocol violations', () => {
+  // HELLO comes first: an answer before it breaks the protocol.
+  assert.throws(() => new Reassembler().take(encodeFrame({ type: FRAME.RESPONSE, id: 1, status: 200, contentType: 0, bodyLen: 1, body: te.encode('x') }), () => true), /before HELLO/)
+  assert.throws(() => new Reassembler().take(encodeFrame({ type: FRAME.DATA, id: 1, body: te.encode('x') }), () => true), /before HELLO/)
   const r = new Reassembler()
   const inflight = new Set([1, 2])
   const has = (id) => inflight.has(id)
@@ -131,6 +134,34 @@ function fakePeer ({ serve, maxInflight = 4, maxMessage = 64, delayMs = 1, hooks
   const signal = async (sdp) => { log.offers++; assert.equal(sdp, 'v=0 fake offer'); return 'v=0 fake answer' }
   return { RTCPeerConnection: FakePC, signal, log }
 }
+
+test('transport: asked while it opens, the first request leaves with the channel, the rest after HELLO', async () => {
+  let helloAt = null
+  const peer = fakePeer({
+    serve: serveLen,
+    maxInflight: 2,
+    hooks: {
+      // The peer's HELLO: count what was already sent when it left.
+      get hello () { helloAt = peer.log.requests.length; return encodeFrame({ type: FRAME.HELLO, version: 1, maxMessage: 64, maxInflight: 2, maxRequest: 2048 }) }
+    }
+  })
+  const t = new RtcTransport({ RTCPeerConnection: peer.RTCPeerConnection, signal: peer.signal })
+  const asked = [t.request('/len/10'), t.request('/len/200'), t.request('/len/3')]
+  assert.equal(peer.log.requests.length, 0, 'nothing is sent before the channel exists')
+  await t.open()
+  const got = await Promise.all(asked)
+  assert.equal(helloAt, 1, 'one request was out with the channel\'s opening, before the HELLO')
+  assert.deepEqual(got.map((r) => r.body.length), [10, 200, 3])
+  assert.equal(peer.log.maxSeen, 2)
+  t.close()
+  // A connection that fails takes its queued requests with it.
+  const dead = fakePeer({ serve: serveLen, hooks: { noConnect: true } })
+  const d = new RtcTransport({ RTCPeerConnection: dead.RTCPeerConnection, signal: dead.signal, connectTimeoutMs: 50 })
+  const waiting = d.request('/len/1')
+  await assert.rejects(d.open(), /connect/)
+  await assert.rejects(waiting, RtcError)
+  assert.equal(dead.log.requests.length, 0)
+})
 
 const serveLen = (path) => {
   const m = /^\/len\/(\d+)$/.exec(path)

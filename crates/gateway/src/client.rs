@@ -220,36 +220,143 @@ async fn send(target: Target<'_>, c: Call<'_>, timeout: Duration) -> Result<Resp
     }
     let call = async {
         let stream = match target {
-            Target::Name(authority) => TcpStream::connect(authority).await?,
-            Target::Addr(addr) => TcpStream::connect(addr).await?,
+            Target::Name(authority) => tcp_connect(authority).await?,
+            Target::Addr(addr) => tcp_connect(addr).await?,
             Target::Tls(_) => return Err(ClientError::BadResponse("unreachable")),
         };
-        let head = head_of(&c);
-        write_all(&stream, head.as_bytes()).await?;
-        if let Some((_, b)) = c.body {
-            write_all(&stream, b).await?;
-        }
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = read(&stream, &mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(&buf[..n]);
-            if raw.len() > MAX_RESPONSE {
-                return Err(ClientError::BadResponse("response too large"));
-            }
-            if let Some(done) = complete(&raw) {
-                raw.truncate(done);
-                break;
-            }
-        }
-        parse(&raw)
+        exchange_plain(&stream, &head_of(&c), c.body).await
     };
     tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| ClientError::Timeout)?
+}
+
+/// The request's head and body in one buffer, written at once: in two writes, the body
+/// waited for the server's delayed acknowledgement of the head (Nagle's algorithm), 40 ms
+/// on Linux.
+fn request_bytes(head: &str, body: Option<(&str, &[u8])>) -> Vec<u8> {
+    let b = body.map_or(&[][..], |(_, b)| b);
+    let mut out = Vec::with_capacity(head.len() + b.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(b);
+    out
+}
+
+/// A TCP connection to `to`, without Nagle's delay (every call writes its request at once
+/// and then only reads).
+async fn tcp_connect(to: impl tokio::net::ToSocketAddrs) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(to).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One request and its response over a plain connection.
+async fn exchange_plain(
+    stream: &TcpStream,
+    head: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<Response, ClientError> {
+    write_all(stream, &request_bytes(head, body)).await?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = read(stream, &mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() > MAX_RESPONSE {
+            return Err(ClientError::BadResponse("response too large"));
+        }
+        if let Some(done) = complete(&raw) {
+            raw.truncate(done);
+            break;
+        }
+    }
+    parse(&raw)
+}
+
+/// A connection opened ahead of a request (TCP, and TLS for `https://`): an urgent call
+/// made on it skips the handshakes (a home peer posting a browser's answer, which the browser
+/// waits for). One request per connection, as every call here; the server closes a
+/// connection idle for long (the gateway's listener: 30 s), so [`Warm::age`] says when to
+/// open a fresh one.
+#[derive(Debug)]
+pub struct Warm {
+    origin: String,
+    at: std::time::Instant,
+    stream: WarmStream,
+}
+
+#[derive(Debug)]
+enum WarmStream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tls::Stream>),
+}
+
+impl Warm {
+    /// Open a connection to the origin of `url` (`http://HOST:PORT` or `https://HOST[:PORT]`),
+    /// within `timeout`.
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let (origin, authority, _) = split_any(url)?;
+        let connect = async {
+            let stream = if is_https(url) {
+                #[cfg(feature = "tls")]
+                {
+                    WarmStream::Tls(Box::new(tls::connect(authority).await?))
+                }
+                #[cfg(not(feature = "tls"))]
+                {
+                    return Err(ClientError::Url(url.to_owned()));
+                }
+            } else {
+                WarmStream::Plain(tcp_connect(authority).await?)
+            };
+            Ok::<_, ClientError>(stream)
+        };
+        let stream = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Ok(Self {
+            origin,
+            at: std::time::Instant::now(),
+            stream,
+        })
+    }
+
+    /// How long ago it was opened.
+    pub fn age(&self) -> Duration {
+        self.at.elapsed()
+    }
+
+    /// `POST url` with a JSON body on this connection; `url` must have the origin it was
+    /// opened to (else [`ClientError::Url`], nothing sent).
+    pub async fn post_json(
+        self,
+        url: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|_| ClientError::BadResponse("json"))?;
+        let (origin, authority, path) = split_any(url)?;
+        if origin != self.origin {
+            return Err(ClientError::Url(url.to_owned()));
+        }
+        let mut call = Call::new("POST", authority, path);
+        call.body = Some(("application/json", &bytes));
+        let head = head_of(&call);
+        let exchange = async {
+            match self.stream {
+                WarmStream::Plain(s) => exchange_plain(&s, &head, call.body).await,
+                #[cfg(feature = "tls")]
+                WarmStream::Tls(mut s) => tls::exchange_on(&mut s, head, call.body).await,
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
 }
 
 /// The request line and headers.
@@ -368,20 +475,34 @@ mod tls {
         }
     }
 
+    /// A TLS connection to a server.
+    pub(super) type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+
+    /// Connect to `authority` (`host[:port]`, 443 by default) and finish the TLS handshake.
+    pub(super) async fn connect(authority: &str) -> Result<Stream, ClientError> {
+        let (host, port) = host_port(authority);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ClientError::Url(format!("https://{authority}")))?;
+        let tcp = super::tcp_connect((host, port)).await?;
+        Ok(TlsConnector::from(config()).connect(name, tcp).await?)
+    }
+
     pub(super) async fn exchange(
         authority: &str,
         head: String,
         body: Option<(&str, &[u8])>,
     ) -> Result<Response, ClientError> {
-        let (host, port) = host_port(authority);
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| ClientError::Url(format!("https://{authority}")))?;
-        let tcp = TcpStream::connect((host, port)).await?;
-        let mut tls = TlsConnector::from(config()).connect(name, tcp).await?;
-        tls.write_all(head.as_bytes()).await?;
-        if let Some((_, b)) = body {
-            tls.write_all(b).await?;
-        }
+        let mut tls = connect(authority).await?;
+        exchange_on(&mut tls, head, body).await
+    }
+
+    /// One request and its response over a TLS connection.
+    pub(super) async fn exchange_on(
+        tls: &mut Stream,
+        head: String,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Response, ClientError> {
+        tls.write_all(&super::request_bytes(&head, body)).await?;
         tls.flush().await?;
         let mut raw = Vec::new();
         let mut buf = [0u8; 16 * 1024];
@@ -565,5 +686,65 @@ mod tests {
             complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi!"),
             Some(40)
         );
+    }
+
+    /// A server that accepts one connection, reads one request, answers it with `200 {}`,
+    /// and returns what it read.
+    async fn one_request_server() -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = read(&stream, &mut buf).await.unwrap();
+                raw.extend_from_slice(&buf[..n]);
+                let Some(end) = head_end(&raw) else { continue };
+                let head = std::str::from_utf8(&raw[..end]).unwrap();
+                if raw.len() >= end + content_length(head).unwrap_or(0) || n == 0 {
+                    break;
+                }
+            }
+            write_all(
+                &stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            )
+            .await
+            .unwrap();
+            raw
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_warm_connection_carries_one_post() {
+        let (url, server) = one_request_server().await;
+        let warm = Warm::open(&url, Duration::from_secs(5)).await.unwrap();
+        assert!(warm.age() < Duration::from_secs(5));
+        let body = serde_json::json!({ "sdp": "v=0" });
+        let r = warm
+            .post_json(
+                &format!("{url}/v1/signal/answer/ab"),
+                &body,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+        let raw = String::from_utf8(server.await.unwrap()).unwrap();
+        assert!(
+            raw.starts_with("POST /v1/signal/answer/ab HTTP/1.1\r\n"),
+            "{raw}"
+        );
+        assert!(raw.ends_with(r#"{"sdp":"v=0"}"#), "{raw}");
+
+        // A warm connection is for its origin only: nothing is sent elsewhere.
+        let (url, _server) = one_request_server().await;
+        let warm = Warm::open(&url, Duration::from_secs(5)).await.unwrap();
+        let other = warm
+            .post_json("http://127.0.0.1:1/x", &body, Duration::from_secs(5))
+            .await;
+        assert!(matches!(other, Err(ClientError::Url(_))), "{other:?}");
     }
 }

@@ -517,7 +517,13 @@ impl Relay {
             .ok_or(OfferError::UnknownPeer)?
         };
         let _guard = PendingGuard { relay: self, id };
-        match tokio::time::timeout(self.limits.answer_timeout, rx).await {
+        let t0 = std::time::Instant::now();
+        let reply = tokio::time::timeout(self.limits.answer_timeout, rx).await;
+        tracing::debug!(
+            waited_us = t0.elapsed().as_micros(),
+            "webrtc signaling: an offer's reply"
+        );
+        match reply {
             Ok(Ok(Reply::Answer(sdp, signature))) => Ok(SignedAnswer {
                 peer: req.peer,
                 sdp,

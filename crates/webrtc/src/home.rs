@@ -292,7 +292,19 @@ struct Poller<S> {
     server: Server,
     poll_timeout: Duration,
     own_stun: Vec<SocketAddr>,
+    /// A connection to the instance opened ahead of the next answer (TCP and TLS done): a
+    /// browser waits for that answer, and the handshakes were a third of the signaling's time
+    /// on loopback (BENCHMARKS.md).
+    warm: Arc<Mutex<Option<client::Warm>>>,
 }
+
+/// A warm connection older than this is not used (the instance's listener closes a
+/// connection idle for 30 s).
+const WARM_MAX_AGE: Duration = Duration::from_secs(20);
+/// How often the warm connection is looked at (and replaced when too old).
+const WARM_EVERY: Duration = Duration::from_secs(5);
+/// How long opening a warm connection may take.
+const WARM_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<S: LogSource> Link<S> {
     async fn poll(&self, wait: bool, timeout: Duration) -> Result<PollResponse, PollFailure> {
@@ -354,15 +366,59 @@ impl<S: LogSource> Link<S> {
 }
 
 impl<S: LogSource> Poller<S> {
-    /// Post an answer; once more after 250 ms if the instance was busy or unreachable (a
-    /// browser waits for it), never for a refusal (4xx other than 429).
+    /// The warm connection, if it is fresh enough; a new one is opened in the background.
+    fn take_warm(&self) -> Option<client::Warm> {
+        let warm = lock(&self.warm).take().filter(|w| w.age() < WARM_MAX_AGE);
+        self.refill_warm();
+        warm
+    }
+
+    /// Open a warm connection in the background unless a fresh one is there.
+    fn refill_warm(&self) {
+        {
+            let mut slot = lock(&self.warm);
+            if slot.as_ref().is_some_and(|w| w.age() < WARM_MAX_AGE) {
+                return;
+            }
+            *slot = None;
+        }
+        let slot = self.warm.clone();
+        let base = self.link.base.clone();
+        tokio::spawn(async move {
+            match client::Warm::open(&base, WARM_TIMEOUT).await {
+                Ok(w) => {
+                    let mut slot = lock(&slot);
+                    if slot.is_none() {
+                        *slot = Some(w);
+                    }
+                }
+                Err(e) => tracing::debug!("webrtc signaling: no warm connection: {e}"),
+            }
+        });
+    }
+
+    /// Post an answer (on the warm connection if there is one; on a fresh one if that
+    /// failed); once more after 250 ms if the instance was busy or unreachable (a browser
+    /// waits for it), never for a refusal (4xx other than 429).
     async fn post_answer(&self, id: &[u8; 16], body: &serde_json::Value) {
         let url = format!("{}/v1/signal/answer/{}", self.link.base, hex::encode(id));
+        let timeout = Duration::from_secs(10);
         for attempt in 0..2 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            match client::post_json(&url, body, Duration::from_secs(10)).await {
+            let warm = if attempt == 0 { self.take_warm() } else { None };
+            let r = match warm {
+                Some(w) => match w.post_json(&url, body, timeout).await {
+                    // Closed under us (nothing answered): at once on a fresh connection.
+                    Err(client::ClientError::Io(_) | client::ClientError::BadResponse(_)) => {
+                        client::post_json(&url, body, timeout).await
+                    }
+                    r => r,
+                },
+                None => client::post_json(&url, body, timeout).await,
+            };
+            match r {
                 Ok(r) if r.status == 200 => return,
                 Ok(r) if r.status == 429 || r.status >= 500 => tracing::debug!(
                     "webrtc signaling: answer not taken (HTTP {}), attempt {}",
@@ -385,6 +441,7 @@ impl<S: LogSource> Poller<S> {
     async fn task(&self, task: Task) {
         match task {
             Task::Offer { id, sdp } => {
+                let t0 = std::time::Instant::now();
                 let body = match self.server.answer(sdp.clone()).await {
                     Ok(a) => {
                         lock(&self.link.status).answered += 1;
@@ -400,7 +457,13 @@ impl<S: LogSource> Poller<S> {
                         OfferAnswer::Refused(e.to_string())
                     }
                 };
+                let answered = t0.elapsed();
                 self.post_answer(&id, &body.to_json()).await;
+                tracing::debug!(
+                    answer_us = answered.as_micros(),
+                    posted_us = t0.elapsed().as_micros(),
+                    "webrtc signaling: offer answered"
+                );
             }
             Task::Check { id, paths } => {
                 let mut results = Vec::with_capacity(paths.len());
@@ -435,6 +498,19 @@ impl<S: LogSource> Poller<S> {
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, mut stun: Vec<SocketAddr>) {
         let tasks = Arc::new(Semaphore::new(MAX_TASKS));
         let mut backoff = Duration::from_secs(1);
+        // The warm connection for answers, kept fresh while the loop runs.
+        let keeper = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    if lock(&me.link.status).connected {
+                        me.refill_warm();
+                    }
+                    tokio::time::sleep(WARM_EVERY).await;
+                }
+            })
+        };
+        let _keeper = AbortOnDrop(keeper);
         // The failure last logged: a lasting one is logged once (at warn), not at every retry.
         let mut logged = lock(&self.link.status).failure.clone();
         loop {
@@ -479,6 +555,15 @@ impl<S: LogSource> Poller<S> {
                 }
             }
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -535,6 +620,7 @@ impl HomePeer {
             server: server.clone(),
             poll_timeout: options.poll_timeout,
             own_stun: options.rtc.stun_servers.clone(),
+            warm: Arc::default(),
         };
         let (stop, rx) = watch::channel(false);
         // Tasks the first poll carried (normally none) wait for the next poll.
