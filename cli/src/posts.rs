@@ -67,7 +67,18 @@ pub(crate) fn print_posts(
             format_rfc3339(p.published_us),
             safe(&p.title)
         )?;
-        let mut meta = format!("  by {}", safe(&author_name(p.author.as_ref(), &d.name)));
+        let mut meta = match &p.votes {
+            Some(votes) => {
+                let score = i128::from(votes.up) - i128::from(votes.down);
+                let s = if score.abs() == 1 { "" } else { "s" };
+                format!("  {score} point{s} · by ")
+            }
+            None => "  by ".to_owned(),
+        };
+        meta.push_str(&format!(
+            "{}",
+            safe(&author_name(p.author.as_ref(), &d.name))
+        ));
         if !p.link.is_empty() {
             meta.push_str(&format!(" · {}", safe(&p.link)));
         }

@@ -131,7 +131,16 @@ test('a thread opened from the community page: nested as Lemmy\'s paths, collaps
     const text = await got.frame.textContent(`details.comment[data-id="${id}"] > :not(summary):not(.replies)`)
     if (gone) assert.strictEqual(text, '[deleted]')
     else assert.ok(text.includes(c.comment.content.replace(/[*`_]/g, '').slice(0, 12).trim().split(/\s+/)[0]), `${id}: ${text}`)
+    // Scores: Lemmy's counts (score = upvotes - downvotes), shown beside the author.
+    if (!gone) {
+      const summary = await got.frame.textContent(`details.comment[data-id="${id}"] > summary`)
+      const n = c.counts.upvotes - c.counts.downvotes
+      assert.match(summary, new RegExp(`(^|[^0-9-])${n} points? ·`), `${id} score`)
+    }
   }
+  const spost = JSON.parse(fs.readFileSync(path.join(gen.DATA, 'posts.json'), 'utf8')).posts.find((x) => x.post.id === 49054)
+  const points = spost.counts.upvotes - spost.counts.downvotes
+  assert.strictEqual(await got.frame.textContent('article.full .meta .score'), `${points} point${points === 1 ? '' : 's'}`)
   await p.context.close()
 })
 

@@ -30,11 +30,35 @@ const last = (m, f) => (m[f] ? m[f][m[f].length - 1] : undefined)
 const utf8 = new TextDecoder()
 const text = (v) => (v ? utf8.decode(v) : '')
 const opt = (m, f) => (m[f] ? text(last(m, f)) : undefined) // proto3 `optional`: absent ≠ ''
+// A `Votes` message field: `{up, down}`, or undefined when absent (not counted).
+const votes = (m, f) => {
+  const v = last(m, f)
+  if (!(v instanceof Uint8Array)) return undefined
+  const x = fields(v)
+  const n = (k) => (typeof last(x, k) === 'number' ? last(x, k) : 0)
+  return { up: n(1), down: n(2) }
+}
 
 /**
- * One block: `{kind: 'post', id, title, body, link, author, publishedUs, updatedUs}`,
- * `{kind: 'comment', id, post, parent, author, body, publishedUs, updatedUs}`,
- * `{kind: 'edit', target, timeUs, title?, body?, link?}`, `{kind: 'delete', target}`,
+ * Apply an edit to a decoded post or comment (`names`: the fields it may change there; a
+ * comment has only a body): true when its content changed, false when only its votes did.
+ */
+export function applyEdit (e, x, names = ['title', 'body', 'link']) {
+  let content = false
+  for (const f of names) {
+    if (x[f] !== undefined) {
+      e[f] = x[f]
+      content = true
+    }
+  }
+  if (x.votes) e.votes = x.votes
+  return content
+}
+
+/**
+ * One block: `{kind: 'post', id, title, body, link, author, publishedUs, updatedUs, votes?}`,
+ * `{kind: 'comment', id, post, parent, author, body, publishedUs, updatedUs, votes?}`,
+ * `{kind: 'edit', target, timeUs, title?, body?, link?, votes?}` (votes: `{up, down}`), `{kind: 'delete', target}`,
  * `{kind: 'descriptor', …}`, `{kind: 'other'}` (a kind this app does not show), or null
  * (malformed or an unknown version: skipped, as protocol/feeds.md says).
  */
@@ -55,7 +79,8 @@ export function decode (bytes) {
         link: text(last(p, 5)),
         author: a ? { name: text(last(a, 1)), displayName: text(last(a, 2)), url: text(last(a, 3)) } : null,
         publishedUs: last(p, 6) || 0,
-        updatedUs: last(p, 7) || 0
+        updatedUs: last(p, 7) || 0,
+        votes: votes(p, 10)
       }
     }
     if (e[4]) {
@@ -72,13 +97,14 @@ export function decode (bytes) {
         author: a ? { name: text(last(a, 1)), displayName: text(last(a, 2)), url: text(last(a, 3)) } : null,
         body: text(last(c, 5)),
         publishedUs: last(c, 6) || 0,
-        updatedUs: last(c, 7) || 0
+        updatedUs: last(c, 7) || 0,
+        votes: votes(c, 9)
       }
     }
     if (e[5]) {
       const x = fields(last(e, 5))
       const target = text(last(x, 1))
-      return target ? { kind: 'edit', target, timeUs: last(x, 2) || 0, title: opt(x, 3), body: opt(x, 4), link: opt(x, 5) } : null
+      return target ? { kind: 'edit', target, timeUs: last(x, 2) || 0, title: opt(x, 3), body: opt(x, 4), link: opt(x, 5), votes: votes(x, 6) } : null
     }
     if (e[6]) {
       const target = text(last(fields(last(e, 6)), 1))
@@ -109,8 +135,7 @@ export function fold (state, blocks, n) {
       state.done.add(e.id)
       let editedUs = 0
       for (const x of (state.edits.get(e.id) || []).reverse()) {
-        for (const f of ['title', 'body', 'link']) if (x[f] !== undefined) e[f] = x[f]
-        editedUs = x.timeUs
+        if (applyEdit(e, x)) editedUs = x.timeUs
       }
       state.edits.delete(e.id)
       state.out.push({ index, post: e, editedUs })

@@ -5,7 +5,7 @@
 // by the bootstrap) and checked to be what the key claims; anything else is `Disagree`, and
 // the app falls back to scanning the logs (scan* below).
 
-import { decode } from './feed.js'
+import { applyEdit, decode } from './feed.js'
 
 export class Disagree extends Error {
   constructor (what) {
@@ -100,10 +100,7 @@ function apply (st, blocks, kind, want, fields) {
       throw new Disagree(`block ${s} is not a change of ${e.id}`)
     }
     if (x.kind === 'delete') deleted = true
-    else if (!deleted) {
-      for (const f of fields) if (x[f] !== undefined) e[f] = x[f]
-      editedUs = x.timeUs || editedUs
-    }
+    else if (!deleted && applyEdit(e, x, fields)) editedUs = x.timeUs || editedUs
   }
   if (deleted !== st.deleted) throw new Disagree(`${e.id}: the deleted flag does not match its changes`)
   return { entry: e, editedUs, deleted }
@@ -153,8 +150,7 @@ async function postsTail (api, ix) {
     else if (e.kind === 'delete') ids.set(id, { ...t, deleted: true, post: null })
     else if (e.kind === 'edit' && !t.deleted) {
       t.edits.push(e)
-      if (t.post) for (const f of ['title', 'body', 'link']) if (e[f] !== undefined) t.post.post[f] = e[f]
-      if (t.post) t.post.editedUs = e.timeUs
+      if (t.post && applyEdit(t.post.post, e)) t.post.editedUs = e.timeUs
       ids.set(id, t)
     }
   })
@@ -191,10 +187,7 @@ export async function page (api, ix, n, per = 20) {
       const t = tail.ids.get(p.post.id)
       if (!t) return true
       if (t.deleted || t.post) return false
-      for (const x of t.edits) {
-        for (const f of ['title', 'body', 'link']) if (x[f] !== undefined) p.post[f] = x[f]
-        p.editedUs = x.timeUs
-      }
+      for (const x of t.edits) if (applyEdit(p.post, x)) p.editedUs = x.timeUs
       return true
     })
     list = [...list, ...fresh].sort((a, b) => b.post.publishedUs - a.post.publishedUs || b.index - a.index).slice((n - 1) * per)
@@ -329,7 +322,7 @@ export async function scanThread (api, c, id) {
     end = s
   }
   if (!post) return null
-  for (const x of edits) { for (const f of ['title', 'body', 'link']) if (x[f] !== undefined) post.post[f] = x[f]; post.editedUs = x.timeUs }
+  for (const x of edits) if (applyEdit(post.post, x)) post.editedUs = x.timeUs
   const top = []
   const byId = new Map()
   let count = 0
@@ -368,7 +361,11 @@ function addToThread (byId, top, id, e, index) {
   if ((e.kind === 'edit' || e.kind === 'delete') && byId.has(e.target)) {
     const node = byId.get(e.target)
     if (e.kind === 'delete') node.deleted = true
-    else if (!node.deleted && e.body !== undefined) Object.assign(node, { editedUs: e.timeUs, comment: { ...node.comment, body: e.body } })
+    else if (!node.deleted) {
+      const comment = { ...node.comment }
+      if (applyEdit(comment, e, ['body'])) node.editedUs = e.timeUs
+      node.comment = comment
+    }
   }
   return 0
 }

@@ -38,6 +38,13 @@ export function ago (us, now = Date.now()) {
 }
 const time = (us) => el('time', { text: ago(us), title: iso(us), datetime: us ? new Date(us / 1000).toISOString() : '' })
 const who = (a) => el('span', { class: 'author', text: a ? a.displayName || a.name : 'the community', title: a ? a.name : '' })
+// "42 points" (up − down, as Lemmy shows it), with the counts as its title; null when not counted.
+const score = (v) => {
+  if (!v) return null
+  const n = v.up - v.down
+  return el('span', { class: 'score', text: `${n} point${n === 1 || n === -1 ? '' : 's'}`, title: `+${v.up} / −${v.down}` })
+}
+const dot = (x) => (x ? [' · ', x] : [])
 const md = (text, cls) => toDom(parse(text), el('div', { class: cls || 'md' }))
 const postHref = (id) => '#/post/' + encodeURIComponent(id)
 
@@ -48,7 +55,7 @@ let why = '' // why the index is not used
 // --- the community page ---
 
 function postItem ({ index, post, editedUs }) {
-  const meta = el('p', { class: 'meta' }, 'by ', who(post.author), ' · ', time(post.publishedUs), editedUs || post.updatedUs ? ' · edited' : '')
+  const meta = el('p', { class: 'meta' }, ...(post.votes ? [score(post.votes), ' · '] : []), 'by ', who(post.author), ' · ', time(post.publishedUs), editedUs || post.updatedUs ? ' · edited' : '')
   const a = el('article', { class: 'post', data: { index, id: post.id } },
     el('h2', {}, el('a', { href: postHref(post.id), text: post.title || '(untitled)' })),
     meta,
@@ -114,7 +121,7 @@ function commentNode (n) {
   const c = n.comment
   const body = n.deleted ? el('p', { class: 'deleted', text: '[deleted]' }) : md(c.body)
   const summary = el('summary', {},
-    n.deleted ? el('span', { class: 'author', text: '[deleted]' }) : who(c.author), ' · ', time(c.publishedUs),
+    n.deleted ? el('span', { class: 'author', text: '[deleted]' }) : who(c.author), ...dot(n.deleted ? null : score(c.votes)), ' · ', time(c.publishedUs),
     n.editedUs || c.updatedUs ? ' · edited' : '',
     n.replies.length ? el('span', { class: 'count', text: ` · ${n.replies.length} repl${n.replies.length === 1 ? 'y' : 'ies'}` }) : null)
   const d = el('details', { open: '', class: 'comment', data: { id: c.id, depth: n.depth, parent: c.parent || '', index: n.index } }, summary, body)
@@ -153,7 +160,7 @@ async function showPost (id) {
     el('p', {}, el('a', { href: '#/', class: 'back', text: '← ' + (community.title || community.name) })),
     el('article', { class: 'post full', data: { index: post.index, id: p.id } },
       el('h2', { text: post.deleted ? '[deleted]' : p.title || '(untitled)' }),
-      el('p', { class: 'meta' }, 'by ', who(p.author), ' · ', time(p.publishedUs), post.editedUs || p.updatedUs ? ' · edited' : ''),
+      el('p', { class: 'meta' }, ...(post.deleted || !p.votes ? [] : [score(p.votes), ' · ']), 'by ', who(p.author), ' · ', time(p.publishedUs), post.editedUs || p.updatedUs ? ' · edited' : ''),
       p.link && !post.deleted ? el('p', { class: 'link' }, el('a', { href: /^https?:\/\//i.test(p.link) ? p.link : '#', rel: 'noopener noreferrer nofollow ugc', target: '_blank', text: p.link })) : null,
       post.deleted ? null : md(p.body)),
     el('h3', { class: 'comments-title', text: `${t.count} comment${t.count === 1 ? '' : 's'}` }),

@@ -13,6 +13,7 @@ const msg = (f, body) => [...varint(f * 8 + 2), ...varint(body.length), ...body]
 const entry = (kind, body) => Uint8Array.from([...num(1, 1), ...msg(kind, body)])
 const post = (id, title, body = '') => entry(3, [...str(1, id), ...str(3, title), ...str(4, body), ...num(6, 1_700_000_000_000_000)])
 const edit = (target, fields) => entry(5, [...str(1, target), ...num(2, 5), ...Object.entries(fields).flatMap(([k, v]) => str({ title: 3, body: 4, link: 5 }[k], v))])
+const votes = (f, up, down) => msg(f, [...num(1, up), ...num(2, down)])
 const del = (target) => entry(6, [...str(1, target), ...num(3, 2)])
 
 // An in-memory data API over one log, as the bootstrap answers it.
@@ -25,7 +26,7 @@ function api (blocks) {
 }
 
 test('edits apply in order, an edit without a field keeps it, an empty title is a value', () => {
-  assert.deepEqual(decode(edit('a', { title: '' })), { kind: 'edit', target: 'a', timeUs: 5, title: '', body: undefined, link: undefined })
+  assert.deepEqual(decode(edit('a', { title: '' })), { kind: 'edit', target: 'a', timeUs: 5, title: '', body: undefined, link: undefined, votes: undefined })
   assert.equal(decode(Uint8Array.of(0xff)), null)
   assert.equal(decode(Uint8Array.from([...num(1, 2), ...msg(3, str(1, 'x'))])), null) // another version
 })
@@ -44,4 +45,21 @@ test('latest posts as they stand: edited titles, deleted posts gone, re-posted i
   ])
   const two = await latestPosts(api(padded), 'k', 2)
   assert.deepEqual(two.posts.map((p) => p.post.id), ['d', 'e'])
+})
+
+test('votes: decoded from posts, comments and edits; an edit of only votes sets them and is not an edit of the content', async () => {
+  const voted = entry(3, [...str(1, 'v'), ...str(3, 'V'), ...num(6, 7), ...votes(10, 54, 8)])
+  assert.deepEqual(decode(voted).votes, { up: 54, down: 8 })
+  assert.equal(decode(post('n', 'N')).votes, undefined, 'absent: not counted, not zero')
+  const comment = entry(4, [...str(1, 'c1'), ...str(2, 'v'), ...str(5, 'hi'), ...votes(9, 3, 0)])
+  assert.deepEqual(decode(comment).votes, { up: 3, down: 0 })
+  // A Votes message with a zero count leaves the field out (proto3): it is 0.
+  assert.deepEqual(decode(entry(5, [...str(1, 'v'), ...num(2, 9), ...msg(6, num(1, 2))])).votes, { up: 2, down: 0 })
+  const onlyVotes = entry(5, [...str(1, 'v'), ...num(2, 9), ...votes(6, 60, 9)])
+  const log = [voted, onlyVotes]
+  const { posts } = await latestPosts(api(log), 'k', 5)
+  assert.deepEqual(posts.map((p) => [p.post.id, p.post.votes, p.editedUs]), [['v', { up: 60, down: 9 }, 0]])
+  const both = [voted, edit('v', { title: 'V2' }), onlyVotes]
+  const after = await latestPosts(api(both), 'k', 5)
+  assert.deepEqual(after.posts.map((p) => [p.post.title, p.post.votes, p.editedUs]), [['V2', { up: 60, down: 9 }, 5]])
 })

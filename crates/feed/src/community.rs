@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::read::{CommentView, PostView};
 use crate::time::format_rfc3339;
-use crate::{Author, Descriptor, Entry, Kind};
+use crate::{Author, Descriptor, Entry, Kind, Votes};
 
 /// The longest community name: its logs are `NAME`, `NAME.posts`, `NAME.comments` and
 /// `NAME.assets`, and a log name has at most 64 bytes.
@@ -258,6 +258,29 @@ impl AuthorJson {
     }
 }
 
+/// Votes as commands print them: up, down and the score (`up - down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct VotesJson {
+    /// Upvotes.
+    pub up: u64,
+    /// Downvotes.
+    pub down: u64,
+    /// `up - down`.
+    pub score: i128,
+}
+
+impl VotesJson {
+    /// The view of `v`.
+    pub fn of(v: &Votes) -> Self {
+        Self {
+            up: v.up,
+            down: v.down,
+            score: i128::from(v.up) - i128::from(v.down),
+        }
+    }
+}
+
 /// RFC 3339, or nothing for 0 (unknown).
 fn time(us: u64) -> Option<String> {
     (us > 0).then(|| format_rfc3339(us))
@@ -288,6 +311,9 @@ pub struct PostJson {
     pub origin: String,
     /// Not safe for work.
     pub nsfw: bool,
+    /// Votes, where they were counted (imported posts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub votes: Option<VotesJson>,
     /// Its comments, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comments: Option<Vec<CommentJson>>,
@@ -308,6 +334,7 @@ impl PostJson {
             updated: time(p.updated_us.max(v.edited_us)),
             origin: p.origin.clone(),
             nsfw: p.nsfw,
+            votes: p.votes.as_ref().map(VotesJson::of),
             comments: None,
         }
     }
@@ -340,6 +367,9 @@ pub struct CommentJson {
     pub updated: Option<String>,
     /// Whether it was deleted.
     pub deleted: bool,
+    /// Votes, where they were counted (imported comments).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub votes: Option<VotesJson>,
 }
 
 impl CommentJson {
@@ -354,6 +384,7 @@ impl CommentJson {
             published: time(c.comment.published_us),
             updated: time(c.comment.updated_us.max(c.edited_us)),
             deleted: c.deleted.is_some(),
+            votes: c.comment.votes.as_ref().map(VotesJson::of),
         }
     }
 }

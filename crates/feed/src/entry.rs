@@ -7,7 +7,7 @@ use crate::unknown::{self, Unknown, WireError};
 
 pub use pb::delete::Reason;
 pub use pb::entry::Kind;
-pub use pb::{Asset, AssetIndex, Author, Chunk, Comment, Delete, Descriptor, Edit, Post};
+pub use pb::{Asset, AssetIndex, Author, Chunk, Comment, Delete, Descriptor, Edit, Post, Votes};
 
 /// The entry format version this crate writes and reads (`Entry.version`).
 pub const VERSION: u32 = 1;

@@ -4,14 +4,14 @@
 //!
 //! What the log already holds is learned by reading it ([`Seen::scan`]): the log is the only
 //! record, so an import that stopped half-way (or a log copied to another machine) needs no
-//! side file to be repaired. Memory is about 60 bytes per id (a 16-byte hash of the id and
-//! 8-byte digests of its fields), not the content.
+//! side file to be repaired. Memory is about 70 bytes per id (a 16-byte hash of the id and
+//! 8-byte digests of its fields and votes), not the content.
 
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::entry::{Comment, Delete, Edit, Entry, Kind, Post, Reason};
+use crate::entry::{Comment, Delete, Edit, Entry, Kind, Post, Reason, Votes};
 use crate::read::{Blocks, Notes, ReadError, entry_at};
 
 type IdHash = [u8; 16];
@@ -31,24 +31,40 @@ fn digest(s: &str) -> FieldDigest {
     out
 }
 
-/// What the log says about one id: its fields' digests (title, body, link) and whether it is
-/// deleted.
+/// What the log says about one id: its fields' digests (title, body, link, votes) and whether
+/// it is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct State {
-    fields: [FieldDigest; 3],
+    fields: [FieldDigest; 4],
     deleted: bool,
 }
 
 const TITLE: usize = 0;
 const BODY: usize = 1;
 const LINK: usize = 2;
+const VOTES: usize = 3;
 
-fn post_fields(p: &Post) -> [FieldDigest; 3] {
-    [digest(&p.title), digest(&p.body), digest(&p.link)]
+/// Votes as a digestible string ("" when absent: the source did not count them).
+fn votes_text(v: Option<&Votes>) -> String {
+    v.map_or_else(String::new, |v| format!("{} {}", v.up, v.down))
 }
 
-fn comment_fields(c: &Comment) -> [FieldDigest; 3] {
-    [digest(""), digest(&c.body), digest("")]
+fn post_fields(p: &Post) -> [FieldDigest; 4] {
+    [
+        digest(&p.title),
+        digest(&p.body),
+        digest(&p.link),
+        digest(&votes_text(p.votes.as_ref())),
+    ]
+}
+
+fn comment_fields(c: &Comment) -> [FieldDigest; 4] {
+    [
+        digest(""),
+        digest(&c.body),
+        digest(""),
+        digest(&votes_text(c.votes.as_ref())),
+    ]
 }
 
 /// The ids a posts or comments log holds, and the state of each.
@@ -115,6 +131,9 @@ impl Seen {
                                 s.fields[i] = digest(v);
                             }
                         }
+                        if e.votes.is_some() {
+                            s.fields[VOTES] = digest(&votes_text(e.votes.as_ref()));
+                        }
                     }
                 }
             }
@@ -123,7 +142,7 @@ impl Seen {
                     .entry(id_hash(&d.target))
                     .and_modify(|s| s.deleted = true)
                     .or_insert(State {
-                        fields: [digest(""); 3],
+                        fields: [digest(""); 4],
                         deleted: true,
                     });
             }
@@ -247,20 +266,34 @@ pub fn plan(seen: &mut Seen, items: Vec<Item>, now_us: u64) -> (Vec<Entry>, Stat
             }
             (Some(_), Some(_)) => stats.unchanged += 1,
             (Some(s), None) => {
-                let (now, values): ([FieldDigest; 3], [&str; 3]) = match &item.kind {
-                    Kind::Post(p) => (post_fields(p), [&p.title, &p.body, &p.link]),
-                    Kind::Comment(c) => (comment_fields(c), ["", &c.body, ""]),
+                let (now, values, votes) = match &item.kind {
+                    Kind::Post(p) => (post_fields(p), [&*p.title, &p.body, &p.link], p.votes),
+                    Kind::Comment(c) => (comment_fields(c), ["", &c.body, ""], c.votes),
                     _ => continue,
                 };
                 let pick = |i: usize| (now[i] != s.fields[i]).then(|| values[i].to_owned());
+                // Votes the source no longer counts keep the last count: an edit cannot
+                // remove them.
+                let votes = votes.filter(|_| now[VOTES] != s.fields[VOTES]);
+                let content = [pick(TITLE), pick(BODY), pick(LINK)];
                 let edit = Edit {
                     target: id.clone(),
-                    time_us: when(&item),
-                    title: pick(TITLE),
-                    body: pick(BODY),
-                    link: pick(LINK),
+                    // Only votes changed: the source does not date that; now.
+                    time_us: if content.iter().all(Option::is_none) {
+                        now_us
+                    } else {
+                        when(&item)
+                    },
+                    title: content[0].clone(),
+                    body: content[1].clone(),
+                    link: content[2].clone(),
+                    votes,
                 };
-                if edit.title.is_none() && edit.body.is_none() && edit.link.is_none() {
+                if edit.title.is_none()
+                    && edit.body.is_none()
+                    && edit.link.is_none()
+                    && edit.votes.is_none()
+                {
                     stats.unchanged += 1;
                 } else {
                     stats.edited += 1;
@@ -396,5 +429,87 @@ mod tests {
         let (views, _) = comments(&mut log).unwrap();
         assert_eq!(views[0].deleted, Some(Reason::Author));
         assert_eq!(views[1].comment.parent, "1");
+    }
+
+    #[test]
+    fn votes_come_with_the_item_and_change_by_an_edit_of_only_votes() {
+        let mut log = Vec::new();
+        let voted = |title: &str, up, down| Post {
+            votes: Some(Votes { up, down }),
+            ..post("v", title, 1)
+        };
+        let (mut seen, _) = Seen::scan(&mut log).unwrap();
+        let (entries, _) = plan(&mut seen, vec![Item::post(voted("V", 54, 8), None)], 10);
+        append(&mut log, &entries);
+        let (posts, _) = latest_posts(&mut log, 10).unwrap();
+        assert_eq!(posts[0].post.votes, Some(Votes { up: 54, down: 8 }));
+
+        // The same counts: nothing; new counts: an Edit with only them, dated now, which is
+        // not an edit of the content.
+        let (mut seen, _) = Seen::scan(&mut log).unwrap();
+        assert!(
+            plan(&mut seen, vec![Item::post(voted("V", 54, 8), None)], 20)
+                .0
+                .is_empty()
+        );
+        let (entries, stats) = plan(&mut seen, vec![Item::post(voted("V", 60, 9), None)], 30);
+        assert_eq!(stats.edited, 1);
+        match entries[0].kind() {
+            Some(Kind::Edit(e)) => {
+                assert_eq!(e.votes, Some(Votes { up: 60, down: 9 }));
+                assert_eq!(
+                    (e.title.as_ref(), e.body.as_ref(), e.link.as_ref()),
+                    (None, None, None)
+                );
+                assert_eq!(e.time_us, 30);
+            }
+            other => panic!("{other:?}"),
+        }
+        append(&mut log, &entries);
+        let (posts, _) = latest_posts(&mut log, 10).unwrap();
+        assert_eq!(posts[0].post.votes, Some(Votes { up: 60, down: 9 }));
+        assert_eq!(
+            posts[0].edited_us, 0,
+            "new counts are not an edit of the content"
+        );
+
+        // Read again from the log, the counts are known: nothing to do. A source that stops
+        // counting keeps the last counts (an edit cannot remove them).
+        let (mut seen, _) = Seen::scan(&mut log).unwrap();
+        assert!(
+            plan(&mut seen, vec![Item::post(voted("V", 60, 9), None)], 40)
+                .0
+                .is_empty()
+        );
+        assert!(
+            plan(&mut seen, vec![Item::post(post("v", "V", 1), None)], 40)
+                .0
+                .is_empty()
+        );
+
+        // A comment's counts, through the comments reader.
+        let mut clog = Vec::new();
+        let c = Comment {
+            id: "c".into(),
+            post: "v".into(),
+            body: "hi".into(),
+            votes: Some(Votes { up: 3, down: 1 }),
+            ..Default::default()
+        };
+        let (mut seen, _) = Seen::scan(&mut clog).unwrap();
+        let (entries, _) = plan(&mut seen, vec![Item::comment(c.clone(), None)], 5);
+        append(&mut clog, &entries);
+        let c2 = Comment {
+            votes: Some(Votes { up: 4, down: 1 }),
+            ..c
+        };
+        let (entries, _) = plan(&mut seen, vec![Item::comment(c2, None)], 6);
+        append(&mut clog, &entries);
+        let (views, _) = comments(&mut clog).unwrap();
+        assert_eq!(views[0].comment.votes, Some(Votes { up: 4, down: 1 }));
+        assert_eq!(
+            (views[0].comment.body.as_str(), views[0].edited_us),
+            ("hi", 0)
+        );
     }
 }

@@ -683,8 +683,9 @@ fn resolve_post<P: Blocks>(
     for (i, kind) in changes(posts, Which::Posts, state, &post.id)? {
         match kind {
             Kind::Edit(e) if !deleted => {
-                read::edit_post(&mut post, &e);
-                edited_us = e.time_us;
+                if read::edit_post(&mut post, &e) {
+                    edited_us = e.time_us;
+                }
             }
             Kind::Delete(_) => deleted = true,
             Kind::Edit(_) => {}
@@ -769,10 +770,9 @@ fn resolve_comment<C: Blocks>(
     for (i, kind) in changes(comments, Which::Comments, state, &id)? {
         match kind {
             Kind::Edit(e) if view.deleted.is_none() => {
-                if let Some(b) = e.body {
-                    view.comment.body = b;
+                if read::edit_comment(&mut view.comment, &e) {
+                    view.edited_us = e.time_us;
                 }
-                view.edited_us = e.time_us;
             }
             Kind::Edit(_) => {}
             Kind::Delete(d) => {

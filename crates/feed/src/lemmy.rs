@@ -28,7 +28,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::entry::{Author, Comment, Descriptor, Post, Reason};
+use crate::entry::{Author, Comment, Descriptor, Post, Reason, Votes};
 use crate::import::Item;
 use crate::time::parse_rfc3339;
 
@@ -51,6 +51,27 @@ pub enum LemmyError {
 struct LPostView {
     post: LPost,
     creator: LPerson,
+    #[serde(default)]
+    counts: Option<LCounts>,
+}
+
+/// The vote part of Lemmy's `PostAggregates` / `CommentAggregates` (`score` is
+/// `upvotes - downvotes` there, so it is not kept).
+#[derive(Debug, Deserialize)]
+struct LCounts {
+    upvotes: i64,
+    downvotes: i64,
+}
+
+impl LCounts {
+    fn votes(&self) -> Votes {
+        // Lemmy's counts are i64 and never negative; a negative one is read as 0.
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Votes {
+            up: count(self.upvotes),
+            down: count(self.downvotes),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +108,8 @@ struct LPerson {
 struct LCommentView {
     comment: LComment,
     creator: LPerson,
+    #[serde(default)]
+    counts: Option<LCounts>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +370,7 @@ fn map_post(v: &LPostView, instance: &str) -> Result<Item, String> {
         updated_us: p.updated.as_deref().map_or(Ok(0), |u| time("updated", u))?,
         origin: p.ap_id.clone(),
         nsfw: p.nsfw,
+        votes: v.counts.as_ref().map(LCounts::votes),
     };
     Ok(Item::post(post, gone(p.removed, p.deleted)))
 }
@@ -379,6 +403,7 @@ fn map_comment(v: &LCommentView, instance: &str) -> Result<Item, String> {
         published_us: time("published", &c.published)?,
         updated_us: c.updated.as_deref().map_or(Ok(0), |u| time("updated", u))?,
         origin: c.ap_id.clone(),
+        votes: v.counts.as_ref().map(LCounts::votes),
     };
     Ok(Item::comment(comment, gone(c.removed, c.deleted)))
 }

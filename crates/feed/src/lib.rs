@@ -43,7 +43,8 @@ mod pb {
 
 pub use entry::{
     Asset, AssetIndex, Author, CHUNK_SIZE, Chunk, Comment, Delete, Descriptor, Edit, Entry,
-    EntryError, Kind, MAX_ENTRY, MAX_ID, MAX_PATH, Post, Reason, VERSION, check_path, kind_name,
+    EntryError, Kind, MAX_ENTRY, MAX_ID, MAX_PATH, Post, Reason, VERSION, Votes, check_path,
+    kind_name,
 };
 pub use read::{AppendBlocks, Blocks, Notes, ReadError};
 pub use unknown::{Unknown, WireError};

@@ -247,8 +247,9 @@ pub struct CommentView {
     pub deleted: Option<Reason>,
 }
 
-/// Apply an edit to a post's fields.
-pub(crate) fn edit_post(post: &mut Post, edit: &Edit) {
+/// Apply an edit to a post's fields; whether it changed the content (title, body or link), as
+/// opposed to only its votes.
+pub(crate) fn edit_post(post: &mut Post, edit: &Edit) -> bool {
     if let Some(t) = &edit.title {
         post.title.clone_from(t);
     }
@@ -258,6 +259,22 @@ pub(crate) fn edit_post(post: &mut Post, edit: &Edit) {
     if let Some(l) = &edit.link {
         post.link.clone_from(l);
     }
+    if edit.votes.is_some() {
+        post.votes.clone_from(&edit.votes);
+    }
+    edit.title.is_some() || edit.body.is_some() || edit.link.is_some()
+}
+
+/// Apply an edit to a comment (its body and votes; title and link do not apply); whether it
+/// changed the body.
+pub(crate) fn edit_comment(comment: &mut Comment, edit: &Edit) -> bool {
+    if let Some(b) = &edit.body {
+        comment.body.clone_from(b);
+    }
+    if edit.votes.is_some() {
+        comment.votes.clone_from(&edit.votes);
+    }
+    edit.body.is_some()
 }
 
 /// The latest `n` posts of a posts log, newest (highest index) first, edits applied, deleted
@@ -287,8 +304,9 @@ pub fn latest_posts<B: Blocks>(log: &mut B, n: usize) -> Result<(Vec<PostView>, 
                 }
                 let mut edited_us = 0;
                 for e in edits.remove(&post.id).unwrap_or_default().iter().rev() {
-                    edit_post(&mut post, e);
-                    edited_us = e.time_us;
+                    if edit_post(&mut post, e) {
+                        edited_us = e.time_us;
+                    }
                 }
                 out.push(PostView {
                     index,
@@ -342,10 +360,7 @@ pub fn comments<B: Blocks>(log: &mut B) -> Result<(Vec<CommentView>, Notes), Rea
             }
             Kind::Edit(e) => {
                 if let Some(v) = by_id.get(&e.target).map(|&i| &mut views[i]) {
-                    if v.deleted.is_none() {
-                        if let Some(b) = e.body {
-                            v.comment.body = b;
-                        }
+                    if v.deleted.is_none() && edit_comment(&mut v.comment, &e) {
                         v.edited_us = e.time_us;
                     }
                 }

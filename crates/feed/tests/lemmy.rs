@@ -5,7 +5,7 @@ use peerhost_feed::import::{Item, Seen, plan};
 use peerhost_feed::lemmy::Document;
 use peerhost_feed::read::{comments, latest_posts};
 use peerhost_feed::time::parse_rfc3339;
-use peerhost_feed::{Author, Descriptor, Entry, Kind, Reason};
+use peerhost_feed::{Author, Descriptor, Entry, Kind, Reason, Votes};
 use serde_json::Value;
 
 const POSTS: &[u8] = include_bytes!("data/posts.json");
@@ -69,6 +69,14 @@ fn posts_field_by_field() {
     assert_eq!(p.updated_us, 0);
     assert_eq!(p.origin, "https://example-lemmy.test/post/48840");
     assert!(!p.nsfw);
+    // counts: score 161 = 167 up − 6 down.
+    assert_eq!(p.votes, Some(Votes { up: 167, down: 6 }));
+    assert!(
+        batch
+            .posts
+            .iter()
+            .all(|i| matches!(&i.kind, Kind::Post(p) if p.votes.is_some()))
+    );
 
     // An edited post: `updated` is kept.
     let Kind::Post(p) = &find(&batch.posts, "lemmy:example-lemmy.test/post/48736").kind else {
@@ -127,6 +135,7 @@ fn comments_field_by_field() {
     assert_eq!(c.author.as_ref().unwrap().name, "relay_rafa");
     assert_eq!(c.published_us, us("2026-09-21T22:12:25.121832Z"));
     assert_eq!(c.origin, "https://example-lemmy.test/comment/187300");
+    assert_eq!(c.votes, Some(Votes { up: 33, down: 8 }));
     assert!(item.gone.is_none());
 
     // Third level, edited, display name in Japanese.

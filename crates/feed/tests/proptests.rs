@@ -3,7 +3,7 @@
 
 use peerhost_feed::read::{asset_index, comments, descriptor, latest_posts};
 use peerhost_feed::{
-    Asset, AssetIndex, Author, Chunk, Comment, Delete, Descriptor, Edit, Entry, Kind, Post,
+    Asset, AssetIndex, Author, Chunk, Comment, Delete, Descriptor, Edit, Entry, Kind, Post, Votes,
 };
 use proptest::prelude::*;
 
@@ -27,6 +27,10 @@ fn author() -> impl Strategy<Value = Option<Author>> {
             url,
         }),
     )
+}
+
+fn votes() -> impl Strategy<Value = Option<Votes>> {
+    proptest::option::of(any::<(u64, u64)>().prop_map(|(up, down)| Votes { up, down }))
 }
 
 fn asset() -> impl Strategy<Value = Asset> {
@@ -84,21 +88,25 @@ fn kind() -> impl Strategy<Value = Kind> {
             text(),
             any::<(u64, u64)>(),
             text(),
-            any::<bool>()
+            any::<bool>(),
+            votes()
         )
-            .prop_map(|(id, author, title, body, link, (p, u), origin, nsfw)| {
-                Kind::Post(Post {
-                    id,
-                    author,
-                    title,
-                    body,
-                    link,
-                    published_us: p,
-                    updated_us: u,
-                    origin,
-                    nsfw,
-                })
-            }),
+            .prop_map(
+                |(id, author, title, body, link, (p, u), origin, nsfw, votes)| {
+                    Kind::Post(Post {
+                        id,
+                        author,
+                        title,
+                        body,
+                        link,
+                        published_us: p,
+                        updated_us: u,
+                        origin,
+                        nsfw,
+                        votes,
+                    })
+                }
+            ),
         (
             id(),
             id(),
@@ -123,15 +131,19 @@ fn kind() -> impl Strategy<Value = Kind> {
             any::<u64>(),
             proptest::option::of(text()),
             proptest::option::of(text()),
-            proptest::option::of(text())
+            proptest::option::of(text()),
+            votes()
         )
-            .prop_map(|(target, time_us, title, body, link)| Kind::Edit(Edit {
-                target,
-                time_us,
-                title,
-                body,
-                link,
-            })),
+            .prop_map(|(target, time_us, title, body, link, votes)| {
+                Kind::Edit(Edit {
+                    target,
+                    time_us,
+                    title,
+                    body,
+                    link,
+                    votes,
+                })
+            }),
         (id(), any::<u64>(), 0i32..5).prop_map(|(target, time_us, reason)| {
             Kind::Delete(Delete {
                 target,

@@ -168,6 +168,7 @@ fn post(rng: &mut Rng, words: &[String], i: u64, size: usize) -> Result<Vec<u8>,
         updated_us: 0,
         origin: format!("https://example-lemmy.test/post/{id}"),
         nsfw: false,
+        votes: None,
     };
     Ok(Entry::new(Kind::Post(post)).encode()?)
 }

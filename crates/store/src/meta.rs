@@ -41,6 +41,11 @@ impl LogFiles {
         &self.shared
     }
 
+    /// The log's discovery key (computed once, when the log was opened).
+    pub(crate) fn dkey(&self) -> [u8; 32] {
+        self.dkey
+    }
+
     /// The metadata file, open.
     pub(crate) fn meta(&self) -> Result<Arc<File>, Error> {
         self.shared.file(self.pool_id, &self.dkey, Kind::Meta)

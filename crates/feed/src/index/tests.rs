@@ -44,6 +44,7 @@ fn edit(target: &str, us: u64) -> Vec<u8> {
         title: Some(format!("edited {us}")),
         body: Some(format!("edited body {us}")),
         link: None,
+        votes: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! [`LogStore`] for the disk store's [`Core`]: every call maps onto the `Core` method of the
 //! same meaning; commits use its two-step commit (`protocol/store.md`, "Commits in two steps").
 
-use peerhost_ids::Key;
+use peerhost_ids::{DiscoveryKey, Key};
 use peerhost_log::{Data, Node, Reorg, Request, Tree, Verifier};
 use peerhost_store::{Changes, Commit, Core, CoreError, LogLabel, NodeSource};
 
@@ -18,6 +18,10 @@ impl LogStore for Core {
 
     fn key(&self) -> Key {
         Self::key(self)
+    }
+
+    fn discovery_key(&self) -> DiscoveryKey {
+        Self::discovery_key(self)
     }
 
     fn label(&self) -> LogLabel {
