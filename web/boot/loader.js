@@ -376,10 +376,13 @@ export class Loader {
       const asked = rest
       let got
       try {
+        if (this.noSets) fail('UNAVAILABLE', 'no peer serves sets')
         got = await this._race(`/v1/logs/${head.key}/set?runs=${runsQuery(asked)}&length=${head.length}&fork=${head.fork}`,
           'bytes', (body) => verifySet(body, head, asked))
-      } catch {
-        // A gateway without the route answers 404 (so do sparse ones): ask in ranges.
+      } catch (e) {
+        // A gateway without the route answers 404 (so do sparse ones): ask in ranges, and
+        // when every peer asked said 404, in ranges from now on.
+        if (e.errors && e.errors.length && e.errors.every((x) => / 404 /.test(x.message))) this.noSets = true
         for (const [s, e] of asked) (await this.range(head, s, e)).forEach((b, k) => out.set(s + k, b))
         return out
       }

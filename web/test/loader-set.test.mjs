@@ -127,6 +127,10 @@ test('blocks(): a served prefix is continued; a tampering peer is banned; no set
   const got3 = await l3.blocks(h3, want)
   for (const i of want) assert.deepEqual(got3.get(i), blocks[i])
   assert.ok(old.ranges.ranges >= 1)
+  // Every peer said 404: later sets go straight to ranges.
+  const asked = old.sets
+  await l3.blocks(h3, [3, 7])
+  assert.equal(old.sets, asked)
 })
 
 test('hedging runs from the send: requests queued for a busy peer are not hedged', async () => {
