@@ -158,7 +158,8 @@ test('a deep link #/post/ID on a fresh page renders the thread, fetching a small
   const logKey = info.comments.keyHex
   const idx = JSON.parse(lib.run(storage, ['log', 'info', 'rust_p2p.index', '--json']))
   // Bytes of the comments and index logs that came over the network (Chromium's count, all peers).
-  const of = (k) => sizes.filter(([u]) => u.includes(`/v1/logs/${k}/blocks`)).reduce((n, [, b]) => n + b, 0)
+  // (Ranges and sets of blocks: `/blocks` and `/set`.)
+  const of = (k) => sizes.filter(([u]) => u.includes(`/v1/logs/${k}/blocks`) || u.includes(`/v1/logs/${k}/set`)).reduce((n, [, b]) => n + b, 0)
   const comments = of(logKey)
   const index = of(idx.keyHex)
   console.log(`# deep link: ${ms} ms; comments log ${comments} B of ${info.comments.byteLength} B; index log ${index} B of ${idx.byteLength} B`)

@@ -51,10 +51,25 @@ export function parseState (v) {
   return { deleted: !!(v[0] & 1), truncated: !!(v[0] & 2), block: seqs[0], changes: seqs.slice(1) }
 }
 
-// Blocks `seqs` of a log (at the head `head`), runs of neighbours in one call: Map seq → bytes.
+// Data APIs whose runtime has no `blocks` (the API is a Proxy: any name is a call).
+const noBlocks = new WeakSet()
+
+// Blocks `seqs` of a log (at the head `head`): Map seq → bytes. Through the data API's
+// `blocks` (scattered blocks in set requests, one proof for all: protocol/gateway.md §3.3);
+// with a runtime that has none, runs of neighbours in one range call each.
 export async function fetchBlocks (api, key, head, seqs) {
   const sorted = [...new Set(seqs)].sort((a, b) => a - b)
   for (const s of sorted) if (!(s >= 0 && s < head.length)) throw new Disagree(`block ${s} is past the log's ${head.length}`)
+  if (!sorted.length) return new Map()
+  if (typeof api.blocks === 'function' && !noBlocks.has(api)) {
+    try {
+      const got = await api.blocks(key, sorted, head.length)
+      if (got instanceof Map) return got
+    } catch (e) {
+      if (e.code !== 'NOT_SUPPORTED') throw e
+      noBlocks.add(api)
+    }
+  }
   const runs = []
   for (const s of sorted) {
     const r = runs[runs.length - 1]
@@ -275,11 +290,12 @@ export async function thread (api, ix, id) {
   return { post, comments: top, count, lag: Math.max(0, ix.posts.length - ix.P) + lag }
 }
 
-// Every entry under `prefix` (at most 100 000), handed to `onPage` a page at a time: 32, then
-// 64, 128… up to 1024 entries a walk.
+// Every entry under `prefix` (at most 100 000), handed to `onPage` a page at a time: 1024
+// entries a walk (a bulk walk: the bootstrap fetches the tree a level at a time, so a thread's
+// index costs round trips by depth, not by entries).
 async function rangeAll (api, ix, prefix, onPage) {
   let n = 0
-  let size = 32
+  let size = 1024
   let opts = { prefix, limit: size }
   for (;;) {
     const got = await range(api, ix, opts)

@@ -143,9 +143,9 @@ const bytes = (k, what) => {
  * share one across versions of the same fork).
  */
 export class Bee {
-  constructor (block, length, { cache = 8192, blocks = new Map(), range = null, gap = 4 } = {}) {
+  constructor (block, length, { cache = 8192, blocks = new Map(), range = null, set = null, gap = 4 } = {}) {
     if (!Number.isSafeInteger(length) || length < 0) throw new BeeError('BEE_ARGUMENT', 'a bad length')
-    Object.assign(this, { fetch: block, fetchRange: range, gap, length, cap: cache, blocks })
+    Object.assign(this, { fetch: block, fetchRange: range, fetchSet: set, gap, length, cap: cache, blocks })
     this.fetched = 0 // blocks fetched (not from the cache)
   }
 
@@ -167,12 +167,19 @@ export class Bee {
     return p
   }
 
-  // Fetch these blocks at once (errors show when they are used). With `range(start, end)`,
-  // blocks not held that lie close together (at most `gap` apart, 64 at most) come in one
-  // request: a thread's keys, put in one batch, are neighbours in the log, and one proof for
-  // a run costs far less than one per block.
+  // Fetch these blocks at once (errors show when they are used); resolves when they are in.
+  // With `set(seqs)` (a Map seq → bytes), all blocks not held come in one set request, one
+  // proof for all. Else with `range(start, end)`, blocks not held that lie close together (at
+  // most `gap` apart, 64 at most) come in one request: a thread's keys, put in one batch, are
+  // neighbours in the log, and one proof for a run costs far less than one per block.
   preload (seqs) {
     const want = [...new Set(seqs)].filter((s) => Number.isSafeInteger(s) && s >= 1 && s < this.length && !this.blocks.has(s)).sort((a, b) => a - b)
+    if (this.fetchSet && want.length > 1) {
+      const all = Promise.resolve().then(() => this.fetchSet(want))
+      all.catch(() => {})
+      const missing = (k) => new BeeError('BEE_CORRUPT', `block ${k} missing from a set answer`)
+      return Promise.allSettled(want.map((k) => this.node(k, all.then((m) => m.get(k) || Promise.reject(missing(k))))))
+    }
     if (!this.fetchRange || want.length < 2) {
       for (const s of want) this.node(s).catch(() => {})
       return
@@ -188,6 +195,37 @@ export class Bee {
       const all = Promise.resolve().then(() => this.fetchRange(s, e + 1))
       all.catch(() => {})
       for (let k = s; k <= e; k++) if (!this.blocks.has(k)) this.node(k, all.then((bs) => bs[k - s])).catch(() => {})
+    }
+  }
+
+  // Before a bulk walk (`limit` ≥ 128) over lo..hi: fetch the part of the tree it reads a level
+  // at a time, every level in two set requests (the keys of the level's nodes, then their
+  // children that overlap the bounds), so the walk then runs from the cache: round trips ≈
+  // twice the depth, not one or two per node. At most `limit` children in all, taken in the
+  // walk's order.
+  async prefetch (lo, hi, reverse, limit) {
+    if (!this.fetchSet || limit < 128) return
+    const root = await this.root()
+    let frontier = root ? [root] : []
+    let budget = Math.min(limit, 4096)
+    for (let d = 0; frontier.length && d < MAX_DEPTH && budget > 0; d++) {
+      await this.preload(frontier.flatMap((n) => n.keys))
+      const next = []
+      for (const n of reverse ? [...frontier].reverse() : frontier) {
+        if (!n.children.length) continue
+        const ks = await Promise.all(n.keys.map((k) => this.node(k).then((b) => b.key, () => null)))
+        const order = n.children.map((_, i) => i)
+        if (reverse) order.reverse()
+        for (const i of order) {
+          // Child i holds the keys between ks[i − 1] and ks[i].
+          if (lo && i < ks.length && ks[i] && compare(ks[i], lo) <= 0) continue
+          if (hi && i > 0 && ks[i - 1] && compare(ks[i - 1], hi) >= 0) continue
+          if (budget-- <= 0) break
+          next.push([n.children[i], n.seq])
+        }
+      }
+      await this.preload(next.map(([c]) => c[0]))
+      frontier = (await Promise.all(next.map(([[seq, off], from]) => this.tree(seq, off, from).catch(() => null)))).filter(Boolean)
     }
   }
 
@@ -265,6 +303,7 @@ export class Bee {
     const out = []
     if (limit === 0) return out
     const [start, sIncl, end, eIncl] = reverse ? [hi, hiIncl, lo, loIncl] : [lo, loIncl, hi, hiIncl]
+    await this.prefetch(lo, hi, reverse, limit)
     const stack = await this.open(start, sIncl, reverse)
     while (stack.length) {
       const top = stack[stack.length - 1]

@@ -10,16 +10,29 @@
 // - pick: weighted at random by 1 / (latency · (1 + 2·failures)²), skipping banned peers and
 //   stalled ones (a request outstanding longer than its hedge delay); with none left, the
 //   instance (`fallback`), which the page then says out loud;
-// - hedging: a request unanswered after min(1 s, max(60 ms, 4 × the peer's latency)) is also
-//   sent to another peer; the first verified answer wins;
+// - hedging: a request unanswered min(1 s, max(60 ms, 4 × the peer's latency)) after it was
+//   SENT is also sent to another peer; the first verified answer wins. A peer takes at most
+//   6 requests at once from this loader (the browser's own per-host limit over HTTP/1.1): the
+//   rest wait here, unsent and unhedged, so a queue in the browser never looks like a stall;
+// - sets of scattered blocks (blocks()): one request per up to 256 runs with one shared proof
+//   (PHS1, ./set.js), large sets split over several peers; peers that do not serve sets get
+//   ranges;
 // - a head is asked of 3 peers at once; after the first verified one, others have a short
 //   grace to offer a better one (higher fork, then longer);
 // - bad data (a head or proof that does not verify) bans the peer for 10 min, doubling, with
 //   a console.warn naming it; network errors and busy answers count as failures (5 → 30 s).
 
 import { fail, sameRoots, verifyHead, verifyRange } from './verify.js'
+import { encodeRuns, runsOf, runsQuery, verifySet } from './set.js'
 
 const TIMEOUT = 8000
+// Requests sent to one peer at once (Chromium opens 6 connections per host over HTTP/1.1).
+const PER_PEER = 6
+// A set request: at most this many runs and bytes of compact runs (a path under the WebRTC
+// channel's 1024 bytes, protocol/gateway.md §3.3), and blocks (the gateway's cap).
+const SET_RUNS = 256
+const SET_RUN_BYTES = 600
+const SET_BLOCKS = 1024
 
 /** An HTTP gateway peer (protocol/gateway.md). */
 export function httpPeer (url, kind = 'http', fetchFn = (...a) => fetch(...a)) {
@@ -59,7 +72,7 @@ export class Loader {
   /** Add a peer (at most 64); its stats start empty. */
   add (p) {
     if (this.peers.length < 64 && !this.peers.some((q) => q.url === p.url)) {
-      this.peers.push(Object.assign(p, { lat: 0, n: 0, fails: 0, bad: 0, ban: 0, busy: new Set(), bytes: 0 }))
+      this.peers.push(Object.assign(p, { lat: 0, n: 0, fails: 0, bad: 0, ban: 0, busy: new Set(), bytes: 0, queue: [] }))
     }
   }
 
@@ -98,10 +111,14 @@ export class Loader {
     return ok.find((p, i) => (r -= w[i]) <= 0) || ok[ok.length - 1]
   }
 
-  // One request to one peer, verified by `check`; records the outcome for the peer.
-  async _ask (p, path, as, check) {
-    const t0 = this.now()
+  // One request to one peer, verified by `check`; records the outcome for the peer. It waits
+  // for one of the peer's PER_PEER slots first; `sent()` is called when it is actually sent.
+  async _ask (p, path, as, check, sent = () => {}) {
+    if (p.busy.size >= (p.max || PER_PEER)) await new Promise((resolve) => p.queue.push(resolve))
+    let t0 = this.now()
+    while (p.busy.has(t0)) t0 += 1e-6 // one entry per request, even within one clock tick
     p.busy.add(t0)
+    sent()
     let res
     try {
       res = await p.get(path, as)
@@ -110,6 +127,8 @@ export class Loader {
       throw e
     } finally {
       p.busy.delete(t0)
+      const next = p.queue.shift()
+      if (next) next()
     }
     if (res.status !== 200) {
       // 404, 409, 416: not held here, another fork, behind: no fault of the peer.
@@ -177,8 +196,14 @@ export class Loader {
         tried.add(p)
         live++
         clearTimeout(hedge)
-        hedge = setTimeout(() => launch(true), this._hedge(p))
-        this._ask(p, path, as, check).then((v) => {
+        // The hedge delay runs from the moment the request is sent, not while it waits for
+        // one of the peer's slots.
+        const sent = () => {
+          if (over || wins.length) return
+          clearTimeout(hedge)
+          hedge = setTimeout(() => launch(true), this._hedge(p))
+        }
+        this._ask(p, path, as, check, sent).then((v) => {
           wins.push(v)
           if (fan < 2) end()
           else graceTimer ||= setTimeout(end, grace)
@@ -281,6 +306,91 @@ export class Loader {
         if (store) await c.put(head, s, blocks)
       }
     }))
+    return out
+  }
+
+  /**
+   * Verified blocks `indices` (any order, repeats fine) of the log of `head`: a Map from index
+   * to Uint8Array. Scattered blocks come in set requests (PHS1: one proof for all the blocks
+   * of a request), at most SET_RUNS runs each, several at once on different peers; blocks
+   * verified earlier at this very head come from the cache. Peers that do not serve sets, or
+   * a set no peer serves, get ranges instead.
+   */
+  async blocks (head, indices) {
+    const want = runsOf(indices)
+    if (want.length && want[want.length - 1][1] > head.length) {
+      throw new RangeError(`a block past the head's ${head.length} blocks`)
+    }
+    const out = new Map()
+    const c = this.cache && await this.cache.open(head)
+    // Cached blocks only of this very head (or an empty cache, which this head then starts).
+    const same = c && c.length === head.length && c.tree === head.treeHash.join()
+    const store = c && (same || !c.length)
+    if (same) {
+      await Promise.all(want.map(async ([s, e]) => {
+        (await c.get(s, e)).forEach((b, k) => { if (b) out.set(s + k, b) })
+      }))
+    }
+    const missing = runsOf(want.flatMap(([s, e]) => Array.from({ length: e - s }, (_, k) => s + k)).filter((i) => !out.has(i)))
+    // Requests: consecutive runs up to the caps; a large set in several parts at once.
+    const parts = []
+    let cur = []
+    let blocks = 0
+    for (const r of missing) {
+      if (cur.length && (cur.length >= SET_RUNS || blocks + r[1] - r[0] > SET_BLOCKS || encodeRuns([...cur, r]).length > SET_RUN_BYTES)) {
+        parts.push(cur)
+        cur = []
+        blocks = 0
+      }
+      cur.push(r)
+      blocks += r[1] - r[0]
+    }
+    if (cur.length) parts.push(cur)
+    const spread = Math.max(1, Math.min(4, this.peers.filter((p) => !p.last).length))
+    if (parts.length < spread) {
+      // Fewer parts than peers: split the larger ones (at least 64 blocks each) to use them.
+      for (let k = 0; k < parts.length && parts.length < spread; k++) {
+        const p = parts[k]
+        const n = p.reduce((t, [s, e]) => t + e - s, 0)
+        if (p.length >= 2 && n >= 128) parts.splice(k--, 1, p.slice(0, p.length >> 1), p.slice(p.length >> 1))
+      }
+    }
+    let next = 0
+    await Promise.all(Array.from({ length: Math.min(4, parts.length) }, async () => {
+      while (next < parts.length) {
+        const got = await this._set(head, parts[next++])
+        for (const [i, b] of got) out.set(i, b)
+        if (store) {
+          for (const [s, e] of runsOf([...got.keys()])) await c.put(head, s, Array.from({ length: e - s }, (_, k) => got.get(s + k)))
+        }
+      }
+    }))
+    return out
+  }
+
+  // One part of a set (runs), continued on served prefixes; ranges where sets fail.
+  async _set (head, runs) {
+    const out = new Map()
+    let rest = runs
+    while (rest.length) {
+      const asked = rest
+      let got
+      try {
+        if (this.noSets) fail('UNAVAILABLE', 'no peer serves sets')
+        got = await this._race(`/v1/logs/${head.key}/set?runs=${runsQuery(asked)}&length=${head.length}&fork=${head.fork}`,
+          'bytes', (body) => verifySet(body, head, asked))
+      } catch (e) {
+        // A gateway without the route answers 404 (so do sparse ones): ask in ranges, and
+        // when every peer asked said 404, in ranges from now on.
+        if (e.errors && e.errors.length && e.errors.every((x) => / 404 /.test(x.message))) this.noSets = true
+        for (const [s, e] of asked) (await this.range(head, s, e)).forEach((b, k) => out.set(s + k, b))
+        return out
+      }
+      for (const [i, b] of got.blocks) out.set(i, b)
+      const k = got.runs.length - 1
+      const e = got.runs[k][1]
+      rest = e < asked[k][1] ? [[e, asked[k][1]], ...asked.slice(k + 1)] : asked.slice(k + 1)
+    }
     return out
   }
 

@@ -187,7 +187,7 @@ const routeOf = (h) => h.replace(APP_IN_HASH, '').replace(/^#/, '')
 let routed = () => {}
 
 // The community's index (a Hyperbee, protocol/bee.md) read sparsely: per log, the blocks
-// decoded so far (one fork), walked by web/boot/bee.js over verified single-block ranges.
+// decoded so far (one fork), walked by web/boot/bee.js over verified blocks (sets of them).
 const bees = new Map()
 const INDEX_OPTS = ['gt', 'gte', 'lt', 'lte', 'prefix']
 
@@ -225,6 +225,11 @@ async function main () {
     community: () => ({ key: data.community, ...d, app: appKey }),
     head: async (key) => pub(await loader.head(check(key))),
     range: async (key, start, end, length) => loader.range(length == null ? await loader.head(check(key)) : loader.known(key, length) || fail('UNKNOWN_HEAD', `no verified head of length ${length}`), start, end),
+    blocks: async (key, indices, length) => {
+      if (!Array.isArray(indices) || indices.length > 65536) fail('BAD_ARGUMENT', 'indices: an array of at most 65536 block numbers')
+      const head = length == null ? await loader.head(check(key)) : loader.known(key, length) || fail('UNKNOWN_HEAD', `no verified head of length ${length}`)
+      return loader.blocks(head, indices)
+    },
     latest: async (key, n = 20) => {
       const r = await loader.latest(check(key), Math.min(n, 1024))
       return { head: pub(r.head), blocks: r.blocks }
@@ -263,7 +268,7 @@ async function main () {
     const head = length == null ? await loader.head(check(key)) : loader.known(check(key), length) || fail('UNKNOWN_HEAD', `no verified head of length ${length}`)
     let c = bees.get(key)
     if (!c || c.fork !== head.fork) bees.set(key, (c = { fork: head.fork, blocks: new Map() }))
-    return { head, bee: new Bee(async (s) => (await loader.range(head, s, s + 1))[0], head.length, { blocks: c.blocks, cache: 16384, range: (s, e) => loader.range(head, s, e) }) }
+    return { head, bee: new Bee(async (s) => (await loader.range(head, s, s + 1))[0], head.length, { blocks: c.blocks, cache: 16384, range: (s, e) => loader.range(head, s, e), set: (seqs) => loader.blocks(head, seqs) }) }
   }
   const { port1, port2 } = new MessageChannel()
   routed = (route) => port1.postMessage({ event: 'route', route })

@@ -226,3 +226,37 @@ test('with range(start, end), neighbouring blocks a walk needs come in one reque
   await assert.rejects(failing.range({ prefix: Uint8Array.of(0x74) }), /peer gone/)
   assert.ok([...failing.blocks.keys()].length < 20)
 })
+
+test('with set(seqs), a bulk walk costs round trips by depth, not by entries; answers unchanged', async () => {
+  const s = scenarios.find((x) => x.name === 'ascending')
+  const blocks = s.blocks.map(fromHex)
+  // Round trips: concurrent set calls count as one (the calls issued before any answers).
+  const setBee = () => {
+    let trips = 0
+    let waiting = 0
+    const calls = []
+    const bee = new Bee(async (x) => { trips++; return blocks[x] }, blocks.length, {
+      set: async (seqs) => {
+        calls.push(seqs.length)
+        if (!waiting++) trips++
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        waiting--
+        return new Map(seqs.map((x) => [x, blocks[x]]))
+      }
+    })
+    return Object.assign(bee, { trips: () => trips, calls })
+  }
+  for (const opts of [{}, { gte: Buffer.from('k0100'), lt: Buffer.from('k0300') }, { reverse: true, limit: 500 }]) {
+    const want = await beeOver(blocks).range({ limit: 1024, ...opts })
+    const plain = beeOver(blocks)
+    await plain.range({ limit: 1024, ...opts })
+    const bee = setBee()
+    const got = await bee.range({ limit: 1024, ...opts })
+    assert.deepEqual(got, want)
+    // (150 entries, a tree of depth 3: 6 round trips, against 150 blocks asked one by one.)
+    assert.ok(bee.trips() <= 8 && plain.asked.length >= 5 * bee.trips(), `${bee.trips()} round trips for ${got.length} entries (${plain.asked.length} blocks one by one)`)
+  }
+  // A set that fails fails the walk with its error.
+  const failing = new Bee(async (x) => blocks[x], blocks.length, { set: async () => { throw new Error('peer gone') } })
+  await assert.rejects(failing.range({ limit: 1024 }), /peer gone|missing/)
+})

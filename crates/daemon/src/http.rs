@@ -20,7 +20,8 @@ use peerhost_gateway::TrustedProxies;
 use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{
     Config, Counters, HeadVersion, Instance, InstanceOptions, LogSource, RangeError, RangeQuery,
-    ServeOptions, SignedHead, Site, SourceError, prove_range, range::RangeProof,
+    ServeOptions, SetQuery, SignedHead, Site, SourceError, prove_range, prove_set,
+    range::RangeProof, set::SetProof,
 };
 use peerhost_ids::Key;
 use tokio::net::TcpListener;
@@ -97,6 +98,14 @@ impl LogSource for NodeSource {
         let dkey = key.discovery_key();
         self.node.with(|r| match r.core_mut(&dkey) {
             Some(core) => prove_range(core, query),
+            None => Err(RangeError::UnknownLog),
+        })
+    }
+
+    fn set(&self, key: &Key, query: &SetQuery) -> Result<SetProof, RangeError> {
+        let dkey = key.discovery_key();
+        self.node.with(|r| match r.core_mut(&dkey) {
+            Some(core) => prove_set(core, query),
             None => Err(RangeError::UnknownLog),
         })
     }

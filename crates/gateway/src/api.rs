@@ -24,7 +24,11 @@ use tokio::sync::Semaphore;
 use crate::cache::{Accepts, CachedRange, HeadCache, RangeCache, RangeKey};
 use crate::http::{Config, IMMUTABLE, RANGE_PROOF_TYPE};
 use crate::range::MAX_LENGTH;
-use crate::source::{LogSource, RangeError, RangeQuery, SignedHead};
+use crate::set::Runs;
+use crate::source::{LogSource, RangeError, RangeQuery, SetQuery, SignedHead};
+
+/// The media type of a set proof body (`PHS1`, [`crate::set`]).
+pub const SET_PROOF_TYPE: &str = "application/vnd.peerhost.set-proof";
 
 /// The JSON media type of heads, lists and errors.
 pub const JSON_TYPE: &str = "application/json";
@@ -48,6 +52,25 @@ pub enum Request {
     Head(Key),
     /// `GET /v1/logs`.
     Logs,
+    /// `GET /v1/logs/{key}/set?runs=R[&length=L&fork=F]`.
+    Set {
+        /// The log.
+        key: Key,
+        /// The query as given.
+        params: SetParams,
+    },
+}
+
+/// The query of a set request: `runs` (base64url compact runs, [`Runs::to_query`]), optional
+/// decimal `length`, `fork`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SetParams {
+    /// The runs of blocks (required).
+    pub runs: Option<Runs>,
+    /// Prove against the head of this length.
+    pub length: Option<u64>,
+    /// The fork that head must be on.
+    pub fork: Option<u64>,
 }
 
 /// The query of a blocks request: decimal `start`, `end`, optional `length`, `fork`.
@@ -83,6 +106,7 @@ impl Request {
             (None | Some(""), None, None) => Ok(Self::Logs),
             (Some(key), Some("head"), None) => Ok(Self::Head(parse_key(key)?)),
             (Some(key), Some("blocks"), None) => Self::blocks(key, query),
+            (Some(key), Some("set"), None) => Self::set(key, query),
             _ => Err(ApiError::not_found()),
         }
     }
@@ -92,6 +116,14 @@ impl Request {
         Ok(Self::Blocks {
             key: parse_key(key)?,
             params: parse_blocks_query(query)?,
+        })
+    }
+
+    /// A set request from its key and raw query, as the HTTP route extracts it.
+    pub fn set(key: &str, query: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Self::Set {
+            key: parse_key(key)?,
+            params: parse_set_query(query)?,
         })
     }
 
@@ -137,13 +169,44 @@ pub(crate) fn parse_blocks_query(raw: Option<&str>) -> Result<BlocksParams, ApiE
     Ok(p)
 }
 
+/// Parse a set query: `runs` as [`Runs::from_query`] reads it (one spelling per set), `length`
+/// and `fork` as for blocks; others ignored, at most 16 read.
+pub(crate) fn parse_set_query(raw: Option<&str>) -> Result<SetParams, ApiError> {
+    let b = parse_blocks_query(raw)?;
+    let mut runs = None;
+    for pair in raw
+        .unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .take(16)
+    {
+        if let Some(v) = pair.strip_prefix("runs=") {
+            if runs.is_some() {
+                return Err(ApiError::bad_request("runs given twice"));
+            }
+            let r = Runs::from_query(v).map_err(|e| {
+                ApiError::bad_request(format!("runs must be compact runs in base64url: {e}"))
+            })?;
+            if r.is_empty() {
+                return Err(ApiError::bad_request("runs is empty"));
+            }
+            runs = Some(r);
+        }
+    }
+    Ok(SetParams {
+        runs,
+        length: b.length,
+        fork: b.fork,
+    })
+}
+
 /// An answer to a [`Request`], whatever carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Answer {
     /// The HTTP status code (the data channel carries the same number).
     pub status: u16,
-    /// [`JSON_TYPE`] or [`RANGE_PROOF_TYPE`].
+    /// [`JSON_TYPE`], [`RANGE_PROOF_TYPE`] or [`SET_PROOF_TYPE`].
     pub content_type: &'static str,
     /// The `Cache-Control` value HTTP sends.
     pub cache_control: Cow<'static, str>,
@@ -265,6 +328,7 @@ impl From<RangeError> for ApiError {
             RangeError::LengthUnavailable { length } => (416, Some(("length", *length))),
             RangeError::BlockUnavailable { index } => (404, Some(("block", *index))),
             RangeError::NodeUnavailable { index } => (404, Some(("node", *index))),
+            RangeError::Unsupported => (404, None),
             RangeError::Source(e) => return Self::internal(e),
         };
         Self {
@@ -336,6 +400,8 @@ pub struct Api<S> {
     ranges: Arc<RangeCache>,
     heads: Arc<HeadCache>,
     short_cache: Cow<'static, str>,
+    /// Keys the hash of a set's runs in its cache address ([`RangeKey::set`]).
+    set_hasher: std::hash::RandomState,
 }
 
 impl<S> Clone for Api<S> {
@@ -347,6 +413,7 @@ impl<S> Clone for Api<S> {
             ranges: self.ranges.clone(),
             heads: self.heads.clone(),
             short_cache: self.short_cache.clone(),
+            set_hasher: self.set_hasher.clone(),
         }
     }
 }
@@ -376,6 +443,7 @@ impl<S: LogSource> Api<S> {
             ranges: Arc::new(RangeCache::new(config.cache_bytes)),
             heads: Arc::new(HeadCache::new(config.cached_heads)),
             short_cache: Cow::Owned(format!("public, max-age={}", config.head_max_age)),
+            set_hasher: std::hash::RandomState::new(),
             source,
             config,
         }
@@ -421,6 +489,7 @@ impl<S: LogSource> Api<S> {
             Request::Logs => self.list().await,
             Request::Head(key) => self.head(key).await,
             Request::Blocks { key, params } => self.blocks(key, params, accepts).await,
+            Request::Set { key, params } => self.set(key, params, accepts).await,
         };
         out.unwrap_or_else(ApiError::into_answer)
     }
@@ -489,7 +558,8 @@ impl<S: LogSource> Api<S> {
     async fn immutable(
         &self,
         at: RangeKey,
-        query: RangeQuery,
+        content_type: &'static str,
+        make: impl FnOnce(&S) -> Result<Vec<u8>, RangeError> + Send + 'static,
         accepts: Accepts,
     ) -> Result<Answer, ApiError> {
         let kept = self.ranges.get(&at).filter(|_| {
@@ -508,11 +578,10 @@ impl<S: LogSource> Api<S> {
             Some(e) => e,
             None => {
                 let first = accepts.preferred().next();
-                let key = at.key;
                 let made = self
                     .blocking(move |s| {
-                        s.range(&key, &query).map(|proof| {
-                            let e = CachedRange::new(proof.encode().into());
+                        make(s).map(|body| {
+                            let e = CachedRange::new(body.into());
                             // Compress while off the runtime anyway.
                             if let Some(c) = first {
                                 e.encode(c);
@@ -545,7 +614,7 @@ impl<S: LogSource> Api<S> {
                 }
             }
         };
-        let mut answer = Answer::ok(RANGE_PROOF_TYPE, Cow::Borrowed(IMMUTABLE), body);
+        let mut answer = Answer::ok(content_type, Cow::Borrowed(IMMUTABLE), body);
         answer.content_encoding = coding.map(crate::cache::Coding::name);
         answer.vary_encoding = true;
         Ok(answer)
@@ -582,12 +651,50 @@ impl<S: LogSource> Api<S> {
                 length,
                 start,
                 end,
+                set: 0,
             };
-            return self.immutable(at, query, accepts).await;
+            let make = move |s: &S| s.range(&key, &query).map(|p| p.encode());
+            return self.immutable(at, RANGE_PROOF_TYPE, make, accepts).await;
         }
         let proof = self.blocking(move |s| s.range(&key, &query)).await??;
         Ok(Answer::ok(
             RANGE_PROOF_TYPE,
+            Cow::Borrowed("no-cache"),
+            proof.encode().into(),
+        ))
+    }
+
+    async fn set(&self, key: Key, p: SetParams, accepts: Accepts) -> Result<Answer, ApiError> {
+        let Some(runs) = p.runs else {
+            return Err(ApiError::bad_request("runs is required"));
+        };
+        if p.length.is_some_and(|l| l > MAX_LENGTH) {
+            return Err(ApiError::bad_request("need length <= 2^48"));
+        }
+        let query = SetQuery {
+            runs,
+            length: p.length,
+            fork: p.fork,
+            max_blocks: self.config.max_blocks,
+            max_bytes: self.config.max_bytes,
+        };
+        if let (Some(length), Some(fork)) = (p.length, p.fork) {
+            use std::hash::BuildHasher;
+            let at = RangeKey {
+                key,
+                fork,
+                length,
+                start: 0,
+                end: 0,
+                // Never 0 (that marks a range).
+                set: self.set_hasher.hash_one(&query.runs) | 1,
+            };
+            let make = move |s: &S| s.set(&key, &query).map(|p| p.encode());
+            return self.immutable(at, SET_PROOF_TYPE, make, accepts).await;
+        }
+        let proof = self.blocking(move |s| s.set(&key, &query)).await??;
+        Ok(Answer::ok(
+            SET_PROOF_TYPE,
             Cow::Borrowed("no-cache"),
             proof.encode().into(),
         ))
@@ -660,6 +767,45 @@ mod tests {
         ] {
             assert_eq!(Request::parse(path).unwrap_err().status, status, "{path}");
         }
+    }
+
+    #[test]
+    fn set_paths_parse() {
+        let key = Key::parse(KEY).unwrap();
+        let runs = Runs::from_indices([3, 5, 6, 7, 20]).unwrap();
+        assert_eq!(
+            Request::parse(&format!(
+                "/v1/logs/{KEY}/set?runs={}&length=30&fork=0",
+                runs.to_query()
+            ))
+            .unwrap(),
+            Request::Set {
+                key,
+                params: SetParams {
+                    runs: Some(runs.clone()),
+                    length: Some(30),
+                    fork: Some(0)
+                }
+            }
+        );
+        for bad in [
+            "runs=",
+            "runs=BgM=",
+            "runs=Bg!",
+            "runs=BgMBFg&runs=BgMBFg",
+            "runs=BgMBFg&length=x",
+        ] {
+            let path = format!("/v1/logs/{KEY}/set?{bad}");
+            assert_eq!(Request::parse(&path).unwrap_err().status, 400, "{bad}");
+        }
+        // A few hundred scattered blocks fit in one path.
+        let many = Runs::from_indices((0..300).map(|i| 500_000 + 10 * i)).unwrap();
+        let path = format!(
+            "/v1/logs/{KEY}/set?runs={}&length=1000000&fork=0",
+            many.to_query()
+        );
+        assert!(path.len() <= MAX_PATH, "{}", path.len());
+        assert!(Request::parse(&path).is_ok());
     }
 
     #[test]

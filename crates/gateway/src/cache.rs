@@ -224,6 +224,9 @@ pub struct RangeKey {
     pub start: u64,
     /// End asked for (the answer may hold a prefix).
     pub end: u64,
+    /// For a set request (`start == end == 0`): a keyed hash of its runs (random key per
+    /// gateway, so no client can make two sets collide on purpose); `0` for a range.
+    pub set: u64,
 }
 
 struct Slot {
@@ -454,6 +457,7 @@ mod tests {
             length: 1000,
             start,
             end: start + 1,
+            set: 0,
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
 //! - [`serve`]: the router on a TCP listener with bounded connections and an idle timeout;
 //! - [`range`]: the `PHR1` range proof: [`range::prove`], [`range::verify`];
+//! - [`set`]: the `PHS1` set proof (scattered blocks, one shared proof): [`set::prove`],
+//!   [`set::verify`];
 //! - [`instance`]: what a community's instance adds: the bootstrap page and JSON, peers that
 //!   register and are health-checked, their reports of what they served;
 //! - [`report`]: readers' reports of peers that served bad data, and the checks they trigger;
@@ -53,6 +55,7 @@ mod limit;
 mod listener;
 pub mod range;
 pub mod report;
+pub mod set;
 pub mod signal;
 mod site;
 mod source;
@@ -73,5 +76,6 @@ pub use report::{ReportLimits, Reports};
 pub use signal::{IceServer, SignalLimits};
 pub use site::{MAX_SITE_BYTES, MAX_SITE_FILES, NO_RTC_DOCUMENT, Site, SiteError};
 pub use source::{
-    Cores, HeadVersion, LogSource, RangeError, RangeQuery, SignedHead, SourceError, prove_range,
+    Cores, HeadVersion, LogSource, RangeError, RangeQuery, SetQuery, SignedHead, SourceError,
+    prove_range, prove_set,
 };

@@ -14,6 +14,7 @@ use peerhost_log::Node;
 use peerhost_store::{Core, CoreError, Store};
 
 use crate::range::{self, MAX_LENGTH, ProveError, RangeProof};
+use crate::set::{self, Runs, SetProof};
 
 /// A boxed failure of a [`LogSource`] (a storage error, a poisoned lock).
 pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -112,6 +113,21 @@ pub struct RangeQuery {
     pub max_bytes: u64,
 }
 
+/// What a client asks of `GET /v1/logs/{key}/set`, with the server's caps applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetQuery {
+    /// The runs of blocks asked for.
+    pub runs: Runs,
+    /// Prove against the head of this length (default: the current length).
+    pub length: Option<u64>,
+    /// The fork that head must be on (default: the current fork).
+    pub fork: Option<u64>,
+    /// Serve at most this many blocks (a prefix of the runs).
+    pub max_blocks: u64,
+    /// Stop adding blocks once this many bytes are in (at least one block is served).
+    pub max_bytes: u64,
+}
+
 /// Why a range cannot be served. Each maps to one HTTP status (`protocol/gateway.md` §5).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -149,6 +165,9 @@ pub enum RangeError {
     /// The storage failed.
     #[error("storage: {0}")]
     Source(SourceError),
+    /// This source does not serve sets of blocks ([`LogSource::set`]'s default).
+    #[error("this gateway does not serve sets of blocks")]
+    Unsupported,
 }
 
 impl RangeError {
@@ -162,6 +181,7 @@ impl RangeError {
             Self::BlockUnavailable { .. } => "BLOCK_UNAVAILABLE",
             Self::NodeUnavailable { .. } => "NODE_UNAVAILABLE",
             Self::Source(_) => "STORAGE",
+            Self::Unsupported => "NOT_FOUND",
         }
     }
 }
@@ -181,6 +201,14 @@ pub trait LogSource: Send + Sync + 'static {
     /// proof against the head of `query.length` on `query.fork`. [`prove_range`] does this
     /// for a [`Core`].
     fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError>;
+
+    /// The blocks of `query.runs` (a prefix within the caps) with one set proof against the
+    /// head of `query.length` on `query.fork`. [`prove_set`] does this for a [`Core`]; the
+    /// default answers [`RangeError::Unsupported`] (`404`, and clients fall back to ranges).
+    fn set(&self, key: &Key, query: &SetQuery) -> Result<SetProof, RangeError> {
+        let _ = (key, query);
+        Err(RangeError::Unsupported)
+    }
 
     /// The version of `key`'s head now, **without blocking** (called on the async runtime for
     /// every head and cached range request): `None` when the log is not held, or when telling
@@ -203,6 +231,9 @@ impl<T: LogSource + ?Sized> LogSource for Arc<T> {
     }
     fn range(&self, key: &Key, query: &RangeQuery) -> Result<RangeProof, RangeError> {
         (**self).range(key, query)
+    }
+    fn set(&self, key: &Key, query: &SetQuery) -> Result<SetProof, RangeError> {
+        (**self).set(key, query)
     }
     fn version(&self, key: &Key) -> Option<HeadVersion> {
         (**self).version(key)
@@ -268,6 +299,65 @@ pub fn prove_range(core: &mut Core, query: &RangeQuery) -> Result<RangeProof, Ra
         ProveError::MissingNode(index) => RangeError::NodeUnavailable { index },
         ProveError::Source(e) => RangeError::Source(Box::new(e)),
         ProveError::BadRange { .. } => RangeError::BadRange("range not provable"),
+    })
+}
+
+/// Serve `query` from `core`: check fork and length, read the runs' blocks in order until a
+/// cap is reached (the answer's runs are then a prefix of the asked ones, the last one maybe
+/// cut short), and build the set proof against the head of the asked length.
+pub fn prove_set(core: &mut Core, query: &SetQuery) -> Result<SetProof, RangeError> {
+    let (current, fork) = (core.length(), core.fork());
+    if let Some(f) = query.fork {
+        if f != fork {
+            return Err(RangeError::ForkMismatch { fork });
+        }
+    }
+    let length = query.length.unwrap_or(current);
+    if length > MAX_LENGTH {
+        return Err(RangeError::BadRange("length above 2^48"));
+    }
+    if query.runs.is_empty() {
+        return Err(RangeError::BadRange("no blocks asked for"));
+    }
+    if length > current {
+        return Err(RangeError::LengthUnavailable { length: current });
+    }
+    if query.runs.end() > length {
+        return Err(match query.length {
+            Some(_) => RangeError::BadRange("runs past the length asked for"),
+            None => RangeError::LengthUnavailable { length: current },
+        });
+    }
+    let max_blocks = query.max_blocks.clamp(1, set::MAX_BLOCKS);
+    let mut blocks = Vec::new();
+    let mut served = Vec::new();
+    let mut bytes = 0u64;
+    'runs: for &(start, end) in query.runs.as_slice() {
+        for index in start..end {
+            if !blocks.is_empty() && (bytes >= query.max_bytes || blocks.len() as u64 >= max_blocks)
+            {
+                break 'runs;
+            }
+            let block = core
+                .get(index)
+                .map_err(storage)?
+                .ok_or(RangeError::BlockUnavailable { index })?;
+            if u32::try_from(block.len()).is_err() {
+                return Err(RangeError::BadRange("block larger than 4 GiB"));
+            }
+            bytes = bytes.saturating_add(block.len() as u64);
+            blocks.push(block);
+            match served.last_mut() {
+                Some((_, e)) if *e == index => *e = index + 1,
+                _ => served.push((index, index + 1)),
+            }
+        }
+    }
+    let runs = Runs::new(served).ok_or(RangeError::BadRange("runs not servable"))?;
+    set::prove(fork, length, runs, blocks, core.nodes()).map_err(|e| match e {
+        set::ProveError::MissingNode(index) => RangeError::NodeUnavailable { index },
+        set::ProveError::Source(e) => RangeError::Source(Box::new(e)),
+        _ => RangeError::BadRange("set not provable"),
     })
 }
 
@@ -353,6 +443,12 @@ impl LogSource for Cores {
         let core = self.get(key).ok_or(RangeError::UnknownLog)?;
         let mut core = core.lock().map_err(|_| RangeError::Source(poisoned()))?;
         prove_range(&mut core, query)
+    }
+
+    fn set(&self, key: &Key, query: &SetQuery) -> Result<SetProof, RangeError> {
+        let core = self.get(key).ok_or(RangeError::UnknownLog)?;
+        let mut core = core.lock().map_err(|_| RangeError::Source(poisoned()))?;
+        prove_set(&mut core, query)
     }
 
     /// Without waiting: `None` while another thread holds the core.

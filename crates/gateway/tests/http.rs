@@ -219,6 +219,107 @@ async fn ranges_verify_and_are_immutable_when_addressed() {
 }
 
 #[tokio::test]
+async fn sets_verify_serve_prefixes_and_are_immutable_when_addressed() {
+    use peerhost_gateway::set::{self, Runs};
+    let f = fixture();
+    let app = app(&f, Config::default());
+    let key = f.keys["default"].to_hex();
+    let head = check_head(&get(&app, &format!("/v1/logs/{key}/head")).await.json());
+    for picks in [
+        vec![0],
+        vec![20],
+        vec![1, 4, 5, 9, 17],
+        (0..21).collect::<Vec<u64>>(),
+    ] {
+        let runs = Runs::from_indices(picks.clone()).unwrap();
+        let url = format!(
+            "/v1/logs/{key}/set?runs={}&length=21&fork=0",
+            runs.to_query()
+        );
+        let res = get(&app, &url).await;
+        assert_eq!(res.status, StatusCode::OK, "{url}");
+        assert_eq!(
+            res.header(header::CACHE_CONTROL),
+            peerhost_gateway::IMMUTABLE
+        );
+        assert_eq!(
+            res.header(header::CONTENT_TYPE),
+            peerhost_gateway::api::SET_PROOF_TYPE
+        );
+        let proof = set::verify(&res.body, &head, &runs).unwrap();
+        let got: Vec<(u64, Vec<u8>)> = proof.indexed().map(|(i, b)| (i, b.to_vec())).collect();
+        let want: Vec<(u64, Vec<u8>)> = picks
+            .iter()
+            .map(|&i| (i, post("default", i as usize)))
+            .collect();
+        assert_eq!(got, want);
+        // Kept: the same bytes again.
+        assert_eq!(get(&app, &url).await.body, res.body);
+    }
+    // Without length and fork: the current head, no-cache.
+    let runs = Runs::from_indices([2, 7]).unwrap();
+    let res = get(
+        &app,
+        &format!("/v1/logs/{key}/set?runs={}", runs.to_query()),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header(header::CACHE_CONTROL), "no-cache");
+    set::verify(&res.body, &head, &runs).unwrap();
+    // Caps: a prefix, the last run cut short.
+    let capped =
+        peerhost_gateway::router(f.cores.clone(), Config::default().range_caps(3, 1 << 20));
+    let runs = Runs::from_indices([1, 4, 5, 6, 9]).unwrap();
+    let res = get(
+        &capped,
+        &format!(
+            "/v1/logs/{key}/set?runs={}&length=21&fork=0",
+            runs.to_query()
+        ),
+    )
+    .await;
+    let p = set::verify(&res.body, &head, &runs).unwrap();
+    assert_eq!(p.runs.as_slice(), [(1, 2), (4, 6)]);
+    // Errors: past the length, a malformed or missing runs, another fork.
+    for (q, status) in [
+        (
+            format!(
+                "runs={}&length=21&fork=0",
+                Runs::from_indices([21]).unwrap().to_query()
+            ),
+            400,
+        ),
+        (
+            format!("runs={}", Runs::from_indices([30]).unwrap().to_query()),
+            416,
+        ),
+        ("runs=Bg!".to_owned(), 400),
+        ("length=21".to_owned(), 400),
+        (format!("runs={}&length=21&fork=1", runs.to_query()), 409),
+    ] {
+        let res = get(&app, &format!("/v1/logs/{key}/set?{q}")).await;
+        assert_eq!(res.status.as_u16(), status, "{q}");
+        assert_eq!(res.header(header::CACHE_CONTROL), "no-store");
+    }
+    // A source that does not serve sets: 404, so clients fall back to ranges.
+    let gated = Gated {
+        open: Arc::new(AtomicBool::new(true)),
+        entered: Arc::new(AtomicUsize::new(0)),
+        inner: f.cores.clone(),
+    };
+    let plain = peerhost_gateway::router(gated, Config::default());
+    let res = get(
+        &plain,
+        &format!(
+            "/v1/logs/{key}/set?runs={}&length=21&fork=0",
+            runs.to_query()
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn older_heads_stay_provable_after_appends() {
     let f = fixture();
     let app = app(&f, Config::default());
