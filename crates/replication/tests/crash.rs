@@ -172,10 +172,17 @@ fn run(mode: &str) {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
+        // The child's first block or head line says it is replicating:
+        // the random delay before the kill counts from there, so a slow start on a loaded
+        // machine does not turn every kill into a kill before anything was replicated.
+        let (started_tx, started) = std::sync::mpsc::sync_channel::<()>(1);
         let reader = std::thread::spawn(move || {
             let mut got = Acked::default();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if line.starts_with("b ") || line.starts_with("h ") {
+                    let _ = started_tx.try_send(());
+                }
                 match line.split_once(' ') {
                     Some(("b", i)) => {
                         got.blocks.extend(i.parse::<u64>());
@@ -188,6 +195,7 @@ fn run(mode: &str) {
             }
             got
         });
+        let _ = started.recv_timeout(Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(rng.gen_range(20..=300)));
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("reap the child");
