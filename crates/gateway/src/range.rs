@@ -142,12 +142,14 @@ pub struct RangeProof {
     pub blocks: Vec<Vec<u8>>,
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
+/// Reads a proof body front to back; every read is bounds-checked (`Truncated`). Shared by
+/// `PHR1` and `PHS1` (`set.rs`).
+pub(crate) struct Cursor<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RangeProofError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RangeProofError> {
         if self.buf.len() < n {
             return Err(RangeProofError::Truncated);
         }
@@ -155,7 +157,7 @@ impl<'a> Cursor<'a> {
         self.buf = rest;
         Ok(head)
     }
-    fn u64(&mut self) -> Result<u64, RangeProofError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, RangeProofError> {
         let mut b = [0; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
@@ -164,6 +166,25 @@ impl<'a> Cursor<'a> {
         let mut b = [0; 4];
         b.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(b))
+    }
+
+    /// A minimal LEB128 varint below 2^53 (exact in a JavaScript number).
+    pub(crate) fn varint(&mut self) -> Result<u64, RangeProofError> {
+        let mut v = 0u64;
+        for i in 0..8 {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(RangeProofError::OutOfBounds("varint not minimal"));
+                }
+                if v > MAX_SIZE {
+                    return Err(RangeProofError::OutOfBounds("varint"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(RangeProofError::OutOfBounds("varint"))
     }
 }
 

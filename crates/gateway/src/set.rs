@@ -25,7 +25,7 @@
 
 use peerhost_log::{Node, NodeSource, flat, hash};
 
-use crate::range::{MAX_LENGTH, MAX_SIZE, RangeProofError, TrustedHead};
+use crate::range::{Cursor, MAX_LENGTH, MAX_SIZE, RangeProofError, TrustedHead};
 
 /// The first four bytes of every set proof: format `PHS` version `1`.
 pub const MAGIC: [u8; 4] = *b"PHS1";
@@ -132,7 +132,7 @@ impl Runs {
         if bytes.len() > MAX_RUNS_BYTES {
             return Err(RangeProofError::OutOfBounds("runs"));
         }
-        let mut c = Reader { buf: bytes };
+        let mut c = Cursor { buf: bytes };
         let mut runs = Vec::new();
         let mut prev: Option<u64> = None;
         while !c.buf.is_empty() {
@@ -285,7 +285,7 @@ impl SetProof {
     /// Decode and bound-check `bytes` (no hashing: see [`SetProof::verify`]). The nodes get
     /// the indices of the minimal tiling; a count that differs from it is rejected.
     pub fn decode(bytes: &[u8]) -> Result<Self, RangeProofError> {
-        let mut c = Reader { buf: bytes };
+        let mut c = Cursor { buf: bytes };
         if c.take(4)? != MAGIC {
             return Err(RangeProofError::BadMagic);
         }
@@ -543,46 +543,6 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RangeProofError> {
-        if self.buf.len() < n {
-            return Err(RangeProofError::Truncated);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn u64(&mut self) -> Result<u64, RangeProofError> {
-        let mut b = [0; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(b))
-    }
-
-    /// A minimal LEB128 varint below 2^53 (exact in a JavaScript number).
-    fn varint(&mut self) -> Result<u64, RangeProofError> {
-        let mut v = 0u64;
-        for i in 0..8 {
-            let b = self.take(1)?[0];
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                if i > 0 && b == 0 {
-                    return Err(RangeProofError::OutOfBounds("varint not minimal"));
-                }
-                if v > MAX_SIZE {
-                    return Err(RangeProofError::OutOfBounds("varint"));
-                }
-                return Ok(v);
-            }
-        }
-        Err(RangeProofError::OutOfBounds("varint"))
-    }
 }
 
 /// base64url without padding (RFC 4648 §5), strict: canonical trailing bits only.
