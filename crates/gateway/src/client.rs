@@ -264,12 +264,7 @@ async fn exchange_plain(
         if n == 0 {
             break;
         }
-        raw.extend_from_slice(&buf[..n]);
-        if raw.len() > MAX_RESPONSE {
-            return Err(ClientError::BadResponse("response too large"));
-        }
-        if let Some(done) = complete(&raw) {
-            raw.truncate(done);
+        if absorb(&mut raw, &buf[..n])? {
             break;
         }
     }
@@ -413,7 +408,7 @@ mod tls {
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-    use super::{ClientError, MAX_RESPONSE, Response, complete, parse};
+    use super::{ClientError, Response, parse};
 
     static EXTRA: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
@@ -516,12 +511,7 @@ mod tls {
             if n == 0 {
                 break;
             }
-            raw.extend_from_slice(&buf[..n]);
-            if raw.len() > MAX_RESPONSE {
-                return Err(ClientError::BadResponse("response too large"));
-            }
-            if let Some(done) = complete(&raw) {
-                raw.truncate(done);
+            if super::absorb(&mut raw, &buf[..n])? {
                 break;
             }
         }
@@ -580,6 +570,16 @@ fn content_length(head: &str) -> Option<usize> {
 }
 
 /// With a `Content-Length`, the total length of the response once all of it is in.
+/// Add `chunk` to the response read so far: true once it is complete (cut to its end), an
+/// error once it is larger than [`MAX_RESPONSE`].
+fn absorb(raw: &mut Vec<u8>, chunk: &[u8]) -> Result<bool, ClientError> {
+    raw.extend_from_slice(chunk);
+    if raw.len() > MAX_RESPONSE {
+        return Err(ClientError::BadResponse("response too large"));
+    }
+    Ok(complete(raw).map(|done| raw.truncate(done)).is_some())
+}
+
 fn complete(raw: &[u8]) -> Option<usize> {
     let end = head_end(raw)?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
