@@ -244,22 +244,31 @@ fn storage(e: CoreError) -> RangeError {
     RangeError::Source(Box::new(e))
 }
 
+/// The head a query is proven against: `(current length, fork, asked length)`, after checking
+/// the asked fork and that the asked length is below 2^48 (not yet that we have it).
+fn asked_head(
+    core: &Core,
+    fork: Option<u64>,
+    length: Option<u64>,
+) -> Result<(u64, u64, u64), RangeError> {
+    let (current, ours) = (core.length(), core.fork());
+    if fork.is_some_and(|f| f != ours) {
+        return Err(RangeError::ForkMismatch { fork: ours });
+    }
+    let length = length.unwrap_or(current);
+    if length > MAX_LENGTH {
+        return Err(RangeError::BadRange("length above 2^48"));
+    }
+    Ok((current, ours, length))
+}
+
 /// Serve `query` from `core`: check fork and length, read blocks until a cap is reached, and
 /// build the minimal range proof against the head of the asked length.
 ///
 /// Any length up to the current one can be proven on the current fork: every node of the tree
 /// at a shorter length is also a node of the current tree.
 pub fn prove_range(core: &mut Core, query: &RangeQuery) -> Result<RangeProof, RangeError> {
-    let (current, fork) = (core.length(), core.fork());
-    if let Some(f) = query.fork {
-        if f != fork {
-            return Err(RangeError::ForkMismatch { fork });
-        }
-    }
-    let length = query.length.unwrap_or(current);
-    if length > MAX_LENGTH {
-        return Err(RangeError::BadRange("length above 2^48"));
-    }
+    let (current, fork, length) = asked_head(core, query.fork, query.length)?;
     if query.start >= query.end {
         return Err(RangeError::BadRange("start must be below end"));
     }
@@ -306,16 +315,7 @@ pub fn prove_range(core: &mut Core, query: &RangeQuery) -> Result<RangeProof, Ra
 /// cap is reached (the answer's runs are then a prefix of the asked ones, the last one maybe
 /// cut short), and build the set proof against the head of the asked length.
 pub fn prove_set(core: &mut Core, query: &SetQuery) -> Result<SetProof, RangeError> {
-    let (current, fork) = (core.length(), core.fork());
-    if let Some(f) = query.fork {
-        if f != fork {
-            return Err(RangeError::ForkMismatch { fork });
-        }
-    }
-    let length = query.length.unwrap_or(current);
-    if length > MAX_LENGTH {
-        return Err(RangeError::BadRange("length above 2^48"));
-    }
+    let (current, fork, length) = asked_head(core, query.fork, query.length)?;
     if query.runs.is_empty() {
         return Err(RangeError::BadRange("no blocks asked for"));
     }
