@@ -29,6 +29,10 @@ pub(crate) struct Bitfield {
     /// The committed images of the pages a commit job is writing ([`Self::stage`]): reads see
     /// these until [`Self::unpin`], whatever the file holds meanwhile.
     pinned: BTreeMap<u64, Page>,
+    /// Blocks `0..present_prefix` are all present in what reads see (a lower bound, learnt by
+    /// [`Self::next_missing`], lowered by every change that can clear a bit): asking whether a
+    /// complete log misses a block then loads no page (a mirror asks that of every log often).
+    present_prefix: u64,
 }
 
 fn position(page_no: u64) -> Result<u64, Error> {
@@ -67,6 +71,9 @@ impl Bitfield {
         end: u64,
         value: bool,
     ) -> Result<(), Error> {
+        if !value && start < end {
+            self.present_prefix = self.present_prefix.min(start);
+        }
         let mut b = start;
         while b < end {
             let page_no = b / BITS_PER_PAGE;
@@ -119,6 +126,26 @@ impl Bitfield {
         Ok(None)
     }
 
+    /// The first absent block in `start..end`: [`Self::find`] for absent bits, skipping the
+    /// prefix known to be present and learning it when the scan starts inside it.
+    pub(crate) fn next_missing(
+        &mut self,
+        meta: &MetaFile,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<u64>, Error> {
+        let known = self.present_prefix;
+        if start > known {
+            return self.find(meta, start, end, false);
+        }
+        if known >= end {
+            return Ok(None);
+        }
+        let found = self.find(meta, known, end, false)?;
+        self.present_prefix = found.unwrap_or(end);
+        Ok(found)
+    }
+
     /// Number of pages changed since the last flush.
     #[cfg(test)]
     pub(crate) fn dirty_pages(&self) -> usize {
@@ -144,6 +171,7 @@ impl Bitfield {
     pub(crate) fn discard(&mut self) {
         self.dirty.clear();
         self.pinned.clear();
+        self.present_prefix = 0;
     }
 
     /// The pages that mark `blocks` present, with their positions, for a commit job to
@@ -178,6 +206,10 @@ impl Bitfield {
     /// the bitfield now; without, the pinned pages are dropped and read again when needed.
     pub(crate) fn unpin(&mut self, meta: &MetaFile, written: Option<&[(u64, Page)]>) {
         self.pinned.clear();
+        if written.is_none() {
+            // The staged bits are gone again: what was learnt from them no longer holds.
+            self.present_prefix = 0;
+        }
         for (at, page) in written.into_iter().flatten() {
             meta.cache_page(at / PAGE as u64, page.clone());
         }
@@ -330,7 +362,68 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_present_prefix_is_forgotten_when_staged_bits_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = test_meta(dir.path(), 2);
+        let f = m.file().unwrap();
+        let mut b = Bitfield::default();
+        b.set(&m, 0, 100, true).unwrap();
+        b.flush(&m, &f).unwrap();
+        assert_eq!(b.next_missing(&m, 0, 100).unwrap(), None);
+        assert_eq!(b.present_prefix, 100);
+        b.stage(&m, &[100, 101]).unwrap();
+        b.unpin(&m, None);
+        assert_eq!(b.present_prefix, 0);
+        assert_eq!(b.next_missing(&m, 0, 200).unwrap(), Some(100));
+    }
+
     proptest! {
+        /// `next_missing` (which skips the prefix it learnt) answers as a scan of the model
+        /// does, through changes that set and clear bits, flushes, discards and reopens.
+        #[test]
+        fn next_missing_matches_a_model(ops in proptest::collection::vec((0u64..6000, 0u64..4000, any::<bool>(), 0u8..4), 1..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut m = test_meta(dir.path(), 2);
+            let f = m.file().unwrap();
+            let mut b = Bitfield::default();
+            let mut model = vec![false; 10_000];
+            let mut flushed = model.clone();
+            for (start, len, value, then) in ops {
+                let end = start + len;
+                b.set(&m, start, end, value).unwrap();
+                model[start as usize..end as usize].fill(value);
+                match then {
+                    0 => {
+                        b.flush(&m, &f).unwrap();
+                        flushed.clone_from(&model);
+                    }
+                    1 => {
+                        b.discard();
+                        m.forget();
+                        model.clone_from(&flushed);
+                    }
+                    2 => {
+                        b.flush(&m, &f).unwrap();
+                        flushed.clone_from(&model);
+                        b = reopen(&mut m);
+                    }
+                    _ => {}
+                }
+                for from in [0, start, start + 1, end, end.saturating_sub(1)] {
+                    for to in [end, end + 1, 10_000, from] {
+                        let to = to.min(10_000);
+                        let from = from.min(to);
+                        let want = model[from as usize..to as usize]
+                            .iter()
+                            .position(|&x| !x)
+                            .map(|i| i as u64 + from);
+                        prop_assert_eq!(b.next_missing(&m, from, to).unwrap(), want);
+                    }
+                }
+            }
+        }
+
         #[test]
         fn matches_a_model(ops in proptest::collection::vec((0u64..70_000, 0u64..3000, any::<bool>(), any::<bool>()), 1..20)) {
             let dir = tempfile::tempdir().unwrap();

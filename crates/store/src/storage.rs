@@ -301,7 +301,7 @@ impl CoreStorage {
     /// The first block in `start..end` (clamped to the length) that is not stored.
     pub fn next_missing(&mut self, start: u64, end: u64) -> Result<Option<u64>, Error> {
         let end = end.min(self.head().length);
-        self.bitfield.find(&self.meta, start, end, false)
+        self.bitfield.next_missing(&self.meta, start, end)
     }
 
     /// The byte offset of block `index` (`index <= length`), or `None` when a node it depends
