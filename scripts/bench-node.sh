@@ -8,8 +8,8 @@
 # Prints one JSON line per phase and a markdown table for BENCHMARKS.md. Temporary stores go
 # under $TMPDIR: on ext4 without a journal, runs right after
 # another are slowed by its deletes (ext4 skips inodes freed in the last 60-300 s; BENCHMARKS.md).
-# NODE_CACHE=N: tree nodes cached per log in the Rust processes (default: the store's 4096;
-# the cache grows with use, so small logs cost little either way).
+# NODE_CACHE=N: tree nodes cached in the Rust processes, all logs together (default: the
+# store's, as the daemon has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 logs=${1:-1000}

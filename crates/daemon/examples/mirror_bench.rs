@@ -24,10 +24,6 @@ use peerhost_node::{Config, Node};
 use peerhost_store::{CreateOptions, Durability, Options, Store};
 use tokio::net::TcpListener;
 
-/// Tree nodes cached per open log: the store's default unless `NODE_CACHE` says otherwise (the
-/// cache grows with use, so a small log costs little either way).
-const NODE_CACHE: usize = 4096;
-
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn status_kb(field: &str) -> u64 {
@@ -56,17 +52,16 @@ fn cpu_ms() -> u64 {
 }
 
 fn store(dir: &Path) -> Result<Store> {
-    Ok(Store::open_with(
-        dir,
-        Options::default()
-            .durability(Durability::Process)
-            .node_cache(
-                std::env::var("NODE_CACHE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(NODE_CACHE),
-            ),
-    )?)
+    // The store's caches as the daemon has them (shared by all logs since store format 2),
+    // unless `NODE_CACHE` sets the tree nodes cached, all logs together.
+    let mut options = Options::default().durability(Durability::Process);
+    if let Some(n) = std::env::var("NODE_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options = options.node_cache(n);
+    }
+    Ok(Store::open_with(dir, options)?)
 }
 
 fn keys(path: &str) -> Result<Vec<Key>> {

@@ -161,7 +161,7 @@ impl Bitfield {
             let at = position(page_no)?;
             use std::os::unix::fs::FileExt;
             file.write_all_at(&page[..], at)
-                .map_err(Error::io("write", meta.path()))?;
+                .map_err(Error::io_with("write", || meta.path()))?;
             meta.cache_page(at / PAGE as u64, page);
         }
         Ok(wrote)

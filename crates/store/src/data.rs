@@ -161,7 +161,7 @@ impl DataFile {
             // Large blocks go straight to the file.
             return file
                 .write_all_at(bytes, offset)
-                .map_err(Error::io("write", files.data_path()));
+                .map_err(Error::io_with("write", || files.data_path()));
         }
         self.buf.extend_from_slice(bytes);
         Ok(())
@@ -173,7 +173,7 @@ impl DataFile {
         if !self.buf.is_empty() {
             self.drop_ahead();
             file.write_all_at(&self.buf, self.buf_at)
-                .map_err(Error::io("write", files.data_path()))?;
+                .map_err(Error::io_with("write", || files.data_path()))?;
         }
         self.buf = Vec::new();
         Ok(())
@@ -197,7 +197,7 @@ impl DataFile {
         if now > len {
             let file = files.data()?;
             file.set_len(len)
-                .map_err(Error::io("truncate", files.data_path()))?;
+                .map_err(Error::io_with("truncate", || files.data_path()))?;
         }
         Ok(())
     }
@@ -206,7 +206,7 @@ impl DataFile {
     pub(crate) fn punch(&mut self, files: &LogFiles, offset: u64, len: u64) -> Result<(), Error> {
         self.drop_ahead();
         let file = files.data()?;
-        punch(&file, offset, len).map_err(Error::io("punch a hole in", files.data_path()))
+        punch(&file, offset, len).map_err(Error::io_with("punch a hole in", || files.data_path()))
     }
 }
 
@@ -221,7 +221,7 @@ fn pread_into(files: &LogFiles, out: &mut Vec<u8>, want: usize, offset: u64) -> 
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::io("read", files.data_path())(e.into())),
+            Err(e) => return Err(Error::io_with("read", || files.data_path())(e.into())),
         }
     }
     out.truncate(want);
@@ -241,7 +241,7 @@ fn read_direct(
         let file = files.data()?;
         let size = file
             .metadata()
-            .map_err(Error::io("stat", files.data_path()))?
+            .map_err(Error::io_with("stat", || files.data_path()))?
             .len();
         if end > size {
             return Ok(None);

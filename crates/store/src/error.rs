@@ -219,9 +219,28 @@ pub enum Error {
 
 impl Error {
     /// Wrap an I/O error with what we were doing and where.
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| Self::Io { op, path, source }
+    pub(crate) fn io<P: Into<PathBuf>>(
+        op: &'static str,
+        path: P,
+    ) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// [`Self::io`] with the path made only when there is an error (a log's file paths are
+    /// formatted from its discovery key: too dear for every successful read and write).
+    pub(crate) fn io_with(
+        op: &'static str,
+        path: impl FnOnce() -> PathBuf,
+    ) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Io {
+            op,
+            path: path(),
+            source,
+        }
     }
 
     /// Whether this error says the data on disk is damaged (as opposed to an OS failure or a

@@ -109,7 +109,7 @@ impl MetaFile {
         let mut buf = [0u8; PAGE];
         if let Some(at) = page.checked_mul(PAGE as u64) {
             // A short read leaves the rest zero: past the end of the file is absent.
-            read_full_at(&file, &mut buf, at).map_err(Error::io("read", self.path()))?;
+            read_full_at(&file, &mut buf, at).map_err(Error::io_with("read", || self.path()))?;
         }
         let p: Page = Arc::new(buf);
         shared.cache_page(self.cache_id, page, p.clone());
@@ -134,7 +134,7 @@ impl MetaFile {
     /// Write `bytes` at `at` through `file` and update the cache.
     pub(crate) fn write(&self, file: &File, at: u64, bytes: &[u8]) -> Result<(), Error> {
         file.write_all_at(bytes, at)
-            .map_err(Error::io("write", self.path()))?;
+            .map_err(Error::io_with("write", || self.path()))?;
         self.written(at, bytes);
         Ok(())
     }
@@ -148,7 +148,7 @@ impl MetaFile {
     pub(crate) fn len(&self, file: &File) -> Result<u64, Error> {
         Ok(file
             .metadata()
-            .map_err(Error::io("stat", self.path()))?
+            .map_err(Error::io_with("stat", || self.path()))?
             .len())
     }
 
@@ -156,7 +156,7 @@ impl MetaFile {
     pub(crate) fn cut(&mut self, file: &File, len: u64) -> Result<(), Error> {
         if self.len(file)? > len {
             file.set_len(len)
-                .map_err(Error::io("truncate", self.path()))?;
+                .map_err(Error::io_with("truncate", || self.path()))?;
             self.forget();
         }
         Ok(())
@@ -178,7 +178,7 @@ impl MetaFile {
         self.zero_within_pages(file, last_whole, to)?;
         if has_data(file, first_whole, last_whole) {
             punch(file, first_whole, last_whole - first_whole)
-                .map_err(Error::io("punch a hole in", self.path()))?;
+                .map_err(Error::io_with("punch a hole in", || self.path()))?;
             self.forget();
         }
         Ok(())

@@ -446,7 +446,7 @@ impl CoreStorage {
             self.bitfield.set(&self.meta, at, stop, false)?;
             if self.bitfield.flush(&self.meta, &file)? && self.durability == Durability::Sync {
                 file.sync_data()
-                    .map_err(Error::io("fsync", self.meta.path()))?;
+                    .map_err(Error::io_with("fsync", || self.meta.path()))?;
             }
             at = stop;
         }
@@ -928,7 +928,7 @@ impl Transaction<'_> {
             s.data.flush(&file, s.meta.files())?;
             if sync && self.wrote_data {
                 file.sync_data()
-                    .map_err(Error::io("fsync", s.meta.files().data_path()))?;
+                    .map_err(Error::io_with("fsync", || s.meta.files().data_path()))?;
             }
         }
         self.flush_meta()?;
