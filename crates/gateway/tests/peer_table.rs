@@ -368,6 +368,20 @@ async fn cross_origin_posts_fail_and_signed_ones_do_not_replay() {
         .to_owned();
     assert!(!allowed.contains("POST"), "{res}");
 
+    // What a page may send after a preflight, or any script: JSON, but unsigned. Refused,
+    // nothing registered (issue 17 item 1: a registration needs the mirror's key).
+    let r = client::post_json(
+        &format!("{base}/v1/peers"),
+        &json!({"url": "http://127.0.0.1:9"}),
+        T,
+    )
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 401, "{said}");
+    assert!(said.contains("UNSIGNED"), "{said}");
+    assert!(instance.contributions().is_empty());
+
     // A signed registration replayed verbatim is refused.
     let kp = KeyPair::generate();
     let body = format!(r#"{{"url":"http://127.0.0.1:{}"}}"#, 9);
