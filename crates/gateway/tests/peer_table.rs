@@ -591,3 +591,43 @@ async fn a_report_makes_the_instance_check_the_reported_range_at_once() {
     let all = get_json(&format!("{base}/v1/contributions")).await;
     assert_eq!(all["reports"], json!({"admitted": 3, "scheduled": 2}));
 }
+
+/// Issue 17 item 1: readers get a random sample of the healthy peers, not the first 64 in URL
+/// order (which let fake entries with low-sorting URLs hide the real mirrors). 70 real
+/// gateways on loopback prove their keys and pass their checks; `GET /v1/peers` names 64 of
+/// them per request, and over 10 requests more than 64 distinct ones come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_get_a_random_sample_of_the_healthy_peers() {
+    const MIRRORS: usize = 70;
+    let log = log();
+    let (base, _instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let mut mirrors = Vec::new();
+    for _ in 0..MIRRORS {
+        let kp = KeyPair::generate();
+        let (url, stop) = serve(log.cores.clone(), Config::default().identity(kp.clone())).await;
+        let (status, body) = register(&base, &url, &kp).await;
+        assert_eq!(status, 200, "{body}");
+        mirrors.push((url, stop));
+    }
+    wait("every mirror is proven and healthy", async || {
+        let t = get_json(&format!("{base}/v1/contributions")).await;
+        t["peers"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().filter(|r| r["healthy"] == true).count() == MIRRORS)
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let peers = get_json(&format!("{base}/v1/peers")).await["peers"].clone();
+        let peers: Vec<String> = serde_json::from_value(peers).unwrap();
+        assert_eq!(peers.len(), peerhost_gateway::MAX_PEERS);
+        seen.extend(peers);
+    }
+    assert!(
+        seen.len() > peerhost_gateway::MAX_PEERS,
+        "always the same {}: {seen:?}",
+        seen.len()
+    );
+    assert!(seen.iter().all(|u| mirrors.iter().any(|(m, _)| m == u)));
+}
