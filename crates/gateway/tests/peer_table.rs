@@ -631,3 +631,44 @@ async fn readers_get_a_random_sample_of_the_healthy_peers() {
     );
     assert!(seen.iter().all(|u| mirrors.iter().any(|(m, _)| m == u)));
 }
+
+/// Issue 17 item 1: stale entries are evicted healthy or not. A table full of proven, healthy
+/// peers that stopped registering (here: 4 real gateways, a table of 4, stale after 3 s) used
+/// to answer every new mirror `503 FULL` for good; now the stalest makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_full_of_stale_healthy_peers_makes_room() {
+    const STALE: Duration = Duration::from_secs(3);
+    let log = log();
+    let (base, instance, _i) = start_instance(
+        &log,
+        InstanceOptions::default()
+            .allow_private_peers(true)
+            .caps(4, 4, 4)
+            .lifetimes(STALE, Duration::from_secs(600)),
+    )
+    .await;
+    let mut mirrors = Vec::new();
+    for _ in 0..5 {
+        let kp = KeyPair::generate();
+        let (url, stop) = serve(log.cores.clone(), Config::default().identity(kp.clone())).await;
+        mirrors.push((url, kp, stop));
+    }
+    for (url, kp, _) in &mirrors[..4] {
+        let (status, body) = register(&base, url, kp).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait("the 4 are proven and healthy", async || {
+        let rows = instance.contributions();
+        rows.len() == 4 && rows.iter().all(|c| c.proven && c.healthy)
+    })
+    .await;
+    // Nobody registers again: they go stale, still marked healthy by their last check.
+    tokio::time::sleep(STALE + Duration::from_millis(500)).await;
+    assert!(instance.contributions().iter().all(|c| c.healthy));
+    let (url, kp, _) = &mirrors[4];
+    let (status, body) = register(&base, url, kp).await;
+    assert_eq!(status, 200, "a new mirror is refused: {body}");
+    let rows = instance.contributions();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().any(|c| &c.url == url));
+}
