@@ -368,6 +368,20 @@ async fn cross_origin_posts_fail_and_signed_ones_do_not_replay() {
         .to_owned();
     assert!(!allowed.contains("POST"), "{res}");
 
+    // What a page may send after a preflight, or any script: JSON, but unsigned. Refused,
+    // nothing registered (issue 17 item 1: a registration needs the mirror's key).
+    let r = client::post_json(
+        &format!("{base}/v1/peers"),
+        &json!({"url": "http://127.0.0.1:9"}),
+        T,
+    )
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 401, "{said}");
+    assert!(said.contains("UNSIGNED"), "{said}");
+    assert!(instance.contributions().is_empty());
+
     // A signed registration replayed verbatim is refused.
     let kp = KeyPair::generate();
     let body = format!(r#"{{"url":"http://127.0.0.1:{}"}}"#, 9);
@@ -576,4 +590,85 @@ async fn a_report_makes_the_instance_check_the_reported_range_at_once() {
     assert_eq!((status, v["check"].as_str()), (202, Some("recent")));
     let all = get_json(&format!("{base}/v1/contributions")).await;
     assert_eq!(all["reports"], json!({"admitted": 3, "scheduled": 2}));
+}
+
+/// Issue 17 item 1: readers get a random sample of the healthy peers, not the first 64 in URL
+/// order (which let fake entries with low-sorting URLs hide the real mirrors). 70 real
+/// gateways on loopback prove their keys and pass their checks; `GET /v1/peers` names 64 of
+/// them per request, and over 10 requests more than 64 distinct ones come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_get_a_random_sample_of_the_healthy_peers() {
+    const MIRRORS: usize = 70;
+    let log = log();
+    let (base, _instance, _i) =
+        start_instance(&log, InstanceOptions::default().allow_private_peers(true)).await;
+    let mut mirrors = Vec::new();
+    for _ in 0..MIRRORS {
+        let kp = KeyPair::generate();
+        let (url, stop) = serve(log.cores.clone(), Config::default().identity(kp.clone())).await;
+        let (status, body) = register(&base, &url, &kp).await;
+        assert_eq!(status, 200, "{body}");
+        mirrors.push((url, stop));
+    }
+    wait("every mirror is proven and healthy", async || {
+        let t = get_json(&format!("{base}/v1/contributions")).await;
+        t["peers"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().filter(|r| r["healthy"] == true).count() == MIRRORS)
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let peers = get_json(&format!("{base}/v1/peers")).await["peers"].clone();
+        let peers: Vec<String> = serde_json::from_value(peers).unwrap();
+        assert_eq!(peers.len(), peerhost_gateway::MAX_PEERS);
+        seen.extend(peers);
+    }
+    assert!(
+        seen.len() > peerhost_gateway::MAX_PEERS,
+        "always the same {}: {seen:?}",
+        seen.len()
+    );
+    assert!(seen.iter().all(|u| mirrors.iter().any(|(m, _)| m == u)));
+}
+
+/// Issue 17 item 1: stale entries are evicted healthy or not. A table full of proven, healthy
+/// peers that stopped registering (here: 4 real gateways, a table of 4, stale after 3 s) used
+/// to answer every new mirror `503 FULL` for good; now the stalest makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_full_of_stale_healthy_peers_makes_room() {
+    const STALE: Duration = Duration::from_secs(3);
+    let log = log();
+    let (base, instance, _i) = start_instance(
+        &log,
+        InstanceOptions::default()
+            .allow_private_peers(true)
+            .caps(4, 4, 4)
+            .lifetimes(STALE, Duration::from_secs(600)),
+    )
+    .await;
+    let mut mirrors = Vec::new();
+    for _ in 0..5 {
+        let kp = KeyPair::generate();
+        let (url, stop) = serve(log.cores.clone(), Config::default().identity(kp.clone())).await;
+        mirrors.push((url, kp, stop));
+    }
+    for (url, kp, _) in &mirrors[..4] {
+        let (status, body) = register(&base, url, kp).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    wait("the 4 are proven and healthy", async || {
+        let rows = instance.contributions();
+        rows.len() == 4 && rows.iter().all(|c| c.proven && c.healthy)
+    })
+    .await;
+    // Nobody registers again: they go stale, still marked healthy by their last check.
+    tokio::time::sleep(STALE + Duration::from_millis(500)).await;
+    assert!(instance.contributions().iter().all(|c| c.healthy));
+    let (url, kp, _) = &mirrors[4];
+    let (status, body) = register(&base, url, kp).await;
+    assert_eq!(status, 200, "a new mirror is refused: {body}");
+    let rows = instance.contributions();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().any(|c| &c.url == url));
 }

@@ -417,6 +417,42 @@ mod tests {
         assert!(!from_owner(&a, me.wrapping_add(1)));
     }
 
+    /// The socket's name appears in the store only by the rename of a socket already private
+    /// (issue 17 item 8), never by `bind` at its path: a socket bound there exists under the
+    /// umask (`0777 & !umask`) until a chmod, and another local user can connect in that window.
+    /// The kernel's own record of the directory (inotify) says how the name came to be.
+    #[tokio::test]
+    async fn the_socket_is_never_created_at_its_path() {
+        use rustix::fs::inotify;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::SOCKET);
+        let fd =
+            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(
+            &fd,
+            dir.path(),
+            inotify::WatchFlags::CREATE
+                | inotify::WatchFlags::MOVED_TO
+                | inotify::WatchFlags::ATTRIB,
+        )
+        .unwrap();
+        let _listener = bind_private(&path).unwrap();
+        // The kernel queued the events during the calls; non-blocking: the end is EAGAIN.
+        let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+        let mut events = inotify::Reader::new(&fd, &mut buf);
+        let mut seen = Vec::new();
+        while let Ok(e) = events.next() {
+            if e.file_name()
+                .is_some_and(|n| n.to_bytes() == super::super::SOCKET.as_bytes())
+            {
+                seen.push(e.events());
+            }
+        }
+        assert_eq!(seen, [inotify::ReadFlags::MOVED_TO], "{seen:?}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     #[tokio::test]
     async fn the_socket_is_private_from_its_first_moment() {
         let dir = tempfile::tempdir().unwrap();
