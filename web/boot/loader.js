@@ -308,7 +308,7 @@ export class Loader {
         const [s, e] = chunks[next++]
         const { blocks } = await this._fetch(head, s, e)
         blocks.forEach((b, k) => { out[s + k - start] = b })
-        if (store) await c.put(head, s, blocks)
+        if (store) this._later(() => c.put(head, s, blocks)) // behind the answer (blocks())
       }
     }))
     return out
