@@ -283,3 +283,71 @@ fn a_community_without_an_index_is_scanned_then_reindexed() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("a log named lc.index already exists"), "{err}");
 }
+
+/// A daemon that starts on a store whose index lags its logs (here: an import stopped after
+/// the posts, before the comments' index batch was written) brings the index up to date
+/// before it takes commands: the same entries as an index written in one go.
+#[test]
+fn a_daemon_brings_a_lagging_index_up_to_date_when_it_starts() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path();
+    ok(run(s, &["community", "create", "lc"]));
+    let posts = s.join("posts.json");
+    std::fs::write(&posts, posts_json().to_string()).unwrap();
+    let comments = s.join("comments.json");
+    std::fs::write(&comments, comments_json().to_string()).unwrap();
+    ok(run(s, &["import", "lc", posts.to_str().unwrap()]));
+    let (after_posts, _) = index_entries(s);
+    ok(run(s, &["import", "lc", comments.to_str().unwrap()]));
+    let (whole, want) = index_entries(s);
+    assert!(whole > after_posts);
+    // The comments' index batch lost: the index lags the comments log.
+    {
+        let store = Store::open(s).unwrap();
+        let mut core = store.open_core(&Part::Index.log_name("lc")).unwrap();
+        core.truncate(after_posts).unwrap();
+        let mut view = View::new(core);
+        assert_eq!(view.position().unwrap(), (POSTS as u64, 0));
+    }
+
+    // The daemon (a real process) catches up before it prints its addresses.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peerhost"))
+        .args([
+            "serve",
+            "--no-dht",
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--storage",
+        ])
+        .arg(s)
+        .env("PEERHOST_LOG", "warn")
+        .env_remove("PEERHOST_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("127.0.0.1"), "{line:?}");
+    // Through the daemon, the thread reads as before.
+    let thread = json_of(s, &["thread", "lc", &id(7), "--json"]);
+    assert_eq!(thread["comments"].as_array().unwrap().len(), 2);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (length, got) = index_entries(s);
+    assert_eq!(length, whole, "the index log's length after catching up");
+    assert_eq!(got, want);
+    let store = Store::open(s).unwrap();
+    let comments = store.open_core(&Part::Comments.log_name("lc")).unwrap();
+    let core = store.open_core(&Part::Index.log_name("lc")).unwrap();
+    assert_eq!(
+        View::new(core).position().unwrap(),
+        (POSTS as u64, comments.length())
+    );
+}

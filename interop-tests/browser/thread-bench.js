@@ -10,7 +10,9 @@
 //   node interop-tests/browser/thread-bench.js /tmp/scale [RUNS=3]
 //
 // The store is used in place (the app is published into it if it has none; the instance
-// writes its peerhost.toml there); the mirrors' stores go to a temporary directory.
+// writes its peerhost.toml there); the mirrors' stores go to a temporary directory, or to
+// THREAD_BENCH_MIRRORS (kept: a second run, e.g. of another build's app, only catches up
+// instead of replicating the whole logs again).
 
 const fs = require('node:fs')
 const os = require('node:os')
@@ -29,7 +31,8 @@ async function main () {
   lib.run(store, ['assets', 'publish', 'scale', lib.APP]) // the app of this build (appends only what changed)
   // The hot post: the one with the most comments in the index (scale-community.js: the middle one).
   const hot = `lemmy:scale.test/post/${1_000_000 + Math.floor(logs.posts.length / 2)}`
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-thread-bench-'))
+  const keep = process.env.THREAD_BENCH_MIRRORS
+  const dir = keep || fs.mkdtempSync(path.join(os.tmpdir(), 'peerhost-thread-bench-'))
   let instance, mirrors, chrome
   try {
     instance = await lib.startInstance(store)
@@ -101,7 +104,7 @@ async function main () {
     if (chrome) await chrome.close()
     for (const m of mirrors || []) lib.stop(m)
     lib.stop(instance)
-    fs.rmSync(dir, { recursive: true, force: true })
+    if (!keep) fs.rmSync(dir, { recursive: true, force: true })
   }
 }
 

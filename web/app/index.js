@@ -254,14 +254,17 @@ export async function thread (api, ix, id) {
     f.catch(() => {})
     fetches.push(f)
   }
-  const [{ entry: p }] = await Promise.all([
-    api.call('index.get', ix.c.index, keys.post(id), ix.index.length),
-    ix.comments ? rangeAll(api, ix, prefix, onPage) : [],
-    ix.checked
-  ])
-  if (!p) return null
-  const pst = parseState(p.value)
-  const [pb, ...parts] = await Promise.all([fetchBlocks(api, ix.c.posts, ix.posts, stateBlocks(pst)), ...fetches])
+  // The post's key, then its blocks, while the thread's walk runs (not after it).
+  const ofPost = api.call('index.get', ix.c.index, keys.post(id), ix.index.length).then(async ({ entry: p }) => {
+    if (!p) return null
+    const pst = parseState(p.value)
+    return { pst, pb: await fetchBlocks(api, ix.c.posts, ix.posts, stateBlocks(pst)) }
+  })
+  ofPost.catch(() => {})
+  const [got] = await Promise.all([ofPost, ix.comments ? rangeAll(api, ix, prefix, onPage) : [], ix.checked])
+  if (!got) return null
+  const { pst, pb } = got
+  const parts = await Promise.all(fetches)
   const cb = new Map(parts.flatMap((m) => [...m]))
   const pr = apply(pst, pb, 'post', (e) => e.id === id, ['title', 'body', 'link'])
   const post = { index: pst.block, post: pr.entry, editedUs: pr.editedUs, deleted: pr.deleted }

@@ -199,17 +199,24 @@ export class Bee {
   }
 
   // Before a bulk walk (`limit` ≥ 128) over lo..hi: fetch the part of the tree it reads a level
-  // at a time, every level in two set requests (the keys of the level's nodes, then their
-  // children that overlap the bounds), so the walk then runs from the cache: round trips ≈
-  // twice the depth, not one or two per node. At most `limit` children in all, taken in the
-  // walk's order.
+  // at a time, so the walk then runs from the cache. One set request per level: the keys of
+  // the level's nodes together with all their children (which of the children overlap the
+  // bounds is known only from those keys: the few outside them, at most 8 a node on the
+  // edges of the range, cost less than a second round trip), so round trips = the depth.
+  // At most `limit` children in range in all, taken in the walk's order.
   async prefetch (lo, hi, reverse, limit) {
     if (!this.fetchSet || limit < 128) return
     const root = await this.root()
     let frontier = root ? [root] : []
     let budget = Math.min(limit, 4096)
     for (let d = 0; frontier.length && d < MAX_DEPTH && budget > 0; d++) {
-      await this.preload(frontier.flatMap((n) => n.keys))
+      // The children of the nodes taken this level, while the budget allows them all.
+      const kids = []
+      for (let n = 0, left = budget; n < frontier.length && left > 0; n++) {
+        for (const c of frontier[n].children) kids.push(c[0])
+        left -= frontier[n].children.length
+      }
+      await this.preload([...frontier.flatMap((n) => n.keys), ...kids])
       const next = []
       for (const n of reverse ? [...frontier].reverse() : frontier) {
         if (!n.children.length) continue
@@ -224,7 +231,6 @@ export class Bee {
           next.push([n.children[i], n.seq])
         }
       }
-      await this.preload(next.map(([c]) => c[0]))
       frontier = (await Promise.all(next.map(([[seq, off], from]) => this.tree(seq, off, from).catch(() => null)))).filter(Boolean)
     }
   }
@@ -251,9 +257,11 @@ export class Bee {
   }
 
   // Binary search of `n`'s keys (hyperbee's probes): {found: index} or {at: index}. The
-  // node's keys are fetched at once (one round trip, not one per probe: at most 8 blocks).
+  // node's keys are fetched at once (one round trip, not one per probe: at most 8 blocks),
+  // and with a set fetch its children with them: the one a lookup descends into next is then
+  // here when the search ends (one round trip a level, not two, for 8 blocks more).
   async search (n, key) {
-    this.preload(n.keys)
+    this.preload(this.fetchSet ? [...n.keys, ...n.children.map((c) => c[0])] : n.keys)
     let s = 0
     let e = n.keys.length
     while (s < e) {

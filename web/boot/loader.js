@@ -285,7 +285,12 @@ export class Loader {
         }
       } else if (c.length > head.length) store = false // an older head than the cache's
       if (ok) (await c.get(start, Math.min(end, c.length))).forEach((b, k) => { if (b) out[k] = b })
-      else if (store) await c.reset(head) // nothing reusable: start the cache over at this head
+      else if (store) {
+        // Nothing reusable: start the cache over at this head (once the writes behind
+        // earlier answers are done, so none lands after it).
+        await this._later()
+        await c.reset(head)
+      }
     }
     // Whatever is still missing, in chunks aligned to 64 blocks (the same URLs for every
     // reader of a head, so HTTP caches share them), 4 in flight.
@@ -303,7 +308,7 @@ export class Loader {
         const [s, e] = chunks[next++]
         const { blocks } = await this._fetch(head, s, e)
         blocks.forEach((b, k) => { out[s + k - start] = b })
-        if (store) await c.put(head, s, blocks)
+        if (store) this._later(() => c.put(head, s, blocks)) // behind the answer (blocks())
       }
     }))
     return out
@@ -360,12 +365,19 @@ export class Loader {
       while (next < parts.length) {
         const got = await this._set(head, parts[next++])
         for (const [i, b] of got) out.set(i, b)
-        if (store) {
-          for (const [s, e] of runsOf([...got.keys()])) await c.put(head, s, Array.from({ length: e - s }, (_, k) => got.get(s + k)))
-        }
+        // Into the cache behind the answer, not before it: scattered blocks are one cache
+        // entry each, and writing them one run after another took longer than the request.
+        if (store) this._later(() => Promise.all(runsOf([...got.keys()]).map(([s, e]) => c.put(head, s, Array.from({ length: e - s }, (_, k) => got.get(s + k))))))
       }
     }))
     return out
+  }
+
+  // Cache writes behind the answers: `f` runs after those queued before it (its failure
+  // ignored: the cache is an optimisation); resolves when all queued so far are done.
+  _later (f) {
+    this.writes = (this.writes || Promise.resolve()).then(f).catch(() => {})
+    return this.writes
   }
 
   // One part of a set (runs), continued on served prefixes; ranges where sets fail.

@@ -224,6 +224,8 @@ impl Daemon {
         daemon.track(|reply| Command::ServeAll { reply }).await?;
         daemon.start_services(&options).await?;
         if options.write_files {
+            // Before the control socket: no command writes an index meanwhile.
+            daemon.catch_up_indexes().await;
             control::server::start(&daemon);
         }
         // The state and status files, written after start returns (the status of a mirror of

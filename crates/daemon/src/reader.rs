@@ -5,7 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use peerhost_feed::index::{IndexError, View, Which};
+use peerhost_feed::Blocks as _;
+use peerhost_feed::index::{self, IndexError, View, Which};
 use peerhost_feed::read::{self, PostView};
 use peerhost_feed::{Asset, Entry, Kind, Notes, Post};
 use peerhost_ids::{DiscoveryKey, Key};
@@ -634,6 +635,120 @@ impl NewPosts {
                 }),
             }
         }
+    }
+}
+
+impl Daemon {
+    /// Bring the index log of every community this daemon writes up to its posts and comments
+    /// logs (issue 13): an index lags when an import stopped midway, or when blocks reached
+    /// those logs while no index writer ran. Called when the daemon starts, before its control
+    /// socket opens (so no command writes the index meanwhile). Bounded: `index::catch_up`
+    /// appends one Hyperbee batch per [`peerhost_feed::index::CHUNK`] log blocks, each with
+    /// the position it reached, holding the node only for one block at a time; resumable:
+    /// interrupted, the next start goes on from the last batch written.
+    pub(crate) async fn catch_up_indexes(&self) {
+        let communities = self
+            .ask(|reply| Command::Published { reply })
+            .await
+            .unwrap_or_default();
+        for c in communities {
+            let Ok(key) = Key::parse(&c.key) else {
+                continue;
+            };
+            let d = self.clone();
+            match tokio::task::spawn_blocking(move || d.catch_up_index(key)).await {
+                Ok(Ok(Some(caught))) if caught.blocks > 0 => tracing::info!(
+                    community = %c.name,
+                    "index caught up: {} log blocks indexed in {} batches",
+                    caught.blocks,
+                    caught.batches
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    community = %c.name,
+                    "the index was not brought up to date ({e}); readers use the logs \
+                     meanwhile: rebuild it with `peerhost community reindex {}`",
+                    c.name
+                ),
+                Err(e) => tracing::warn!(community = %c.name, "indexing failed: {e}"),
+            }
+        }
+    }
+
+    /// [`Daemon::catch_up_indexes`] for the community `key`: `None` when it has no index
+    /// log, or one not writable here.
+    fn catch_up_index(&self, key: Key) -> Result<Option<index::Caught>, IndexError> {
+        let node = &self.ctx.node;
+        let dkey = key.discovery_key();
+        let found = node.with(|r| r.core_mut(&dkey).map(read::descriptor));
+        let Some(Ok((Some((_, entry)), _))) = found else {
+            return Ok(None);
+        };
+        let Some(d) = read::as_descriptor(&entry) else {
+            return Ok(None);
+        };
+        let (Some(ix), Some(posts)) = (Part::Index.key_in(d), Part::Posts.key_in(d)) else {
+            return Ok(None);
+        };
+        let writable = node.with(|r| r.core(&ix.discovery_key()).map(Core::writable));
+        if writable != Some(true) {
+            return Ok(None);
+        }
+        let log = IndexLog {
+            daemon: self,
+            key: ix,
+            held: Held {
+                node,
+                dkey: ix.discovery_key(),
+            },
+        };
+        let mut posts = Held {
+            node,
+            dkey: posts.discovery_key(),
+        };
+        // No comments log: one of length 0 (a key held nowhere).
+        let mut comments = Held {
+            node,
+            dkey: Part::Comments
+                .key_in(d)
+                .map_or(DiscoveryKey([0; 32]), |k| k.discovery_key()),
+        };
+        index::catch_up(log, &mut posts, &mut comments, |_, _| {}).map(Some)
+    }
+}
+
+/// A community's index log as [`Daemon::catch_up_indexes`] writes it: read like any held
+/// log, appended through [`Daemon::append`] (its peers hear of each batch at once).
+struct IndexLog<'a> {
+    daemon: &'a Daemon,
+    key: Key,
+    held: Held<'a>,
+}
+
+/// Why [`IndexLog`] failed.
+#[derive(Debug, thiserror::Error)]
+enum IndexLogError {
+    #[error(transparent)]
+    Read(#[from] peerhost_store::CoreError),
+    #[error(transparent)]
+    Append(#[from] crate::error::AppendError),
+}
+
+impl peerhost_feed::Blocks for IndexLog<'_> {
+    type Error = IndexLogError;
+
+    fn length(&self) -> u64 {
+        peerhost_feed::Blocks::length(&self.held)
+    }
+
+    fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.held.block(index)?)
+    }
+}
+
+impl peerhost_feed::AppendBlocks for IndexLog<'_> {
+    fn append_blocks(&mut self, blocks: &[Vec<u8>]) -> Result<u64, Self::Error> {
+        Ok(self.daemon.append(&self.key, blocks)?)
     }
 }
 
