@@ -3,7 +3,8 @@
 // 1. dist/: what an instance serves (`peerhost serve --http ADDR --bootstrap-page web/dist`):
 //    - index.html, the bootstrap document: boot/page.html with boot/inline.js bundled and
 //      inlined as one module script, and its Content-Security-Policy in a <meta> (the scripts'
-//      SHA-256 hashes; the instance sends the same as a header);
+//      SHA-256 hashes; the instance sends the same as a header); the header's markup and
+//      style (boot/shell.html) go in the runtime, which adds them;
 //    - index-nortc.html, the same without the minimal WebRTC client (WITH_RTC false), which
 //      the instance serves while it lists no WebRTC peer (protocol/gateway.md §7);
 //    - sw.js, the Service Worker;
@@ -74,8 +75,11 @@ const shim = await bundle('./boot/shim.js', { format: 'iife' })
 const hash = (s) => `'sha256-${sha256(s).toString('base64')}'`
 const appCsp = `default-src 'none'; script-src ${hash(shim)} blob:; style-src 'unsafe-inline' blob:; img-src blob: data:; font-src blob: data:; media-src blob:; connect-src 'none'; form-action 'none'; base-uri 'none'`
 // The bootstrap runtime, published with the app and pinned (by SHA-256) in the document.
+// The header's markup and style (boot/shell.html: before and after `#note`), which the
+// runtime adds: the document holds only `#note` (for a failure before the runtime runs).
+const shell = readFileSync(here('./boot/shell.html'), 'utf8').trim().split('<!--NOTE-->')
 const runtime = await bundle('./boot/main.js', {
-  define: { SHIM: JSON.stringify(shim), APP_CSP: JSON.stringify(appCsp), NOBLE_SHA256: JSON.stringify(noble) },
+  define: { SHIM: JSON.stringify(shim), APP_CSP: JSON.stringify(appCsp), NOBLE_SHA256: JSON.stringify(noble), SHELL: JSON.stringify(shell) },
   mangleProps: /^_[a-z]/
 })
 writeFileSync(here('./app/dist/peerhost-runtime.js'), runtime)
@@ -93,7 +97,7 @@ for (const [file, rtc] of [['index.html', true], ['index-nortc.html', false]]) {
     .replace('/*BOOT*/', () => script))
   boot ??= script
 }
-writeFileSync(here('./dist/sw.js'), (await bundle('./boot/sw.js', { format: 'iife' })) + '\n')
+writeFileSync(here('./dist/sw.js'), (await bundle('./boot/sw.js')) + '\n')
 
 const kib = (n) => (n / 1024).toFixed(1) + ' KiB'
 const sizes = {}

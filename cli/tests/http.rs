@@ -461,3 +461,94 @@ fn cross_site_posts_register_and_report_nothing() {
     let t = get_json(&rt, &format!("{base}/v1/contributions"));
     assert_eq!(t["peers"], serde_json::json!([]), "{t}");
 }
+
+/// Issue 12: any gateway answers a file of an app log it holds by its SHA-256
+/// (`GET /v1/blob/{sha256}`, `protocol/gateway.md` §3.4): the instance from the app it
+/// published, a mirror once it replicated the app log; immutable, compressed on demand;
+/// unknown hashes `404`, other spellings `400`.
+#[test]
+fn blob_route_serves_the_runtime_by_hash() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, m) = (dir.path().join("w"), dir.path().join("m"));
+    let key = String::from_utf8(run(&w, &["community", "create", "c"]).stdout).unwrap();
+    let key = key.trim().to_owned();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let runtime = "export const start = () => 'the runtime';\n".repeat(200);
+    std::fs::write(app.join("peerhost-runtime.js"), &runtime).unwrap();
+    std::fs::write(app.join("index.html"), "<!doctype html><p>app").unwrap();
+    run(&w, &["assets", "publish", "c", app.to_str().unwrap()]);
+    let pin = hex::encode(sha2::Sha256::digest(runtime.as_bytes()));
+
+    let instance = Daemon::start(
+        cmd(
+            &w,
+            &[
+                "serve",
+                "--no-dht",
+                "--listen-tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ],
+        ),
+        2,
+    );
+    let base = instance.url();
+    let tcp = format!("tcp://{}", instance.lines[0]);
+    let rt = rt();
+    let r = get(&rt, &format!("{base}/v1/blob/{pin}"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, runtime.as_bytes());
+    let r = get(&rt, &format!("{base}/v1/blob/{}", "ab".repeat(32)));
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8_lossy(&r.body).contains("UNKNOWN_BLOB"));
+    assert_eq!(
+        get(&rt, &format!("{base}/v1/blob/{}", pin.to_uppercase())).status,
+        400
+    );
+    let addr = base.trim_start_matches("http://");
+    let raw = raw_http(
+        addr,
+        &format!(
+            "GET /v1/blob/{pin} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: br\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .to_ascii_lowercase();
+    assert!(raw.starts_with("http/1.1 200"), "{raw}");
+    assert!(
+        raw.contains("cache-control: public, max-age=31536000, immutable"),
+        "{raw}"
+    );
+    assert!(raw.contains("content-encoding: br"), "{raw}");
+    assert!(raw.contains("access-control-allow-origin: *"), "{raw}");
+
+    // A mirror serves it once it holds the app log.
+    std::fs::create_dir_all(&m).unwrap();
+    let mirror = Daemon::start(
+        cmd(
+            &m,
+            &[
+                "mirror",
+                &key,
+                "--peer",
+                &tcp,
+                "--no-dht",
+                "-q",
+                "--http",
+                "127.0.0.1:0",
+            ],
+        ),
+        1,
+    );
+    let murl = mirror.url();
+    wait("the mirror serves the runtime by hash", || {
+        get(&rt, &format!("{murl}/v1/blob/{pin}")).status == 200
+    });
+    assert_eq!(
+        get(&rt, &format!("{murl}/v1/blob/{pin}")).body,
+        runtime.as_bytes()
+    );
+}

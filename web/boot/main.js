@@ -15,7 +15,7 @@
 // its channel is open; verified, scored, hedged and banned alike. When none works, the
 // instance's own gateway, and the page says so; the header names the sources that served.
 
-/* global SHIM, APP_CSP, NOBLE_SHA256 */
+/* global SHIM, APP_CSP, NOBLE_SHA256, SHELL */
 import { Loader, blockCache, httpPeer } from './loader.js'
 import { joinAll, rtcPeer } from './rtc.js'
 import { fail, hex, setUnsigned, useEngine, webcryptoWorks } from './verify.js'
@@ -34,8 +34,12 @@ let showSources = () => {}
 /** Run the bootstrap: `data` ({community, peers}), `peers` (the page's and stored ones),
  * `tries` (the document's requests: peers that have not answered yet count as busy). */
 export function start (ctx) {
+  // The document as served, for the Service Worker (nothing changed it yet); then the header
+  // (boot/shell.html, by build.mjs): the document carries only `#note`.
+  html = ctx.html || '<!doctype html>' + document.documentElement.outerHTML
+  $('#note').insertAdjacentHTML('beforebegin', SHELL[0])
+  $('#note').insertAdjacentHTML('afterend', SHELL[1])
   data = ctx.data
-  html = ctx.html
   state = window.peerhost = { community: data.community, t0: ctx.t0 }
   try { saved = JSON.parse(store('peerhost.peers')) || saved } catch {}
   loader = state.loader = new Loader({

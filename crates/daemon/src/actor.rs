@@ -69,6 +69,8 @@ pub(crate) struct Context {
     pub(crate) quota_full: AtomicBool,
     /// Why the TCP peers we dial are not connected.
     pub(crate) dials: crate::dial::Dials,
+    /// The files of the app logs we hold, by hash (kept by the actor, read by the gateway).
+    pub(crate) blobs: Arc<peerhost_gateway::blob::BlobIndex>,
 }
 
 /// A request to the actor.
@@ -325,6 +327,16 @@ impl Actor {
                 self.note(format!("community {}: {e}", key.to_z32()));
             }
         }
+        // App logs whose head or blocks changed: their files by hash.
+        let apps: Vec<Key> = grew
+            .iter()
+            .filter_map(|d| self.tracked.logs.get(d))
+            .filter(|e| e.community.is_some_and(|(_, p)| p == Part::Assets))
+            .map(|e| e.key)
+            .collect();
+        for key in apps {
+            crate::blobs::index_app(&self.ctx.node, &self.ctx.blobs, key);
+        }
         if downloaded {
             self.check_quota();
         }
@@ -397,6 +409,9 @@ impl Actor {
             e.community = community;
         }
         let role = e.role;
+        if e.community.is_some_and(|(_, p)| p == Part::Assets) {
+            crate::blobs::index_app(&self.ctx.node, &self.ctx.blobs, key);
+        }
         if let Some(d) = &self.ctx.swarm {
             let is_community = community.is_some_and(|(_, p)| p == Part::Descriptor);
             let announce = self.ctx.announce && role != Role::Follow;
@@ -451,6 +466,9 @@ impl Actor {
             }
             if let Some(desc) = self.read_descriptor(&dkey) {
                 self.tracked.tag_parts(key, &desc);
+                if let Some(app) = Part::Assets.key_in(&desc) {
+                    crate::blobs::index_app(&self.ctx.node, &self.ctx.blobs, app);
+                }
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peerhost_gateway::TrustedProxies;
+use peerhost_gateway::blob::{BlobError, BlobIndex, Sha256};
 use peerhost_gateway::signal::IceServer;
 use peerhost_gateway::{
     Config, Counters, HeadVersion, Instance, InstanceOptions, LogSource, RangeError, RangeQuery,
@@ -64,16 +65,27 @@ pub struct HttpOptions {
 
 /// The logs the node's replicator holds, as a log source for the services the daemon
 /// starts (the HTTP gateway; any transport serving `peerhost-gateway`'s API): each call
-/// reads one core under the node's lock.
+/// reads one core under the node's lock. Files of app logs by hash come from a
+/// [`BlobIndex`] the daemon keeps current (`blobs.rs`).
 #[derive(Debug, Clone)]
 pub struct NodeSource {
     node: Node,
+    blobs: Arc<BlobIndex>,
 }
 
 impl NodeSource {
-    /// The logs `node` holds.
+    /// The logs `node` holds (no file served by hash).
     pub fn new(node: Node) -> Self {
-        Self { node }
+        Self {
+            node,
+            blobs: Arc::default(),
+        }
+    }
+
+    /// Serving files by hash from `blobs`.
+    pub fn blobs(mut self, blobs: Arc<BlobIndex>) -> Self {
+        self.blobs = blobs;
+        self
     }
 }
 
@@ -108,6 +120,10 @@ impl LogSource for NodeSource {
             Some(core) => prove_set(core, query),
             None => Err(RangeError::UnknownLog),
         })
+    }
+
+    fn blob(&self, sha256: &Sha256, max_bytes: u64) -> Result<Vec<u8>, BlobError> {
+        crate::blobs::read_blob(&self.node, &self.blobs, sha256, max_bytes)
     }
 
     /// Without waiting (the gateway calls it on the runtime for every head and cached range):

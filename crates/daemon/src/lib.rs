@@ -28,6 +28,7 @@
 //! `protocol/control.md`.
 
 mod actor;
+mod blobs;
 pub mod config;
 pub mod control;
 mod dial;
@@ -201,6 +202,7 @@ impl Daemon {
             stop,
             quota_full: AtomicBool::new(false),
             dials: dial::Dials::default(),
+            blobs: Arc::default(),
         });
         let (tx, rx) = mpsc::channel(actor::QUEUE);
         let actor = Actor::new(ctx.clone(), state.clone(), file.quota.map(|s| s.0));
@@ -286,7 +288,7 @@ impl Daemon {
                 &o.register
             };
             if !register.is_empty() {
-                let source = NodeSource::new(self.ctx.node.clone());
+                let source = NodeSource::new(self.ctx.node.clone()).blobs(self.ctx.blobs.clone());
                 let homes = rtc::start(
                     &source,
                     self.ctx.node.key_pair(),
@@ -320,7 +322,7 @@ impl Daemon {
             .ask(|reply| Command::Published { reply })
             .await
             .unwrap_or_default();
-        let source = NodeSource::new(self.ctx.node.clone());
+        let source = NodeSource::new(self.ctx.node.clone()).blobs(self.ctx.blobs.clone());
         let h = http::start(
             source,
             &o,

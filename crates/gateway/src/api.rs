@@ -5,7 +5,7 @@
 //! same bytes whichever way it asked.
 //!
 //! What is here: the read-only log routes (`/v1/logs`, `/v1/logs/{key}/head`,
-//! `/v1/logs/{key}/blocks`), their parsing, their JSON errors (`protocol/gateway.md` §5), the
+//! `/v1/logs/{key}/blocks`, `/set`) and files by hash (`/v1/blob/{sha256}`), their parsing, their JSON errors (`protocol/gateway.md` §5), the
 //! bounded blocking pool they read the store on, and the answers kept ([`crate::cache`]):
 //! immutable ranges (with their gzip and br forms, for [`Api::answer_with`]'s callers that
 //! take them) and heads until their log changes. A kept answer is served without the blocking
@@ -21,6 +21,7 @@ use peerhost_ids::Key;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::blob::{BLOB_TYPE, BlobError, Sha256};
 use crate::cache::{Accepts, CachedRange, HeadCache, RangeCache, RangeKey};
 use crate::http::{Config, IMMUTABLE, RANGE_PROOF_TYPE};
 use crate::range::MAX_LENGTH;
@@ -41,6 +42,8 @@ pub const MAX_PATH: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Request {
+    /// `GET /v1/blob/{sha256}`: a file of an app log held here, by its SHA-256.
+    Blob(Sha256),
     /// `GET /v1/logs/{key}/blocks?start=S&end=E[&length=L&fork=F]`.
     Blocks {
         /// The log.
@@ -99,8 +102,18 @@ impl Request {
             .map_or((path, None), |(p, q)| (p, Some(q)));
         let mut parts = path.split('/');
         // A path starts with "/": the first part is empty.
-        if parts.next() != Some("") || parts.next() != Some("v1") || parts.next() != Some("logs") {
+        if parts.next() != Some("") || parts.next() != Some("v1") {
             return Err(ApiError::not_found());
+        }
+        match parts.next() {
+            Some("logs") => {}
+            Some("blob") => {
+                return match (parts.next(), parts.next()) {
+                    (Some(hash), None) => Self::blob(hash),
+                    _ => Err(ApiError::not_found()),
+                };
+            }
+            _ => return Err(ApiError::not_found()),
         }
         match (parts.next(), parts.next(), parts.next()) {
             (None | Some(""), None, None) => Ok(Self::Logs),
@@ -124,6 +137,14 @@ impl Request {
         Ok(Self::Set {
             key: parse_key(key)?,
             params: parse_set_query(query)?,
+        })
+    }
+
+    /// A blob request from its hash (64 lowercase hex digits; the query, if any, is ignored),
+    /// as the HTTP route extracts it.
+    pub fn blob(hash: &str) -> Result<Self, ApiError> {
+        Sha256::parse(hash).map(Self::Blob).ok_or_else(|| {
+            ApiError::bad_request("a blob is named by its SHA-256: 64 lowercase hex digits")
         })
     }
 
@@ -317,6 +338,24 @@ impl ApiError {
     }
 }
 
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let extra = match &e {
+            BlobError::TooLarge { size } => Some(("size", *size)),
+            BlobError::Source(e) => return Self::internal(e),
+            _ => None,
+        };
+        Self {
+            status: 404,
+            code,
+            message,
+            extra,
+        }
+    }
+}
+
 impl From<RangeError> for ApiError {
     fn from(e: RangeError) -> Self {
         let code = e.code();
@@ -490,6 +529,7 @@ impl<S: LogSource> Api<S> {
             Request::Head(key) => self.head(key).await,
             Request::Blocks { key, params } => self.blocks(key, params, accepts).await,
             Request::Set { key, params } => self.set(key, params, accepts).await,
+            Request::Blob(sha) => self.blob(sha, accepts).await,
         };
         out.unwrap_or_else(ApiError::into_answer)
     }
@@ -559,7 +599,7 @@ impl<S: LogSource> Api<S> {
         &self,
         at: RangeKey,
         content_type: &'static str,
-        make: impl FnOnce(&S) -> Result<Vec<u8>, RangeError> + Send + 'static,
+        make: impl FnOnce(&S) -> Result<Vec<u8>, ApiError> + Send + 'static,
         accepts: Accepts,
     ) -> Result<Answer, ApiError> {
         let kept = self.ranges.get(&at).filter(|_| {
@@ -593,10 +633,10 @@ impl<S: LogSource> Api<S> {
                 match made {
                     Ok(e) => self.ranges.insert(at, e),
                     Err(e) => {
-                        if let RangeError::ForkMismatch { fork } = e {
+                        if let (409, Some(("fork", fork))) = (e.status, e.extra) {
                             self.ranges.forget_forks(&at.key, fork);
                         }
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
             }
@@ -653,7 +693,11 @@ impl<S: LogSource> Api<S> {
                 end,
                 set: 0,
             };
-            let make = move |s: &S| s.range(&key, &query).map(|p| p.encode());
+            let make = move |s: &S| {
+                s.range(&key, &query)
+                    .map(|p| p.encode())
+                    .map_err(Into::into)
+            };
             return self.immutable(at, RANGE_PROOF_TYPE, make, accepts).await;
         }
         let proof = self.blocking(move |s| s.range(&key, &query)).await??;
@@ -662,6 +706,22 @@ impl<S: LogSource> Api<S> {
             Cow::Borrowed("no-cache"),
             proof.encode().into(),
         ))
+    }
+
+    /// A file by its hash: immutable (the URL names the bytes), kept and compressed as ranges
+    /// are. Kept under an address no range can have (`length` above 2^48).
+    async fn blob(&self, sha: Sha256, accepts: Accepts) -> Result<Answer, ApiError> {
+        let at = RangeKey {
+            key: Key(sha.0),
+            fork: u64::MAX,
+            length: u64::MAX,
+            start: 0,
+            end: 0,
+            set: 0,
+        };
+        let max = self.config.max_bytes;
+        let make = move |s: &S| s.blob(&sha, max).map_err(Into::into);
+        self.immutable(at, BLOB_TYPE, make, accepts).await
     }
 
     async fn set(&self, key: Key, p: SetParams, accepts: Accepts) -> Result<Answer, ApiError> {
@@ -689,7 +749,7 @@ impl<S: LogSource> Api<S> {
                 // Never 0 (that marks a range).
                 set: self.set_hasher.hash_one(&query.runs) | 1,
             };
-            let make = move |s: &S| s.set(&key, &query).map(|p| p.encode());
+            let make = move |s: &S| s.set(&key, &query).map(|p| p.encode()).map_err(Into::into);
             return self.immutable(at, SET_PROOF_TYPE, make, accepts).await;
         }
         let proof = self.blocking(move |s| s.set(&key, &query)).await??;
@@ -766,6 +826,52 @@ mod tests {
             (&"/".repeat(MAX_PATH + 1), 400),
         ] {
             assert_eq!(Request::parse(path).unwrap_err().status, status, "{path}");
+        }
+    }
+
+    #[test]
+    fn blob_paths_parse() {
+        let hex = "0f".repeat(32);
+        assert_eq!(
+            Request::parse(&format!("/v1/blob/{hex}")).unwrap(),
+            Request::Blob(Sha256([0x0f; 32]))
+        );
+        // A query is ignored, as for the other routes' unknown parameters.
+        assert_eq!(
+            Request::parse(&format!("/v1/blob/{hex}?x=1")).unwrap(),
+            Request::Blob(Sha256([0x0f; 32]))
+        );
+        for (path, status) in [
+            ("/v1/blob", 404),
+            ("/v1/blob/", 400),
+            (&format!("/v1/blob/{hex}/x") as &str, 404),
+            (&format!("/v1/blob/{}", "0F".repeat(32)), 400),
+            (&format!("/v1/blob/{}", "0f".repeat(31)), 400),
+            ("/v1/blobs/00", 404),
+        ] {
+            assert_eq!(Request::parse(path).unwrap_err().status, status, "{path}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any path: parsing never panics; a blob path parses exactly when its hash is 64
+        /// lowercase hex digits, and then names those bytes.
+        #[test]
+        fn any_blob_path(tail in "[0-9a-fA-F/?=x]{0,80}", bytes in proptest::array::uniform32(0u8..)) {
+            let path = format!("/v1/blob/{tail}");
+            let got = Request::parse(&path);
+            let hash = tail.split('?').next().unwrap_or_default();
+            let ok = hash.len() == 64 && hash.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            match got {
+                Ok(Request::Blob(sha)) => {
+                    proptest::prop_assert!(ok);
+                    proptest::prop_assert_eq!(sha.to_hex(), hash);
+                }
+                Ok(other) => proptest::prop_assert!(false, "{other:?}"),
+                Err(e) => proptest::prop_assert!(!ok && (e.status == 400 || e.status == 404)),
+            }
+            let exact = format!("/v1/blob/{}", hex::encode(bytes));
+            proptest::prop_assert_eq!(Request::parse(&exact).unwrap(), Request::Blob(Sha256(bytes)));
         }
     }
 

@@ -186,6 +186,7 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/logs/{key}/head", get(head::<S>))
         .route("/v1/logs/{key}/blocks", get(blocks::<S>))
         .route("/v1/logs/{key}/set", get(set::<S>))
+        .route("/v1/blob/{hash}", get(blob::<S>))
         .route("/v1/peers", get(peers::<S>).post(register::<S>))
         .route("/v1/report", post(report::<S>))
         .route("/v1/bad-peer", post(bad_peer::<S>))
@@ -394,6 +395,19 @@ async fn set<S: LogSource>(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::set(&key, raw.as_deref())?;
+    let accepts = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Accepts::NONE, Accepts::parse);
+    Ok(state.api.answer_with(req, accepts).await.into_response())
+}
+
+async fn blob<S: LogSource>(
+    State(state): State<Shared<S>>,
+    Path(hash): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::blob(&hash)?;
     let accepts = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())

@@ -9,6 +9,8 @@
 //!
 //! - [`api`]: the log routes' answers without a transport ([`api::Api`]: a request path in,
 //!   status, content type and body out), shared by HTTP and the WebRTC data channels;
+//! - [`blob`]: files of app logs by their SHA-256 (`GET /v1/blob/{sha256}`): the index of
+//!   hashes a node keeps, bounded;
 //! - [`cache`]: the answers kept (immutable ranges with their gzip and br forms, heads until
 //!   their log changes), bounded by bytes;
 //! - [`router`]: the axum routes, CORS, caching headers, per-client concurrency limits;
@@ -46,6 +48,7 @@
 pub mod address;
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod cache;
 pub mod client;
 pub mod forwarded;

@@ -13,6 +13,7 @@ use peerhost_ids::Key;
 use peerhost_log::Node;
 use peerhost_store::{Core, CoreError, Store};
 
+use crate::blob::{BlobError, Sha256};
 use crate::range::{self, MAX_LENGTH, ProveError, RangeProof};
 use crate::set::{self, Runs, SetProof};
 
@@ -210,6 +211,15 @@ pub trait LogSource: Send + Sync + 'static {
         Err(RangeError::Unsupported)
     }
 
+    /// The bytes of a file of an app log held here whose SHA-256 is `sha256`
+    /// (`GET /v1/blob/{sha256}`), at most `max_bytes` of them ([`BlobError::TooLarge`]
+    /// otherwise). The source checks the hash of what it read before answering. The default
+    /// serves no blob ([`BlobError::Unknown`]: `404`, and clients ask another peer).
+    fn blob(&self, sha256: &Sha256, max_bytes: u64) -> Result<Vec<u8>, BlobError> {
+        let _ = (sha256, max_bytes);
+        Err(BlobError::Unknown)
+    }
+
     /// The version of `key`'s head now, **without blocking** (called on the async runtime for
     /// every head and cached range request): `None` when the log is not held, or when telling
     /// would block (a lock held by a writer) or is not implemented. With an answer, the
@@ -234,6 +244,9 @@ impl<T: LogSource + ?Sized> LogSource for Arc<T> {
     }
     fn set(&self, key: &Key, query: &SetQuery) -> Result<SetProof, RangeError> {
         (**self).set(key, query)
+    }
+    fn blob(&self, sha256: &Sha256, max_bytes: u64) -> Result<Vec<u8>, BlobError> {
+        (**self).blob(sha256, max_bytes)
     }
     fn version(&self, key: &Key) -> Option<HeadVersion> {
         (**self).version(key)
