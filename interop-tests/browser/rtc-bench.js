@@ -12,7 +12,9 @@
 // e.g. with PEERHOST_LOG=warn,peerhost_gateway::signal=debug,peerhost_webrtc::home=debug: the
 // relay's and the home peer's time per offer; RTC_STDERR_KEEP=BYTES keeps more), RTC_BULK_PARALLEL (ranges in flight, 4),
 // RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with hash-wasm's
-// BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build).
+// BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build),
+// PEERHOST_RTC_WINDOW / PEERHOST_RTC_MAX_MESSAGE (the mirror's send window and largest message,
+// bytes: read by `peerhost mirror`, for the MB/s experiments).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
 //   instance's relay and the peer's long-poll, the signature checked, ICE, DTLS, SCTP, channel
