@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use peerhost_gateway::signal::{
-    CheckAnswer, OfferAnswer, OfferRequest, PollRequest, PollResponse, SignedAnswer,
+    CandidateRequest, CheckAnswer, OfferAnswer, OfferRequest, PollRequest, PollResponse, SignedAnswer,
     answer_signable, check_signable,
 };
 
@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(o) = OfferRequest::parse(data) {
         let _ = answer_signable(&o.sdp, &o.sdp);
+    }
+    if let Ok(c) = CandidateRequest::parse(data) {
+        assert!(c.candidate.len() <= peerhost_gateway::signal::MAX_CANDIDATE);
     }
     let _ = SignedAnswer::parse(data);
 });

@@ -12,7 +12,9 @@
 // e.g. with PEERHOST_LOG=warn,peerhost_gateway::signal=debug,peerhost_webrtc::home=debug: the
 // relay's and the home peer's time per offer; RTC_STDERR_KEEP=BYTES keeps more), RTC_BULK_PARALLEL (ranges in flight, 4),
 // RTC_BULK_CHUNK (blocks per range, 64), RTC_PAGE_HASH=wasm (the page verifies with hash-wasm's
-// BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build).
+// BLAKE2b instead of web/'s: see blake2b-wasm-shim.js), PEERHOST_BIN (another build),
+// PEERHOST_RTC_WINDOW / PEERHOST_RTC_MAX_MESSAGE (the mirror's send window and largest message,
+// bytes: read by `peerhost mirror`, for the MB/s experiments).
 //
 // - setup: from `new RTCPeerConnection` to the peer's HELLO (offer, signaling through the
 //   instance's relay and the peer's long-poll, the signature checked, ICE, DTLS, SCTP, channel
@@ -51,7 +53,18 @@ function cpuOf (ns) {
       const close = stat.lastIndexOf(')')
       const comm = stat.slice(stat.indexOf('(') + 1, close)
       const f = stat.slice(close + 2).split(' ')
-      const name = /chrom/i.test(comm) ? 'chromium' : comm
+      let name = comm
+      if (/chrom/i.test(comm)) {
+        // Which Chromium process: the renderer (the page's main thread, and its WebRTC
+        // threads: SCTP, DTLS), the network service (the UDP socket), the browser, the GPU.
+        let type = 'browser'
+        try {
+          const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+          const m = /--type=([a-z-]+)/.exec(cmd)
+          if (m) type = m[1] === 'utility' && /network/i.test(cmd) ? 'network' : m[1]
+        } catch {}
+        name = `chromium ${type}`
+      }
       out[name] = (out[name] || 0) + (Number(f[11]) + Number(f[12])) / hz
     } catch {}
   }
@@ -106,7 +119,10 @@ async function bulk (browser, url, ready, rounds) {
         console.log(`  BLAKE2b calls in the page so far: ${calls.wasm} WebAssembly, ${calls.js} JavaScript`)
       }
       for (const r of runs) {
-        const g = r.gaps ? `; longest pause ${r.gaps.maxGapMs.toFixed(0)} ms, ${r.gaps.stalls} over 100 ms` : ''
+        const g = r.gaps
+          ? `; longest pause ${r.gaps.maxGapMs.toFixed(0)} ms, ${r.gaps.stalls} over 100 ms; main thread: ` +
+            `${r.gaps.handleMs.toFixed(0)} ms handling messages, ${r.gaps.longTasks} long tasks ${r.gaps.longMs.toFixed(0)} ms, of ${r.gaps.wallMs.toFixed(0)} ms`
+          : ''
         console.log(`  ${r.mbps.toFixed(1)} MB/s: CPU ${fmtCpu(r.cpu)}; ${r.datagrams} datagrams in, ${r.rcvbufErrors} dropped (UDP receive buffer)${g}`)
       }
     }
@@ -142,11 +158,14 @@ async function main () {
     // Three ways to the latest 20 posts, in turn, each in a fresh page: over WebRTC only
     // (connect, then ask), over WebRTC asking while it connects (the first request rides with
     // the channel's opening: `early`), over HTTP from the instance.
+    // Plus, for comparison, asking while connecting with the whole offer sent after gathering
+    // (no trickle: the page waits for its server-reflexive candidate, as before).
     const rtc = []
     const early = []
+    const whole = []
     const http = []
     for (let i = 0; i < RUNS; i++) {
-      for (const [mode, into, extra] of [['rtc', rtc, {}], ['rtc', early, { early: true }], ['http', http, { httpUrl: url }]]) {
+      for (const [mode, into, extra] of [['rtc', rtc, {}], ['rtc', early, { early: true }], ['rtc', whole, { early: true, trickle: false }], ['http', http, { httpUrl: url }]]) {
         const p = await lib.openPage(browser, url)
         const r = await p.page.evaluate((o) => window.rtcRun(o), { mode, key: ready.posts, peer: ready.key, n: 20, ...extra })
         if (r.titles.length !== 20) throw new Error('wrong posts')
@@ -168,14 +187,19 @@ async function main () {
     const fr = lib.median(rtc.map((r) => r.firstPostMs))
     const fe = lib.median(early.map((r) => r.firstPostMs))
     const fh = lib.median(http.map((r) => r.firstPostMs))
+    const fw = lib.median(whole.map((r) => r.firstPostMs))
     const runs = (xs) => xs.map((r) => r.firstPostMs.toFixed(0)).join(', ')
+    const within = (xs) => xs.filter((r) => r.firstPostMs <= 1.5 * fh).length
     console.log(`first post (latest 20, verified): WebRTC ${fr.toFixed(0)} ms (${(fr / fh).toFixed(2)}x), ` +
-      `WebRTC asking while connecting ${fe.toFixed(0)} ms (${(fe / fh).toFixed(2)}x), HTTP ${fh.toFixed(0)} ms; ` +
-      `runs WebRTC ${runs(rtc)}; early ${runs(early)}; HTTP ${runs(http)}`)
-    console.log('phases, asking while connecting: ' + phases.map((k) => {
-      const xs = early.map((r) => r.stats[k]).filter((x) => x !== null && x !== undefined)
-      return `${k.replace(/Ms$/, '')} ${xs.length ? med(xs) : '–'}`
-    }).join(', '))
+      `WebRTC asking while connecting ${fe.toFixed(0)} ms (${(fe / fh).toFixed(2)}x; ${within(early)} of ${early.length} runs within 1.5x of the HTTP median), ` +
+      `the same with the whole offer ${fw.toFixed(0)} ms (${(fw / fh).toFixed(2)}x), HTTP ${fh.toFixed(0)} ms; ` +
+      `runs WebRTC ${runs(rtc)}; early ${runs(early)}; whole offer ${runs(whole)}; HTTP ${runs(http)}`)
+    for (const [what, xs] of [['asking while connecting', early], ['asking while connecting, whole offer', whole]]) {
+      console.log(`phases, ${what}: ` + phases.map((k) => {
+        const ys = xs.map((r) => r.stats[k]).filter((x) => x !== null && x !== undefined)
+        return `${k.replace(/Ms$/, '')} ${ys.length ? med(ys) : '–'}`
+      }).join(', '))
+    }
 
     if (SETUP_ONLY) return
     await bulk(browser, url, ready, 3)

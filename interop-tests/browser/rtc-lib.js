@@ -379,10 +379,10 @@ async function launch (ns, tmp, extra = []) {
 
 /**
  * A fresh page on `url` (the instance). Offers go through the instance's `POST /v1/signal`
- * (`onOffer(sdp)` sees each). Chromium's network log: `requests()` lists every request the
+ * (`onOffer(sdp)` sees each, `onCandidate(line)` each trickled candidate). Chromium's network log: `requests()` lists every request the
  * page made ({method, url, path, status, bytes}: body + headers as Chromium counted them).
  */
-async function openPage (browser, url, { onOffer } = {}) {
+async function openPage (browser, url, { onOffer, onCandidate } = {}) {
   // ignoreHTTPSErrors: for playwright's own requests (route.fetch); Chromium trusts the
   // instance's certificate by its flag (trustFlag).
   const context = await browser.newContext({ ignoreHTTPSErrors: true })
@@ -403,6 +403,10 @@ async function openPage (browser, url, { onOffer } = {}) {
   page.on('request', (req) => {
     if (onOffer && req.method() === 'POST' && new URL(req.url()).pathname === '/v1/signal') {
       try { onOffer(JSON.parse(req.postData()).sdp) } catch {}
+    }
+    // A trickled candidate (protocol/webrtc.md §2.1), as an SDP line.
+    if (onCandidate && req.method() === 'POST' && new URL(req.url()).pathname === '/v1/signal/candidate') {
+      try { onCandidate('a=' + JSON.parse(req.postData()).candidate) } catch {}
     }
   })
   await page.goto(url)

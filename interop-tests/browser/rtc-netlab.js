@@ -179,8 +179,12 @@ async function main () {
       const plain = await attemptBoot({ browser, instance: bootInstance, tls, tmp, store, titles: store.titles, peerNat, browserNat })
       console.log(JSON.stringify(plain))
       rows.push(plain)
-      if (!plain.connected && secondPass) {
-        const helped = await attempt({ browser, instance, tls, tmp, store, peerNat, browserNat, parallel: race })
+      // RTC_NETLAB_TEST_PAGE=1: the test page in every cell too, one connection (its transport
+      // trickles candidates, protocol/webrtc.md §2.1; the bootstrap page's inline client sends
+      // the whole offer).
+      const testPage = Boolean(process.env.RTC_NETLAB_TEST_PAGE)
+      if ((!plain.connected && secondPass) || testPage) {
+        const helped = await attempt({ browser, instance, tls, tmp, store, peerNat, browserNat, parallel: testPage && plain.connected ? 1 : race })
         console.log(JSON.stringify(helped))
         rows.push(helped)
       }

@@ -43,7 +43,9 @@ function makeTransport (opts) {
     signal: instanceSignal({ peer: peerOf(opts), fetchFn }),
     iceServers: iceOf(opts),
     connectTimeoutMs: opts.connectTimeoutMs || 15000,
-    gatherMs: opts.gatherMs || 1500
+    gatherMs: opts.gatherMs || 1500,
+    // `trickle: false`: the whole offer after gathering (the bench's comparison).
+    trickle: opts.trickle !== false
   })
 }
 
@@ -191,11 +193,30 @@ window.rtcOffer = async (iceServers = []) => {
 /** Watch the open transport's messages: `stop()` → the longest pause between two messages
  * (ms) and how many pauses were over 100 ms (an SCTP retransmission timeout shows as one). */
 function watchGaps () {
-  const dc = window.transport && window.transport.dc
+  const t = window.transport
+  const dc = t && t.dc
   if (!dc) return () => null
   let last = performance.now()
   let maxGap = 0
   let stalls = 0
+  // Where the page's main thread goes: the transport's message handling (decode, reassemble)
+  // and tasks over 50 ms (Chromium's long tasks: a range verified in one go shows as one).
+  let handleMs = 0
+  const own = Object.prototype.hasOwnProperty.call(t, '_message')
+  const inner = t._message
+  t._message = function (data) {
+    const t0 = performance.now()
+    inner.call(this, data)
+    handleMs += performance.now() - t0
+  }
+  let longMs = 0
+  let longTasks = 0
+  let obs = null
+  try {
+    obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) { longMs += e.duration; longTasks++ } })
+    obs.observe({ type: 'longtask' })
+  } catch {}
+  const t0 = performance.now()
   const on = () => {
     const t = performance.now()
     if (t - last > maxGap) maxGap = t - last
@@ -203,7 +224,13 @@ function watchGaps () {
     last = t
   }
   dc.addEventListener('message', on)
-  return () => { dc.removeEventListener('message', on); return { maxGapMs: maxGap, stalls } }
+  return () => {
+    dc.removeEventListener('message', on)
+    if (own) t._message = inner
+    else delete t._message
+    if (obs) { for (const e of obs.takeRecords()) { longMs += e.duration; longTasks++ } obs.disconnect() }
+    return { maxGapMs: maxGap, stalls, handleMs, longMs, longTasks, wallMs: performance.now() - t0 }
+  }
 }
 
 /** Blocks 0..count of `key`, verified, over the transport already open (or HTTP): MB/s. */

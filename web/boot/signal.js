@@ -14,9 +14,10 @@ export const ANSWER_CONTEXT = 'peerhost/webrtc-answer/v1'
 const te = new TextEncoder()
 const sha256 = async (s) => new Uint8Array(await crypto.subtle.digest('SHA-256', te.encode(s)))
 
-/** The bytes the peer signs for `answer` to `offer`. */
+/** The bytes the peer signs for `answer` to `offer` (`offer` may be its SHA-256, a promise). */
 export async function answerSignable (offer, answer) {
-  return cat(te.encode(ANSWER_CONTEXT), [0], await sha256(offer), await sha256(answer))
+  const offerHash = typeof offer === 'string' ? sha256(offer) : offer
+  return cat(te.encode(ANSWER_CONTEXT), [0], await offerHash, await sha256(answer))
 }
 
 /** An error of the signaling path, with a short `code` (BAD_SIGNATURE, NO_PEER, …). */
@@ -28,20 +29,26 @@ export class SignalError extends Error {
 }
 
 /**
- * A `signal(offerSdp) → Promise<answerSdp>` function for `RtcTransport`: the offer goes to
- * `base + '/v1/signal'` for the WebRTC peer with node key `peer` (64 hex); the answer is
- * returned only if `peer` signed it. `fetchFn` for tests; `timeoutMs` bounds the whole wait.
+ * A `signal(offerSdp, {trickle}) → Promise<answerSdp>` function for `RtcTransport`: the offer
+ * goes to `base + '/v1/signal'` for the WebRTC peer with node key `peer` (64 hex); the answer
+ * is returned only if `peer` signed it. `{trickle: true}`: the offer leaves before its
+ * candidates, which follow through `signal.trickle(ufrag, candidate)` (`POST
+ * /v1/signal/candidate`); a peer that takes only whole offers fails it with code
+ * `NO_TRICKLE`. `fetchFn` for tests; `timeoutMs` bounds the whole wait.
  */
 export function instanceSignal ({ peer, base = '', fetchFn = (...a) => fetch(...a), timeoutMs = 15000 }) {
   if (!/^[0-9a-f]{64}$/.test(peer)) throw new SignalError('BAD_KEY', 'a node key is 64 lowercase hex characters')
   const key = unhex(peer)
-  return async (offer) => {
+  const signal = async (offer, { trickle = false } = {}) => {
+    // The offer's hash is taken while the answer is awaited.
+    const offerHash = sha256(offer)
+    offerHash.catch(() => {})
     let res
     try {
       res = await fetchFn(base + '/v1/signal', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ peer, sdp: offer }),
+        body: JSON.stringify(trickle ? { peer, sdp: offer, trickle: true } : { peer, sdp: offer }),
         signal: AbortSignal.timeout(timeoutMs)
       })
     } catch (e) {
@@ -57,9 +64,24 @@ export function instanceSignal ({ peer, base = '', fetchFn = (...a) => fetch(...
     if (body.peer !== peer || typeof sdp !== 'string' || typeof signature !== 'string' || !/^[0-9a-f]{128}$/.test(signature)) {
       throw new SignalError('BAD_ANSWER', 'the signaling answer is not {peer, sdp, signature} for this peer')
     }
-    if (!await ed25519(key, await answerSignable(offer, sdp), unhex(signature))) {
+    if (!await ed25519(key, await answerSignable(offerHash, sdp), unhex(signature))) {
       throw new SignalError('BAD_SIGNATURE', `the answer is not signed by peer ${peer.slice(0, 8)}…: refused`)
     }
     return sdp
   }
+  /** Relay one candidate (`candidate:…`) of the offer whose ICE ufrag is `ufrag`. */
+  signal.trickle = async (ufrag, candidate) => {
+    const res = await fetchFn(base + '/v1/signal/candidate', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ peer, ufrag, candidate }),
+      signal: AbortSignal.timeout(timeoutMs)
+    })
+    if (!res.ok) {
+      let body = null
+      try { body = await res.json() } catch {}
+      throw new SignalError((body && body.error) || `HTTP_${res.status}`, (body && body.message) || `the instance answered ${res.status}`)
+    }
+  }
+  return signal
 }

@@ -20,6 +20,8 @@ export const VERSION = 1
 export const MAX_PATH = 1024
 export const MAX_BODY = 16 * 1024 * 1024
 export const MAX_REASON = 200
+/** Candidates one connection trickles at most (the peer takes 8). */
+export const MAX_TRICKLE = 8
 
 export const FRAME = { HELLO: 0, REQUEST: 1, RESPONSE: 2, DATA: 3, CANCEL: 4, GOAWAY: 5 }
 export const CONTENT_TYPES = ['application/json', 'application/vnd.peerhost.range-proof']
@@ -223,6 +225,19 @@ export class Reassembler {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The ICE ufrag of an SDP (`a=ice-ufrag:`), or null. */
+export function ufragOf (sdp) {
+  const m = /^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$/m.exec(sdp)
+  return m ? m[1] : null
+}
+
+/** Whether a candidate line (`candidate:…`) is one a peer can use: UDP, an IP address. */
+export function usableCandidate (c) {
+  const f = String(c).split(/\s+/)
+  if (f.length < 8 || !/^candidate:/.test(f[0]) || f[2].toLowerCase() !== 'udp') return false
+  return /^[0-9.]+$/.test(f[4]) || (f[4].includes(':') && /^[0-9a-fA-F:.]+$/.test(f[4]))
+}
+
 function withTimeout (promise, ms, what) {
   let timer
   return Promise.race([
@@ -283,15 +298,39 @@ export class RtcTransport {
     pc.oniceconnectionstatechange = () => {
       if ((pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') && this.times.ice === null) this.times.ice = this.now()
     }
+    // Trickle (protocol/webrtc.md §2.1): with a signal function that can relay candidates
+    // (`signal.trickle`), the offer leaves at once, without waiting for our public address,
+    // and the candidates follow one by one; a peer that takes only whole offers is asked again
+    // with one (`NO_TRICKLE`).
+    const trickle = this.opts.trickle !== false && typeof this.opts.signal.trickle === 'function'
+    const relay = trickle ? this._relayCandidates() : null
     const connect = (async () => {
       const offer = await pc.createOffer()
       await pc.setLocalDescription(offer)
-      await this._gathered()
-      this.times.offer = this.now()
-      const answer = await this.opts.signal(pc.localDescription.sdp)
+      let answer
+      const ufrag = ufragOf(pc.localDescription.sdp)
+      if (trickle && ufrag) {
+        relay.start(ufrag)
+        this.times.offer = this.now()
+        try {
+          answer = await this.opts.signal(pc.localDescription.sdp, { trickle: true })
+        } catch (e) {
+          if (!e || e.code !== 'NO_TRICKLE') throw e
+          relay.stop()
+          await this._gathered()
+          this.times.offer = this.now()
+          answer = await this.opts.signal(pc.localDescription.sdp)
+        }
+      } else {
+        if (relay) relay.stop()
+        await this._gathered()
+        this.times.offer = this.now()
+        answer = await this.opts.signal(pc.localDescription.sdp)
+      }
       this.times.answer = this.now()
       await pc.setRemoteDescription({ type: 'answer', sdp: answer })
       await ready
+      if (relay) relay.stop()
     })()
     try {
       await withTimeout(connect, this.opts.connectTimeoutMs, 'WebRTC connect')
@@ -355,6 +394,44 @@ export class RtcTransport {
         if (!wantSrflx || / typ (srflx|relay)/.test(c)) done()
       })
     })
+  }
+
+  /**
+   * Relay this connection's candidates that the peer can use (UDP, an IP address: the
+   * server-reflexive one from the STUN server, a host address where the browser shows one;
+   * not mDNS names) through `signal.trickle(ufrag, candidate)` as they come, at most
+   * MAX_TRICKLE; `start(ufrag)` once the offer is set, `stop()` to send no more.
+   */
+  _relayCandidates () {
+    const pc = this.pc
+    const seen = []
+    let ufrag = null
+    let sent = 0
+    let stopped = false
+    const send = (c) => {
+      if (stopped || sent >= MAX_TRICKLE) return
+      sent++
+      Promise.resolve(this.opts.signal.trickle(ufrag, c)).catch(() => {})
+    }
+    const onCandidate = (ev) => {
+      const c = ev.candidate && ev.candidate.candidate
+      if (!c) return
+      if (this.times.srflx === null && / typ srflx/.test(c)) this.times.srflx = this.now()
+      if (!usableCandidate(c)) return
+      if (ufrag === null) seen.push(c)
+      else send(c)
+    }
+    pc.addEventListener('icecandidate', onCandidate)
+    return {
+      start (u) {
+        ufrag = u
+        for (const c of seen.splice(0)) send(c)
+      },
+      stop () {
+        stopped = true
+        pc.removeEventListener('icecandidate', onCandidate)
+      }
+    }
   }
 
   _message (data) {

@@ -78,3 +78,20 @@ test('the instance\'s errors keep their codes; a bad key is refused before any r
   await assert.rejects(instanceSignal({ peer, fetchFn: down })(OFFER), (e) => e.code === 'UNREACHABLE')
   assert.throws(() => instanceSignal({ peer: 'abc' }), (e) => e.code === 'BAD_KEY')
 })
+
+test('trickle: the offer says so, candidates go to /v1/signal/candidate, NO_TRICKLE comes through', async () => {
+  const r = relay((b) => (b.candidate
+    ? [200, { ok: true }]
+    : [200, { peer: b.peer, sdp: ANSWER, signature: signed(privateKey, b.sdp, ANSWER) }]))
+  const signal = instanceSignal({ peer, base: 'https://inst.example', fetchFn: r.fetchFn })
+  assert.equal(await signal(OFFER, { trickle: true }), ANSWER)
+  assert.deepEqual(r.seen[0].body, { peer, sdp: OFFER, trickle: true })
+  const line = 'candidate:1 1 udp 1677729535 203.0.113.7 40001 typ srflx raddr 0.0.0.0 rport 0'
+  await signal.trickle('AbC1', line)
+  assert.equal(r.seen[1].url, 'https://inst.example/v1/signal/candidate')
+  assert.deepEqual(r.seen[1].body, { peer, ufrag: 'AbC1', candidate: line })
+  const old = relay(() => [409, { error: 'NO_TRICKLE', message: 'm' }])
+  const s2 = instanceSignal({ peer, fetchFn: old.fetchFn })
+  await assert.rejects(s2(OFFER, { trickle: true }), (e) => e.code === 'NO_TRICKLE')
+  await assert.rejects(s2.trickle('AbC1', line), (e) => e.code === 'NO_TRICKLE')
+})

@@ -8,7 +8,7 @@ import test from 'node:test'
 import assert from 'node:assert/strict'
 import {
   FRAME, GOAWAY, FrameError, RtcError, Reassembler, RtcTransport, decodeFrame, encodeFrame,
-  raceOpen, rtcFetch
+  raceOpen, rtcFetch, ufragOf, usableCandidate
 } from '../boot/transport-rtc.js'
 
 const hex = (s) => Uint8Array.from(s.replace(/ /g, '').match(/../g).map((b) => parseInt(b, 16)))
@@ -258,4 +258,101 @@ test('transport: connect timeout; raceOpen takes the first connection and closes
   for (const x of made) if (x !== t) assert.ok(x.closed)
   t.close()
   await assert.rejects(raceOpen(2, () => new RtcTransport({ RTCPeerConnection: dead.RTCPeerConnection, signal: dead.signal, connectTimeoutMs: 20 })), /no WebRTC connection of 2/)
+})
+
+/**
+ * A fake RTCPeerConnection that gathers like Chromium behind mDNS: an mDNS host candidate at
+ * once, the server-reflexive one `srflxMs` later, gathering complete after that; its channel
+ * opens (with a HELLO) once an answer is set.
+ */
+function gatheringPeer ({ srflxMs = 30 } = {}) {
+  const log = { events: [] }
+  const OFFER = 'v=0\r\na=ice-ufrag:Ab+1\r\na=ice-pwd:x\r\n'
+  class Channel {
+    constructor () { this.readyState = 'connecting' }
+    send () {}
+    close () { this.readyState = 'closed' }
+  }
+  class PC {
+    constructor () { this.iceGatheringState = 'new'; this.connectionState = 'new'; this.listeners = {} }
+    createDataChannel () { this.dc = new Channel(); return this.dc }
+    async createOffer () { return { type: 'offer', sdp: OFFER } }
+    addEventListener (name, f) { (this.listeners[name] = this.listeners[name] || []).push(f) }
+    removeEventListener (name, f) { this.listeners[name] = (this.listeners[name] || []).filter((g) => g !== f) }
+    _emit (name, ev) { (this.listeners[name] || []).forEach((f) => f(ev)) }
+    async setLocalDescription (d) {
+      this.localDescription = d
+      this.iceGatheringState = 'gathering'
+      setTimeout(() => this._emit('icecandidate', { candidate: { candidate: 'candidate:1 1 udp 2113937151 3c1e8e5b.local 54321 typ host generation 0' } }), 1)
+      setTimeout(() => {
+        log.events.push('srflx')
+        this._emit('icecandidate', { candidate: { candidate: 'candidate:2 1 udp 1677729535 203.0.113.12 40001 typ srflx raddr 0.0.0.0 rport 0 generation 0' } })
+        this.localDescription = { type: 'offer', sdp: OFFER + 'a=candidate:2 1 udp 1677729535 203.0.113.12 40001 typ srflx raddr 0.0.0.0 rport 0\r\n' }
+        this.iceGatheringState = 'complete'
+        this._emit('icecandidate', { candidate: null })
+        this._emit('icegatheringstatechange')
+      }, srflxMs)
+    }
+    async setRemoteDescription () {
+      setTimeout(() => {
+        this.dc.readyState = 'open'
+        this.dc.onopen && this.dc.onopen()
+        const hello = encodeFrame({ type: FRAME.HELLO, version: 1, maxMessage: 64, maxInflight: 2, maxRequest: 2048 })
+        this.dc.onmessage && this.dc.onmessage({ data: hello.slice().buffer })
+      }, 1)
+    }
+    close () { this.connectionState = 'closed' }
+  }
+  return { PC, log }
+}
+
+test('transport: with a trickling signal the offer leaves before the srflx candidate, which follows', async () => {
+  const { PC, log } = gatheringPeer()
+  const signal = async (sdp, opts = {}) => {
+    log.events.push(opts.trickle ? 'offer (trickle)' : 'offer (whole)')
+    assert.doesNotMatch(sdp, /a=candidate/, 'no candidate waited for')
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    return 'v=0 answer'
+  }
+  const trickled = []
+  signal.trickle = async (ufrag, c) => { trickled.push([ufrag, c]); log.events.push('candidate') }
+  const t = await new RtcTransport({ RTCPeerConnection: PC, signal, iceServers: [{ urls: ['stun:x'] }] }).open()
+  assert.deepEqual(log.events, ['offer (trickle)', 'srflx', 'candidate'])
+  // Only what the peer can use: the srflx candidate, not the mDNS host name.
+  assert.deepEqual(trickled, [['Ab+1', 'candidate:2 1 udp 1677729535 203.0.113.12 40001 typ srflx raddr 0.0.0.0 rport 0 generation 0']])
+  const s = await t.stats()
+  assert.ok(s.offerMs < s.srflxMs, `offer at ${s.offerMs} ms, before the srflx candidate at ${s.srflxMs} ms`)
+  t.close()
+})
+
+test('transport: a peer that takes only whole offers (NO_TRICKLE) gets one after gathering', async () => {
+  const { PC, log } = gatheringPeer({ srflxMs: 10 })
+  const sdps = []
+  const signal = async (sdp, opts = {}) => {
+    sdps.push(sdp)
+    log.events.push(opts.trickle ? 'offer (trickle)' : 'offer (whole)')
+    if (opts.trickle) throw Object.assign(new Error('NO_TRICKLE: whole offers only'), { code: 'NO_TRICKLE' })
+    return 'v=0 answer'
+  }
+  signal.trickle = async () => { log.events.push('candidate') }
+  const t = await new RtcTransport({ RTCPeerConnection: PC, signal, iceServers: [{ urls: ['stun:x'] }] }).open()
+  assert.deepEqual(log.events, ['offer (trickle)', 'srflx', 'offer (whole)'])
+  assert.match(sdps[1], /typ srflx/, 'the second offer carries the candidate')
+  t.close()
+  // A signal function without `trickle` (a harness) gets the whole offer, as before.
+  const { PC: PC2 } = gatheringPeer({ srflxMs: 5 })
+  const whole = []
+  const t2 = await new RtcTransport({ RTCPeerConnection: PC2, signal: async (sdp) => { whole.push(sdp); return 'v=0 answer' }, iceServers: [{ urls: ['stun:x'] }] }).open()
+  assert.match(whole[0], /typ srflx/)
+  t2.close()
+})
+
+test('usableCandidate and ufragOf', () => {
+  assert.ok(usableCandidate('candidate:2 1 udp 1677729535 203.0.113.12 40001 typ srflx raddr 0.0.0.0 rport 0'))
+  assert.ok(usableCandidate('candidate:2 1 UDP 1677729535 2001:db8::1 40001 typ host'))
+  assert.ok(!usableCandidate('candidate:1 1 udp 2113937151 3c1e8e5b.local 54321 typ host'))
+  assert.ok(!usableCandidate('candidate:3 1 tcp 1518280447 10.2.0.2 9 typ host tcptype active'))
+  assert.ok(!usableCandidate('garbage'))
+  assert.equal(ufragOf('v=0\r\na=ice-ufrag:Ab+1\r\n'), 'Ab+1')
+  assert.equal(ufragOf('v=0\r\n'), null)
 })

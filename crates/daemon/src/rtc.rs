@@ -226,6 +226,24 @@ fn trust_extra_roots() -> Result<usize, HttpError> {
     Ok(der.len())
 }
 
+/// Benchmark knobs, not settings (BENCHMARKS.md, "WebRTC"): `PEERHOST_RTC_WINDOW` (the send
+/// window on a short path, bytes, 4 KiB–1 MiB) and `PEERHOST_RTC_MAX_MESSAGE` (the largest
+/// message a channel sends, bytes, 1–256 KiB), so a bench can try other values with one build.
+/// Out of range or unset: the defaults (`protocol/webrtc.md` §4).
+fn tune_from_env(c: &mut peerhost_webrtc::peer::Config) {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    if let Some(w) = var("PEERHOST_RTC_WINDOW").filter(|w| (4 << 10..=1 << 20).contains(w)) {
+        c.window = w;
+    }
+    if let Some(m) = var("PEERHOST_RTC_MAX_MESSAGE").filter(|m| (1 << 10..=256 << 10).contains(m)) {
+        c.session.max_message = m;
+    }
+}
+
 /// Start a home peer for each instance; each ends when `stop` says so.
 pub(crate) async fn start(
     source: &NodeSource,
@@ -241,6 +259,7 @@ pub(crate) async fn start(
         let mut options =
             HomeOptions::default().gateway(GatewayConfig::default().counters(counters.clone()));
         options.first_poll_timeout = FIRST_POLL;
+        tune_from_env(&mut options.rtc.peer);
         let peer = HomePeer::start(source.clone(), key_pair.clone(), url, options).await?;
         let home = Arc::new(Home {
             instance: url.trim_end_matches('/').to_owned(),

@@ -194,6 +194,7 @@ pub fn router<S: LogSource>(source: S, config: Config) -> Router {
         .route("/v1/bootstrap", get(bootstrap::<S>))
         .route("/v1/identity", get(identity::<S>))
         .route("/v1/signal", post(signal_offer::<S>))
+        .route("/v1/signal/candidate", post(signal_candidate::<S>))
         .route("/v1/signal/poll", post(signal_poll::<S>))
         .route("/v1/signal/answer/{id}", post(signal_answer::<S>))
         .route("/", get(site_file::<S>))
@@ -761,6 +762,19 @@ async fn signal_offer<S: LogSource>(
     let ip = client_ip(&req, &state.config.trusted_proxies);
     let body = json_body(req, crate::signal::MAX_OFFER_POST).await?;
     let v = crate::signal::offer_answer(instance.signal(), ip, &body).await?;
+    Ok(no_store(axum::Json(v).into_response()))
+}
+
+/// `POST /v1/signal/candidate {"peer": KEY, "ufrag", "candidate"}` (a browser, same origin): a
+/// trickled ICE candidate, queued for the peer's poll (§7.3); answers at once.
+async fn signal_candidate<S: LogSource>(
+    State(state): State<Shared<S>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = instance_of(&state)?.clone();
+    let ip = client_ip(&req, &state.config.trusted_proxies);
+    let body = json_body(req, crate::signal::MAX_CANDIDATE_POST).await?;
+    let v = crate::signal::candidate_answer(instance.signal(), ip, &body)?;
     Ok(no_store(axum::Json(v).into_response()))
 }
 

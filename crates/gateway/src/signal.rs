@@ -91,6 +91,8 @@ struct RtcPeer {
     polls: u32,
     tasks: VecDeque<Task>,
     checking: bool,
+    /// Its newest poll said it takes trickled candidates.
+    trickle: bool,
     row: Contribution,
 }
 
@@ -100,6 +102,11 @@ struct Bucket {
     at_ms: u64,
     pending: usize,
 }
+
+/// Candidate tasks queued for one peer at most (not yet taken by a poll).
+const MAX_QUEUED_CANDIDATES: usize = 64;
+/// What one trickled candidate costs of a client's offer budget (an offer costs 1).
+const CANDIDATE_COST: f64 = 0.25;
 
 #[derive(Debug, Default)]
 struct State {
@@ -127,6 +134,9 @@ pub enum OfferError {
     /// The peer refused the offer.
     #[error("the peer refused the offer: {0}")]
     Refused(String),
+    /// A trickle offer (or candidate) for a peer that takes no trickled candidates.
+    #[error("this peer takes whole offers only; send the offer with its candidates")]
+    NoTrickle,
     /// The peer's answer was not signed by its key.
     #[error("the peer's answer is not signed by its key")]
     BadAnswer,
@@ -141,6 +151,7 @@ impl OfferError {
             Self::TooMany => (429, "TOO_MANY_REQUESTS"),
             Self::Timeout => (504, "PEER_TIMEOUT"),
             Self::Refused(_) => (502, "PEER_REFUSED"),
+            Self::NoTrickle => (409, "NO_TRICKLE"),
             Self::BadAnswer => (502, "BAD_ANSWER"),
         }
     }
@@ -313,6 +324,7 @@ impl Relay {
                     polls: 0,
                     tasks: VecDeque::new(),
                     checking: false,
+                    trickle: false,
                     row: Contribution {
                         url: format!("rtc://{}", hex::encode(key)),
                         key: hex::encode(key),
@@ -327,6 +339,7 @@ impl Relay {
         }
         let p = s.peers.get_mut(&key).ok_or(PollError::Full)?;
         p.ip = ip;
+        p.trickle = req.trickle;
         p.generation += 1;
         p.row.last_seen_ms = now;
         p.row.bytes_served = req.bytes;
@@ -495,6 +508,9 @@ impl Relay {
             if !self.alive(p, now) {
                 return Err(OfferError::UnknownPeer);
             }
+            if req.trickle && !p.trickle {
+                return Err(OfferError::NoTrickle);
+            }
             let waiting = s
                 .pending
                 .values()
@@ -533,6 +549,66 @@ impl Relay {
             Ok(Ok(Reply::BadAnswer | Reply::Check(_))) => Err(OfferError::BadAnswer),
             Ok(Err(_)) | Err(_) => Err(OfferError::Timeout),
         }
+    }
+
+    /// Relay a browser's trickled candidate to `peer` (queued for its poll; nothing waits).
+    /// Bounded: [`MAX_QUEUED_CANDIDATES`] per peer, a quarter of an offer from the client's
+    /// budget each.
+    pub fn candidate(
+        &self,
+        client: Option<IpAddr>,
+        req: CandidateRequest,
+    ) -> Result<(), OfferError> {
+        let now = now_ms();
+        let mut s = lock(&self.state);
+        let p = s.peers.get(&req.peer).ok_or(OfferError::UnknownPeer)?;
+        if !self.alive(p, now) {
+            return Err(OfferError::UnknownPeer);
+        }
+        if !p.trickle {
+            return Err(OfferError::NoTrickle);
+        }
+        let queued = p
+            .tasks
+            .iter()
+            .filter(|t| matches!(t, Task::Candidate { .. }))
+            .count();
+        if queued >= MAX_QUEUED_CANDIDATES {
+            return Err(OfferError::PeerBusy);
+        }
+        if let Some(c) = client.map(ClientId::of) {
+            self.admit_candidate(&mut s, c, now)?;
+        }
+        let p = s.peers.get_mut(&req.peer).ok_or(OfferError::UnknownPeer)?;
+        p.tasks.push_back(Task::Candidate {
+            id: rand::random(),
+            ufrag: req.ufrag,
+            candidate: req.candidate,
+        });
+        p.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Take one candidate's cost from `client`'s offer budget (usually made by its offer; a
+    /// candidate may overtake it on another connection).
+    fn admit_candidate(&self, s: &mut State, client: ClientId, now: u64) -> Result<(), OfferError> {
+        if !s.clients.contains_key(&client) && s.clients.len() >= self.limits.max_clients {
+            return Err(OfferError::TooMany);
+        }
+        let b = s.clients.entry(client).or_insert(Bucket {
+            tokens: f64::from(self.limits.client_burst),
+            at_ms: now,
+            pending: 0,
+        });
+        let elapsed = now.saturating_sub(b.at_ms) as f64 / 1000.0;
+        b.tokens = (b.tokens + elapsed * f64::from(self.limits.client_rate))
+            .min(f64::from(self.limits.client_burst));
+        b.at_ms = now;
+        if b.tokens < CANDIDATE_COST {
+            return Err(OfferError::TooMany);
+        }
+        b.tokens -= CANDIDATE_COST;
+        Ok(())
     }
 
     /// Whether task `id` waits for an answer, and how large that answer may be.
@@ -751,6 +827,22 @@ pub(crate) async fn offer_answer(
     }
 }
 
+/// The `POST /v1/signal/candidate` handler's work: the candidate, queued for the peer.
+pub(crate) fn candidate_answer(
+    relay: &Relay,
+    client: Option<IpAddr>,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let req = CandidateRequest::parse(body).map_err(|e| ApiError::bad_request(e.0))?;
+    match relay.candidate(client, req) {
+        Ok(()) => Ok(serde_json::json!({ "ok": true })),
+        Err(e) => {
+            let (status, code) = e.status_code();
+            Err(ApiError::new(status, code, e.to_string()))
+        }
+    }
+}
+
 /// The `POST /v1/signal/poll` handler's work, for a verified `key`.
 pub(crate) async fn poll_answer(
     relay: &Relay,
@@ -880,6 +972,7 @@ mod tests {
         let req = OfferRequest {
             peer: key,
             sdp: "offer".into(),
+            trickle: false,
         };
         assert_eq!(
             relay.offer(Some(IP), req.clone()).await,
@@ -967,6 +1060,7 @@ mod tests {
                     OfferRequest {
                         peer: key,
                         sdp: "o".into(),
+                        trickle: false,
                     },
                 )
                 .await
@@ -989,6 +1083,135 @@ mod tests {
         assert_eq!(d.await.unwrap(), Err(OfferError::Timeout));
         assert_eq!(offer("10.0.0.1").await.unwrap(), Err(OfferError::TooMany));
         assert!(lock(&relay.state).pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn trickled_candidates_reach_a_trickle_peer_only_and_are_bounded() {
+        let relay = Arc::new(relay());
+        let key = KeyPair::generate().public_key();
+        let cand = |n: u32| CandidateRequest {
+            peer: key,
+            ufrag: "Ab+1".into(),
+            candidate: format!("candidate:{n} 1 udp 1677729535 203.0.113.7 40001 typ srflx"),
+        };
+        let trickle_offer = move || OfferRequest {
+            peer: key,
+            sdp: "o".into(),
+            trickle: true,
+        };
+        // An old peer (its poll does not say `trickle`): trickle offers and candidates are
+        // refused at once, so the page sends a whole offer.
+        relay
+            .poll(key, IP, PollRequest::new(0, 0, 0, false))
+            .await
+            .unwrap();
+        assert_eq!(
+            relay.offer(Some(IP), trickle_offer()).await,
+            Err(OfferError::NoTrickle)
+        );
+        assert_eq!(
+            relay.candidate(Some(IP), cand(1)),
+            Err(OfferError::NoTrickle)
+        );
+        assert_eq!(OfferError::NoTrickle.status_code(), (409, "NO_TRICKLE"));
+        // A trickle peer: the offer, then its candidate, in order on the next poll.
+        relay
+            .poll(key, IP, PollRequest::new(0, 0, 0, false).with_trickle(true))
+            .await
+            .unwrap();
+        let r = relay.clone();
+        let waiting = tokio::spawn(async move { r.offer(Some(IP), trickle_offer()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        relay.candidate(Some(IP), cand(1)).unwrap();
+        let got = relay
+            .poll(key, IP, PollRequest::new(0, 0, 0, true).with_trickle(true))
+            .await
+            .unwrap();
+        assert!(matches!(got.tasks[0], Task::Offer { .. }));
+        let Task::Candidate {
+            ufrag, candidate, ..
+        } = &got.tasks[1]
+        else {
+            panic!("no candidate task: {:?}", got.tasks);
+        };
+        assert_eq!(
+            (ufrag.as_str(), candidate.as_str()),
+            ("Ab+1", cand(1).candidate.as_str())
+        );
+        // The poll answer carries it on the wire and parses back.
+        let wire = serde_json::to_vec(&got.to_json()).unwrap();
+        assert_eq!(PollResponse::parse(&wire).unwrap(), got);
+        assert_eq!(waiting.await.unwrap(), Err(OfferError::Timeout));
+        // Bounded: per peer, MAX_QUEUED_CANDIDATES waiting for a poll; per client, a quarter
+        // of an offer each from its budget (16 offers' burst: 64 candidates, less what the
+        // offers above took).
+        let mut ok = 0;
+        let mut refused = None;
+        for n in 0..200 {
+            let ip: IpAddr = format!("10.1.{}.{}", n / 100, n % 100).parse().unwrap();
+            match relay.candidate(Some(ip), cand(n)) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(ok, MAX_QUEUED_CANDIDATES);
+        assert_eq!(refused, Some(OfferError::PeerBusy));
+        let other: IpAddr = "10.9.9.9".parse().unwrap();
+        let mut taken = 0;
+        loop {
+            match relay.candidate(Some(other), cand(taken)) {
+                Ok(()) => taken += 1,
+                // Drain the queue (16 tasks per poll) and go on.
+                Err(OfferError::PeerBusy) => {
+                    let quick = PollRequest::new(0, 0, 0, false).with_trickle(true);
+                    relay.poll(key, IP, quick).await.unwrap();
+                }
+                Err(e) => {
+                    assert_eq!(e, OfferError::TooMany);
+                    break;
+                }
+            }
+            assert!(taken <= 70, "a client's candidates are bounded");
+        }
+        // 16 tokens at a quarter each (and what 2/s refilled while the loop ran).
+        assert!((64..=70).contains(&taken), "{taken}");
+    }
+
+    #[test]
+    fn candidate_requests_are_checked() {
+        let key = hex::encode([7u8; 32]);
+        let ok = format!(
+            r#"{{"peer":"{key}","ufrag":"Ab+1","candidate":"candidate:1 1 udp 1 203.0.113.7 9 typ srflx"}}"#
+        );
+        let c = CandidateRequest::parse(ok.as_bytes()).unwrap();
+        assert_eq!(c.ufrag, "Ab+1");
+        for bad in [
+            format!(r#"{{"peer":"{key}","ufrag":"Ab","candidate":"candidate:1"}}"#),
+            format!(r#"{{"peer":"{key}","ufrag":"Ab c1","candidate":"candidate:1"}}"#),
+            format!(r#"{{"peer":"{key}","ufrag":"Abcd","candidate":"a=candidate:1"}}"#),
+            format!(
+                r#"{{"peer":"{key}","ufrag":"Abcd","candidate":"candidate:1
+x"}}"#
+            ),
+            format!(
+                r#"{{"peer":"{key}","ufrag":"Abcd","candidate":"candidate:{}"}}"#,
+                "1".repeat(MAX_CANDIDATE)
+            ),
+            r#"{"peer":"ab","ufrag":"Abcd","candidate":"candidate:1"}"#.to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert!(CandidateRequest::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // A trickle offer says so; an old page's offer does not.
+        let o = format!(r#"{{"peer":"{key}","sdp":"v=0","trickle":true}}"#);
+        assert!(OfferRequest::parse(o.as_bytes()).unwrap().trickle);
+        let o = format!(r#"{{"peer":"{key}","sdp":"v=0"}}"#);
+        assert!(!OfferRequest::parse(o.as_bytes()).unwrap().trickle);
+        // An old home peer skips candidate tasks it does not know (unknown task kinds).
+        assert!(PollRequest::parse(b"{}").map(|p| !p.trickle).unwrap());
     }
 
     #[tokio::test]

@@ -177,6 +177,7 @@ fn fake_peer(
                         }
                         (id, CheckAnswer::sign(&kp, &id, results).to_json())
                     }
+                    Task::Candidate { .. } => continue,
                 };
                 let url = format!("{base}/v1/signal/answer/{}", hex::encode(id));
                 let r = client::post_json(&url, &body, T).await.unwrap();

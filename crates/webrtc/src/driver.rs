@@ -16,7 +16,7 @@
 //!   that a port-restricted NAT in front of us lets in the checks a symmetric NAT in front
 //!   of the browser sends from a port we cannot know.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -148,6 +148,7 @@ pub struct Answered {
 enum Command {
     Answer(String, oneshot::Sender<Result<Answered, Error>>),
     Probe(u64, IpAddr, Birthday),
+    Candidate(String, String),
     SetStun(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
     Shutdown,
@@ -189,6 +190,8 @@ impl Server {
             public: public.clone(),
             peers: HashMap::new(),
             by_ufrag: HashMap::new(),
+            by_remote_ufrag: HashMap::new(),
+            early: VecDeque::new(),
             by_addr: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 1,
@@ -226,6 +229,16 @@ impl Server {
             .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// A candidate the browser whose ICE ufrag is `ufrag` trickled after its offer
+    /// (`candidate:…`). One that comes before its offer is kept a little while
+    /// ([`TRICKLE_EARLY`], at most [`TRICKLE_PENDING`] of them) and taken when the offer is.
+    pub async fn candidate(&self, ufrag: String, candidate: String) -> Result<(), Error> {
+        self.commands
+            .send(Command::Candidate(ufrag, candidate))
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// Start a birthday search for peer `id` towards `ip` now.
@@ -313,6 +326,11 @@ async fn learn_public(
     out
 }
 
+/// Trickled candidates whose offer has not come yet, kept at most (across all browsers).
+pub const TRICKLE_PENDING: usize = 64;
+/// How long such a candidate waits for its offer.
+pub const TRICKLE_EARLY: Duration = Duration::from_secs(10);
+
 struct Entry {
     peer: Peer,
     deadline: Instant,
@@ -371,6 +389,10 @@ struct Driver<S> {
     public: Vec<SocketAddr>,
     peers: HashMap<u64, Entry>,
     by_ufrag: HashMap<String, u64>,
+    /// Connections by the browser's ufrag (where its trickled candidates go).
+    by_remote_ufrag: HashMap<String, u64>,
+    /// Trickled candidates that came before their offer: (when, ufrag, line).
+    early: VecDeque<(Instant, String, String)>,
     by_addr: HashMap<SocketAddr, u64>,
     timers: BTreeSet<(Instant, u64)>,
     next_id: u64,
@@ -402,7 +424,7 @@ impl<S: LogSource> Driver<S> {
                         self.shutdown().await;
                         return;
                     }
-                    Some(c) => self.command(c).await,
+                    Some(c) => self.command(c, &answers_tx).await,
                 },
                 a = answers.recv() => {
                     if let Some((id, ch, rid, ans)) = a {
@@ -441,15 +463,39 @@ impl<S: LogSource> Driver<S> {
         t
     }
 
-    async fn command(&mut self, c: Command) {
+    async fn command(&mut self, c: Command, answers: &mpsc::Sender<AnswerMsg>) {
         match c {
             Command::Answer(offer, reply) => {
-                let _ = reply.send(self.accept(&offer));
+                let r = self.accept(&offer);
+                let id = r.as_ref().ok().map(|a| a.id);
+                let _ = reply.send(r);
                 for (to, bytes) in std::mem::take(&mut self.punches) {
                     let _ = self.socket.send_to(&bytes, to).await;
                 }
+                if let Some(id) = id {
+                    self.after(id, answers).await;
+                }
             }
             Command::Probe(id, ip, shape) => self.start_probe(id, ip, &shape, Instant::now()),
+            Command::Candidate(ufrag, line) => {
+                let now = Instant::now();
+                match self.by_remote_ufrag.get(&ufrag).copied() {
+                    Some(id) => {
+                        self.trickle(id, &line, now);
+                        for (to, bytes) in std::mem::take(&mut self.punches) {
+                            let _ = self.socket.send_to(&bytes, to).await;
+                        }
+                        self.after(id, answers).await;
+                    }
+                    None => {
+                        self.early
+                            .retain(|(at, _, _)| now.duration_since(*at) < TRICKLE_EARLY);
+                        if self.early.len() < TRICKLE_PENDING {
+                            self.early.push_back((now, ufrag, line));
+                        }
+                    }
+                }
+            }
             Command::SetStun(servers) => {
                 self.config.stun_servers = servers;
                 self.next_refresh = Instant::now();
@@ -490,6 +536,10 @@ impl<S: LogSource> Driver<S> {
         let id = self.next_id;
         self.next_id += 1;
         self.by_ufrag.insert(peer.ufrag().to_owned(), id);
+        if !peer.remote_ufrag().is_empty() {
+            self.by_remote_ufrag
+                .insert(peer.remote_ufrag().to_owned(), id);
+        }
         let birthday_at = self
             .config
             .birthday
@@ -519,7 +569,52 @@ impl<S: LogSource> Driver<S> {
                 self.punches.push((*a, req));
             }
         }
+        // Candidates the browser trickled before its offer came.
+        if let Some(ufrag) = self
+            .peers
+            .get(&id)
+            .map(|e| e.peer.remote_ufrag().to_owned())
+        {
+            if !ufrag.is_empty() && self.early.iter().any(|(_, u, _)| *u == ufrag) {
+                let (mine, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.early)
+                    .into_iter()
+                    .partition(|(_, u, _)| *u == ufrag);
+                self.early = rest;
+                for (at, _, line) in mine {
+                    if now.duration_since(at) < TRICKLE_EARLY {
+                        self.trickle(id, &line, now);
+                    }
+                }
+            }
+        }
         Ok(Answered { id, sdp })
+    }
+
+    /// Give peer `id` a trickled candidate: a new public (server-reflexive) address of the
+    /// browser is punched at once and, while the connection is not up, searched as the
+    /// offer's would be (`Birthday::delay` after the answer). The caller sends the punches and
+    /// drives the peer's output (`after`) or lets its timer do it.
+    fn trickle(&mut self, id: u64, line: &str, now: Instant) {
+        let Some(e) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let (taken, public) = e.peer.add_remote_candidate(line, now);
+        if !taken {
+            return;
+        }
+        // Its checks started (the caller's `after` sends them and re-arms the timer).
+        let Some(a) = public else {
+            return;
+        };
+        let req = stun::Builder::new(stun::BINDING_REQUEST, rand::random()).finish();
+        self.punches.push((a, req));
+        if e.birthday_at.is_none() && e.probes == 0 && e.peer.connected_at().is_none() {
+            if let Some(b) = self.config.birthday.as_ref() {
+                let at = (e.peer.created_at() + b.delay).max(now);
+                e.birthday_at = Some(at);
+                self.timers.insert((at, id));
+            }
+        }
     }
 
     fn start_probe(&mut self, id: u64, ip: IpAddr, shape: &Birthday, now: Instant) {
@@ -762,6 +857,9 @@ impl<S: LogSource> Driver<S> {
                 self.timers.remove(&(t, id));
             }
             self.by_ufrag.remove(e.peer.ufrag());
+            if self.by_remote_ufrag.get(e.peer.remote_ufrag()) == Some(&id) {
+                self.by_remote_ufrag.remove(e.peer.remote_ufrag());
+            }
             self.by_addr.retain(|_, v| *v != id);
             self.probes.retain(|p| p.peer != id);
             tracing::debug!(

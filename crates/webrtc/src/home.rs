@@ -309,12 +309,11 @@ const WARM_TIMEOUT: Duration = Duration::from_secs(5);
 impl<S: LogSource> Link<S> {
     async fn poll(&self, wait: bool, timeout: Duration) -> Result<PollResponse, PollFailure> {
         let counters = &self.api.config().counters;
-        let body = serde_json::to_vec(&PollRequest::new(
-            counters.bytes(),
-            counters.requests(),
-            self.started_ms,
-            wait,
-        ))
+        let body = serde_json::to_vec(
+            &PollRequest::new(counters.bytes(), counters.requests(), self.started_ms, wait)
+                // Browsers may send offers before their candidates (Task::Candidate follows).
+                .with_trickle(true),
+        )
         .unwrap_or_default();
         let url = format!("{}/v1/signal/poll", self.base);
         let r = client::send_signed(
@@ -465,6 +464,11 @@ impl<S: LogSource> Poller<S> {
                     "webrtc signaling: offer answered"
                 );
             }
+            Task::Candidate {
+                ufrag, candidate, ..
+            } => {
+                let _ = self.server.candidate(ufrag, candidate).await;
+            }
             Task::Check { id, paths } => {
                 let mut results = Vec::with_capacity(paths.len());
                 for p in &paths {
@@ -530,6 +534,15 @@ impl<S: LogSource> Poller<S> {
                     }
                     self.use_stun(&p.ice_servers, &mut stun).await;
                     for t in p.tasks {
+                        // A trickled candidate: to the driver at once, in order (nothing to
+                        // answer; one that overtook its offer waits there for it).
+                        if let Task::Candidate {
+                            ufrag, candidate, ..
+                        } = t
+                        {
+                            let _ = self.server.candidate(ufrag, candidate).await;
+                            continue;
+                        }
                         let Ok(permit) = tasks.clone().acquire_owned().await else {
                             return;
                         };

@@ -188,8 +188,12 @@ pub struct Peer {
     close_reason: Option<String>,
     /// The smallest ICE round trip seen on the nominated pair.
     min_rtt: Option<Duration>,
-    /// The browser's server-reflexive addresses from the offer.
+    /// The browser's server-reflexive addresses from the offer (and trickled ones).
     public: Vec<SocketAddr>,
+    /// The browser's ICE ufrag (its offer's `a=ice-ufrag`): names its trickled candidates.
+    remote_ufrag: String,
+    /// Trickled candidates taken so far (at most [`MAX_TRICKLED`]).
+    trickled: usize,
     /// Close the connection once every session's GOAWAY is written.
     closing: bool,
     stats: Stats,
@@ -259,6 +263,18 @@ pub fn sanitize_offer(sdp: &str) -> (String, usize) {
     (out, removed)
 }
 
+/// Trickled candidates one connection takes at most (a browser has one srflx candidate per
+/// STUN server and interface; the rest are spent on nothing).
+pub const MAX_TRICKLED: usize = 8;
+
+/// The offer's ICE ufrag (`a=ice-ufrag:…`, the first one: a data channel offer has one media
+/// section), if any.
+pub fn offer_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+}
+
 /// A random ICE string of `n` characters from the ice-char set.
 fn ice_string(n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
@@ -281,6 +297,7 @@ impl Peer {
         now: Instant,
     ) -> Result<(Self, String), PeerError> {
         let public = offer_public_addresses(offer);
+        let remote_ufrag = offer_ufrag(offer).unwrap_or_default().to_owned();
         let (sdp, _) = sanitize_offer(offer);
         if !sdp.contains("webrtc-datachannel") {
             return Err(PeerError::NoDataChannel);
@@ -332,6 +349,8 @@ impl Peer {
             close_reason: None,
             min_rtt: None,
             public,
+            remote_ufrag,
+            trickled: 0,
             closing: false,
             stats: Stats::default(),
             done: Default::default(),
@@ -343,6 +362,49 @@ impl Peer {
     /// The browser's server-reflexive addresses named in its offer.
     pub fn remote_public(&self) -> &[SocketAddr] {
         &self.public
+    }
+
+    /// The browser's ICE ufrag, from its offer (empty if it had none).
+    pub fn remote_ufrag(&self) -> &str {
+        &self.remote_ufrag
+    }
+
+    /// A candidate the browser trickled after its offer (`candidate:…`, as
+    /// `RTCIceCandidate.candidate`): taken if it is UDP with an IP address (not an mDNS name),
+    /// at most [`MAX_TRICKLED`] per connection. Returns its address when it is a new
+    /// server-reflexive one (where a birthday search would probe), and whether it was taken.
+    pub fn add_remote_candidate(&mut self, line: &str, now: Instant) -> (bool, Option<SocketAddr>) {
+        if self.trickled >= MAX_TRICKLED || self.closing || !self.is_alive() {
+            return (false, None);
+        }
+        let line = line.trim();
+        let line = line.strip_prefix("a=").unwrap_or(line);
+        let proto_udp = line
+            .split_whitespace()
+            .nth(2)
+            .is_some_and(|p| p.eq_ignore_ascii_case("udp"));
+        if !proto_udp || !candidate_has_ip(line) {
+            return (false, None);
+        }
+        let Ok(c) = Candidate::from_sdp_string(line) else {
+            return (false, None);
+        };
+        self.trickled += 1;
+        let mut public = None;
+        if c.kind() == str0m::CandidateKind::ServerReflexive
+            && !self.public.contains(&c.addr())
+            && self.public.len() < 8
+        {
+            self.public.push(c.addr());
+            public = Some(c.addr());
+        }
+        self.rtc.add_remote_candidate(c);
+        // Its pairs' checks start at once, not at str0m's next timeout.
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.fail(format!("connection error: {e}"));
+        }
+        self.drain(now);
+        (true, public)
     }
 
     /// The browser's address in use, once connected.

@@ -445,3 +445,62 @@ fn throughput() {
         f64::from(n) * 1.048_576 / secs
     );
 }
+
+/// A trickle offer (no candidate in it, as a page that does not wait for its public address
+/// sends): the browser's candidate comes later through signaling, and the peer starts its
+/// checks towards it at once; what it cannot use is refused, and the bound holds.
+#[test]
+fn a_trickled_candidate_is_checked_at_once() {
+    let t0 = Instant::now();
+    let mut rtc = Rtc::builder().build(t0);
+    let mut api = rtc.sdp_api();
+    api.add_channel_with_config(ChannelConfig {
+        label: "peerhost".into(),
+        protocol: SUBPROTOCOL.into(),
+        ..Default::default()
+    });
+    let (offer, _pending) = api.apply().unwrap();
+    let offer = offer.to_sdp_string();
+    assert!(!offer.contains("a=candidate"));
+    let ufrag = peerhost_webrtc::peer::offer_ufrag(&offer)
+        .unwrap()
+        .to_owned();
+    let crypto = Arc::new(str0m::crypto::from_feature_flags());
+    let local = [Candidate::host(addr(SERVER), "udp").unwrap()];
+    let (mut peer, _answer) =
+        Peer::accept(&offer, &local, crypto, None, Config::default(), t0).unwrap();
+    assert_eq!(peer.remote_ufrag(), ufrag);
+    assert!(peer.remote_public().is_empty());
+    let now = t0 + Duration::from_millis(5);
+    peer.handle_timeout(now);
+    while peer.poll_transmit().is_some() {}
+    // Not usable: an mDNS name, TCP.
+    let mdns =
+        "candidate:1 1 udp 2113937151 3c1e8e5b-1d3f-4c6e-9f0b-7a3b1a2c4d5e.local 54321 typ host";
+    assert_eq!(peer.add_remote_candidate(mdns, now), (false, None));
+    let tcp = "candidate:3 1 tcp 1518280447 198.51.100.7 9 typ host tcptype active";
+    assert_eq!(peer.add_remote_candidate(tcp, now), (false, None));
+    assert!(peer.poll_transmit().is_none(), "nothing to check yet");
+    // The browser's public address: taken, a new public address, checked at once.
+    let srflx = "candidate:2 1 udp 1677729535 198.51.100.7 50000 typ srflx raddr 0.0.0.0 rport 0 generation 0";
+    assert_eq!(
+        peer.add_remote_candidate(srflx, now),
+        (true, Some(addr(CLIENT)))
+    );
+    assert_eq!(peer.remote_public(), &[addr(CLIENT)]);
+    let t = peer
+        .poll_transmit()
+        .expect("a check towards the trickled candidate");
+    assert_eq!(t.destination, addr(CLIENT));
+    assert!(peerhost_webrtc::stun::is_stun(&t.contents));
+    // At most MAX_TRICKLED per connection.
+    for i in 1..peerhost_webrtc::peer::MAX_TRICKLED {
+        let c = format!(
+            "candidate:9 1 udp 1677729535 198.51.100.{} 4000 typ srflx raddr 0.0.0.0 rport 0",
+            10 + i
+        );
+        assert!(peer.add_remote_candidate(&c, now).0, "{i}");
+    }
+    let c = "candidate:9 1 udp 1677729535 198.51.100.99 4000 typ srflx raddr 0.0.0.0 rport 0";
+    assert_eq!(peer.add_remote_candidate(c, now), (false, None));
+}

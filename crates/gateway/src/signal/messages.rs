@@ -27,6 +27,10 @@ pub const MAX_CHECK_POST: usize = 2 * MAX_CHECK_BODY * MAX_CHECK_PATHS / 4 + 409
 pub const TASKS_PER_POLL: usize = 16;
 /// Bytes of a refusal's reason at most.
 pub const MAX_REASON: usize = 200;
+/// Bytes of a trickled candidate line at most (`candidate:…`, as `RTCIceCandidate.candidate`).
+pub const MAX_CANDIDATE: usize = 512;
+/// Bytes of a browser's candidate request at most.
+pub const MAX_CANDIDATE_POST: usize = 2048;
 
 /// Limits of the signaling relay.
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +177,32 @@ pub(super) fn check_sdp(sdp: &str) -> Result<(), MessageError> {
     Ok(())
 }
 
+/// An ICE username fragment (RFC 8839: 4 to 256 `ice-char`s; Chromium's are 4).
+pub(super) fn check_ufrag(u: &str) -> Result<(), MessageError> {
+    if u.len() < 4
+        || u.len() > 256
+        || !u
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return Err(MessageError("an ICE ufrag is 4 to 256 of A-Z a-z 0-9 + /"));
+    }
+    Ok(())
+}
+
+/// A trickled candidate line: `candidate:…`, at most [`MAX_CANDIDATE`] bytes, printable ASCII.
+pub(super) fn check_candidate(c: &str) -> Result<(), MessageError> {
+    if !c.starts_with("candidate:")
+        || c.len() > MAX_CANDIDATE
+        || !c.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(MessageError(
+            "a candidate is \"candidate:…\", at most 512 printable ASCII bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// The bytes an answer's signature covers: `ANSWER_CONTEXT ‖ 0 ‖ SHA-256(offer) ‖
 /// SHA-256(answer)`. The answer carries the peer's DTLS fingerprint and ICE credentials, so a
 /// relaying instance can swap neither without breaking the signature.
@@ -249,6 +279,10 @@ pub struct PollRequest {
     /// `false`: answer at once, even with no task (the first poll: learn the ICE servers).
     #[serde(default = "yes")]
     pub wait: bool,
+    /// The peer takes trickled candidates ([`Task::Candidate`]): offers may come without the
+    /// browser's candidates, which follow as tasks of their own.
+    #[serde(default)]
+    pub trickle: bool,
 }
 
 pub(super) fn yes() -> bool {
@@ -263,7 +297,15 @@ impl PollRequest {
             requests,
             started_ms,
             wait,
+            trickle: false,
         }
+    }
+
+    /// The same, saying whether the peer takes trickled candidates.
+    #[must_use]
+    pub fn with_trickle(mut self, trickle: bool) -> Self {
+        self.trickle = trickle;
+        self
     }
 
     /// Decode a poll body.
@@ -297,13 +339,23 @@ pub enum Task {
         /// Gateway paths (`/v1/logs/{key}/blocks?…`).
         paths: Vec<String>,
     },
+    /// A browser's trickled ICE candidate for the offer whose `a=ice-ufrag` is `ufrag` (only
+    /// to peers whose poll said `trickle`; nothing to answer).
+    Candidate {
+        /// The task id (random; nothing waits on it).
+        id: TaskId,
+        /// The browser's ICE username fragment, from its offer.
+        ufrag: String,
+        /// The candidate line, `candidate:…` (no `a=` prefix).
+        candidate: String,
+    },
 }
 
 impl Task {
     /// The task's id.
     pub fn id(&self) -> &TaskId {
         match self {
-            Self::Offer { id, .. } | Self::Check { id, .. } => id,
+            Self::Offer { id, .. } | Self::Check { id, .. } | Self::Candidate { id, .. } => id,
         }
     }
 
@@ -313,6 +365,14 @@ impl Task {
             Self::Check { id, paths } => {
                 serde_json::json!({ "id": hex::encode(id), "check": paths })
             }
+            Self::Candidate {
+                id,
+                ufrag,
+                candidate,
+            } => serde_json::json!({
+                "id": hex::encode(id),
+                "candidate": { "ufrag": ufrag, "candidate": candidate },
+            }),
         }
     }
 }
@@ -352,6 +412,14 @@ pub(super) struct RawTask {
     offer: Option<String>,
     #[serde(default)]
     check: Option<Vec<String>>,
+    #[serde(default)]
+    candidate: Option<RawCandidate>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawCandidate {
+    ufrag: String,
+    candidate: String,
 }
 
 impl PollResponse {
@@ -369,12 +437,21 @@ impl PollResponse {
         let mut tasks = Vec::with_capacity(raw.tasks.len());
         for t in raw.tasks {
             let id = parse_id(&t.id)?;
-            match (t.offer, t.check) {
-                (Some(sdp), None) => {
+            match (t.offer, t.check, t.candidate) {
+                (Some(sdp), None, None) => {
                     check_sdp(&sdp)?;
                     tasks.push(Task::Offer { id, sdp });
                 }
-                (None, Some(paths)) => {
+                (None, None, Some(c)) => {
+                    check_ufrag(&c.ufrag)?;
+                    check_candidate(&c.candidate)?;
+                    tasks.push(Task::Candidate {
+                        id,
+                        ufrag: c.ufrag,
+                        candidate: c.candidate,
+                    });
+                }
+                (None, Some(paths), None) => {
                     if paths.len() > MAX_CHECK_PATHS
                         || paths.iter().any(|p| p.is_empty() || p.len() > 1024)
                     {
@@ -546,12 +623,18 @@ pub struct OfferRequest {
     pub peer: [u8; 32],
     /// The SDP offer.
     pub sdp: String,
+    /// The browser sent the offer before its candidates and trickles them
+    /// (`POST /v1/signal/candidate`): refused with `409 NO_TRICKLE` for a peer that does not
+    /// take them, so the browser sends the whole offer instead.
+    pub trickle: bool,
 }
 
 #[derive(Deserialize)]
 pub(super) struct RawOffer {
     peer: String,
     sdp: String,
+    #[serde(default)]
+    trickle: bool,
 }
 
 impl OfferRequest {
@@ -566,6 +649,43 @@ impl OfferRequest {
         Ok(Self {
             peer: parse_key(&raw.peer)?,
             sdp: raw.sdp,
+            trickle: raw.trickle,
+        })
+    }
+}
+
+/// A browser's trickled candidate (`POST /v1/signal/candidate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateRequest {
+    /// The WebRTC peer's node key.
+    pub peer: [u8; 32],
+    /// The browser's ICE ufrag (its offer's `a=ice-ufrag`).
+    pub ufrag: String,
+    /// `candidate:…`.
+    pub candidate: String,
+}
+
+impl CandidateRequest {
+    /// Decode `{peer, ufrag, candidate}`.
+    pub fn parse(body: &[u8]) -> Result<Self, MessageError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            peer: String,
+            ufrag: String,
+            candidate: String,
+        }
+        if body.len() > MAX_CANDIDATE_POST {
+            return Err(MessageError("a candidate request is at most 2 KiB"));
+        }
+        let raw: Raw = serde_json::from_slice(body).map_err(|_| {
+            MessageError("a candidate request is {\"peer\", \"ufrag\", \"candidate\"}")
+        })?;
+        check_ufrag(&raw.ufrag)?;
+        check_candidate(&raw.candidate)?;
+        Ok(Self {
+            peer: parse_key(&raw.peer)?,
+            ufrag: raw.ufrag,
+            candidate: raw.candidate,
         })
     }
 }
