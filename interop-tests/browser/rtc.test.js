@@ -124,13 +124,16 @@ test('the latest 20 posts over WebRTC from a listed home peer; the instance serv
       `from the instance: ${await p.httpBytes()} B (signaling answer ${signalBytes} B); mirror: ${after.bytes_served - before.bytes_served} B served`)
 
     // A whole offer (an old page's, or one for a peer that takes no candidates) still works:
-    // Chromium hid its host address there, an mDNS name and our STUN's srflx, no host IP.
+    // Chromium hid its host address there (our STUN's srflx, no host IP).
     const wholeOffers = []
     const w = await lib.openPage(browser, instance.url, { onOffer: (sdp) => wholeOffers.push(sdp) })
     const whole = await w.page.evaluate((o) => window.rtcRun(o), { mode: 'rtc', key: store.posts, n: 20, trickle: false })
     assert.deepStrictEqual(whole.titles, latest20())
     const wk = lib.candidateTypes(wholeOffers[0])
-    assert.ok(wk.mdns >= 1 && wk.srflx >= 1, `no mDNS or srflx candidate in the whole offer: ${JSON.stringify(wk)}`)
+    // The whole offer leaves with the first srflx candidate: on loopback our STUN answers
+    // before Chromium has registered its mDNS name, so the mDNS host candidate may or may not
+    // be in it yet (seen both ways); no host IP ever is.
+    assert.ok(wk.srflx >= 1, `no srflx candidate in the whole offer: ${JSON.stringify(wk)}`)
     assert.ok(!wk.host, `the offer shows a host IP: ${JSON.stringify(wk)}`)
     await w.close()
 
