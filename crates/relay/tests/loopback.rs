@@ -306,3 +306,114 @@ async fn a_relay_stream_only_takes_its_sessions_address() {
     let got = tokio::time::timeout(Duration::from_millis(500), stranger.recv_from(&mut buf)).await;
     assert!(got.is_err(), "the relay sent the stranger {got:?}");
 }
+
+/// Issue 17, item 4: a splice ends at its total lifetime even while both peers keep sending
+/// (the idle bound never fires), over real sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_splice_ends_at_its_lifetime() {
+    let mut limits = peerhost_relay::driver::SpliceLimits::default();
+    limits.lifetime = Duration::from_millis(600);
+    let started = std::time::Instant::now();
+    let Pair {
+        relay,
+        relay_socket,
+        sa,
+        sb,
+        _clients,
+        _sockets,
+        ..
+    } = paired(limits).await;
+    assert_eq!(relay.stats().active, 1);
+    let chatter = tokio::spawn(async move {
+        loop {
+            let _ = sa.send_message(b"still here");
+            let _ = sb.send_message(b"me too");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let forwarded = relay_socket.relay_stats().packets;
+    until("the busy splice ends", || relay.stats().active == 0).await;
+    chatter.abort();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "ended after {:?}, before its lifetime",
+        started.elapsed()
+    );
+    assert!(
+        relay_socket.relay_stats().packets > forwarded,
+        "the peers' traffic was forwarded until then"
+    );
+    assert_eq!(relay_socket.relay_stats().splices, 0);
+}
+
+/// Issue 17, item 4: one address holding its quota of sessions gets no more, and a pair from
+/// two other loopback addresses is still spliced and carries bytes (over real UDX sockets;
+/// the sessions are pinned to their sockets' addresses, as hyperdht pins them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greedy_address_does_not_lock_out_another_pair() {
+    let relay_socket = Socket::bind(lo()).await.expect("bind");
+    let mut config = Config::default();
+    config.max_sessions_per_ip = 4;
+    let relay = RelayServer::new(relay_socket.clone(), config);
+    let greedy = Socket::bind(lo()).await.expect("bind");
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        let (side, at_relay) = Messages::channel();
+        relay
+            .accept_from(at_relay, Some([10 + i; 32]), greedy.local_addr())
+            .expect("a session within the cap");
+        held.push(RelayClient::start(side, Some([10 + i; 32])));
+    }
+    let (_side, at_relay) = Messages::channel();
+    assert!(
+        relay
+            .accept_from(at_relay, Some([20; 32]), greedy.local_addr())
+            .is_none(),
+        "a fifth session from one address was accepted"
+    );
+
+    let sock_a = Socket::bind("127.0.0.2:0".parse().expect("addr"))
+        .await
+        .expect("bind 127.0.0.2");
+    let sock_b = Socket::bind("127.0.0.3:0".parse().expect("addr"))
+        .await
+        .expect("bind 127.0.0.3");
+    let (a_side, a_relay) = Messages::channel();
+    let (b_side, b_relay) = Messages::channel();
+    relay
+        .accept_from(a_relay, Some([1; 32]), sock_a.local_addr())
+        .expect("session a");
+    relay
+        .accept_from(b_relay, Some([2; 32]), sock_b.local_addr())
+        .expect("session b");
+    let a = RelayClient::start(a_side, Some([1; 32]));
+    let b = RelayClient::start(b_side, Some([2; 32]));
+    let mut sa = sock_a
+        .create_stream(1000, StreamConfig::default())
+        .expect("stream");
+    let mut sb = sock_b
+        .create_stream(2000, StreamConfig::default())
+        .expect("stream");
+    let token = [7u8; 32];
+    let (ra, rb) = tokio::time::timeout(GUARD, async {
+        tokio::join!(
+            a.pair(true, token, 1000, GUARD),
+            b.pair(false, token, 2000, GUARD)
+        )
+    })
+    .await
+    .expect("hang guard");
+    let at = relay_socket.local_addr();
+    sa.connect(ra.expect("a paired"), at).expect("connect a");
+    sb.connect(rb.expect("b paired"), at).expect("connect b");
+    sb.send_message(&[0]).expect("probe b");
+    sa.write_all(b"through the relay").await.expect("write");
+    sa.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(GUARD, sb.read_to_end(&mut got))
+        .await
+        .expect("hang guard")
+        .expect("read");
+    assert_eq!(got, b"through the relay");
+    drop(held);
+}
