@@ -222,3 +222,88 @@ async fn firewall_and_missing_peers() {
     let err = guard(c.connect(&blocked, [1; 32])).await.unwrap_err();
     assert_eq!(err, ConnectError::HandshakeInvalid);
 }
+
+/// Issue 17, item 5, over real sockets: an IMMUTABLE_GET of a stored 1 950-byte value from an
+/// address that has not proven it receives gets nothing larger than its request back (JS
+/// answers 47 times the request, to whatever source the request claims); once the address
+/// answers the node's probe, the value comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_goes_only_to_an_address_that_proved_it_receives() {
+    use dht_rpc::messages::{Message, Request, Response};
+    use peerhost_hyperdht::constants::Command;
+    use std::net::SocketAddr;
+
+    let net = testnet(3).await;
+    let a = client(&net, true).await;
+    let value = vec![0x42u8; 1950];
+    let put = guard(a.immutable_put(value.clone())).await.unwrap();
+    assert!(put.stored > 0);
+
+    // A socket that asks every node and answers nothing yet, on a loopback address no node
+    // has heard from (proof is kept per host, and 127.0.0.1 proved itself while the testnet
+    // bootstrapped).
+    let victim = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 9), 0))
+        .await
+        .unwrap();
+    let mut request_len = usize::MAX;
+    for (i, n) in net.nodes.iter().enumerate() {
+        let SocketAddr::V4(to) = n.server_addr() else {
+            panic!("an IPv4 node")
+        };
+        let get = Message::Request(Request {
+            tid: 100 + i as u16,
+            to,
+            command: Command::ImmutableGet.as_u64(),
+            target: Some(put.hash),
+            ..Default::default()
+        })
+        .encode();
+        request_len = request_len.min(get.len());
+        victim.send_to(&get, to).await.unwrap();
+    }
+    let mut buf = vec![0u8; 65536];
+    let mut probes = Vec::new();
+    // Not longer than a probe waits for its answer: the node drops what it held when its
+    // probe goes unanswered.
+    let until = tokio::time::Instant::now() + Duration::from_millis(250);
+    while let Ok(got) = tokio::time::timeout_at(until, victim.recv_from(&mut buf)).await {
+        let (n, from) = got.unwrap();
+        assert!(
+            n <= request_len,
+            "{n} bytes from {from} to an address that never answered, for a {request_len}-byte request"
+        );
+        if let (Ok(Message::Request(r)), SocketAddr::V4(from)) = (Message::decode(&buf[..n]), from)
+        {
+            probes.push((r.tid, from));
+        }
+    }
+    assert!(!probes.is_empty(), "no node probed the address");
+
+    // Answer the probes: the held answers come, with the value.
+    for (tid, from) in probes {
+        let pong = Message::Response(Response {
+            tid,
+            to: from,
+            id: None,
+            token: None,
+            closer_nodes: None,
+            error: 0,
+            value: None,
+        })
+        .encode();
+        victim.send_to(&pong, from).await.unwrap();
+    }
+    let value_came = guard(async {
+        loop {
+            let (n, _) = victim.recv_from(&mut buf).await.unwrap();
+            let m = Message::decode(&buf[..n]);
+            if let Ok(Message::Response(r)) = m {
+                if r.value.as_deref() == Some(&value[..]) {
+                    return true;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(value_came);
+}
