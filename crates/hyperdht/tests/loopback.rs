@@ -307,3 +307,67 @@ async fn a_large_answer_goes_only_to_an_address_that_proved_it_receives() {
     .await;
     assert!(value_came);
 }
+
+/// Issue 17, item 5, over real sockets: a node relays handshakes only along routes it knows.
+/// A PEER_HANDSHAKE that names a `relayAddress` (FROM_CLIENT) or a `peerAddress` for a
+/// handshake the node never relayed (FROM_SERVER) makes it send nothing to that address;
+/// the asker still gets its answer (closer nodes, or an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_go_only_along_known_routes() {
+    use dht_rpc::messages::{Message, Request};
+    use peerhost_hyperdht::constants::{Command, Mode};
+    use peerhost_hyperdht::messages::{self, Handshake};
+    use std::net::SocketAddr;
+
+    let net = testnet(3).await;
+    let SocketAddr::V4(node) = net.nodes[1].server_addr() else {
+        panic!("an IPv4 node")
+    };
+    let asker = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 8), 0))
+        .await
+        .unwrap();
+    let victim = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 9), 0))
+        .await
+        .unwrap();
+    let SocketAddr::V4(victim_addr) = victim.local_addr().unwrap() else {
+        panic!("an IPv4 socket")
+    };
+    let target = crypto::hash(b"a server nobody announced");
+    let handshake = |mode, peer_address, relay_address| {
+        messages::encode(&Handshake {
+            mode,
+            noise: vec![0xaa; 1200],
+            peer_address,
+            relay_address,
+        })
+    };
+    let asks = [
+        handshake(Mode::FROM_CLIENT, None, Some(victim_addr)),
+        handshake(Mode::FROM_SERVER, Some(victim_addr), None),
+    ];
+    for (i, value) in asks.into_iter().enumerate() {
+        let req = Message::Request(Request {
+            tid: 200 + i as u16,
+            to: node,
+            command: Command::PeerHandshake.as_u64(),
+            target: Some(target),
+            value: Some(value),
+            ..Default::default()
+        })
+        .encode();
+        asker.send_to(&req, node).await.unwrap();
+    }
+    // The named address gets nothing.
+    let mut buf = vec![0u8; 65536];
+    let got = tokio::time::timeout(Duration::from_millis(500), victim.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "the node sent the named address {:?}", got);
+    // The asker heard back for the FROM_CLIENT one (help to route: closer nodes).
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), asker.recv_from(&mut buf))
+        .await
+        .expect("the asker got no answer")
+        .unwrap();
+    assert!(
+        matches!(Message::decode(&buf[..n]), Ok(Message::Response(r)) if r.tid == 200),
+        "the asker's answer"
+    );
+}
