@@ -417,3 +417,84 @@ async fn a_greedy_address_does_not_lock_out_another_pair() {
     assert_eq!(got, b"through the relay");
     drop(held);
 }
+
+/// Issue 17, item 4 (the issue's attack in small): two greedy sessions pair with each other
+/// until their caps refuse more splices; a pair from other loopback addresses is still spliced
+/// and carries bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_sessions_cannot_take_every_splice() {
+    let relay_socket = Socket::bind(lo()).await.expect("bind");
+    let mut config = Config::default();
+    config.max_active_per_session = 3;
+    let relay = RelayServer::new(relay_socket.clone(), config);
+    let greedy = Socket::bind(lo()).await.expect("bind");
+    let (g1_side, g1_relay) = Messages::channel();
+    let (g2_side, g2_relay) = Messages::channel();
+    relay
+        .accept_from(g1_relay, Some([11; 32]), greedy.local_addr())
+        .expect("session g1");
+    relay
+        .accept_from(g2_relay, Some([12; 32]), greedy.local_addr())
+        .expect("session g2");
+    let g1 = RelayClient::start(g1_side, Some([11; 32]));
+    let g2 = RelayClient::start(g2_side, Some([12; 32]));
+    let mut splices = 0;
+    for i in 0..6u8 {
+        let token = [100 + i; 32];
+        let id = 10 + 2 * u32::from(i);
+        let (r1, r2) = tokio::join!(
+            g1.pair(true, token, id, Duration::from_millis(300)),
+            g2.pair(false, token, id + 1, Duration::from_millis(300))
+        );
+        if r1.is_ok() && r2.is_ok() {
+            splices += 1;
+        }
+    }
+    assert_eq!(splices, 3, "the greedy sessions got {splices} splices");
+    assert_eq!(relay.stats().active, 3);
+
+    let sock_a = Socket::bind("127.0.0.2:0".parse().expect("addr"))
+        .await
+        .expect("bind 127.0.0.2");
+    let sock_b = Socket::bind("127.0.0.3:0".parse().expect("addr"))
+        .await
+        .expect("bind 127.0.0.3");
+    let (a_side, a_relay) = Messages::channel();
+    let (b_side, b_relay) = Messages::channel();
+    relay
+        .accept_from(a_relay, Some([1; 32]), sock_a.local_addr())
+        .expect("session a");
+    relay
+        .accept_from(b_relay, Some([2; 32]), sock_b.local_addr())
+        .expect("session b");
+    let a = RelayClient::start(a_side, Some([1; 32]));
+    let b = RelayClient::start(b_side, Some([2; 32]));
+    let mut sa = sock_a
+        .create_stream(1000, StreamConfig::default())
+        .expect("stream");
+    let mut sb = sock_b
+        .create_stream(2000, StreamConfig::default())
+        .expect("stream");
+    let token = [7u8; 32];
+    let (ra, rb) = tokio::time::timeout(GUARD, async {
+        tokio::join!(
+            a.pair(true, token, 1000, GUARD),
+            b.pair(false, token, 2000, GUARD)
+        )
+    })
+    .await
+    .expect("hang guard");
+    let at = relay_socket.local_addr();
+    sa.connect(ra.expect("a paired"), at).expect("connect a");
+    sb.connect(rb.expect("b paired"), at).expect("connect b");
+    sb.send_message(&[0]).expect("probe b");
+    sa.write_all(b"still served").await.expect("write");
+    sa.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(GUARD, sb.read_to_end(&mut got))
+        .await
+        .expect("hang guard")
+        .expect("read");
+    assert_eq!(got, b"still served");
+    assert_eq!(relay.stats().active, 4);
+}
