@@ -462,6 +462,21 @@ impl Relay {
         Some((id, rx))
     }
 
+    /// `client`'s budget (full for a client not seen yet), refilled for the time since it was
+    /// last used.
+    fn refilled<'s>(&self, s: &'s mut State, client: ClientId, now: u64) -> &'s mut Bucket {
+        let b = s.clients.entry(client).or_insert(Bucket {
+            tokens: f64::from(self.limits.client_burst),
+            at_ms: now,
+            pending: 0,
+        });
+        let elapsed = now.saturating_sub(b.at_ms) as f64 / 1000.0;
+        b.tokens = (b.tokens + elapsed * f64::from(self.limits.client_rate))
+            .min(f64::from(self.limits.client_burst));
+        b.at_ms = now;
+        b
+    }
+
     /// Take one offer from `client` (its budget).
     fn admit_client(&self, s: &mut State, client: ClientId, now: u64) -> Result<(), OfferError> {
         if !s.clients.contains_key(&client) && s.clients.len() >= self.limits.max_clients {
@@ -476,15 +491,7 @@ impl Relay {
                 return Err(OfferError::TooMany);
             }
         }
-        let b = s.clients.entry(client).or_insert(Bucket {
-            tokens: f64::from(self.limits.client_burst),
-            at_ms: now,
-            pending: 0,
-        });
-        let elapsed = now.saturating_sub(b.at_ms) as f64 / 1000.0;
-        b.tokens = (b.tokens + elapsed * f64::from(self.limits.client_rate))
-            .min(f64::from(self.limits.client_burst));
-        b.at_ms = now;
+        let b = self.refilled(s, client, now);
         if b.tokens < 1.0 || b.pending >= self.limits.per_client {
             return Err(OfferError::TooMany);
         }
@@ -595,15 +602,7 @@ impl Relay {
         if !s.clients.contains_key(&client) && s.clients.len() >= self.limits.max_clients {
             return Err(OfferError::TooMany);
         }
-        let b = s.clients.entry(client).or_insert(Bucket {
-            tokens: f64::from(self.limits.client_burst),
-            at_ms: now,
-            pending: 0,
-        });
-        let elapsed = now.saturating_sub(b.at_ms) as f64 / 1000.0;
-        b.tokens = (b.tokens + elapsed * f64::from(self.limits.client_rate))
-            .min(f64::from(self.limits.client_burst));
-        b.at_ms = now;
+        let b = self.refilled(s, client, now);
         if b.tokens < CANDIDATE_COST {
             return Err(OfferError::TooMany);
         }

@@ -372,48 +372,7 @@ async fn a_greedy_address_does_not_lock_out_another_pair() {
         "a fifth session from one address was accepted"
     );
 
-    let sock_a = Socket::bind("127.0.0.2:0".parse().expect("addr"))
-        .await
-        .expect("bind 127.0.0.2");
-    let sock_b = Socket::bind("127.0.0.3:0".parse().expect("addr"))
-        .await
-        .expect("bind 127.0.0.3");
-    let (a_side, a_relay) = Messages::channel();
-    let (b_side, b_relay) = Messages::channel();
-    relay
-        .accept_from(a_relay, Some([1; 32]), sock_a.local_addr())
-        .expect("session a");
-    relay
-        .accept_from(b_relay, Some([2; 32]), sock_b.local_addr())
-        .expect("session b");
-    let a = RelayClient::start(a_side, Some([1; 32]));
-    let b = RelayClient::start(b_side, Some([2; 32]));
-    let mut sa = sock_a
-        .create_stream(1000, StreamConfig::default())
-        .expect("stream");
-    let mut sb = sock_b
-        .create_stream(2000, StreamConfig::default())
-        .expect("stream");
-    let token = [7u8; 32];
-    let (ra, rb) = tokio::time::timeout(GUARD, async {
-        tokio::join!(
-            a.pair(true, token, 1000, GUARD),
-            b.pair(false, token, 2000, GUARD)
-        )
-    })
-    .await
-    .expect("hang guard");
-    let at = relay_socket.local_addr();
-    sa.connect(ra.expect("a paired"), at).expect("connect a");
-    sb.connect(rb.expect("b paired"), at).expect("connect b");
-    sb.send_message(&[0]).expect("probe b");
-    sa.write_all(b"through the relay").await.expect("write");
-    sa.shutdown().await.expect("shutdown");
-    let mut got = Vec::new();
-    tokio::time::timeout(GUARD, sb.read_to_end(&mut got))
-        .await
-        .expect("hang guard")
-        .expect("read");
+    let (got, _) = carry_between_other_addresses(&relay, &relay_socket, b"through the relay").await;
     assert_eq!(got, b"through the relay");
     drop(held);
 }
@@ -454,6 +413,19 @@ async fn greedy_sessions_cannot_take_every_splice() {
     assert_eq!(splices, 3, "the greedy sessions got {splices} splices");
     assert_eq!(relay.stats().active, 3);
 
+    let (got, active) = carry_between_other_addresses(&relay, &relay_socket, b"still served").await;
+    assert_eq!(got, b"still served");
+    assert_eq!(active, 4);
+}
+
+/// A legitimate pair from 127.0.0.2 and 127.0.0.3 (other hosts than every other session of
+/// these tests) pairs through `relay` and sends `bytes` one way; returns what arrived and the
+/// relay's active splices while the pair still held its own.
+async fn carry_between_other_addresses(
+    relay: &RelayServer,
+    relay_socket: &Socket,
+    bytes: &[u8],
+) -> (Vec<u8>, usize) {
     let sock_a = Socket::bind("127.0.0.2:0".parse().expect("addr"))
         .await
         .expect("bind 127.0.0.2");
@@ -489,13 +461,12 @@ async fn greedy_sessions_cannot_take_every_splice() {
     sa.connect(ra.expect("a paired"), at).expect("connect a");
     sb.connect(rb.expect("b paired"), at).expect("connect b");
     sb.send_message(&[0]).expect("probe b");
-    sa.write_all(b"still served").await.expect("write");
+    sa.write_all(bytes).await.expect("write");
     sa.shutdown().await.expect("shutdown");
     let mut got = Vec::new();
     tokio::time::timeout(GUARD, sb.read_to_end(&mut got))
         .await
         .expect("hang guard")
         .expect("read");
-    assert_eq!(got, b"still served");
-    assert_eq!(relay.stats().active, 4);
+    (got, relay.stats().active)
 }
